@@ -1,0 +1,285 @@
+"""asyncio adapter for the mesh router core: TCP listener and dialer, the sleeve UDP socket, one timer.
+
+It makes no protocol decisions. After every input it drains the core's actions (dial, write, close, datagram)
+and re-arms exactly one ``call_at`` from the core's ``get_timer()`` (the aioquic ``transmit()`` pattern).
+Time given to the core is ``loop.time()``; ``wall_offset`` converts it to Unix time for status output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from weavenet.core.connection_maker import PeerAddr, join_host_port, parse_peer_spec
+from weavenet.core.router import Close, Dial, MeshRouter, SendDatagram, Write
+
+log = logging.getLogger("weavenet.mesh")
+
+ACCEPT_MAX_TOKENS = 20  # accept throttle, as mesh's token bucket: 20 at once, then one per 50 ms
+ACCEPT_TOKEN_DELAY = 0.05
+WRITE_HIGH_WATER = 256 * 1024
+WRITE_LOW_WATER = 64 * 1024
+IP_MTU_DISCOVER = 10
+IP_PMTUDISC_DONT = 0
+
+
+class TokenBucket:
+    """Pure token bucket: ``take(now)`` returns how long to wait before the token is available."""
+
+    def __init__(self, capacity: int, refill: float, now: float) -> None:
+        self.capacity = capacity
+        self.refill = refill
+        self.earliest = now - capacity * refill  # time at which the bucket was empty
+
+    def take(self, now: float) -> float:
+        self.earliest = max(self.earliest, now - self.capacity * self.refill) + self.refill
+        return max(0.0, self.earliest - now)
+
+
+class _MeshTCP(asyncio.Protocol):
+    def __init__(self, driver: MeshDriver, conn_id: int | None) -> None:
+        self.driver = driver
+        self.conn_id = conn_id
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Go sets SO_LINGER 0: a closed connection is reset at once rather than lingering.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.driver.tcp_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn_id is not None:
+            self.driver.run(lambda now: self.driver.router.data_received(self.conn_id, data, now))  # type: ignore[arg-type]
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.driver.tcp_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        if self.conn_id is not None:
+            self.driver.run(lambda now: self.driver.router.set_writable(self.conn_id, False, now))  # type: ignore[arg-type]
+
+    def resume_writing(self) -> None:
+        if self.conn_id is not None:
+            self.driver.run(lambda now: self.driver.router.set_writable(self.conn_id, True, now))  # type: ignore[arg-type]
+
+
+class _SleeveUDP(asyncio.DatagramProtocol):
+    def __init__(self, driver: MeshDriver) -> None:
+        self.driver = driver
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        host, port = addr[0], addr[1]
+        self.driver.run(lambda now: self.driver.router.datagram_received(data, (str(host), port), now))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("sleeve UDP error: %s", exc)
+
+
+@dataclass
+class ListenAddr:
+    host: str
+    port: int
+
+
+class MeshDriver:
+    """Runs a :class:`MeshRouter` on the real network."""
+
+    def __init__(self, router: MeshRouter, host: str, port: int) -> None:
+        self.router = router
+        self.host = host
+        self.port = port
+        self.loop = asyncio.get_running_loop()
+        self._conns: dict[int, _MeshTCP] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._listener: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._bucket = TokenBucket(ACCEPT_MAX_TOKENS, ACCEPT_TOKEN_DELAY, self.loop.time())
+        self.wall_offset = time.time() - self.loop.time()
+        self.closed = False
+        self.after_input: list[Callable[[], None]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        bind = self.host or "0.0.0.0"
+        lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind((bind, self.port))
+        lsock.listen(128)
+        lsock.setblocking(False)
+        self._listener = lsock
+        udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp_sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+        udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        udp_sock.bind((bind, self.port))
+        transport, _ = await self.loop.create_datagram_endpoint(lambda: _SleeveUDP(self), sock=udp_sock)
+        self._udp = transport
+        self._spawn(self._accept_loop())
+        self.run(lambda now: None)
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._timer:
+            self._timer.cancel()
+        if self._listener is not None:
+            self._listener.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for proto in list(self._conns.values()):
+            if proto.transport is not None:
+                proto.transport.abort()
+        if self._udp is not None:
+            self._udp.close()
+
+    def _spawn(self, coro: object) -> None:
+        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self.closed:
+            try:
+                sock, _ = await self.loop.sock_accept(self._listener)
+            except OSError as e:
+                log.info("accept: %s", e)
+                await asyncio.sleep(0.1)
+                continue
+            proto = _MeshTCP(self, None)
+            try:
+                await self.loop.connect_accepted_socket(lambda p=proto: p, sock)
+            except OSError as e:
+                log.info("accept: %s", e)
+                continue
+            wait = self._bucket.take(self.loop.time())
+            if wait:
+                await asyncio.sleep(wait)
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+
+    def run(self, fn: Callable[[float], object]) -> None:
+        """Feed one input to the core, then carry out everything it asked for."""
+        if self.closed:
+            return
+        fn(self.loop.time())
+        self._transmit()
+
+    def tcp_made(self, proto: _MeshTCP) -> None:
+        assert proto.transport is not None
+        if proto.conn_id is None:  # inbound
+            peer = proto.transport.get_extra_info("peername")
+            local = proto.transport.get_extra_info("sockname")
+            remote_addr = join_host_port(peer[0], peer[1])
+            local_addr = join_host_port(local[0], local[1])
+            log.info("->[%s] connection accepted", remote_addr)
+            conn_id = self.router.accepted(remote_addr, local_addr, self.loop.time())
+            proto.conn_id = conn_id
+            self._conns[conn_id] = proto
+            self._transmit()
+
+    def tcp_lost(self, proto: _MeshTCP, exc: Exception | None) -> None:
+        if proto.conn_id is not None and self._conns.get(proto.conn_id) is proto:
+            del self._conns[proto.conn_id]
+            conn_id = proto.conn_id
+            self.run(lambda now: self.router.connection_lost(conn_id, str(exc) if exc else None, now))
+
+    async def _dial(self, conn_id: int, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        host = host.strip("[]")
+        proto = _MeshTCP(self, conn_id)
+        self._conns[conn_id] = proto
+        try:
+            await self.loop.create_connection(
+                lambda: proto, host, int(port), local_addr=(self.host, 0) if self.host else None
+            )
+        except OSError as e:
+            self._conns.pop(conn_id, None)
+            err = f"dial tcp4 {address}: {e.strerror or e}"
+            self.run(lambda now: self.router.dial_failed(conn_id, err, now))
+            return
+        assert proto.transport is not None
+        local = proto.transport.get_extra_info("sockname")
+        self.run(lambda now: self.router.dial_succeeded(conn_id, join_host_port(local[0], local[1]), now))
+
+    # -- outputs ------------------------------------------------------------------------------------------------
+
+    def _transmit(self) -> None:
+        for action in self.router.actions():
+            if isinstance(action, Write):
+                proto = self._conns.get(action.conn_id)
+                if proto is not None and proto.transport is not None and not proto.transport.is_closing():
+                    proto.transport.write(action.data)
+            elif isinstance(action, SendDatagram):
+                if self._udp is not None:
+                    self._udp.sendto(action.data, action.addr)
+            elif isinstance(action, Close):
+                proto = self._conns.pop(action.conn_id, None)
+                if proto is not None and proto.transport is not None:
+                    proto.transport.abort()
+            elif isinstance(action, Dial):
+                self._spawn(self._dial(action.conn_id, action.address))
+        for cb in self.after_input:
+            cb()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.router.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.run(self.router.handle_timer)
+
+    # -- commands -----------------------------------------------------------------------------------------------
+
+    async def resolve(self, specs: list[str]) -> tuple[list[PeerAddr], list[str]]:
+        """Resolve ``host[:port]`` peer specs; returns (resolved, error messages)."""
+        addrs: list[PeerAddr] = []
+        errors: list[str] = []
+        for spec in specs:
+            try:
+                host, port = parse_peer_spec(spec)
+            except ValueError as e:
+                errors.append(str(e))
+                continue
+            try:
+                infos = await self.loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+            except OSError as e:
+                errors.append(f"lookup {host}: {e.strerror or e}")
+                continue
+            addrs.append(PeerAddr(spec, str(infos[0][4][0]), port))
+        return addrs, errors
+
+    async def connect(self, specs: list[str], replace: bool) -> list[str]:
+        addrs, errors = await self.resolve(specs)
+        self.run(lambda now: self.router.connect(addrs, replace, now))
+        return errors
+
+    def forget(self, specs: list[str]) -> None:
+        self.run(lambda now: self.router.forget(specs, now))

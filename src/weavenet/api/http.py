@@ -1,0 +1,122 @@
+"""The router's HTTP API on 127.0.0.1:6784 (``--http-addr``), and the read-only status listener.
+
+Routes only translate HTTP to calls on :class:`weavenet.daemon.weaver.Daemon` and back; they decide nothing.
+Status answers 503 with a body until the router is ready, as Weave's does, so ``weave launch`` can wait on it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from weavenet.daemon import metrics, status_text
+from weavenet.daemon.gotemplate import TemplateExecError, TemplateParseError
+from weavenet.daemon.report import format_report, report_json
+
+if TYPE_CHECKING:
+    from weavenet.daemon.weaver import Daemon
+
+TEXT = "text/plain"
+MAX_BODY = 1024 * 1024
+
+
+def _text(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type=TEXT)
+
+
+def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    routes = web.RouteTableDef()
+
+    @routes.get("/status")
+    async def status(request: web.Request) -> web.Response:
+        report = daemon.report()
+        return _text(status_text.render_status(report), 200 if report["Ready"] else 503)
+
+    @routes.get("/status/{sub}")
+    async def status_sub(request: web.Request) -> web.Response:
+        render = status_text.STATUS_PAGES.get(request.match_info["sub"])
+        if render is None:
+            raise web.HTTPNotFound(text="404 page not found\n")
+        try:
+            return _text(render(daemon.report()))
+        except status_text.StatusUnavailable as e:
+            return _text(e.body, 500)
+
+    @routes.get("/report")
+    async def report(request: web.Request) -> web.Response:
+        data = daemon.report()
+        fmt = request.query.get("format")
+        if fmt is None:
+            return web.Response(text=report_json(data), content_type="application/json")
+        try:
+            return _text(format_report(data, fmt))
+        except TemplateParseError as e:
+            return _text(f"{e}\n", 400)
+        except TemplateExecError as e:
+            return _text(f"{e.partial_output}{e}\n", 500)
+
+    @routes.get("/metrics")
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return _metrics_response(daemon)
+
+    if not read_only:
+
+        @routes.post("/connect")
+        async def connect(request: web.Request) -> web.Response:
+            form = await request.post()
+            peers = [str(p) for p in form.getall("peer", [])]
+            replace = str(form.get("replace", "")).lower() in ("true", "1", "t")
+            errors = await daemon.connect(peers, replace)
+            if errors:
+                return _text("\n".join(errors) + "\n", 400)
+            return _text("")
+
+        @routes.post("/forget")
+        async def forget(request: web.Request) -> web.Response:
+            form = await request.post()
+            daemon.forget([str(p) for p in form.getall("peer", [])])
+            return _text("")
+
+        @routes.delete("/peer")
+        async def delete_peer(request: web.Request) -> web.Response:
+            daemon.remove_from_cluster()
+            return web.Response(status=204)
+
+    app.add_routes(routes)
+    return app
+
+
+async def _serve(app: web.Application, addr: str) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site: Any
+    if addr.startswith("/"):
+        site = web.UnixSite(runner, addr)
+    else:
+        host, _, port = addr.rpartition(":")
+        site = web.TCPSite(runner, host or "0.0.0.0", int(port), reuse_address=True)
+    await site.start()
+    return runner
+
+
+async def start_api(daemon: Daemon) -> list[web.AppRunner]:
+    """Start the API and, if configured, the read-only status and metrics listeners."""
+    runners = [await _serve(build_app(daemon), daemon.config.http_addr)]
+    if daemon.config.status_addr:
+        runners.append(await _serve(build_app(daemon, read_only=True), daemon.config.status_addr))
+    if daemon.config.metrics_addr:
+        app = web.Application()
+
+        async def only_metrics(request: web.Request) -> web.Response:
+            return _metrics_response(daemon)
+
+        app.router.add_get("/metrics", only_metrics)
+        runners.append(await _serve(app, daemon.config.metrics_addr))
+    return runners
+
+
+def _metrics_response(daemon: Daemon) -> web.Response:
+    return web.Response(body=metrics.render(daemon.report), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,5 @@
+"""``python -m weavenet.cli``: the ``weave`` command."""
+
+from weavenet.cli.main import main
+
+main()

@@ -1,0 +1,301 @@
+"""The ``weave`` command.
+
+Same commands, options, outputs and exit codes as Weave Net's script, so existing scripts keep working. This is
+the only module that chooses exit codes: mistakes print one line saying what is wrong and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from weavenet.cli import daemonctl
+from weavenet.cli.client import call
+from weavenet.daemon.config import (
+    DEFAULT_CONN_LIMIT,
+    LOG_LEVELS,
+    DaemonConfig,
+    http_addr_default,
+    parse_trusted_subnets,
+    run_dir_default,
+    state_dir_default,
+    validate,
+)
+from weavenet.errors import ConfigError
+
+USAGE = """Usage:
+
+weave --help | help
+      setup
+      version
+
+weave launch        [--password <pass>] [--trusted-subnets <cidr>,...]
+                    [--host <ip_address>]
+                    [--name <mac>] [--nickname <nickname>]
+                    [--no-restart] [--resume] [--no-discovery] [--no-dns]
+                    [--dns-listen-address <address>:<port>]
+                    [--ipalloc-init <mode>]
+                    [--ipalloc-range <cidr> [--ipalloc-default-subnet <cidr>]]
+                    [--plugin=false] [--proxy=false]
+                    [-H <endpoint>] [--without-dns] [--no-multicast-route]
+                    [--no-rewrite-hosts] [--no-default-ipalloc]
+                    [--hostname-from-label <labelkey>]
+                    [--hostname-match <regexp>]
+                    [--hostname-replacement <replacement>]
+                    [--rewrite-inspect]
+                    [--log-level=debug|info|warning|error]
+                    [--token <weave-cloud-service-token>]
+                    <peer> ...
+
+weave prime
+
+weave env           [--restore]
+      config
+      dns-args
+
+weave connect       [--replace] [<peer> ...]
+      forget        <peer> ...
+
+weave attach        [--without-dns] [--rewrite-hosts] [--no-multicast-route]
+                      [<addr> ...] <container_id>
+      detach        [<addr> ...] <container_id>
+
+weave expose        [<addr> ...] [-h <fqdn>] [--without-masquerade]
+      hide          [<addr> ...]
+
+weave dns-add       [<ip_address> ...] <container_id> [-h <fqdn>] |
+                    <ip_address> ... -h <fqdn>
+      dns-remove    [<ip_address> ...] <container_id> [-h <fqdn>] |
+                    <ip_address> ... -h <fqdn>
+      dns-lookup    <unqualified_name>
+
+weave status        [targets | connections | peers | dns | ipam]
+      report        [-f <format>]
+      ps            [<container_id> ...]
+
+weave stop
+
+weave reset         [--force]
+      rmpeer        <peer_id> ...
+
+where <peer>     = <ip_address_or_fqdn>[:<port>]
+      <cidr>     = <ip_address>/<routing_prefix_length>
+      <addr>     = [ip:]<cidr> | net:<cidr> | net:default
+      <endpoint> = [tcp://][<ip_address>]:<port> | [unix://]/path/to/socket
+      <peer_id>  = <nickname> | <weave internal peer ID>
+      <mode>     = consensus[=<count>] | seed=<mac>,... | observer
+
+weavenet launch options: [--port <port>] [--conn-limit <n>] [--min-protocol-version <1|2>]
+                    [--http-addr <ip>:<port>] [--status-addr <ip>:<port>] [--metrics-addr <ip>:<port>]
+                    [--state-dir <dir>] [--run-dir <dir>] [--host-root <dir>]
+environment: WEAVE_PASSWORD WEAVE_PORT WEAVE_HTTP_ADDR WEAVE_STATUS_ADDR WEAVE_STATE_DIR WEAVE_RUN_DIR
+"""
+
+CONTEXT = {"help_option_names": [], "max_content_width": 110}
+
+
+class UsageExit(Exception):
+    """Print the usage text and exit 1 (Weave's ``usage``)."""
+
+
+def _run_dir() -> str:
+    return run_dir_default()
+
+
+@click.group(context_settings=CONTEXT, invoke_without_command=True, add_help_option=False)
+@click.option("--local", is_flag=True, hidden=True, help="accepted for compatibility; weavenet always runs locally")
+@click.option("--help", "show_help", is_flag=True, hidden=True)
+@click.pass_context
+def weave(ctx: click.Context, local: bool, show_help: bool) -> None:
+    if show_help:
+        click.echo(USAGE, nl=False)
+        ctx.exit(0)
+    if ctx.invoked_subcommand is None:
+        raise UsageExit()
+
+
+@weave.command("help", context_settings=CONTEXT)
+def help_cmd() -> None:
+    click.echo(USAGE, nl=False)
+
+
+@weave.command(context_settings=CONTEXT)
+def version() -> None:
+    from weavenet.daemon.snapshot import VERSION
+
+    click.echo(f"weave script {VERSION}")
+    click.echo(f"weave {VERSION}")
+
+
+@weave.command(context_settings=CONTEXT)
+@click.option("--password")
+@click.option("--trusted-subnets", default="")
+@click.option("--host", default="")
+@click.option("--name")
+@click.option("--nickname")
+@click.option("--port", type=int, default=lambda: int(os.environ.get("WEAVE_PORT") or 6783))
+@click.option("--no-discovery", is_flag=True)
+@click.option("--conn-limit", type=int, default=DEFAULT_CONN_LIMIT)
+@click.option("--min-protocol-version", type=int, default=1)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info")
+@click.option("--no-restart", is_flag=True, help="accepted for compatibility (the router is not supervised)")
+@click.option("--resume", is_flag=True)
+@click.option("--http-addr", default=http_addr_default)
+@click.option("--status-addr", default=lambda: os.environ.get("WEAVE_STATUS_ADDR", ""))
+@click.option("--metrics-addr", default="")
+@click.option("--state-dir", default=state_dir_default)
+@click.option("--run-dir", default=run_dir_default)
+@click.option("--host-root", default="/")
+@click.argument("peers", nargs=-1)
+def launch(**opts: Any) -> None:
+    """Start the router for this host in the background."""
+    run_dir = opts["run_dir"]
+    if daemonctl.running_pid(run_dir) is not None:
+        _fail("weave is already running; you can stop it with 'weave stop'.", 3)
+    password = opts["password"] if opts["password"] is not None else os.environ.get("WEAVE_PASSWORD", "")
+    try:
+        cfg = validate(
+            DaemonConfig(
+                peers=list(opts["peers"]),
+                name=opts["name"],
+                port=opts["port"],
+                trusted_subnets=parse_trusted_subnets(opts["trusted_subnets"]),
+                conn_limit=opts["conn_limit"],
+                min_protocol_version=opts["min_protocol_version"],
+                log_level=opts["log_level"],
+                http_addr=opts["http_addr"],
+                status_addr=opts["status_addr"],
+                metrics_addr=opts["metrics_addr"],
+                resume=opts["resume"],
+            )
+        )
+    except ConfigError as e:
+        _fail(str(e))
+    args = [
+        f"--port={cfg.port}",
+        f"--conn-limit={cfg.conn_limit}",
+        f"--min-protocol-version={cfg.min_protocol_version}",
+        f"--log-level={cfg.log_level}",
+        f"--http-addr={cfg.http_addr}",
+        f"--state-dir={opts['state_dir']}",
+        f"--run-dir={run_dir}",
+        f"--host-root={opts['host_root']}",
+        f"--log-file={os.path.join(run_dir, 'weaver.log')}",
+    ]
+    for key in ("name", "nickname", "host", "trusted_subnets", "status_addr", "metrics_addr"):
+        if opts[key]:
+            args.append(f"--{key.replace('_', '-')}={opts[key]}")
+    if opts["no_discovery"]:
+        args.append("--no-discovery")
+    if opts["resume"]:
+        args.append("--resume")
+    args += ["--", *cfg.peers]
+    env = dict(os.environ)
+    env.pop("WEAVE_PASSWORD", None)
+    if password:
+        env["WEAVE_PASSWORD"] = password  # never on the command line, where ps would show it
+    ok, error = daemonctl.start(args, run_dir, cfg.http_addr, env)
+    if not ok:
+        _fail(error)
+
+
+@weave.command(context_settings=CONTEXT)
+def stop() -> None:
+    if not daemonctl.stop(_run_dir()):
+        click.echo("Weave is not running (ignore on Kubernetes).", err=True)
+
+
+@weave.command(context_settings=CONTEXT)
+@click.option("--force", is_flag=True)
+def reset(force: bool) -> None:
+    from weavenet.daemon.persistence import remove_state
+
+    run_dir = _run_dir()
+    if daemonctl.running_pid(run_dir) is not None:
+        call("DELETE", "/peer")
+        daemonctl.stop(run_dir)
+    elif not force:
+        _fail("ERROR: weave is not running; unable to remove from cluster.")
+    remove_state(state_dir_default())
+
+
+@weave.command(context_settings=CONTEXT)
+@click.argument("sub", nargs=-1)
+def status(sub: Sequence[str]) -> None:
+    path = "/status" + "".join(f"/{s}" for s in sub)
+    if not sub:
+        click.echo()
+    rc = call("GET", path)
+    if rc == 4:
+        click.echo(f"Invalid 'weave status' sub-command: {' '.join(sub)}", err=True)
+        raise UsageExit()
+    if not sub:
+        click.echo()
+    sys.exit(rc)
+
+
+@weave.command(context_settings=CONTEXT)
+@click.option("-f", "--format", "fmt")
+def report(fmt: str | None) -> None:
+    from urllib.parse import quote
+
+    if fmt is None:
+        sys.exit(call("GET", "/report", headers={"Accept": "application/json"}))
+    sys.exit(call("GET", "/report?format=" + quote(fmt, safe="")))
+
+
+@weave.command(context_settings=CONTEXT)
+@click.option("--replace", is_flag=True)
+@click.argument("peers", nargs=-1)
+def connect(replace: bool, peers: Sequence[str]) -> None:
+    form = [("peer", p) for p in peers] + ([("replace", "true")] if replace else [])
+    sys.exit(call("POST", "/connect", form))
+
+
+@weave.command(context_settings=CONTEXT)
+@click.argument("peers", nargs=-1, required=True)
+def forget(peers: Sequence[str]) -> None:
+    sys.exit(call("POST", "/forget", [("peer", p) for p in peers]))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _one_line(err: click.ClickException) -> str:
+    ctx = getattr(err, "ctx", None)
+    where = ctx.command_path if ctx is not None else "weave"
+    msg = err.format_message()
+    if isinstance(err, click.NoSuchOption):
+        msg = f"unknown option {err.option_name}"
+    elif isinstance(err, click.BadParameter | click.MissingParameter) or "No such command" in msg:
+        msg = msg[0].lower() + msg[1:] if msg else msg
+    return f"{where}: {msg}".replace("\n", " ")
+
+
+def main(argv: Sequence[str] | None = None, prog: Callable[..., Any] = weave) -> None:
+    try:
+        prog.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="weave", standalone_mode=False)
+    except UsageExit:
+        click.echo(USAGE, err=True, nl=False)
+        sys.exit(1)
+    except click.exceptions.NoArgsIsHelpError:
+        click.echo(USAGE, err=True, nl=False)
+        sys.exit(1)
+    except click.ClickException as e:
+        click.echo(_one_line(e), err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

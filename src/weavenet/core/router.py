@@ -1,0 +1,928 @@
+"""The mesh router: the pure core of ``weave launch`` (port of mesh ``router.go``/``local_peer.go``).
+
+Everything that decides anything in the control plane happens here, without sockets or clocks:
+
+* inputs: TCP connections accepted/dialled/closed, bytes received on them, UDP datagrams, commands
+  (``connect``, ``forget``), timers; every input carries ``now`` (monotonic seconds);
+* outputs: :class:`Action` values drained with :meth:`MeshRouter.actions` (dial, write, close, send datagram)
+  and one deadline from :meth:`MeshRouter.get_timer`.
+
+The asyncio adapter (``weavenet.aio.mesh``) and the deterministic simulation (``tests/sim``) drive the same
+object, which is how a 100-peer mesh can be tested in one process.
+
+Theory of operation, briefly: connections run the intro (handshake); on success the remote peer is registered
+(collisions and connections to ourselves refused), duplicate connections are resolved by the lower connection
+UID, and the connection is added to our own peer entry. It becomes *established* when its overlay (the sleeve's
+UDP heartbeats) works both ways. Every change to our entry is batched for 1 s and gossiped on the ``topology``
+channel; received topology is merged (``topology.py``), routes are recomputed lazily (``routes.py``), and the
+connection maker dials what is missing (``connection_maker.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, ip_address
+
+from weavenet.core import gossip as g
+from weavenet.core.connection import (
+    HANDSHAKE_TIMEOUT,
+    READ_TIMEOUT,
+    TAG_OVERLAY_CONTROL,
+    TCP_HEARTBEAT,
+    ConnState,
+    LocalConnection,
+)
+from weavenet.core.connection_maker import ConnectionMaker, LiveConnection, PeerAddr, host_of, split_host_port
+from weavenet.core.framing import TAG_HEARTBEAT
+from weavenet.core.gotime import go_time_string
+from weavenet.core.handshake import Handshake, HandshakeCompleted, HandshakeFailed
+from weavenet.core.names import PeerName
+from weavenet.core.routes import Routes, reachable
+from weavenet.core.sleeve import SleeveForwarder, SleeveOverlay
+from weavenet.core.timers import Timers
+from weavenet.core.topology import ConnSummary, Peer, Topology, TopologyEffects
+from weavenet.errors import ConnectToSelf, HandshakeError, PeerNameCollision, RemoteProtocolError
+
+log = logging.getLogger("weavenet.mesh")
+
+TOPOLOGY_CHANNEL = "topology"
+TOPOLOGY_UPDATE_DELAY = 1.0  # batch local topology changes (mesh deferTopologyUpdateDuration)
+GC_DELAY = 1.0
+PROTOCOL = "weave"
+PROTOCOL_MIN_VERSION = 1
+PROTOCOL_MAX_VERSION = 2
+INBOUND_FAILURES_KEPT = 16
+INBOUND_FAILURE_TTL = 300.0
+PASSWORD_HINT = " (do both peers use the same --password?)"
+
+
+# -- actions (outputs) -------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Dial:
+    conn_id: int
+    address: str  # "ip:port"
+
+
+@dataclass(slots=True)
+class Write:
+    conn_id: int
+    data: bytearray
+
+
+@dataclass(slots=True)
+class Close:
+    conn_id: int
+    reason: str
+
+
+@dataclass(slots=True)
+class SendDatagram:
+    addr: tuple[str, int]
+    data: bytes
+
+
+Action = Dial | Write | Close | SendDatagram
+
+
+@dataclass
+class MeshConfig:
+    name: PeerName
+    nickname: str
+    port: int = 6783
+    password: bytes | None = None
+    conn_limit: int = 200  # 0: unlimited
+    discovery: bool = True
+    trusted_subnets: list[IPv4Network] = field(default_factory=list)
+    min_protocol_version: int = PROTOCOL_MIN_VERSION
+    gossip_interval: float = g.GOSSIP_INTERVAL
+    overlays: tuple[str, ...] = ("sleeve",)
+    gossip_min_gap: float = 0.05  # coalescing window for gossip on one connection
+
+
+@dataclass(slots=True)
+class InboundFailure:
+    address: str
+    error: str
+    at: float
+    wall: float
+
+
+class _TopologyGossipData:
+    """Topology gossip is a set of peer names, encoded with their *current* entries when sent."""
+
+    __slots__ = ("names", "topology")
+
+    def __init__(self, topology: Topology, names: set[PeerName]) -> None:
+        self.topology = topology
+        self.names = names
+
+    def encode(self) -> list[bytes]:
+        return [self.topology.encode_peers(self.names)]
+
+    def merge(self, other: g.GossipData) -> g.GossipData:
+        assert isinstance(other, _TopologyGossipData)
+        return _TopologyGossipData(self.topology, self.names | other.names)
+
+
+class _Channel:
+    """A gossip channel: its gossiper plus the sink handed to it (port of mesh ``gossipChannel``)."""
+
+    def __init__(self, router: MeshRouter, name: str, gossiper: g.Gossiper) -> None:
+        self.router = router
+        self.name = name
+        self.gossiper = gossiper
+
+    # GossipSink
+    def gossip_unicast(self, dst: PeerName, msg: bytes) -> None:
+        r = self.router
+        r.relay_unicast(dst, g.encode_envelope(g.TAG_GOSSIP_UNICAST, self.name, r.name, msg, dst))
+
+    def gossip_broadcast(self, data: g.GossipData) -> None:
+        self.router.relay_broadcast(self.name, self.router.name, data)
+
+    def gossip_neighbour_subset(self, data: g.GossipData) -> None:
+        self.router.relay(self.name, self.router.name, data)
+
+
+class MeshRouter:
+    """The control plane of one peer. See the module docstring."""
+
+    def __init__(
+        self,
+        config: MeshConfig,
+        rng: random.Random,
+        now: float,
+        uid: int | None = None,
+        short_id: int | None = None,
+        secret_bytes: Callable[[int], bytes] | None = None,
+        wall_offset: float = 0.0,
+    ) -> None:
+        self.config = config
+        self.rng = rng
+        self.name = config.name
+        self._secret_bytes = secret_bytes
+        self.wall_offset = wall_offset  # wall clock = now + wall_offset (for status timestamps only)
+        ourself = Peer(
+            name=config.name,
+            nickname=config.nickname,
+            uid=uid if uid is not None else _nonzero_u64(rng),
+            version=0,
+            short_id=short_id if short_id is not None else rng.randrange(4096),
+            has_short_id=True,
+        )
+        self.topology = Topology(ourself, rng)
+        self.ourself = ourself
+        self.routes = Routes(self.topology)
+        self.maker = ConnectionMaker(config.port, config.discovery, rng)
+        self.sleeve = SleeveOverlay(config.name)
+        self.timers = Timers()
+        self.channels: dict[str, _Channel] = {}
+        self.connections: dict[int, LocalConnection] = {}  # by connection id (all states)
+        self.by_peer: dict[PeerName, LocalConnection] = {}  # READY connections, by remote peer
+        self.inbound_failures: list[InboundFailure] = []
+        self.on_peer_removed: list[Callable[[Peer], None]] = []
+        self.on_short_ids_changed: list[Callable[[], None]] = []
+        self.on_routes_changed: list[Callable[[], None]] = []
+        self._actions: list[Action] = []
+        self._next_id = 1
+        self._pending_update: set[PeerName] = set()
+        self._maker_dirty = True
+        self._gossip_pending: set[LocalConnection] = set()
+        self._now = now
+        self.new_gossip(TOPOLOGY_CHANNEL, self)  # the router is the topology gossiper
+        self.timers.set("gossip", now + config.gossip_interval)
+
+    # ===================================================================================== public API: I/O side
+
+    def actions(self) -> list[Action]:
+        """Drain pending outputs. Call after every input."""
+        self._flush_gossip()
+        self._flush_overlay_output()
+        out, self._actions = self._actions, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        for key in self.timers.pop_due(now):
+            self._fire(key, now)
+        self._after_input(now)
+
+    def accepted(self, remote_addr: str, local_addr: str, now: float) -> int:
+        """A peer connected to us. Returns the connection id to use for this TCP connection."""
+        self._now = now
+        conn = self._new_connection(False, remote_addr, accept_new_peer=True, now=now)
+        conn.local_addr = local_addr
+        self._start_handshake(conn, now)
+        self._after_input(now)
+        return conn.id
+
+    def dial_succeeded(self, conn_id: int, local_addr: str, now: float) -> None:
+        self._now = now
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.state is not ConnState.DIALLING:
+            return
+        conn.local_addr = local_addr
+        self._start_handshake(conn, now)
+        self._after_input(now)
+
+    def dial_failed(self, conn_id: int, error: str, now: float) -> None:
+        self._now = now
+        conn = self.connections.pop(conn_id, None)
+        if conn is None:
+            return
+        conn.state = ConnState.CLOSED
+        log.info("->[%s] error during connection attempt: %s", conn.remote_tcp_addr, error)
+        self.maker.connection_aborted(conn.remote_tcp_addr, error, now, now + self.wall_offset)
+        self._maker_dirty = True
+        self._after_input(now)
+
+    def data_received(self, conn_id: int, data: bytes, now: float) -> None:
+        self._now = now
+        conn = self.connections.get(conn_id)
+        if conn is None or conn.state in (ConnState.CLOSED, ConnState.DIALLING):
+            return
+        conn.bytes_in += len(data)
+        try:
+            if conn.state is ConnState.HANDSHAKE:
+                assert conn.handshake is not None
+                conn.handshake.receive_data(data)
+                self._drain_handshake(conn, now)
+            else:
+                self._receive_messages(conn, data, now)
+        except RemoteProtocolError as e:
+            if conn.state is ConnState.HANDSHAKE and "decrypt" in str(e):
+                e = HandshakeError(f"{e}{PASSWORD_HINT}")
+            self._shutdown(conn, e, now)
+        self._after_input(now)
+
+    def connection_lost(self, conn_id: int, error: str | None, now: float) -> None:
+        self._now = now
+        conn = self.connections.get(conn_id)
+        if conn is not None and conn.state is not ConnState.CLOSED:
+            reason = error or "EOF"
+            if conn.state is ConnState.HANDSHAKE and self.config.password is not None and conn.bytes_in >= 40:
+                # the keys were exchanged, so the peer most likely failed to decrypt our features
+                reason += " during the encrypted handshake" + PASSWORD_HINT
+            self._shutdown(conn, RemoteProtocolError(reason), now, emit_close=False)
+        self._after_input(now)
+
+    def set_writable(self, conn_id: int, writable: bool, now: float) -> None:
+        """Backpressure from the transport: while not writable, gossip merges instead of being sent."""
+        self._now = now
+        conn = self.connections.get(conn_id)
+        if conn is not None:
+            conn.writable = writable
+            if writable and any(not snd.empty() for snd in conn.senders.values()):
+                self._gossip_pending.add(conn)
+        self._after_input(now)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        self._now = now
+        self.sleeve.receive_datagram(data, addr, now)
+        self._after_input(now)
+
+    # ===================================================================================== public API: commands
+
+    def connect(self, addrs: Iterable[PeerAddr], replace: bool, now: float) -> None:
+        """``weave connect [--replace]``: add direct peers (already resolved by the caller)."""
+        self._now = now
+        self.maker.initiate(addrs, replace, now)
+        self._maker_dirty = True
+        self._after_input(now)
+
+    def forget(self, specs: Iterable[str], now: float) -> None:
+        self._now = now
+        self.maker.forget(specs)
+        self._maker_dirty = True
+        self._after_input(now)
+
+    def new_gossip(self, channel: str, gossiper: g.Gossiper) -> g.GossipSink:
+        """Register a gossiper (IPAM, DNS, …) on its channel; returns what it uses to send."""
+        existing = self.channels.get(channel)
+        if existing is not None and not isinstance(existing.gossiper, g.SurrogateGossiper):
+            raise ValueError(f"[gossip] duplicate channel {channel}")
+        ch = self.channels[channel] = _Channel(self, channel, gossiper)
+        return ch
+
+    def ready_connections(self) -> list[LocalConnection]:
+        return [c for c in self.connections.values() if c.state is ConnState.READY]
+
+    # ===================================================================================== connections
+
+    def _new_connection(self, outbound: bool, address: str, accept_new_peer: bool, now: float) -> LocalConnection:
+        conn = LocalConnection(
+            id=self._next_id,
+            outbound=outbound,
+            remote_tcp_addr=address,
+            accept_new_peer=accept_new_peer,
+            trust_remote=self._trusts(address),
+            local_conn_id=_u64(self.rng),
+            created_at=now,
+            state=ConnState.DIALLING if outbound else ConnState.HANDSHAKE,
+        )
+        self._next_id += 1
+        self.connections[conn.id] = conn
+        return conn
+
+    def _trusts(self, address: str) -> bool:
+        host = host_of(address)
+        try:
+            ip = ip_address(host) if host else None
+        except ValueError:
+            return False
+        return ip is not None and any(ip in net for net in self.config.trusted_subnets)
+
+    def _start_handshake(self, conn: LocalConnection, now: float) -> None:
+        conn.state = ConnState.HANDSHAKE
+        private_key = self._secret_bytes(32) if self._secret_bytes and self.config.password is not None else None
+        conn.handshake = Handshake(
+            outbound=conn.outbound,
+            name=self.name,
+            nickname=self.ourself.nickname,
+            uid=self.ourself.uid,
+            conn_id=conn.local_conn_id,
+            short_id=self.ourself.short_id if self.ourself.has_short_id else None,
+            trusted=conn.trust_remote,
+            overlays=" ".join(self.config.overlays),
+            password=self.config.password,
+            private_key=private_key,
+            min_version=self.config.min_protocol_version,
+            max_version=PROTOCOL_MAX_VERSION,
+        )
+        conn.deadline = now + HANDSHAKE_TIMEOUT
+        self.timers.set(("conn", conn.id), conn.deadline)
+        self._drain_handshake(conn, now)
+
+    def _drain_handshake(self, conn: LocalConnection, now: float) -> None:
+        hs = conn.handshake
+        assert hs is not None
+        out = hs.data_to_send()
+        if out:
+            self._write(conn, out)
+        while (event := hs.next_event()) is not None:
+            if isinstance(event, HandshakeFailed):
+                raise event.error
+            if isinstance(event, HandshakeCompleted):
+                conn.handshake = None
+                conn.framer = event.framer
+                conn.version = event.version
+                conn.session_key = event.session_key
+                conn.features = event.remote
+                conn.uid = event.connection_uid
+                self._introduced(conn, now)
+                return
+
+    def _introduced(self, conn: LocalConnection, now: float) -> None:
+        """Port of the part of mesh ``LocalConnection.run`` after ``doIntro``."""
+        remote = conn.features
+        assert remote is not None
+        # register the remote peer
+        if conn.accept_new_peer:
+            effects = TopologyEffects()
+            candidate = Peer(
+                name=remote.name,
+                nickname=remote.nickname,
+                uid=remote.uid,
+                short_id=remote.short_id or 0,
+                has_short_id=remote.short_id is not None,
+            )
+            conn.remote = self.topology.fetch_with_default(candidate, effects)
+            self._apply_effects(effects, now)
+        else:
+            conn.remote = self.topology.fetch_and_add_ref(remote.name)
+            if conn.remote is None:
+                raise HandshakeError(f"Found unknown remote name: {remote.name} at {conn.remote_tcp_addr}")
+        if remote.name == self.name and remote.uid != self.ourself.uid:
+            them = f"{remote.name}({remote.nickname})"
+            raise PeerNameCollision(f'local "{self.ourself}" and remote "{them}" peer names collision')
+        if conn.remote is self.ourself:
+            raise ConnectToSelf("cannot connect to ourself")
+        restarted = conn.remote.uid != remote.uid
+        log.info("%s: connection ready; using protocol version %d", conn.describe(), conn.version)
+        self._prepare_overlay(conn)
+        self._add_connection(conn, restarted, now)
+        self.maker.connection_created(conn.remote_tcp_addr, conn.outbound)
+        self._maker_dirty = True
+        for fwd in conn.forwarders:
+            if fwd is not None:
+                fwd.confirm(now)
+        conn.deadline = now + READ_TIMEOUT
+        conn.next_heartbeat = now + TCP_HEARTBEAT
+        self._schedule_conn(conn)
+
+    def _prepare_overlay(self, conn: LocalConnection) -> None:
+        """The overlay switch: the overlays both sides offer, in our preference order."""
+        features = conn.features
+        assert features is not None and conn.remote is not None
+        key = conn.session_key if conn.untrusted else None
+        host, port = split_host_port(conn.remote_tcp_addr) or ("", "0")
+        remote_addr = (host, int(port)) if port.isdigit() else None
+        if features.overlays is None:
+            conn.compat = True  # pre-overlay-switch peer: sleeve only, raw control tags
+            common = ["sleeve"]
+        else:
+            common = [name for name in self.config.overlays if name in features.overlays]
+            if not common:
+                raise HandshakeError("no overlays in common with peer")
+        for name in common:
+            if name == "sleeve":
+                fwd = SleeveForwarder(
+                    self.sleeve,
+                    conn.remote.name,
+                    conn.remote.nickname,
+                    conn.uid,
+                    conn.outbound,
+                    remote_addr,
+                    key,
+                )
+                fwd.owner = conn
+                conn.forwarders.append(fwd)
+            else:
+                conn.forwarders.append(None)
+
+    def _add_connection(self, conn: LocalConnection, restarted: bool, now: float) -> None:
+        """Port of mesh ``localPeer.handleAddConnection``."""
+        assert conn.remote is not None
+        remote = conn.remote
+        dup = self.by_peer.get(remote.name)
+        if dup is not None and dup is not conn:
+            dup_err = f"Multiple connections to {remote} added to {self.ourself}"
+            if conn.uid < dup.uid:
+                self._shutdown(dup, RemoteProtocolError(dup_err), now)
+            elif dup.uid < conn.uid:
+                raise RemoteProtocolError(dup_err)
+            else:
+                self._shutdown(dup, RemoteProtocolError(dup_err), now)
+                raise RemoteProtocolError(dup_err)
+        self._check_conn_limit()
+        connected_before = self.routes.unicast(remote.name) is not None
+        conn.state = ConnState.READY
+        self.by_peer[remote.name] = conn
+        self.ourself.connections[remote.name] = ConnSummary(remote.name, conn.remote_tcp_addr, conn.outbound, False)
+        self.ourself.version += 1
+        if restarted:
+            log.info("%s: connection added (restarted peer)", conn.describe())
+            self._send_all_gossip_down(conn)
+        elif connected_before:
+            log.info("%s: connection added", conn.describe())
+        else:
+            log.info("%s: connection added (new peer)", conn.describe())
+            self._send_all_gossip_down(conn)
+        self._routes_changed()
+        self._broadcast_peer_update(now, remote.name)
+
+    def _check_conn_limit(self) -> None:
+        limit = self.config.conn_limit
+        if limit and len(self.by_peer) >= limit:
+            raise RemoteProtocolError(f"Connection limit reached ({limit})")
+
+    def _connection_established(self, conn: LocalConnection, now: float) -> None:
+        assert conn.remote is not None
+        if self.by_peer.get(conn.remote.name) is not conn:
+            self._shutdown(conn, RemoteProtocolError("Cannot set unknown connection active"), now)
+            return
+        conn.established = True
+        summary = self.ourself.connections[conn.remote.name]
+        self.ourself.connections[conn.remote.name] = dataclasses.replace(summary, established=True)
+        self.ourself.version += 1
+        log.info("%s: connection fully established", conn.describe())
+        self._routes_changed()
+        self._broadcast_peer_update(now)
+
+    def _shutdown(self, conn: LocalConnection, error: Exception, now: float, emit_close: bool = True) -> None:
+        """Tear a connection down (port of ``LocalConnection.teardown``)."""
+        if conn.state is ConnState.CLOSED:
+            return
+        was = conn.state
+        conn.state = ConnState.CLOSED
+        conn.error = str(error)
+        self.connections.pop(conn.id, None)
+        self.timers.cancel(("conn", conn.id))
+        if conn.remote is None:
+            log.info(
+                "->[%s] connection shutting down due to error during handshake: %s",
+                conn.remote_tcp_addr,
+                error,
+            )
+        else:
+            log.info("%s: connection shutting down due to error: %s", conn.describe(), error)
+        if emit_close:
+            self._actions.append(Close(conn.id, str(error)))
+        for fwd in conn.forwarders:
+            if fwd is not None:
+                fwd.stop()
+        if conn.remote is not None:
+            self.topology.dereference(conn.remote)
+            if self.by_peer.get(conn.remote.name) is conn:
+                del self.by_peer[conn.remote.name]
+                self.ourself.connections.pop(conn.remote.name, None)
+                self.ourself.version += 1
+                log.info("%s: connection deleted", conn.describe())
+                self._garbage_collect(now)
+                self._routes_changed()
+                self._broadcast_peer_update(now)
+        if was is ConnState.DIALLING:
+            return
+        self._maker_dirty = True
+        retry = not isinstance(error, HandshakeError) or error.retry
+        self.maker.connection_terminated(
+            conn.remote_tcp_addr,
+            conn.outbound,
+            str(error),
+            retry=retry,
+            counts=not isinstance(error, ConnectToSelf),
+            now=now,
+            wall=now + self.wall_offset,
+        )
+        if not conn.outbound and was is ConnState.HANDSHAKE:
+            self._record_inbound_failure(conn.remote_tcp_addr, str(error), now)
+
+    def _record_inbound_failure(self, address: str, error: str, now: float) -> None:
+        host = host_of(address)
+        self.inbound_failures = [
+            f for f in self.inbound_failures if host_of(f.address) != host and now - f.at < INBOUND_FAILURE_TTL
+        ]
+        self.inbound_failures.append(InboundFailure(address, error, now, now + self.wall_offset))
+        del self.inbound_failures[:-INBOUND_FAILURES_KEPT]
+
+    # ===================================================================================== messages
+
+    def _write(self, conn: LocalConnection, data: bytes) -> None:
+        if self._actions and isinstance(last := self._actions[-1], Write) and last.conn_id == conn.id:
+            last.data += data
+        else:
+            self._actions.append(Write(conn.id, bytearray(data)))
+
+    def send_message(self, conn: LocalConnection, msg: bytes) -> None:
+        assert conn.framer is not None
+        self._write(conn, conn.framer.encode(msg))
+
+    def _receive_messages(self, conn: LocalConnection, data: bytes, now: float) -> None:
+        assert conn.framer is not None
+        messages = conn.framer.feed(data)
+        if messages:
+            conn.deadline = now + READ_TIMEOUT
+            self._schedule_conn(conn)
+        for msg in messages:
+            if conn.state is not ConnState.READY:
+                return
+            if not msg:
+                continue
+            self._handle_message(conn, msg[0], msg[1:], now)
+
+    def _handle_message(self, conn: LocalConnection, tag: int, payload: bytes, now: float) -> None:
+        if tag == TAG_HEARTBEAT:
+            return
+        if tag in (g.TAG_GOSSIP, g.TAG_GOSSIP_BROADCAST, g.TAG_GOSSIP_UNICAST):
+            self._handle_gossip(tag, payload, now)
+        elif tag == TAG_OVERLAY_CONTROL and not conn.compat:
+            if len(payload) < 2:
+                log.info("%s: Received truncated overlay control message", conn.describe())
+                return
+            index = payload[0]
+            fwd = conn.forwarders[index] if index < len(conn.forwarders) else None
+            if fwd is not None:
+                fwd.control_message(payload[1], payload[2:], now)
+        elif tag in (1, 2, 3) and conn.compat:
+            fwd = conn.forwarders[0]
+            if fwd is not None:
+                fwd.control_message(tag, payload, now)
+        else:
+            log.debug("%s: ignoring unknown protocol tag: %d", conn.describe(), tag)
+
+    # ===================================================================================== gossip
+
+    def _channel(self, name: str) -> _Channel:
+        ch = self.channels.get(name)
+        if ch is None:
+            log.info("[gossip %s]: created surrogate channel", name)
+            ch = self.channels[name] = _Channel(self, name, g.SurrogateGossiper(self.config.gossip_interval))
+        return ch
+
+    def _handle_gossip(self, tag: int, payload: bytes, now: float) -> None:
+        env = g.decode_envelope(tag, payload)
+        ch = self._channel(env.channel)
+        if isinstance(ch.gossiper, g.SurrogateGossiper):
+            ch.gossiper.now = now
+        if tag == g.TAG_GOSSIP_UNICAST:
+            assert env.dst is not None
+            if env.dst == self.name:
+                ch.gossiper.on_gossip_unicast(env.src, env.payload)
+            else:
+                self.relay_unicast(env.dst, bytes((tag,)) + payload)
+        elif tag == g.TAG_GOSSIP_BROADCAST:
+            data = ch.gossiper.on_gossip_broadcast(env.src, env.payload)
+            if data is not None:
+                self.relay_broadcast(env.channel, env.src, data)
+        else:
+            data = ch.gossiper.on_gossip(env.payload)
+            if data is not None:
+                self.relay(env.channel, env.src, data)
+
+    def relay_unicast(self, dst: PeerName, message: bytes) -> None:
+        hop = self.routes.unicast_all(dst)
+        if hop is None:
+            log.info("unknown relay destination: %s", dst)
+            return
+        conn = self.by_peer.get(hop)
+        if conn is None:
+            log.info("unable to find connection to relay peer %s", hop)
+            return
+        self.send_message(conn, message)
+
+    def relay_broadcast(self, channel: str, src: PeerName, data: g.GossipData) -> None:
+        for hop in self.routes.broadcast_all(src):
+            conn = self.by_peer.get(hop)
+            if conn is not None:
+                conn.sender(channel).broadcast(src, data)
+                self._gossip_pending.add(conn)
+
+    def relay(self, channel: str, src: PeerName, data: g.GossipData) -> None:
+        for hop in self.routes.random_neighbours(self.rng, src):
+            conn = self.by_peer.get(hop)
+            if conn is not None:
+                conn.sender(channel).send(data)
+                self._gossip_pending.add(conn)
+
+    def _send_all_gossip_down(self, conn: LocalConnection) -> None:
+        for name, ch in self.channels.items():
+            data = ch.gossiper.gossip()
+            if data is not None:
+                conn.sender(name).send(data)
+                self._gossip_pending.add(conn)
+
+    def _send_all_gossip(self) -> None:
+        for name, ch in list(self.channels.items()):
+            data = ch.gossiper.gossip()
+            if data is not None:
+                self.relay(name, self.name, data)
+
+    def _flush_gossip(self) -> None:
+        """Send pending gossip, at most once per ``gossip_min_gap`` per connection.
+
+        Between sends, new updates merge into what is pending (the data is a set of names, encoded when sent),
+        so a burst of changes costs a few messages instead of one per change.
+        """
+        now = self._now
+        gap = self.config.gossip_min_gap
+        for conn in list(self._gossip_pending):
+            if conn.state is not ConnState.READY:
+                self._gossip_pending.discard(conn)
+                continue
+            if not conn.writable:
+                continue  # set_writable(True) brings us back here
+            if now < conn.gossip_after:
+                self.timers.set(("flush", conn.id), conn.gossip_after)
+                continue
+            self._gossip_pending.discard(conn)
+            conn.gossip_after = now + gap
+            for channel, sender in conn.senders.items():
+                while (picked := sender.pick()) is not None:
+                    tag, src, data = picked
+                    for payload in data.encode():
+                        self.send_message(conn, g.encode_envelope(tag, channel, src or self.name, payload))
+
+    # -- the topology gossiper ------------------------------------------------------------------------------------
+
+    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+        raise RemoteProtocolError(f"unexpected topology gossip unicast from {src}")
+
+    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> g.GossipData | None:
+        received, _ = self._apply_topology_update(update)
+        return _TopologyGossipData(self.topology, received) if received else None
+
+    def gossip(self) -> g.GossipData | None:
+        return _TopologyGossipData(self.topology, self.topology.names())
+
+    def on_gossip(self, update: bytes) -> g.GossipData | None:
+        _, improved = self._apply_topology_update(update)
+        return _TopologyGossipData(self.topology, improved) if improved else None
+
+    def _apply_topology_update(self, update: bytes) -> tuple[set[PeerName], set[PeerName]]:
+        result = self.topology.apply_update(update)
+        self._apply_effects(result.effects, self._now)
+        if result.improved:
+            self._routes_changed()
+            self._maker_dirty = True
+        if not self.timers.pending("gc"):
+            self.timers.set("gc", self._now + GC_DELAY)
+        return result.received, result.improved
+
+    def _apply_effects(self, effects: TopologyEffects, now: float) -> None:
+        for peer in effects.removed:
+            log.info("Removed unreachable peer %s", peer)
+            for cb in self.on_peer_removed:
+                cb(peer)
+        if effects.reassign_local_short_id:
+            more = TopologyEffects()
+            if self.topology.reassign_local_short_id(more):
+                effects.local_modified = True
+            effects.invalidate_short_ids |= more.invalidate_short_ids
+        if effects.invalidate_short_ids:
+            for cb0 in self.on_short_ids_changed:
+                cb0()
+        if effects.local_modified:
+            self._broadcast_peer_update(now)
+
+    def _garbage_collect(self, now: float) -> None:
+        self._apply_effects(self.topology.garbage_collect(reachable(self.topology)), now)
+
+    def _broadcast_peer_update(self, now: float, *names: PeerName) -> None:
+        self._pending_update.update(names)
+        if not self.timers.pending("topology"):
+            self.timers.set("topology", now + TOPOLOGY_UPDATE_DELAY)
+
+    def _routes_changed(self) -> None:
+        self.routes.invalidate()
+        self.timers.set("routes", self._now)
+
+    # ===================================================================================== timers
+
+    def _schedule_conn(self, conn: LocalConnection) -> None:
+        times = [conn.deadline]
+        if conn.next_heartbeat is not None:
+            times.append(conn.next_heartbeat)
+        for fwd in conn.forwarders:
+            if fwd is not None and (t := fwd.get_timer()) is not None:
+                times.append(t)
+        self.timers.set(("conn", conn.id), min(times))
+
+    def _fire(self, key: object, now: float) -> None:
+        if key == "topology":
+            names = self._pending_update | {self.name}
+            self._pending_update = set()
+            self.relay(TOPOLOGY_CHANNEL, self.name, _TopologyGossipData(self.topology, names))
+        elif key == "gossip":
+            self._send_all_gossip()
+            self.timers.set("gossip", now + self.config.gossip_interval)
+        elif key == "gc":
+            self._garbage_collect(now)
+        elif key == "routes":
+            if self.routes.recalculate():
+                for cb in self.on_routes_changed:
+                    cb()
+        elif key == "maker":
+            self._maker_dirty = True
+        elif isinstance(key, tuple) and key[0] == "flush":
+            pass  # _flush_gossip runs when the actions are drained
+        elif isinstance(key, tuple) and key[0] == "conn":
+            conn = self.connections.get(key[1])
+            if conn is not None:
+                self._conn_timer(conn, now)
+
+    def _conn_timer(self, conn: LocalConnection, now: float) -> None:
+        if now >= conn.deadline:
+            what = "handshake" if conn.state is ConnState.HANDSHAKE else "message"
+            self._shutdown(conn, RemoteProtocolError(f"timed out waiting for {what} from peer"), now)
+            return
+        if conn.state is not ConnState.READY:
+            self._schedule_conn(conn)
+            return
+        if conn.next_heartbeat is not None and now >= conn.next_heartbeat:
+            self.send_message(conn, bytes((TAG_HEARTBEAT,)))
+            conn.next_heartbeat = now + TCP_HEARTBEAT
+        for fwd in conn.forwarders:
+            if fwd is not None:
+                fwd.handle_timer(now)
+        self._schedule_conn(conn)
+
+    # ===================================================================================== after every input
+
+    def _flush_overlay_output(self) -> None:
+        self._actions.extend(SendDatagram(addr, data) for addr, data in self.sleeve.outbox)
+        self.sleeve.outbox.clear()
+
+    def _after_input(self, now: float) -> None:
+        """Run what any input may have made necessary: overlay events, then the connection maker."""
+        while self.sleeve.changed:
+            fwd = self.sleeve.changed.pop()
+            conn = fwd.owner
+            if isinstance(conn, LocalConnection) and conn.state is not ConnState.CLOSED:
+                self._overlay_events(conn, now)
+        if self._maker_dirty:
+            self._maker_dirty = False
+            self._make_connections(now)
+
+    def _overlay_events(self, conn: LocalConnection, now: float) -> None:
+        for index, fwd in enumerate(conn.forwarders):
+            if fwd is None:
+                continue
+            for subtag, body in fwd.control_out:
+                if conn.compat:
+                    self.send_message(conn, bytes((subtag,)) + body)
+                else:
+                    self.send_message(conn, bytes((TAG_OVERLAY_CONTROL, index, subtag)) + body)
+            fwd.control_out.clear()
+            if fwd.stopped and fwd.error:
+                log.info("overlay_switch %s: %s %s", conn.describe(), fwd.name, fwd.error)
+        if conn.state is not ConnState.READY:
+            return
+        best = conn.best_forwarder()
+        if best is None:
+            reasons = "; ".join(f"{f.name}: {f.error}" for f in conn.forwarders if f is not None and f.error)
+            detail = f" ({reasons})" if reasons else ""
+            self._shutdown(conn, RemoteProtocolError(f"no working forwarders to {conn.remote}{detail}"), now)
+            return
+        if not conn.established and best.established:
+            self._connection_established(conn, now)
+        self._schedule_conn(conn)
+
+    def _make_connections(self, now: float) -> None:
+        live = [
+            LiveConnection(c.remote.name, c.remote_tcp_addr, c.outbound)
+            for c in self.by_peer.values()
+            if c.remote is not None
+        ]
+        for address, direct in self.maker.check(now, self.topology, live):
+            limit = self.config.conn_limit
+            if limit and len(self.by_peer) >= limit:
+                self.maker.connection_aborted(
+                    address, f"Connection limit reached ({limit})", now, now + self.wall_offset
+                )
+                continue
+            log.info("->[%s] attempting connection", address)
+            conn = self._new_connection(True, address, accept_new_peer=direct, now=now)
+            self._actions.append(Dial(conn.id, address))
+        deadline = self.maker.next_deadline()
+        if deadline is None:
+            self.timers.cancel("maker")
+        else:
+            self.timers.set("maker", deadline)
+
+    # ===================================================================================== status
+
+    def connection_status(self) -> list[dict[str, object]]:
+        """Weave's ``LocalConnectionStatus`` list: our connections, then targets not connected."""
+        out: list[dict[str, object]] = []
+        for conn in self.by_peer.values():
+            best = conn.best_forwarder()
+            attrs: dict[str, object] | None = dict(best.attrs()) if best is not None else None
+            name = attrs.get("name", "none") if attrs else "none"
+            info = f"{name!s:<6} {conn.remote}"
+            if self.config.password is not None:
+                if conn.untrusted:
+                    info = f"{'encrypted':<11} {info}"
+                    if attrs is not None:
+                        attrs["encrypted"] = True
+                else:
+                    info = f"{'unencrypted':<11} {info}"
+            state = "established" if conn.established else "pending"
+            out.append(
+                {
+                    "Address": conn.remote_tcp_addr,
+                    "Outbound": conn.outbound,
+                    "State": state,
+                    "Info": info,
+                    "Attrs": attrs,
+                }
+            )
+        for address, target in self.maker.targets.items():
+            st = target.state.value
+            if st == "waiting":
+                until = "never" if target.try_after is None else go_time_string(target.try_after + self.wall_offset)
+                if target.last_error is None:
+                    out.append(_target_status(address, "waiting", "until: " + until))
+                else:
+                    out.append(_target_status(address, "failed", f"{target.last_error}, retry: {until}"))
+            elif st == "attempting":
+                if target.last_error is None:
+                    out.append(_target_status(address, "connecting", ""))
+                else:
+                    out.append(_target_status(address, "retrying", target.last_error))
+        now = self._now
+        for failure in self.inbound_failures:
+            if now - failure.at < INBOUND_FAILURE_TTL:
+                out.append(
+                    {
+                        "Address": failure.address,
+                        "Outbound": False,
+                        "State": "failed",
+                        "Info": failure.error,
+                        "Attrs": None,
+                    }
+                )
+        return out
+
+
+def _target_status(address: str, state: str, info: str) -> dict[str, object]:
+    return {"Address": address, "Outbound": True, "State": state, "Info": info, "Attrs": None}
+
+
+def _u64(rng: random.Random) -> int:
+    return rng.getrandbits(64)
+
+
+def _nonzero_u64(rng: random.Random) -> int:
+    while True:
+        value = rng.getrandbits(64)
+        if value:
+            return value

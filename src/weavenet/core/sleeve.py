@@ -1,0 +1,309 @@
+"""The sleeve overlay's per-connection control: UDP heartbeats, establishment, probes.
+
+Port of the control half of Weave's ``router/sleeve.go``. A mesh connection becomes *established* only once UDP
+works between the two peers, because that is what will carry the containers' frames:
+
+1. When the connection is confirmed, the outbound side (which knows the remote UDP address: the TCP remote
+   address) sends a heartbeat every 0.5 s: a special frame of 14 zero bytes and the connection UID.
+2. The inbound side learns the remote address from the first valid heartbeat, starts sending its own, and
+   answers once with the control message ``ConnectionEstablished`` (over TCP).
+3. A side that receives ``ConnectionEstablished`` is established: heartbeats slow to every 10 s, and it sends
+   the fragmentation test (a 60001-byte frame the kernel must fragment), answered by ``FragmentationReceived``.
+4. 60 s without a valid heartbeat kills the connection ("timed out waiting for UDP heartbeat").
+
+Probes from the peer (PMTU verification frames) are answered with ``PMTUVerified`` carrying their size, so Go
+peers can finish their MTU discovery against us. Data frames are handed back to the caller (the data plane).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass, field
+
+from weavenet.core.names import PeerName
+from weavenet.core.sleeve_codec import (
+    ETHERNET_OVERHEAD,
+    FRAG_TEST_SIZE,
+    HEARTBEAT_FRAME_LEN,
+    NACL_OVERHEAD,
+    NAME_SIZE,
+    PLAIN_OVERHEAD,
+    Decryptor,
+    Encryptor,
+    Frame,
+    encode_frames,
+    heartbeat_frame,
+    iter_frames,
+)
+from weavenet.errors import RemoteProtocolError
+
+log = logging.getLogger("weavenet.sleeve")
+
+FAST_HEARTBEAT = 0.5
+SLOW_HEARTBEAT = 10.0
+HEARTBEAT_TIMEOUT = 60.0
+FRAG_TEST_INTERVAL = 300.0
+DEFAULT_MTU = 65535
+
+# sleeve control-message sub-tags (also the raw mesh tags used with legacy peers)
+CONTROL_CONNECTION_ESTABLISHED = 1
+CONTROL_FRAGMENTATION_RECEIVED = 2
+CONTROL_PMTU_VERIFIED = 3
+
+Addr = tuple[str, int]
+
+
+@dataclass(slots=True)
+class SleeveCounters:
+    """Why received packets were dropped (shown by ``weave report``)."""
+
+    packets: int = 0
+    too_short: int = 0
+    unknown_sender: int = 0
+    malformed: int = 0
+    decrypt_failed: int = 0
+    replayed: int = 0
+    bad_special: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+class SleeveForwarder:
+    """Control state of the sleeve for one mesh connection."""
+
+    name = "sleeve"
+
+    def __init__(
+        self,
+        overlay: SleeveOverlay,
+        remote: PeerName,
+        remote_nick: str,
+        conn_uid: int,
+        outbound: bool,
+        remote_tcp_addr: Addr | None,
+        session_key: bytes | None,
+    ) -> None:
+        self.overlay = overlay
+        self.remote = remote
+        self.remote_nick = remote_nick
+        self.conn_uid = conn_uid
+        self.outbound = outbound
+        self.remote_addr: Addr | None = remote_tcp_addr if outbound else None
+        self.session_key = session_key
+        if session_key is not None:
+            self.enc = Encryptor(session_key, outbound, df=False)
+            self.enc_df = Encryptor(session_key, outbound, df=True)
+            self.dec: Decryptor | None = Decryptor(session_key, remote_outbound=not outbound)
+        else:
+            self.dec = None
+        self.heartbeat_interval = 0.0
+        self.next_heartbeat: float | None = None
+        self.timeout_at: float | None = None
+        self.next_frag_test: float | None = None
+        self.acked_heartbeat = False
+        self.established = False
+        self.stack_frag = False
+        self.mtu = DEFAULT_MTU
+        self.error: str | None = None
+        self.stopped = False
+        self.control_out: list[tuple[int, bytes]] = []  # (sub-tag, body) to send over TCP
+        self.owner: object = None  # the mesh connection this forwarder belongs to (set by the router)
+
+    def _touch(self) -> None:
+        """Tell the overlay this forwarder has output, a new state or a new timer for its owner to look at."""
+        self.overlay.changed.add(self)
+
+    def __repr__(self) -> str:
+        return f"sleeve ->[{self.remote_addr}|{self.remote}({self.remote_nick})]"
+
+    # -- outputs ------------------------------------------------------------------------------------------------
+
+    def attrs(self) -> dict[str, object]:
+        return {"name": "sleeve", "mtu": self.mtu}
+
+    def _send_special(self, data: bytes, df: bool = True) -> None:
+        if self.remote_addr is None:
+            return
+        body = encode_frames([(self.overlay.local_bin, self.remote.bytes6(), data)])
+        if self.session_key is None:
+            packet = self.overlay.local_bin + body
+        else:
+            packet = (self.enc_df if df else self.enc).seal(self.overlay.local_bin, body)
+        self.overlay.outbox.append((self.remote_addr, packet))
+
+    def _send_heartbeat(self, now: float) -> None:
+        self.next_heartbeat = now + self.heartbeat_interval
+        self._send_special(heartbeat_frame(self.conn_uid))
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+
+    def confirm(self, now: float) -> None:
+        """The mesh added the connection: start heartbeating and accepting its UDP packets."""
+        if self.heartbeat_interval:
+            return
+        self.overlay.add_forwarder(self)
+        self.heartbeat_interval = FAST_HEARTBEAT
+        if self.remote_addr is not None:
+            self._send_heartbeat(now)
+        self.timeout_at = now + HEARTBEAT_TIMEOUT
+        self._touch()
+
+    def control_message(self, subtag: int, body: bytes, now: float) -> None:
+        self._touch()
+        if subtag == CONTROL_CONNECTION_ESTABLISHED:
+            if self.heartbeat_interval != SLOW_HEARTBEAT:
+                self.heartbeat_interval = SLOW_HEARTBEAT
+                if self.next_heartbeat is not None:
+                    self.next_heartbeat = now + SLOW_HEARTBEAT
+                self.established = True
+            self._send_frag_test(now)
+        elif subtag == CONTROL_FRAGMENTATION_RECEIVED:
+            self.stack_frag = True
+        elif subtag == CONTROL_PMTU_VERIFIED:
+            if len(body) < 2:
+                log.info("%r: Received truncated MTUTestAck", self)
+        else:
+            log.info("%r: Ignoring unknown control message tag: %d", self, subtag)
+
+    def _send_frag_test(self, now: float) -> None:
+        self.stack_frag = False
+        self.next_frag_test = now + FRAG_TEST_INTERVAL
+        self._send_special(bytes(FRAG_TEST_SIZE), df=False)
+
+    def special_frame(self, frame: bytes, sender: Addr, now: float) -> None:
+        self._touch()
+        if len(frame) == HEARTBEAT_FRAME_LEN:
+            (uid,) = struct.unpack_from(">Q", frame, ETHERNET_OVERHEAD)
+            if uid != self.conn_uid:
+                return
+            if self.remote_addr is None:
+                self.remote_addr = sender
+                if self.heartbeat_interval:
+                    self._send_heartbeat(now)
+            elif self.remote_addr != sender:
+                log.info("%r: Peer UDP address changed to %s:%d", self, *sender)
+                self.remote_addr = sender
+            if not self.acked_heartbeat:
+                self.acked_heartbeat = True
+                self.control_out.append((CONTROL_CONNECTION_ESTABLISHED, b""))
+            if self.timeout_at is not None:
+                self.timeout_at = now + HEARTBEAT_TIMEOUT
+        elif len(frame) == FRAG_TEST_SIZE:
+            if not any(frame):
+                self.control_out.append((CONTROL_FRAGMENTATION_RECEIVED, b""))
+        else:
+            self.control_out.append((CONTROL_PMTU_VERIFIED, struct.pack(">H", len(frame) - ETHERNET_OVERHEAD)))
+
+    def get_timer(self) -> float | None:
+        if self.stopped:
+            return None
+        times = [t for t in (self.next_heartbeat, self.timeout_at, self.next_frag_test) if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        if self.stopped:
+            return
+        self._touch()
+        if self.timeout_at is not None and now >= self.timeout_at:
+            self.error = "timed out waiting for UDP heartbeat"
+            self.stop()
+            return
+        if self.next_heartbeat is not None and now >= self.next_heartbeat:
+            self._send_heartbeat(now)
+        if self.next_frag_test is not None and now >= self.next_frag_test:
+            self._send_frag_test(now)
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.overlay.remove_forwarder(self)
+            self._touch()
+
+
+@dataclass(slots=True)
+class ReceivedFrame:
+    forwarder: SleeveForwarder
+    frame: Frame
+
+
+@dataclass
+class SleeveOverlay:
+    """All sleeve forwarders of this router and the demultiplexing of received UDP packets."""
+
+    local_name: PeerName
+    outbox: list[tuple[Addr, bytes]] = field(default_factory=list)
+    counters: SleeveCounters = field(default_factory=SleeveCounters)
+
+    def __post_init__(self) -> None:
+        self.local_bin = self.local_name.bytes6()
+        self._by_peer: dict[bytes, list[SleeveForwarder]] = {}
+        self.changed: set[SleeveForwarder] = set()
+
+    def add_forwarder(self, fwd: SleeveForwarder) -> None:
+        self._by_peer.setdefault(fwd.remote.bytes6(), []).append(fwd)
+
+    def remove_forwarder(self, fwd: SleeveForwarder) -> None:
+        fwds = self._by_peer.get(fwd.remote.bytes6())
+        if fwds and fwd in fwds:
+            fwds.remove(fwd)
+            if not fwds:
+                del self._by_peer[fwd.remote.bytes6()]
+
+    def packet_overhead(self, encrypted: bool) -> int:
+        return NACL_OVERHEAD if encrypted else PLAIN_OVERHEAD
+
+    def receive_datagram(self, data: bytes, sender: Addr, now: float) -> list[ReceivedFrame]:
+        """Handle one UDP packet: special frames are consumed here, data frames are returned."""
+        self.counters.packets += 1
+        if len(data) < NAME_SIZE:
+            self.counters.too_short += 1
+            return []
+        fwds = self._by_peer.get(data[:NAME_SIZE])
+        if not fwds:
+            self.counters.unknown_sender += 1
+            return []
+        fwd, body = self._open(fwds, data)
+        if fwd is None or body is None:
+            return []
+        out: list[ReceivedFrame] = []
+        try:
+            for frame in iter_frames(body):
+                if frame.special:
+                    target = self._heartbeat_owner(fwds, frame.data) or fwd
+                    if frame.src == target.remote.bytes6() and frame.dst == self.local_bin:
+                        target.special_frame(frame.data, sender, now)
+                    else:
+                        self.counters.bad_special += 1
+                else:
+                    out.append(ReceivedFrame(fwd, frame))
+        except RemoteProtocolError as e:
+            self.counters.malformed += 1
+            log.debug("sleeve: dropping packet from %s:%d: %s", *sender, e)
+        return out
+
+    @staticmethod
+    def _heartbeat_owner(fwds: list[SleeveForwarder], data: bytes) -> SleeveForwarder | None:
+        if len(fwds) < 2 or len(data) != HEARTBEAT_FRAME_LEN:
+            return None
+        (uid,) = struct.unpack_from(">Q", data, ETHERNET_OVERHEAD)
+        return next((f for f in fwds if f.conn_uid == uid), None)
+
+    def _open(self, fwds: list[SleeveForwarder], data: bytes) -> tuple[SleeveForwarder | None, bytes | None]:
+        # Usually one forwarder per peer; during a reconnect both old and new may briefly coexist.
+        plain = [f for f in fwds if f.dec is None]
+        if plain:
+            return plain[-1], data[NAME_SIZE:]
+        for fwd in reversed(fwds):
+            assert fwd.dec is not None
+            try:
+                body = fwd.dec.open(data)
+            except RemoteProtocolError:
+                continue
+            if body is None:
+                self.counters.replayed += 1
+                return None, None
+            return fwd, body
+        self.counters.decrypt_failed += 1
+        return None, None

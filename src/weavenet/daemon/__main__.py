@@ -1,0 +1,66 @@
+"""``python -m weavenet.daemon``: run the router in the foreground (``weave launch`` starts it detached)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from weavenet.daemon.config import from_args
+from weavenet.errors import ConfigError, WeavenetError
+
+
+class _WeaveFormatter(logging.Formatter):
+    """Weave's log line layout: ``INFO: 2016/04/06 12:30:00.123456 message``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        t = self.formatTime(record, "%Y/%m/%d %H:%M:%S")
+        return f"{record.levelname}: {t}.{int(record.msecs * 1000):06d} {record.getMessage()}" + (
+            "\n" + self.formatException(record.exc_info) if record.exc_info else ""
+        )
+
+
+def setup_logging(level: str, log_file: str | None) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WeaveFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel({"warning": logging.WARNING}.get(level, getattr(logging, level.upper(), logging.INFO)))
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def _amain(argv: list[str]) -> int:
+    from weavenet.daemon.weaver import Daemon
+
+    config = from_args(argv)
+    os.makedirs(config.run_dir, exist_ok=True)
+    daemon = Daemon(config)
+    try:
+        await daemon.start()
+    except BaseException:
+        await daemon.close()
+        raise
+    await daemon.run_until_stopped()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        from weavenet.daemon.config import build_parser
+
+        ns, _ = build_parser().parse_known_args(args)
+        setup_logging(ns.log_level, ns.log_file)
+        logging.getLogger("weavenet.daemon").info("Command line options: %s", " ".join(args))
+        return asyncio.run(_amain(args))
+    except (ConfigError, WeavenetError) as e:
+        logging.getLogger("weavenet.daemon").error("%s", e)
+        print(f"weave: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Router daemon configuration: defaults, environment variables, validation.
+
+Defaults are Weave's places and ports. ``WEAVE_STATE_DIR`` / ``--state-dir`` and ``WEAVE_RUN_DIR`` /
+``--run-dir`` move the state and runtime directories so several routers can share one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+from weavenet.core.connection_maker import parse_peer_spec
+from weavenet.core.names import PeerName
+from weavenet.errors import ConfigError
+
+DEFAULT_STATE_DIR = "/var/lib/weave"
+DEFAULT_RUN_DIR = "/run/weave"
+DEFAULT_PORT = 6783
+DEFAULT_HTTP_ADDR = "127.0.0.1:6784"
+DEFAULT_STATUS_ADDR = "127.0.0.1:6782"
+DEFAULT_CONN_LIMIT = 200
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def state_dir_default() -> str:
+    return os.environ.get("WEAVE_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+def run_dir_default() -> str:
+    return os.environ.get("WEAVE_RUN_DIR") or DEFAULT_RUN_DIR
+
+
+def http_addr_default() -> str:
+    return os.environ.get("WEAVE_HTTP_ADDR") or DEFAULT_HTTP_ADDR
+
+
+def pid_file(run_dir: str) -> str:
+    return os.path.join(run_dir, "weaver.pid")
+
+
+def log_file(run_dir: str) -> str:
+    return os.path.join(run_dir, "weaver.log")
+
+
+@dataclass
+class DaemonConfig:
+    peers: list[str] = field(default_factory=list)
+    name: str | None = None
+    nickname: str = field(default_factory=socket.gethostname)
+    host: str = ""
+    port: int = DEFAULT_PORT
+    password: bytes | None = None
+    trusted_subnets: list[IPv4Network] = field(default_factory=list)
+    conn_limit: int = DEFAULT_CONN_LIMIT
+    discovery: bool = True
+    min_protocol_version: int = 1
+    log_level: str = "info"
+    http_addr: str = DEFAULT_HTTP_ADDR
+    status_addr: str = ""
+    metrics_addr: str = ""
+    state_dir: str = DEFAULT_STATE_DIR
+    run_dir: str = DEFAULT_RUN_DIR
+    host_root: str = "/"
+    resume: bool = False
+    log_file: str | None = None
+
+
+def parse_trusted_subnets(text: str) -> list[IPv4Network]:
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            out.append(IPv4Network(part, strict=False))
+        except ValueError as e:
+            raise ConfigError(f"Unable to parse trusted subnets: invalid CIDR address: {part}") from e
+    return out
+
+
+def parse_addr(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{what}: expected <ip>:<port>, got {text!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def validate(cfg: DaemonConfig) -> DaemonConfig:
+    """Check everything that can be checked without touching the network; raise ConfigError."""
+    if cfg.name:
+        PeerName.parse(cfg.name)
+    for peer in cfg.peers:
+        try:
+            parse_peer_spec(peer)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    if not 0 < cfg.port < 65535:
+        raise ConfigError(f"invalid --port {cfg.port}: must be between 1 and 65534 (the port above carries VXLAN)")
+    if cfg.conn_limit < 0:
+        raise ConfigError("--conn-limit must be 0 (unlimited) or more")
+    if cfg.min_protocol_version not in (1, 2):
+        raise ConfigError("--min-protocol-version must be 1 or 2")
+    if cfg.log_level not in LOG_LEVELS:
+        raise ConfigError(f"invalid --log-level {cfg.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+    if cfg.resume and cfg.peers:
+        raise ConfigError("You must not specify an initial peer list in conjunction with --resume")
+    for addr, what in (
+        (cfg.http_addr, "--http-addr"),
+        (cfg.status_addr, "--status-addr"),
+        (cfg.metrics_addr, "--metrics-addr"),
+    ):
+        if addr and not addr.startswith("/"):
+            parse_addr(addr, what)
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The daemon's own command line (what ``weave launch`` passes on)."""
+    p = argparse.ArgumentParser(prog="weaver", description="weavenet router daemon")
+    p.add_argument("peers", nargs="*")
+    p.add_argument("--name")
+    p.add_argument("--nickname", default=socket.gethostname())
+    p.add_argument("--host", default="")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--trusted-subnets", default="")
+    p.add_argument("--conn-limit", type=int, default=DEFAULT_CONN_LIMIT)
+    p.add_argument("--no-discovery", action="store_true")
+    p.add_argument("--min-protocol-version", type=int, default=1)
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--http-addr", default=DEFAULT_HTTP_ADDR)
+    p.add_argument("--status-addr", default="")
+    p.add_argument("--metrics-addr", default="")
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    p.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
+    p.add_argument("--host-root", default="/")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--log-file")
+    return p
+
+
+def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonConfig:
+    env = os.environ if environ is None else environ
+    ns = build_parser().parse_args(argv)
+    password = env.get("WEAVE_PASSWORD")
+    cfg = DaemonConfig(
+        peers=list(ns.peers),
+        name=ns.name,
+        nickname=ns.nickname,
+        host=ns.host,
+        port=ns.port,
+        password=password.encode() if password else None,
+        trusted_subnets=parse_trusted_subnets(ns.trusted_subnets),
+        conn_limit=ns.conn_limit,
+        discovery=not ns.no_discovery,
+        min_protocol_version=ns.min_protocol_version,
+        log_level=ns.log_level,
+        http_addr=ns.http_addr,
+        status_addr=ns.status_addr,
+        metrics_addr=ns.metrics_addr,
+        state_dir=ns.state_dir,
+        run_dir=ns.run_dir,
+        host_root=ns.host_root,
+        resume=ns.resume,
+        log_file=ns.log_file,
+    )
+    return validate(cfg)

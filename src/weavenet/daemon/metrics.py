@@ -1,0 +1,70 @@
+"""Prometheus metrics, computed from the same report snapshot as ``weave status`` (Weave's metrics.go).
+
+Label names are declared in alphabetical order because Go's client sorts them and scripts (and Weave's own
+tests) match the exposition text literally, e.g. ``weave_connections{encryption="yes",state="established",...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+CONNECTION_STATES = ("established", "pending", "retrying", "failed", "connecting")
+
+
+class ReportCollector:
+    """A custom collector: every scrape takes a fresh report."""
+
+    def __init__(self, report: Callable[[], dict[str, Any]]) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[Metric]:
+        report = self._report()
+        router = report.get("Router") or {}
+        conns = GaugeMetricFamily(
+            "weave_connections", "Number of peer-to-peer connections.", labels=["encryption", "state", "type"]
+        )
+        counts: dict[tuple[str, str], list[int]] = {}
+        for conn in router.get("Connections") or []:
+            attrs = conn.get("Attrs") or {}
+            key = (conn["State"], str(attrs.get("name", "unknown")))
+            c = counts.setdefault(key, [0, 0])
+            c[0 if attrs.get("encrypted") else 1] += 1
+        for state in CONNECTION_STATES:
+            for (st, kind), (enc, unenc) in sorted(counts.items()):
+                if st == state:
+                    conns.add_metric(["yes", st, kind], enc)
+                    conns.add_metric(["", st, kind], unenc)
+        yield conns
+        yield CounterMetricFamily(
+            "weave_connection_terminations",
+            "Number of peer-to-peer connections terminated.",
+            value=router.get("TerminationCount", 0),
+        )
+        peers = router.get("Peers") or []
+        yield GaugeMetricFamily(
+            "weave_peers", "Number of peers known in the mesh, this one included.", value=len(peers)
+        )
+        reachable = {r["Dest"] for r in router.get("UnicastRoutes") or []}
+        yield GaugeMetricFamily(
+            "weave_reachable_peers",
+            "Number of peers reachable over established connections, this one included.",
+            value=len(reachable),
+        )
+        counters = ((router.get("OverlayDiagnostics") or {}).get("sleeve") or {}).get("Counters") or {}
+        dropped = CounterMetricFamily(
+            "weave_sleeve_dropped_packets", "Sleeve UDP packets dropped, by reason.", labels=["reason"]
+        )
+        for reason, value in sorted(counters.items()):
+            if reason != "packets":
+                dropped.add_metric([reason], value)
+        yield dropped
+
+
+def render(report: Callable[[], dict[str, Any]]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ReportCollector(report))  # type: ignore[arg-type]
+    return generate_latest(registry)

@@ -1,0 +1,124 @@
+"""The router daemon: the composition root that wires core, adapters, persistence and the HTTP API.
+
+Like mesh's ``NewRouter`` it builds everything first and starts listening afterwards, so gossipers (IPAM, DNS)
+can register their channels before any connection forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+from weavenet.aio.mesh import MeshDriver
+from weavenet.core.router import MeshConfig, MeshRouter
+from weavenet.daemon import snapshot
+from weavenet.daemon.config import DaemonConfig, pid_file
+from weavenet.daemon.identity import resolve_peer_name
+from weavenet.daemon.persistence import Store
+from weavenet.errors import ConfigError
+
+log = logging.getLogger("weavenet.daemon")
+
+
+class Daemon:
+    """One running router. The HTTP API calls its methods; nothing here parses HTTP."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.store = Store(config.state_dir)
+        name = resolve_peer_name(config.name, "weave", self.store.load_peer_name(), config.host_root)
+        self.store.save_peer_name(name)
+        self.name = name
+        sysrand = random.SystemRandom()
+        rng = random.Random(sysrand.getrandbits(64))
+        loop = asyncio.get_running_loop()
+        self.router = MeshRouter(
+            MeshConfig(
+                name=name,
+                nickname=config.nickname,
+                port=config.port,
+                password=config.password,
+                conn_limit=config.conn_limit,
+                discovery=config.discovery,
+                trusted_subnets=config.trusted_subnets,
+                min_protocol_version=config.min_protocol_version,
+            ),
+            rng=rng,
+            now=loop.time(),
+            secret_bytes=os.urandom,
+        )
+        self.driver = MeshDriver(self.router, config.host, config.port)
+        self.router.wall_offset = self.driver.wall_offset
+        self.ready = False
+        self.stopping = asyncio.Event()
+        self._servers: list[Any] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from weavenet.api.http import start_api  # aiohttp is only imported by the daemon
+
+        log.info("Our name is %s(%s)", self.name, self.config.nickname)
+        if self.config.password is None:
+            log.info("Communication between peers is unencrypted.")
+        else:
+            log.info("Communication between peers via untrusted networks is encrypted.")
+        try:
+            await self.driver.start()
+        except OSError as e:
+            raise ConfigError(f"unable to listen on port {self.config.port}: {e.strerror or e}") from e
+        peers = self.store.load_direct_peers() if self.config.resume else self.config.peers
+        errors = await self.driver.connect(list(peers), replace=False)
+        if errors:
+            raise ConfigError("; ".join(errors))
+        self._save_peers()
+        self._servers = await start_api(self)
+        self.ready = True
+        Path(pid_file(self.config.run_dir)).write_text(f"{os.getpid()}\n")
+        log.info("weavenet router ready (version %s)", snapshot.VERSION)
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.stopping.wait()
+        log.info("shutting down")
+        await self.close()
+
+    async def close(self) -> None:
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.cleanup()
+        await self.driver.close()
+        self.store.close()
+        with contextlib.suppress(FileNotFoundError):
+            Path(pid_file(self.config.run_dir)).unlink()
+
+    # -- commands -------------------------------------------------------------------------------------------------
+
+    async def connect(self, peers: list[str], replace: bool) -> list[str]:
+        errors = await self.driver.connect(peers, replace)
+        self._save_peers()
+        return errors
+
+    def forget(self, peers: list[str]) -> None:
+        self.driver.forget(peers)
+        self._save_peers()
+
+    def _save_peers(self) -> None:
+        self.store.save_direct_peers(self.router.maker.direct_targets())
+
+    def remove_from_cluster(self) -> None:
+        """``DELETE /peer`` (``weave reset``): hand our state to others before going (IPAM comes later)."""
+        log.info("leaving the cluster")
+
+    # -- status -----------------------------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        return snapshot.weave_status(self.router, self.ready)

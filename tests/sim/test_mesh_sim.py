@@ -1,0 +1,135 @@
+"""Many real router cores in one deterministic simulated network (seeded; failures print the seed)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from weavenet.core.router import ConnState
+from weavenet.sim.network import SimNetwork
+
+
+def random_connected_graph(n: int, extra: int, rng: random.Random) -> list[tuple[int, int]]:
+    edges = set()
+    for i in range(1, n):
+        edges.add((rng.randrange(i), i))
+    while len(edges) < n - 1 + extra:
+        a, b = rng.sample(range(n), 2)
+        edges.add((min(a, b), max(a, b)))
+    return sorted(edges)
+
+
+def dial_edges(net: SimNetwork, edges: list[tuple[int, int]]) -> None:
+    targets: dict[int, list[int]] = {}
+    for a, b in edges:
+        targets.setdefault(a, []).append(b)
+    for a, bs in targets.items():
+        net.connect(a, bs)
+
+
+def established_everywhere(net: SimNetwork) -> bool:
+    return all(c.established for p in net.peers for c in p.router.ready_connections())
+
+
+def test_three_peers_with_discovery_form_full_mesh() -> None:
+    net = SimNetwork(3, seed=1)
+    net.connect(1, [0])
+    net.connect(2, [0])
+    took = net.run_until_true(lambda: net.converged() and all(len(p.router.by_peer) == 2 for p in net.peers), 30)
+    assert took is not None, "no full mesh within 30 s"
+    net.run_for(5)
+    assert established_everywhere(net)
+    for p in net.peers:
+        assert all(c.state is ConnState.READY for c in p.router.by_peer.values())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_100_peers_random_topology_converge_and_survive_a_partition(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 100
+    net = SimNetwork(n, seed=seed, discovery=False)
+    edges = random_connected_graph(n, extra=60, rng=rng)
+    dial_edges(net, edges)
+    took = net.run_until_true(net.converged, 60, step=1.0)
+    assert took is not None, f"seed {seed}: 100 peers did not converge within 60 s"
+    assert took < 30, f"seed {seed}: converged only after {took:.1f} s"
+    # partition into two halves: each side converges to itself once the cut connections time out
+    left, right = list(range(0, 50)), list(range(50, 100))
+    net.partition(left, right)
+    took = net.run_until_true(lambda: _side_converged(net, edges, [left, right]), 240, step=2.0)
+    assert took is not None, f"seed {seed}: sides did not converge after the partition"
+    net.heal_all()
+    took = net.run_until_true(net.converged, 600, step=2.0)
+    assert took is not None, f"seed {seed}: did not converge again after the heal"
+
+
+def _side_converged(net: SimNetwork, edges: list[tuple[int, int]], sides: list[list[int]]) -> bool:
+    """Each connected component of each side (edges that cross the cut are gone) knows exactly itself."""
+    return all(net.converged(comp) for side in sides for comp in _components(edges, side))
+
+
+def _components(edges: list[tuple[int, int]], side: list[int]) -> list[list[int]]:
+    members = set(side)
+    adj: dict[int, set[int]] = {i: set() for i in side}
+    for a, b in edges:
+        if a in members and b in members:
+            adj[a].add(b)
+            adj[b].add(a)
+    seen: set[int] = set()
+    comps = []
+    for i in side:
+        if i in seen:
+            continue
+        stack, comp = [i], []
+        seen.add(i)
+        while stack:
+            x = stack.pop()
+            comp.append(x)
+            for y in adj[x] - seen:
+                seen.add(y)
+                stack.append(y)
+        comps.append(comp)
+    return comps
+
+
+def test_simultaneous_dial_resolves_to_one_established_connection_quickly() -> None:
+    net = SimNetwork(2, seed=4)
+    net.connect(0, [1])
+    net.connect(1, [0])
+    took = net.run_until_true(
+        lambda: all(len(p.router.by_peer) == 1 and established_everywhere(net) for p in net.peers),
+        10,
+        step=0.1,
+    )
+    assert took is not None and took < 3, "simultaneous dial stalled"
+
+
+def test_encrypted_mesh_converges() -> None:
+    net = SimNetwork(4, seed=5, password=b"secret")
+    for i in range(1, 4):
+        net.connect(i, [0])
+    assert net.run_until_true(lambda: net.converged() and established_everywhere(net), 30) is not None
+
+
+def test_wrong_password_is_refused_with_reason_and_others_unaffected() -> None:
+    from weavenet.core.names import PeerName
+    from weavenet.core.router import MeshConfig
+
+    def cfg(i: int) -> MeshConfig:
+        return MeshConfig(
+            name=PeerName(0x0A0000000000 + i + 1),
+            nickname=f"p{i + 1}",
+            password=b"wrong" if i == 2 else b"right",
+        )
+
+    net = SimNetwork(3, seed=6, config=cfg)
+    net.connect(1, [0])
+    net.connect(2, [0])
+    net.run_for(20)
+    assert net.converged([0, 1])
+    statuses = net.peers[2].router.connection_status()
+    failed = [s for s in statuses if s["State"] in ("failed", "retrying")]
+    assert failed and "same --password" in str(failed[0]["Info"])
+    inbound = [s for s in net.peers[0].router.connection_status() if s["State"] == "failed"]
+    assert inbound and not inbound[0]["Outbound"]

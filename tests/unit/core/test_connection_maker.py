@@ -1,0 +1,100 @@
+"""Connection maker: backoff schedule, discovery, suspension (pure, exact times)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from weavenet.core.connection_maker import (
+    INITIAL_INTERVAL,
+    MAX_INTERVAL,
+    ConnectionMaker,
+    LiveConnection,
+    PeerAddr,
+    TargetState,
+    parse_peer_spec,
+)
+from weavenet.core.names import PeerName
+from weavenet.core.topology import ConnSummary, Peer, Topology
+
+
+def _topology(*peers: Peer) -> Topology:
+    topo = Topology(Peer(PeerName(1), "me", uid=1, has_short_id=True), random.Random(0))
+    for p in peers:
+        topo.by_name[p.name] = p
+    return topo
+
+
+def test_parse_peer_spec() -> None:
+    assert parse_peer_spec("10.0.0.1") == ("10.0.0.1", 0)
+    assert parse_peer_spec("host.example:6790") == ("host.example", 6790)
+    for bad in (":6783", "1.2.3.4:x-y"):
+        with pytest.raises(ValueError, match="should be host"):
+            parse_peer_spec(bad)
+    with pytest.raises(ValueError):
+        parse_peer_spec("1.2.3.4:99999")
+
+
+def test_direct_peer_dialled_at_once_then_backoff() -> None:
+    cm = ConnectionMaker(6783, discovery=False, rng=random.Random(1))
+    topo = _topology()
+    cm.initiate([PeerAddr("10.0.0.2", "10.0.0.2", 0)], replace=False, now=0.0)
+    assert cm.check(0.0, topo, []) == [("10.0.0.2:6783", True)]
+    target = cm.targets["10.0.0.2:6783"]
+    assert target.state is TargetState.ATTEMPTING
+    cm.connection_aborted("10.0.0.2:6783", "no route", now=0.0, wall=0.0)
+    assert INITIAL_INTERVAL / 2 <= target.try_after < 1.5 * INITIAL_INTERVAL  # type: ignore[operator]
+    assert target.try_interval == INITIAL_INTERVAL * 1.5
+    assert cm.check(0.5, topo, []) == []
+    assert cm.next_deadline() == target.try_after
+    # the interval keeps growing by 1.5 and is capped at 6 minutes
+    for _ in range(30):
+        cm.connection_aborted("10.0.0.2:6783", "no route", now=0.0, wall=0.0)
+    assert target.try_interval == MAX_INTERVAL
+
+
+def test_long_lived_connection_retries_immediately_and_collision_never() -> None:
+    cm = ConnectionMaker(6783, discovery=False, rng=random.Random(1))
+    topo = _topology()
+    cm.initiate([PeerAddr("p", "10.0.0.2", 6783)], replace=False, now=0.0)
+    cm.check(0.0, topo, [])
+    cm.connection_created("10.0.0.2:6783", outbound=True)
+    cm.connection_terminated("10.0.0.2:6783", True, "EOF", retry=True, counts=True, now=100.0, wall=0.0)
+    assert cm.targets["10.0.0.2:6783"].try_after == 100.0
+    cm.connection_terminated("10.0.0.2:6783", True, "collision", retry=False, counts=True, now=101.0, wall=0.0)
+    assert cm.targets["10.0.0.2:6783"].try_after is None
+    assert cm.check(1000.0, topo, []) == []
+    assert cm.termination_count == 2
+
+
+def test_discovery_and_suspension() -> None:
+    b = Peer(PeerName(2), "b", uid=2)
+    c = Peer(PeerName(3), "c", uid=3)
+    b.connections[c.name] = ConnSummary(c.name, "10.0.0.3:6783", outbound=True, established=True)
+    c.connections[b.name] = ConnSummary(b.name, "10.0.0.2:40000", outbound=False, established=True)
+    topo = _topology(b, c)
+    cm = ConnectionMaker(6783, discovery=True, rng=random.Random(1))
+    live = [LiveConnection(b.name, "10.0.0.2:6783", True)]
+    # b's outbound connection to c gives c's listening address; c's inbound one gives b's IP with our port
+    dials = cm.check(0.0, topo, live)
+    assert ("10.0.0.3:6783", False) in dials
+    assert ("10.0.0.2:6783", False) not in dials  # already connected to that address
+    # a direct peer that became pointless is suspended, a discovered one forgotten
+    cm.initiate([PeerAddr("x", "10.0.0.9", 0)], replace=False, now=0.0)
+    cm.check(0.0, topo, live)
+    cm.targets["10.0.0.9:6783"].state = TargetState.WAITING
+    cm.forget(["x"])
+    c.connections.clear()
+    b.connections.clear()
+    cm.targets["10.0.0.3:6783"].state = TargetState.WAITING
+    cm.check(1.0, topo, live)
+    assert "10.0.0.3:6783" not in cm.targets
+
+
+def test_no_dial_when_peer_without_port_already_dialled_us() -> None:
+    cm = ConnectionMaker(6783, discovery=False, rng=random.Random(1))
+    cm.initiate([PeerAddr("10.0.0.2", "10.0.0.2", 0)], replace=False, now=0.0)
+    live = [LiveConnection(PeerName(2), "10.0.0.2:41234", outbound=False)]
+    assert cm.check(0.0, _topology(), live) == []
+    assert cm.direct_targets() == ["10.0.0.2"]
