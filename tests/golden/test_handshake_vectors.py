@@ -11,10 +11,10 @@ from typing import Any
 
 import nacl.bindings
 import pytest
-from weavenet.core.codec.gob import BYTES, NEED_DATA, Decoder, Encoder
 
 from tests.golden.wire_vectors import case, cases
 from weavenet.core import crypto
+from weavenet.core.codec.gob import BYTES, NEED_DATA, Decoder, Encoder
 from weavenet.core.features import build_features, build_v1_features, parse_features
 from weavenet.core.framing import MessageFramer
 from weavenet.core.handshake import FEATURES, Handshake, HandshakeCompleted, HandshakeFailed
@@ -345,15 +345,11 @@ def test_transcript(name, side, delivery):
 
     # What we received.
     assert event.version == decoded["version"]
-    assert event.session_key == (
-        bytes.fromhex(decoded["session_key_hex"]) if decoded["session_key_hex"] else None
-    )
+    assert event.session_key == (bytes.fromhex(decoded["session_key_hex"]) if decoded["session_key_hex"] else None)
     assert dict(event.remote.raw) == decoded[f"features_received_by_{side}"]
     remote_map = c["inputs"][other]["features_map"]
     assert event.remote.conn_id == int(remote_map["ConnID"])
-    assert event.connection_uid == int(c["inputs"][side]["features_map"]["ConnID"]) ^ int(
-        remote_map["ConnID"]
-    )
+    assert event.connection_uid == int(c["inputs"][side]["features_map"]["ConnID"]) ^ int(remote_map["ConnID"])
     assert event.remote.uid == int(remote_map["UID"])
     assert str(event.remote.name) == remote_map["Name"]
     if decoded["version"] == 2:

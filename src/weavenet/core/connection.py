@@ -14,6 +14,7 @@ from weavenet.core.features import RemoteFeatures
 from weavenet.core.framing import MessageFramer
 from weavenet.core.gossip import GossipSender
 from weavenet.core.handshake import Handshake
+from weavenet.core.names import PeerName
 from weavenet.core.sleeve import SleeveForwarder
 from weavenet.core.topology import Peer
 
@@ -59,6 +60,10 @@ class LocalConnection:
     error: str | None = None
     bytes_in: int = 0
     gossip_after: float = 0.0  # earliest time the next gossip may be sent on this connection
+    gossip_gap: float = 0.0  # current coalescing window (adaptive, see MeshRouter._flush_gossip)
+    gossip_last: float = -1e9  # when gossip was last sent
+    # topology entries (uid, version) the remote is known to hold: it sent them to us, or we sent them to it
+    peer_versions: dict[PeerName, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def trusted_by_remote(self) -> bool:

@@ -63,9 +63,7 @@ def session_key(our_private: bytes, their_public: bytes, password: bytes) -> byt
     if len(our_private) != PRIVATE_KEY_SIZE:
         raise ValueError(f"private key must be {PRIVATE_KEY_SIZE} bytes, got {len(our_private)}")
     if len(their_public) != PUBLIC_KEY_SIZE:
-        raise RemoteProtocolError(
-            f"remote public key must be {PUBLIC_KEY_SIZE} bytes, got {len(their_public)}"
-        )
+        raise RemoteProtocolError(f"remote public key must be {PUBLIC_KEY_SIZE} bytes, got {len(their_public)}")
     try:
         shared = _nb.crypto_box_beforenm(bytes(their_public), bytes(our_private))
     except _nacl_exc.CryptoError as e:
@@ -113,9 +111,7 @@ def _bindings_open(box: bytes, nonce: bytes, key: bytes) -> bytes | None:
         return None
 
 
-def _make_fast() -> tuple[
-    Callable[[bytes, bytes, bytes], bytes], Callable[[bytes, bytes, bytes], bytes | None]
-]:
+def _make_fast() -> tuple[Callable[[bytes, bytes, bytes], bytes], Callable[[bytes, bytes, bytes], bytes | None]]:
     """Direct libsodium calls via PyNaCl's cffi handle (see module docstring); raise if unavailable."""
     from nacl._sodium import ffi, lib  # private module: guarded by the caller
 

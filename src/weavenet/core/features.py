@@ -62,6 +62,7 @@ def build_features(
     short_id: int | None,
     trusted: bool,
     overlays: str | None,
+    extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Our V2 features map (Weave's ``makeFeatures`` + the overlay switch's ``Overlays``), in vector order.
 
@@ -86,6 +87,8 @@ def build_features(
     features[TRUSTED_KEY] = "true" if trusted else "false"
     if overlays is not None:
         features[OVERLAYS_KEY] = overlays
+    for key, value in (extra or {}).items():
+        features.setdefault(key, value)  # extensions Go peers ignore; never override a standard key
     return features
 
 

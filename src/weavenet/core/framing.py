@@ -236,9 +236,7 @@ class MessageFramer:
                 break
             payload = bytes(value)
             if len(payload) > self._max:
-                raise RemoteProtocolError(
-                    f"incoming message exceeds maximum size: {len(payload)} > {self._max}"
-                )
+                raise RemoteProtocolError(f"incoming message exceeds maximum size: {len(payload)} > {self._max}")
             if key is not None:
                 plain = _open(payload, _nonce(self._rx_prefix, self._recv_seq), key)
                 if plain is None:

@@ -76,9 +76,7 @@ HEADER_TIMEOUT = 10.0  # seconds to receive the remote's 7-byte header
 HEARTBEAT_INTERVAL = 30.0  # TCP heartbeat (tag 0) period once established
 READ_TIMEOUT = 2 * HEARTBEAT_INTERVAL  # read deadline after the header, extended on every received message
 
-MAX_FEATURES_SIZE = (
-    64 * 1024
-)  # our cap on the remote's intro (features frame / V1 gob prefix), see module doc
+MAX_FEATURES_SIZE = 64 * 1024  # our cap on the remote's intro (features frame / V1 gob prefix), see module doc
 
 FEATURES = Map(STRING, STRING, go="map[string]string")
 
@@ -130,6 +128,7 @@ class Handshake:
         min_version: int = PROTOCOL_MIN_VERSION,
         max_version: int = PROTOCOL_MAX_VERSION,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        extra_features: dict[str, str] | None = None,
     ) -> None:
         if not PROTOCOL_MIN_VERSION <= min_version <= max_version <= PROTOCOL_MAX_VERSION:
             raise ValueError(f"invalid protocol version range [{min_version},{max_version}]")
@@ -146,6 +145,7 @@ class Handshake:
             short_id=short_id,
             trusted=trusted,
             overlays=overlays,
+            extra=extra_features,
         )
         self._password = None if password is None else bytes(password)
         self._private: bytes | None = None
@@ -258,9 +258,7 @@ class Handshake:
         del buf[:HEADER_SIZE]
         magic = header[: len(PROTOCOL)]
         if magic != PROTOCOL:
-            raise HandshakeError(
-                f"remote protocol header not recognised: [{' '.join(str(b) for b in magic)}]"
-            )
+            raise HandshakeError(f"remote protocol header not recognised: [{' '.join(str(b) for b in magic)}]")
         their_min, their_max = header[5], header[6]
         lo = max(their_min, self.min_version)
         hi = min(their_max, self.max_version)
@@ -345,9 +343,7 @@ class Handshake:
         value = decoder.next_value(FEATURES)
         if value is NEED_DATA:
             if self._v1_fed >= MAX_FEATURES_SIZE:
-                raise HandshakeError(
-                    f"incoming features exceed maximum size: more than {MAX_FEATURES_SIZE} bytes"
-                )
+                raise HandshakeError(f"incoming features exceed maximum size: more than {MAX_FEATURES_SIZE} bytes")
             return
         received = _as_str_map(value)
         if self.public_key is None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network, ip_address
 
 from weavenet.core import gossip as g
+from weavenet.core import topology_gossip as tg
 from weavenet.core.connection import (
     HANDSHAKE_TIMEOUT,
     READ_TIMEOUT,
@@ -45,6 +46,7 @@ from weavenet.core.routes import Routes, reachable
 from weavenet.core.sleeve import SleeveForwarder, SleeveOverlay
 from weavenet.core.timers import Timers
 from weavenet.core.topology import ConnSummary, Peer, Topology, TopologyEffects
+from weavenet.core.topology_gossip import TopologyGossipData
 from weavenet.errors import ConnectToSelf, HandshakeError, PeerNameCollision, RemoteProtocolError
 
 log = logging.getLogger("weavenet.mesh")
@@ -102,7 +104,9 @@ class MeshConfig:
     min_protocol_version: int = PROTOCOL_MIN_VERSION
     gossip_interval: float = g.GOSSIP_INTERVAL
     overlays: tuple[str, ...] = ("sleeve",)
-    gossip_min_gap: float = 0.05  # coalescing window for gossip on one connection
+    gossip_min_gap: float = 0.05  # coalescing window for gossip on one connection ...
+    gossip_max_gap: float = 1.0  # ... growing up to this while updates keep coming
+    gossip_filter: bool = True  # don't send topology entries a neighbour is known to have
 
 
 @dataclass(slots=True)
@@ -111,23 +115,6 @@ class InboundFailure:
     error: str
     at: float
     wall: float
-
-
-class _TopologyGossipData:
-    """Topology gossip is a set of peer names, encoded with their *current* entries when sent."""
-
-    __slots__ = ("names", "topology")
-
-    def __init__(self, topology: Topology, names: set[PeerName]) -> None:
-        self.topology = topology
-        self.names = names
-
-    def encode(self) -> list[bytes]:
-        return [self.topology.encode_peers(self.names)]
-
-    def merge(self, other: g.GossipData) -> g.GossipData:
-        assert isinstance(other, _TopologyGossipData)
-        return _TopologyGossipData(self.topology, self.names | other.names)
 
 
 class _Channel:
@@ -148,6 +135,25 @@ class _Channel:
 
     def gossip_neighbour_subset(self, data: g.GossipData) -> None:
         self.router.relay(self.name, self.router.name, data)
+
+
+class _DigestGossiper:
+    """Receives topology digests (weavenet's anti-entropy, see ``topology_gossip``)."""
+
+    def __init__(self, router: MeshRouter) -> None:
+        self.router = router
+
+    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+        self.router._on_digest(src, msg)
+
+    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> g.GossipData | None:
+        return None
+
+    def gossip(self) -> g.GossipData | None:
+        return None
+
+    def on_gossip(self, update: bytes) -> g.GossipData | None:
+        return None
 
 
 class MeshRouter:
@@ -194,8 +200,10 @@ class MeshRouter:
         self._pending_update: set[PeerName] = set()
         self._maker_dirty = True
         self._gossip_pending: set[LocalConnection] = set()
+        self._gossip_from: LocalConnection | None = None  # the connection whose gossip is being handled
         self._now = now
         self.new_gossip(TOPOLOGY_CHANNEL, self)  # the router is the topology gossiper
+        self.new_gossip(tg.DIGEST_CHANNEL, _DigestGossiper(self))
         self.timers.set("gossip", now + config.gossip_interval)
 
     # ===================================================================================== public API: I/O side
@@ -357,6 +365,7 @@ class MeshRouter:
             private_key=private_key,
             min_version=self.config.min_protocol_version,
             max_version=PROTOCOL_MAX_VERSION,
+            extra_features={tg.DIGEST_FEATURE: "1"} if self.config.gossip_filter else None,
         )
         conn.deadline = now + HANDSHAKE_TIMEOUT
         self.timers.set(("conn", conn.id), conn.deadline)
@@ -583,7 +592,11 @@ class MeshRouter:
         if tag == TAG_HEARTBEAT:
             return
         if tag in (g.TAG_GOSSIP, g.TAG_GOSSIP_BROADCAST, g.TAG_GOSSIP_UNICAST):
-            self._handle_gossip(tag, payload, now)
+            self._gossip_from = conn
+            try:
+                self._handle_gossip(tag, payload, now)
+            finally:
+                self._gossip_from = None
         elif tag == TAG_OVERLAY_CONTROL and not conn.compat:
             if len(payload) < 2:
                 log.info("%s: Received truncated overlay control message", conn.describe())
@@ -654,17 +667,55 @@ class MeshRouter:
                 self._gossip_pending.add(conn)
 
     def _send_all_gossip_down(self, conn: LocalConnection) -> None:
+        """A new neighbour gets our whole state; a weavenet neighbour gets a topology digest instead and asks."""
         for name, ch in self.channels.items():
             data = ch.gossiper.gossip()
-            if data is not None:
+            if isinstance(data, TopologyGossipData) and self._speaks_digest(conn):
+                self._send_digest(conn, tg.encode_digest(self.topology))
+            elif data is not None:
                 conn.sender(name).send(data)
                 self._gossip_pending.add(conn)
 
     def _send_all_gossip(self) -> None:
+        """The periodic round: every channel's full state to random neighbours (topology: digests, see tg)."""
         for name, ch in list(self.channels.items()):
             data = ch.gossiper.gossip()
-            if data is not None:
+            if data is None:
+                continue
+            if not isinstance(data, TopologyGossipData):
                 self.relay(name, self.name, data)
+                continue
+            digest: bytes | None = None
+            for hop in self.routes.random_neighbours(self.rng, self.name):
+                conn = self.by_peer.get(hop)
+                if conn is None:
+                    continue
+                if self._speaks_digest(conn):
+                    digest = digest or tg.encode_digest(self.topology)
+                    self._send_digest(conn, digest)
+                else:
+                    conn.sender(name).send(TopologyGossipData(self.topology, set(data.names), full=True))
+                    self._gossip_pending.add(conn)
+
+    def _speaks_digest(self, conn: LocalConnection) -> bool:
+        return bool(self.config.gossip_filter and conn.features and conn.features.raw.get(tg.DIGEST_FEATURE))
+
+    def _send_digest(self, conn: LocalConnection, digest: bytes) -> None:
+        assert conn.remote is not None
+        dst = conn.remote.name
+        self.send_message(conn, g.encode_envelope(g.TAG_GOSSIP_UNICAST, tg.DIGEST_CHANNEL, self.name, digest, dst))
+
+    def _on_digest(self, src: PeerName, msg: bytes) -> None:
+        """A neighbour told us exactly which entries it holds: send it what it lacks (it does the same for us)."""
+        conn = self.by_peer.get(src)
+        theirs = tg.decode_digest(msg)
+        if conn is None:
+            return
+        conn.peer_versions = dict(theirs)
+        send = tg.missing_from(self.topology, theirs)
+        if send:
+            conn.sender(TOPOLOGY_CHANNEL).send(TopologyGossipData(self.topology, send))
+            self._gossip_pending.add(conn)
 
     def _flush_gossip(self) -> None:
         """Send pending gossip, at most once per ``gossip_min_gap`` per connection.
@@ -684,10 +735,22 @@ class MeshRouter:
                 self.timers.set(("flush", conn.id), conn.gossip_after)
                 continue
             self._gossip_pending.discard(conn)
-            conn.gossip_after = now + gap
+            # Adaptive coalescing: back-to-back sends double the gap (up to gossip_max_gap), a quiet spell halves
+            # it, so a lone update goes out at once while a burst of changes collapses into a few messages.
+            if now - conn.gossip_last < 2 * conn.gossip_gap:
+                conn.gossip_gap = min(max(conn.gossip_gap * 2, gap), self.config.gossip_max_gap)
+            else:
+                conn.gossip_gap = max(conn.gossip_gap / 2, gap)
+            conn.gossip_last = now
+            conn.gossip_after = now + conn.gossip_gap
             for channel, sender in conn.senders.items():
                 while (picked := sender.pick()) is not None:
                     tag, src, data = picked
+                    if isinstance(data, TopologyGossipData) and self.config.gossip_filter:
+                        filtered = data.for_neighbour(conn.peer_versions)
+                        if filtered is None:
+                            continue
+                        data = filtered
                     for payload in data.encode():
                         self.send_message(conn, g.encode_envelope(tag, channel, src or self.name, payload))
 
@@ -698,17 +761,19 @@ class MeshRouter:
 
     def on_gossip_broadcast(self, src: PeerName, update: bytes) -> g.GossipData | None:
         received, _ = self._apply_topology_update(update)
-        return _TopologyGossipData(self.topology, received) if received else None
+        return TopologyGossipData(self.topology, received) if received else None
 
     def gossip(self) -> g.GossipData | None:
-        return _TopologyGossipData(self.topology, self.topology.names())
+        return TopologyGossipData(self.topology, self.topology.names())
 
     def on_gossip(self, update: bytes) -> g.GossipData | None:
         _, improved = self._apply_topology_update(update)
-        return _TopologyGossipData(self.topology, improved) if improved else None
+        return TopologyGossipData(self.topology, improved) if improved else None
 
     def _apply_topology_update(self, update: bytes) -> tuple[set[PeerName], set[PeerName]]:
         result = self.topology.apply_update(update)
+        if self._gossip_from is not None:
+            self._gossip_from.peer_versions.update(result.versions)
         self._apply_effects(result.effects, self._now)
         if result.improved:
             self._routes_changed()
@@ -760,7 +825,7 @@ class MeshRouter:
         if key == "topology":
             names = self._pending_update | {self.name}
             self._pending_update = set()
-            self.relay(TOPOLOGY_CHANNEL, self.name, _TopologyGossipData(self.topology, names))
+            self.relay(TOPOLOGY_CHANNEL, self.name, TopologyGossipData(self.topology, names))
         elif key == "gossip":
             self._send_all_gossip()
             self.timers.set("gossip", now + self.config.gossip_interval)

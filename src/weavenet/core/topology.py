@@ -123,6 +123,7 @@ class UpdateResult:
     received: set[PeerName]  # every peer named in the update
     improved: set[PeerName]  # peers whose entry the update added or replaced
     effects: TopologyEffects
+    versions: dict[PeerName, tuple[int, int]] = field(default_factory=dict)  # (uid, version) the sender holds
 
 
 @dataclass(slots=True, frozen=True)
@@ -258,7 +259,8 @@ class Topology:
                 peer.has_short_id = d.has_short_id
                 self._add_by_short_id(peer, effects)
             improved.add(d.name)
-        return UpdateResult({d.name for d in decoded}, improved, effects)
+        versions = {d.name: (d.uid, d.version) for d in decoded}
+        return UpdateResult(set(versions), improved, effects, versions)
 
     # -- garbage collection -------------------------------------------------------------------------------------
 

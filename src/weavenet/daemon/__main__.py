@@ -16,7 +16,7 @@ class _WeaveFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         t = self.formatTime(record, "%Y/%m/%d %H:%M:%S")
-        return f"{record.levelname}: {t}.{int(record.msecs * 1000):06d} {record.getMessage()}" + (
+        return f"{record.levelname}: {t}.{int((record.created % 1) * 1e6):06d} {record.getMessage()}" + (
             "\n" + self.formatException(record.exc_info) if record.exc_info else ""
         )
 

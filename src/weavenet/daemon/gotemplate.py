@@ -717,9 +717,7 @@ def go_sprintf(fmt: str, *args: object) -> str:
         out.append(_format(args[argi], verb, _Flags(**fl), 0))
         argi += 1
     if not reordered and argi < len(args):
-        extra = ", ".join(
-            "<nil>" if a is None else f"{go_type_name(a)}={go_value_string(a)}" for a in args[argi:]
-        )
+        extra = ", ".join("<nil>" if a is None else f"{go_type_name(a)}={go_value_string(a)}" for a in args[argi:])
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
 
@@ -2074,9 +2072,7 @@ class _Exec:
         line = 1 + before.count("\n")
         col = len(_go_bytes(before)) if nl < 0 else len(_go_bytes(before[nl + 1 :]))
         where = f"{self.tmpl.name}:{line}:{col}"
-        return _Stop(
-            f"template: {where}: executing {go_quote(self.name)} at <{self.node.go_string()}>: {msg}"
-        )
+        return _Stop(f"template: {where}: executing {go_quote(self.name)} at <{self.node.go_string()}>: {msg}")
 
     # variables
     def var_value(self, name: str) -> object:
@@ -2161,9 +2157,7 @@ class _Exec:
             elif isinstance(val, dict) and not isinstance(val, GoStruct):
                 items = [(k, val[k]) for k in _sorted_keys(val)]
             else:
-                shown = (
-                    GoStruct(val, go_type=val.go_type) if isinstance(val, GoStruct) and val.pointer else val
-                )
+                shown = GoStruct(val, go_type=val.go_type) if isinstance(val, GoStruct) and val.pointer else val
                 raise self.fail(f"range can't iterate over {go_value_string(shown)}")
             ndecl = len(node.pipe.decl)
             for key, elem in items:
@@ -2314,9 +2308,7 @@ class _Exec:
             return node.text
         raise self.fail(f"can't handle {node.go_string()} for arg")  # pragma: no cover
 
-    def eval_function(
-        self, dot: object, ident: _Ident, at: _Node, args: list[_Node] | None, final: object
-    ) -> object:
+    def eval_function(self, dot: object, ident: _Ident, at: _Node, args: list[_Node] | None, final: object) -> object:
         self.at(ident)
         spec = _FUNCS[ident.name]
         arg_nodes = (args or [ident])[1:]
@@ -2374,9 +2366,7 @@ class Template:
         except _Stop as e:
             raise TemplateExecError(e.message, "".join(state.out)) from None
         except RecursionError:
-            raise TemplateExecError(
-                f"template: {self.name}: data nested too deeply", "".join(state.out)
-            ) from None
+            raise TemplateExecError(f"template: {self.name}: data nested too deeply", "".join(state.out)) from None
         return "".join(state.out)
 
 

@@ -252,9 +252,7 @@ def _encode(obj: Any) -> dict[str, Any]:
             val = None if v is None else {k: v[k] for k in sorted(v)}
         else:  # scalar, iface
             val = v
-        if m["omitempty"] and (
-            val is None or val == "" or val is False or val == 0 or val == [] or val == {}
-        ):
+        if m["omitempty"] and (val is None or val == "" or val is False or val == 0 or val == [] or val == {}):
             continue
         out[m["go"]] = val
     return out
@@ -338,9 +336,7 @@ class VersionCheck:
     enabled: bool = field(default=False, metadata=_go("Enabled", "bool"))
     success: bool = field(default=False, metadata=_go("Success", "bool"))
     new_version: str = field(default="", metadata=_go("NewVersion", "string"))
-    next_check_at: GoTime = field(
-        default_factory=GoTime.zero, metadata=_go("NextCheckAt", "time.Time", "time")
-    )
+    next_check_at: GoTime = field(default_factory=GoTime.zero, metadata=_go("NextCheckAt", "time.Time", "time"))
 
     @staticmethod
     def go_stringer(d: Mapping[str, Any]) -> str:
@@ -369,9 +365,7 @@ class PeerConnectionStatus:
 
     name: str = field(default="", metadata=_go("Name", "string"))  # remote peer name (MAC form)
     nick_name: str = field(default="", metadata=_go("NickName", "string"))
-    address: str = field(
-        default="", metadata=_go("Address", "string")
-    )  # remote TCP address as seen by this peer
+    address: str = field(default="", metadata=_go("Address", "string"))  # remote TCP address as seen by this peer
     outbound: bool = field(default=False, metadata=_go("Outbound", "bool"))
     established: bool = field(default=False, metadata=_go("Established", "bool"))
 
@@ -389,9 +383,7 @@ class PeerStatus:
     version: int = field(default=0, metadata=_go("Version", "uint64"))
     connections: list[PeerConnectionStatus] | None = field(
         default=None,
-        metadata=_go(
-            "Connections", "[]mesh.connectionStatus", "slice", elem=PeerConnectionStatus, nil_empty=True
-        ),
+        metadata=_go("Connections", "[]mesh.connectionStatus", "slice", elem=PeerConnectionStatus, nil_empty=True),
     )
 
 
@@ -430,9 +422,7 @@ class LocalConnectionStatus:
     outbound: bool = field(default=False, metadata=_go("Outbound", "bool"))
     state: str = field(default="", metadata=_go("State", "string"))
     info: str = field(default="", metadata=_go("Info", "string"))
-    attrs: dict[str, Any] | None = field(
-        default=None, metadata=_go("Attrs", "map[string]interface {}", "map")
-    )
+    attrs: dict[str, Any] | None = field(default=None, metadata=_go("Attrs", "map[string]interface {}", "map"))
 
     @classmethod
     def live(
@@ -523,9 +513,7 @@ class RouterStatus:
     )
     unicast_routes: list[UnicastRouteStatus] | None = field(
         default=None,
-        metadata=_go(
-            "UnicastRoutes", "[]mesh.unicastRouteStatus", "slice", elem=UnicastRouteStatus, nil_empty=True
-        ),
+        metadata=_go("UnicastRoutes", "[]mesh.unicastRouteStatus", "slice", elem=UnicastRouteStatus, nil_empty=True),
     )
     broadcast_routes: list[BroadcastRouteStatus] | None = field(
         default=None,
@@ -544,22 +532,14 @@ class RouterStatus:
         ),
     )
     termination_count: int = field(default=0, metadata=_go("TerminationCount", "int"))
-    targets: list[str] | None = field(
-        default=None, metadata=_go("Targets", "[]string", "slice", nil_empty=True)
-    )
+    targets: list[str] | None = field(default=None, metadata=_go("Targets", "[]string", "slice", nil_empty=True))
     # overlay switch: {"fastdp": {"Vports": [...], "Flows": [...]}, "sleeve": null}; None without an overlay
-    overlay_diagnostics: Any = field(
-        default=None, metadata=_go("OverlayDiagnostics", "interface {}", "iface")
-    )
-    trusted_subnets: list[str] = field(
-        default_factory=list, metadata=_go("TrustedSubnets", "[]string", "slice")
-    )
+    overlay_diagnostics: Any = field(default=None, metadata=_go("OverlayDiagnostics", "interface {}", "iface"))
+    trusted_subnets: list[str] = field(default_factory=list, metadata=_go("TrustedSubnets", "[]string", "slice"))
     interface: str = field(
         default="", metadata=_go("Interface", "string")
     )  # e.g. "datapath (via ODP)", "weave (via pcap)"
-    capture_stats: dict[str, int] | None = field(
-        default=None, metadata=_go("CaptureStats", "map[string]int", "map")
-    )
+    capture_stats: dict[str, int] | None = field(default=None, metadata=_go("CaptureStats", "map[string]int", "map"))
     macs: list[MACStatus] | None = field(
         default=None, metadata=_go("MACs", "[]router.MACStatus", "slice", elem=MACStatus, nil_empty=True)
     )
@@ -616,9 +596,7 @@ class IPAMClaimStatus:
     GO_TYPE: ClassVar[str] = "ipam.ClaimStatus"
 
     ident: str = field(default="", metadata=_go("Ident", "string"))
-    cidr: CIDRValue = field(
-        default_factory=CIDRValue, metadata=_go("CIDR", "address.CIDR", "struct", elem=CIDRValue)
-    )
+    cidr: CIDRValue = field(default_factory=CIDRValue, metadata=_go("CIDR", "address.CIDR", "struct", elem=CIDRValue))
 
 
 @dataclass
@@ -628,9 +606,7 @@ class IPAMStatus:
 
     GO_TYPE: ClassVar[str] = "ipam.Status"
 
-    paxos: PaxosStatus | None = field(
-        default=None, metadata=_go("Paxos", "*paxos.Status", "ptr", elem=PaxosStatus)
-    )
+    paxos: PaxosStatus | None = field(default=None, metadata=_go("Paxos", "*paxos.Status", "ptr", elem=PaxosStatus))
     range: str = field(default="", metadata=_go("Range", "string"))
     range_num_ips: int = field(default=0, metadata=_go("RangeNumIPs", "int"))
     active_ips: int = field(default=0, metadata=_go("ActiveIPs", "int"))
@@ -655,9 +631,7 @@ class DNSEntryStatus:
 
     GO_TYPE: ClassVar[str] = "nameserver.EntryStatus"
 
-    hostname: str = field(
-        default="", metadata=_go("Hostname", "string")
-    )  # fully qualified, with trailing dot
+    hostname: str = field(default="", metadata=_go("Hostname", "string"))  # fully qualified, with trailing dot
     origin: str = field(default="", metadata=_go("Origin", "string"))  # peer name
     container_id: str = field(default="", metadata=_go("ContainerID", "string"))
     address: str = field(default="", metadata=_go("Address", "string"))
@@ -697,9 +671,7 @@ class PluginConfig:
     GO_TYPE: ClassVar[str] = "plugin.Config"
 
     socket: str = field(default="/run/docker/plugins/weave.sock", metadata=_go("Socket", "string"))
-    mesh_socket: str = field(
-        default="/run/docker/plugins/weavemesh.sock", metadata=_go("MeshSocket", "string")
-    )
+    mesh_socket: str = field(default="/run/docker/plugins/weavemesh.sock", metadata=_go("MeshSocket", "string"))
     enable: bool = field(default=True, metadata=_go("Enable", "bool"))
     enable_v2: bool = field(default=False, metadata=_go("EnableV2", "bool"))
     enable_v2_multicast: bool = field(default=False, metadata=_go("EnableV2Multicast", "bool"))
@@ -718,9 +690,7 @@ class PluginStatus:
         default_factory=PluginConfig, metadata=_go("Config", "plugin.Config", "struct", elem=PluginConfig)
     )
     driver_name: str = field(default="weave", metadata=_go("DriverName", "string"))
-    mesh_driver_name: str = field(
-        default="weavemesh", metadata=_go("MeshDriverName", "string", omitempty=True)
-    )
+    mesh_driver_name: str = field(default="weavemesh", metadata=_go("MeshDriverName", "string", omitempty=True))
 
 
 @dataclass

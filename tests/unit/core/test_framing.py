@@ -142,9 +142,7 @@ def test_framer_is_dead_after_remote_error():
 
 def test_incoming_oversize():
     r = MessageFramer(outbound=False)
-    with pytest.raises(
-        RemoteProtocolError, match=r"^incoming message exceeds maximum size: 10485761 > 10485760$"
-    ):
+    with pytest.raises(RemoteProtocolError, match=r"^incoming message exceeds maximum size: 10485761 > 10485760$"):
         r.feed((MAX_MESSAGE_SIZE + 1).to_bytes(4, "big"))
     r = MessageFramer(outbound=False)
     assert r.feed(MAX_MESSAGE_SIZE.to_bytes(4, "big")) == []  # exactly the limit is fine
@@ -168,9 +166,7 @@ def test_outgoing_oversize(version, key):
 
 def test_outgoing_oversize_default_limit():
     tx = MessageFramer(outbound=True, session_key=KEY)
-    with pytest.raises(
-        LocalProtocolError, match=r"^outgoing message exceeds maximum size: 10485761 > 10485760$"
-    ):
+    with pytest.raises(LocalProtocolError, match=r"^outgoing message exceeds maximum size: 10485761 > 10485760$"):
         tx.encode(bytes(MAX_MESSAGE_SIZE - 15))
 
 
@@ -241,9 +237,7 @@ def test_fuzz_random_bytes(version, key, chunks):
 @settings(max_examples=150, deadline=None)
 def test_fuzz_bit_flips_and_truncation(version, key, data):
     tx = MessageFramer(outbound=True, session_key=key, version=version)
-    wire = bytearray(
-        b"".join(tx.encode(m) for m in (b"\x00", b"\x04hello gossip", b"\x07\x01\x01", b"x" * 300))
-    )
+    wire = bytearray(b"".join(tx.encode(m) for m in (b"\x00", b"\x04hello gossip", b"\x07\x01\x01", b"x" * 300)))
     for i in data.draw(st.lists(st.integers(0, len(wire) * 8 - 1), max_size=4)):
         wire[i // 8] ^= 1 << (i % 8)
     wire = wire[: data.draw(st.integers(0, len(wire)))]

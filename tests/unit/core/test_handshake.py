@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from weavenet.core.codec.gob import Encoder
 
 from weavenet.core import crypto
+from weavenet.core.codec.gob import Encoder
 from weavenet.core.features import RemoteFeatures, go_quote, parse_bool, parse_features, parse_uint
 from weavenet.core.handshake import (
     FEATURES,
@@ -343,16 +343,12 @@ def gob_map_definition(type_id: int) -> bytes:
     return uint(len(body)) + body
 
 
-@pytest.mark.parametrize(
-    "attack", ["v2-slow-frame", "v1-endless-definitions", "v1-huge-message", "slow-header"]
-)
+@pytest.mark.parametrize("attack", ["v2-slow-frame", "v1-endless-definitions", "v1-huge-message", "slow-header"])
 def test_buffering_is_bounded(attack):
     """Whatever a peer sends before its features complete, we hold at most MAX_FEATURES_SIZE-ish bytes."""
     if attack == "v2-slow-frame":
         a = make(A, outbound=True)
-        stream = (
-            HEADER_V12 + b"\x00" + MAX_FEATURES_SIZE.to_bytes(4, "big") + b"\xaa" * (MAX_FEATURES_SIZE + 100)
-        )
+        stream = HEADER_V12 + b"\x00" + MAX_FEATURES_SIZE.to_bytes(4, "big") + b"\xaa" * (MAX_FEATURES_SIZE + 100)
     elif attack == "v1-endless-definitions":
         a = make(A, outbound=True, max_version=1)
         stream = b"weave\x01\x01" + b"".join(gob_map_definition(i) for i in range(65, 65 + 20000))
@@ -473,9 +469,7 @@ def test_fuzz_random_bytes(version, password, prefix_len, junk, cuts):
     """Random bytes after a (partial) valid prefix: header, flag and key, start of a features frame."""
     hs = make(A, outbound=False, password=password, max_version=version)
     if version == 2:
-        valid = HEADER_V12 + (
-            b"\x01" + crypto.generate_keypair(bytes(range(1, 33)))[1] if password else b"\x00"
-        )
+        valid = HEADER_V12 + (b"\x01" + crypto.generate_keypair(bytes(range(1, 33)))[1] if password else b"\x00")
     else:
         valid = b"weave\x01\x01" + bytes.fromhex("0eff81040102ff8200010c010c0000")
     drive(hs, split(valid[:prefix_len] + junk, cuts))
@@ -493,8 +487,7 @@ def test_fuzz_headers(data):
         (b"", "failed to receive remote protocol header: EOF"),
         (
             b"wea",
-            "received incomplete remote protocol header (3 octets instead of 7): [119 101 97]; "
-            "error: unexpected EOF",
+            "received incomplete remote protocol header (3 octets instead of 7): [119 101 97]; error: unexpected EOF",
         ),
         (HEADER_V12, "EOF"),
         (HEADER_V12 + b"\x00", "EOF"),

@@ -362,7 +362,4 @@ def test_sprintf_never_raises(fmt: str, args: list[object]) -> None:
 
 def test_report_builders_feed_templates() -> None:
     r = WeaveStatus(router=RouterStatus(name="aa", peers=[PeerStatus("aa", "a")]))
-    assert (
-        format_report(r, "{{range .Router.Peers}}{{.Name}}({{.NickName}}) {{.Connections}}{{end}}")
-        == "aa(a) []"
-    )
+    assert format_report(r, "{{range .Router.Peers}}{{.Name}}({{.NickName}}) {{.Connections}}{{end}}") == "aa(a) []"

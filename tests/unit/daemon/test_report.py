@@ -192,9 +192,7 @@ def test_maps_are_sorted_and_attrs_of_targets_are_null() -> None:
 
 
 def test_pending_claims_marshal_cidr_as_struct() -> None:
-    ipam = IPAMStatus(
-        range="10.2.0.0/16", pending_claims=[IPAMClaimStatus("c1", CIDRValue.parse("10.2.1.4/32"))]
-    )
+    ipam = IPAMStatus(range="10.2.0.0/16", pending_claims=[IPAMClaimStatus("c1", CIDRValue.parse("10.2.1.4/32"))])
     r = WeaveStatus(ipam=ipam)
     assert json.loads(r.to_json())["IPAM"]["PendingClaims"] == [
         {"Ident": "c1", "CIDR": {"Addr": "10.2.1.4", "PrefixLen": 32}}
@@ -318,9 +316,7 @@ def test_live_connection_info_with_password() -> None:
     assert enc.state == "pending"
     assert enc.info == "encrypted   sleeve aa:aa:aa:aa:aa:aa(h)"
     assert enc.attrs == {"name": "sleeve", "mtu": 1438, "encrypted": True}
-    trusted = LocalConnectionStatus.live(
-        "a:1", attrs={"name": "fastdp"}, encryption=True, untrusted=False, **kw
-    )
+    trusted = LocalConnectionStatus.live("a:1", attrs={"name": "fastdp"}, encryption=True, untrusted=False, **kw)
     assert trusted.info == "unencrypted fastdp aa:aa:aa:aa:aa:aa(h)"
     assert trusted.attrs == {"name": "fastdp"}
 

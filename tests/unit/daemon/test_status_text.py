@@ -201,9 +201,7 @@ def test_dns_proxy_plugin_sections() -> None:
 
 def test_upstream_test_greps_still_work() -> None:
     """test/700: `weave status | grep -oP '(?<= Name: ).*'` etc."""
-    text = render_status(
-        WeaveStatus(version="v", router=_router(), ipam=IPAMStatus(default_subnet="10.2.0.0/16"))
-    )
+    text = render_status(WeaveStatus(version="v", router=_router(), ipam=IPAMStatus(default_subnet="10.2.0.0/16")))
     assert "           Name: 8a:3e:3e:3e:3e:3e(nicknamington)\n" in text
     assert "  DefaultSubnet: 10.2.0.0/16\n" in text
     assert "(version check update disabled)" in text
@@ -237,9 +235,7 @@ def test_connections_without_encryption_have_no_encryption_column() -> None:
 
 
 def test_connections_long_fields_are_not_cut_and_attrs_sorted() -> None:
-    c = LocalConnectionStatus(
-        "[fe80::1]:65535-and-more", True, "established", "info", {"z": 1, "name": "x", "a": True}
-    )
+    c = LocalConnectionStatus("[fe80::1]:65535-and-more", True, "established", "info", {"z": 1, "name": "x", "a": True})
     r = WeaveStatus(router=_router(connections=[c]))
     assert render_connections(r) == "-> [fe80::1]:65535-and-more established info a=truez=1\n"
 
