@@ -106,7 +106,8 @@ class MeshConfig:
     overlays: tuple[str, ...] = ("sleeve",)
     gossip_min_gap: float = 0.05  # coalescing window for gossip on one connection ...
     gossip_max_gap: float = 1.0  # ... growing up to this while updates keep coming
-    gossip_filter: bool = True  # don't send topology entries a neighbour is known to have
+    gossip_filter: bool = True  # don't send topology entries a neighbour is known to have; digests
+    topology_relay_fanout: int = 2  # neighbours a received topology change is passed on to (with gossip_filter)
 
 
 @dataclass(slots=True)
@@ -205,6 +206,7 @@ class MeshRouter:
         self.new_gossip(TOPOLOGY_CHANNEL, self)  # the router is the topology gossiper
         self.new_gossip(tg.DIGEST_CHANNEL, _DigestGossiper(self))
         self.timers.set("gossip", now + config.gossip_interval)
+        self.timers.set("digest", now + tg.DIGEST_INTERVAL * (0.5 + rng.random()))
 
     # ===================================================================================== public API: I/O side
 
@@ -473,7 +475,9 @@ class MeshRouter:
                 self._shutdown(dup, RemoteProtocolError(dup_err), now)
                 raise RemoteProtocolError(dup_err)
         self._check_conn_limit()
-        connected_before = self.routes.unicast(remote.name) is not None
+        # Reachable over any connection means it has been getting our gossip already (Go asks for established
+        # routes, which in a forming mesh sends whole states down most new connections).
+        connected_before = self.routes.unicast_all(remote.name) is not None
         conn.state = ConnState.READY
         self.by_peer[remote.name] = conn
         self.ourself.connections[remote.name] = ConnSummary(remote.name, conn.remote_tcp_addr, conn.outbound, False)
@@ -660,7 +664,16 @@ class MeshRouter:
                 self._gossip_pending.add(conn)
 
     def relay(self, channel: str, src: PeerName, data: g.GossipData) -> None:
-        for hop in self.routes.random_neighbours(self.rng, src):
+        """Gossip to random neighbours (mesh ``relay``).
+
+        For topology, when digests back it up, others' changes go on to only ``topology_relay_fanout``
+        neighbours: a push epidemic's cost is its fan-out, and the digest rounds repair the rare peer it misses
+        within seconds.
+        """
+        hops = self.routes.random_neighbours(self.rng, src)
+        if channel == TOPOLOGY_CHANNEL and self.config.gossip_filter and src != self.name:
+            hops = hops[: self.config.topology_relay_fanout]
+        for hop in hops:
             conn = self.by_peer.get(hop)
             if conn is not None:
                 conn.sender(channel).send(data)
@@ -671,13 +684,13 @@ class MeshRouter:
         for name, ch in self.channels.items():
             data = ch.gossiper.gossip()
             if isinstance(data, TopologyGossipData) and self._speaks_digest(conn):
-                self._send_digest(conn, tg.encode_digest(self.topology))
+                self._send_digest(conn, tg.encode_digest(self.topology, tg.FULL))
             elif data is not None:
                 conn.sender(name).send(data)
                 self._gossip_pending.add(conn)
 
     def _send_all_gossip(self) -> None:
-        """The periodic round: every channel's full state to random neighbours (topology: digests, see tg)."""
+        """The 30 s round: every channel's full state to random neighbours (topology: Go neighbours only)."""
         for name, ch in list(self.channels.items()):
             data = ch.gossiper.gossip()
             if data is None:
@@ -685,17 +698,20 @@ class MeshRouter:
             if not isinstance(data, TopologyGossipData):
                 self.relay(name, self.name, data)
                 continue
-            digest: bytes | None = None
             for hop in self.routes.random_neighbours(self.rng, self.name):
                 conn = self.by_peer.get(hop)
-                if conn is None:
-                    continue
-                if self._speaks_digest(conn):
-                    digest = digest or tg.encode_digest(self.topology)
-                    self._send_digest(conn, digest)
-                else:
+                if conn is not None and not self._speaks_digest(conn):
                     conn.sender(name).send(TopologyGossipData(self.topology, set(data.names), full=True))
                     self._gossip_pending.add(conn)
+
+    def _digest_round(self) -> None:
+        """Anti-entropy with weavenet neighbours: a hash to random neighbours (see ``topology_gossip``)."""
+        digest: bytes | None = None
+        for hop in self.routes.random_neighbours(self.rng, self.name):
+            conn = self.by_peer.get(hop)
+            if conn is not None and self._speaks_digest(conn):
+                digest = digest or tg.encode_digest(self.topology, tg.HASH)
+                self._send_digest(conn, digest)
 
     def _speaks_digest(self, conn: LocalConnection) -> bool:
         return bool(self.config.gossip_filter and conn.features and conn.features.raw.get(tg.DIGEST_FEATURE))
@@ -706,16 +722,24 @@ class MeshRouter:
         self.send_message(conn, g.encode_envelope(g.TAG_GOSSIP_UNICAST, tg.DIGEST_CHANNEL, self.name, digest, dst))
 
     def _on_digest(self, src: PeerName, msg: bytes) -> None:
-        """A neighbour told us exactly which entries it holds: send it what it lacks (it does the same for us)."""
+        """A neighbour's digest: on a hash mismatch answer with ours; on a full one send what it lacks."""
+        kind, body = tg.decode_digest(msg)
         conn = self.by_peer.get(src)
-        theirs = tg.decode_digest(msg)
         if conn is None:
             return
-        conn.peer_versions = dict(theirs)
-        send = tg.missing_from(self.topology, theirs)
+        if isinstance(body, bytes):
+            if body == tg.digest_hash(self.topology):
+                conn.peer_versions = tg.held_versions(self.topology)
+            else:
+                self._send_digest(conn, tg.encode_digest(self.topology, tg.FULL))
+            return
+        conn.peer_versions = dict(body)
+        send, they_have_more = tg.compare(self.topology, body)
         if send:
             conn.sender(TOPOLOGY_CHANNEL).send(TopologyGossipData(self.topology, send))
             self._gossip_pending.add(conn)
+        if they_have_more and kind == tg.FULL:
+            self._send_digest(conn, tg.encode_digest(self.topology, tg.REPLY))
 
     def _flush_gossip(self) -> None:
         """Send pending gossip, at most once per ``gossip_min_gap`` per connection.
@@ -829,6 +853,9 @@ class MeshRouter:
         elif key == "gossip":
             self._send_all_gossip()
             self.timers.set("gossip", now + self.config.gossip_interval)
+        elif key == "digest":
+            self._digest_round()
+            self.timers.set("digest", now + tg.DIGEST_INTERVAL)
         elif key == "gc":
             self._garbage_collect(now)
         elif key == "routes":

@@ -6,10 +6,14 @@ per round across the cluster. We keep the wire format and the protocol, and send
 
 * per connection we remember which version of each entry the neighbour holds (it sent it to us, in an update
   or a digest), and leave those entries out; an update the neighbour already has costs nothing;
-* the periodic round sends weavenet neighbours a *digest* instead of the whole topology: name, UID and version
-  of every entry, 22 bytes each. The receiver learns exactly what the sender holds (which also corrects what it
-  believed the sender held, e.g. after the sender garbage-collected peers) and sends back only the entries the
-  sender lacks or holds older. With a Go neighbour the round stays Weave's unfiltered full gossip.
+* with weavenet neighbours, anti-entropy runs on *digests* instead of whole topologies. Every 5 s a peer sends
+  a few random neighbours a 16-byte hash of its (name, UID, version) entries; a neighbour with the same hash is
+  in sync (and is then known to hold exactly our entries). On a mismatch it answers with its full digest (22
+  bytes per entry), the first peer sends back the entries that one lacks or holds older, and answers with its
+  own full digest if the neighbour holds anything newer, so both sides converge in one exchange. A new
+  connection starts with full digests both ways instead of both whole topologies. A full digest also corrects
+  what we believed a neighbour held (e.g. after it garbage-collected peers). With a Go neighbour, the 30 s
+  round stays Weave's unfiltered full gossip.
 
 Digests travel as gossip unicasts on a channel of their own, sent only to neighbours whose features announce
 ``WeavenetDigest``; Go peers never see one. Everything else on the wire is an ordinary topology update.
@@ -17,6 +21,7 @@ Digests travel as gossip unicasts on a channel of their own, sent only to neighb
 
 from __future__ import annotations
 
+import hashlib
 import struct
 
 from weavenet.core.gossip import GossipData
@@ -26,7 +31,9 @@ from weavenet.errors import RemoteProtocolError
 
 DIGEST_CHANNEL = "weavenet-topology-digest"
 DIGEST_FEATURE = "WeavenetDigest"
-DIGEST_FORMAT = 1
+DIGEST_INTERVAL = 5.0  # anti-entropy rounds with weavenet neighbours: a 17-byte hash when in sync
+FULL, HASH, REPLY = 1, 2, 3  # digest kinds: full (answer if you hold more), hash, full in reply (no answer)
+HASH_SIZE = 16
 _ENTRY = struct.Struct(">6sQQ")
 
 
@@ -63,25 +70,45 @@ class TopologyGossipData:
         return TopologyGossipData(self.topology, out) if out else None
 
 
-def encode_digest(topology: Topology) -> bytes:
-    """``format byte ‖ (name 6, uid u64, version u64)*`` for every entry we hold (placeholders left out)."""
-    parts = [bytes((DIGEST_FORMAT,))]
-    for name, peer in sorted(topology.by_name.items()):
-        if peer.uid:
-            parts.append(_ENTRY.pack(name.bytes6(), peer.uid, peer.version))
-    return b"".join(parts)
+def _entries(topology: Topology) -> list[tuple[PeerName, int, int]]:
+    return [(name, peer.uid, peer.version) for name, peer in sorted(topology.by_name.items()) if peer.uid]
 
 
-def decode_digest(payload: bytes) -> dict[PeerName, tuple[int, int]]:
-    if not payload or payload[0] != DIGEST_FORMAT or (len(payload) - 1) % _ENTRY.size:
+def digest_hash(topology: Topology) -> bytes:
+    h = hashlib.sha256()
+    for name, uid, version in _entries(topology):
+        h.update(_ENTRY.pack(name.bytes6(), uid, version))
+    return h.digest()[:HASH_SIZE]
+
+
+def encode_digest(topology: Topology, kind: int) -> bytes:
+    """``kind ‖ body``. HASH: 16 bytes of SHA-256 over the entries; FULL / REPLY: (name 6, uid, version)*.
+
+    Placeholders (peers known only from others' connection lists) are left out: there is nothing to compare.
+    """
+    if kind == HASH:
+        return bytes((HASH,)) + digest_hash(topology)
+    return bytes((kind,)) + b"".join(_ENTRY.pack(n.bytes6(), u, v) for n, u, v in _entries(topology))
+
+
+def decode_digest(payload: bytes) -> tuple[int, bytes | dict[PeerName, tuple[int, int]]]:
+    """(kind, hash) or (kind, {name: (uid, version)}); raises ``RemoteProtocolError`` if malformed."""
+    if not payload:
+        raise RemoteProtocolError("empty topology digest")
+    kind, body = payload[0], payload[1:]
+    if kind == HASH:
+        if len(body) != HASH_SIZE:
+            raise RemoteProtocolError("malformed topology digest hash")
+        return kind, body
+    if kind not in (FULL, REPLY) or len(body) % _ENTRY.size:
         raise RemoteProtocolError("malformed topology digest")
-    if (len(payload) - 1) // _ENTRY.size > MAX_PEERS_PER_UPDATE:
+    if len(body) // _ENTRY.size > MAX_PEERS_PER_UPDATE:
         raise RemoteProtocolError("topology digest too large")
-    return {PeerName.from_bytes6(name): (uid, version) for name, uid, version in _ENTRY.iter_unpack(payload[1:])}
+    return kind, {PeerName.from_bytes6(name): (uid, version) for name, uid, version in _ENTRY.iter_unpack(body)}
 
 
-def missing_from(topology: Topology, theirs: dict[PeerName, tuple[int, int]]) -> set[PeerName]:
-    """Entries the digest's sender lacks or holds in an older version than ours."""
+def compare(topology: Topology, theirs: dict[PeerName, tuple[int, int]]) -> tuple[set[PeerName], bool]:
+    """(entries the digest's sender lacks or holds older than ours, whether it holds any we lack or hold older)."""
     send: set[PeerName] = set()
     for name, peer in topology.by_name.items():
         if not peer.uid:
@@ -89,4 +116,14 @@ def missing_from(topology: Topology, theirs: dict[PeerName, tuple[int, int]]) ->
         held = theirs.get(name)
         if held is None or (peer.version, peer.uid) > (held[1], held[0]):
             send.add(name)
-    return send
+    by_name = topology.by_name
+    they_have_more = any(
+        (p := by_name.get(name)) is None or (version, uid) > (p.version, p.uid)
+        for name, (uid, version) in theirs.items()
+    )
+    return send, they_have_more
+
+
+def held_versions(topology: Topology) -> dict[PeerName, tuple[int, int]]:
+    """What a neighbour whose digest hash equals ours holds: exactly our entries."""
+    return {name: (uid, version) for name, uid, version in _entries(topology)}
