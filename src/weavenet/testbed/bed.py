@@ -258,6 +258,8 @@ class Host:
 
 
 class Testbed:
+    __test__ = False  # not a pytest test class
+
     """N hosts and their underlay switch. Use as a context manager; ``close()`` always cleans up."""
 
     def __init__(self, n_hosts: int, prefix: str = "wnt", subnet: str = "192.168.48.0/24") -> None:
