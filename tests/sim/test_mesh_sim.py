@@ -133,3 +133,42 @@ def test_wrong_password_is_refused_with_reason_and_others_unaffected() -> None:
     assert failed and "same --password" in str(failed[0]["Info"])
     inbound = [s for s in net.peers[0].router.connection_status() if s["State"] == "failed"]
     assert inbound and not inbound[0]["Outbound"]
+
+
+def test_trusted_subnets_leave_the_data_plane_unencrypted_only_when_both_agree() -> None:
+    from ipaddress import IPv4Network
+
+    from weavenet.core.names import PeerName
+    from weavenet.core.router import MeshConfig
+
+    def cfg(i: int) -> MeshConfig:
+        trusted = [IPv4Network("10.0.0.0/8")] if i in (0, 1) else []
+        return MeshConfig(
+            name=PeerName(0x0A0000000000 + i + 1), nickname=f"p{i + 1}", password=b"pw", trusted_subnets=trusted
+        )
+
+    net = SimNetwork(3, seed=7, config=cfg)
+    net.connect(1, [0])
+    net.connect(2, [0])
+    assert net.run_until_true(lambda: net.converged() and established_everywhere(net), 30) is not None
+    info = {s["Address"].split(":")[0]: s["Info"] for s in net.peers[0].router.connection_status()}
+    assert str(info[net.peers[1].ip]).startswith("unencrypted")  # both trust each other
+    assert str(info[net.peers[2].ip]).startswith("encrypted")  # p3 does not trust p1
+
+
+def test_conn_limit_refuses_extra_connections_with_reason() -> None:
+    from weavenet.core.names import PeerName
+    from weavenet.core.router import MeshConfig
+
+    def cfg(i: int) -> MeshConfig:
+        return MeshConfig(name=PeerName(0x0A0000000000 + i + 1), nickname=f"p{i + 1}", conn_limit=1 if i == 0 else 0)
+
+    net = SimNetwork(3, seed=8, config=cfg)
+    net.connect(1, [0])
+    net.run_for(5)
+    net.connect(2, [0])
+    net.run_for(5)
+    assert len(net.peers[0].router.by_peer) == 1
+    refused = [str(s["Info"]) for s in net.peers[0].router.connection_status() if s["State"] == "failed"]
+    assert any("Connection limit reached (1)" in i for i in refused), refused
+    assert any(s["State"] in ("failed", "retrying") for s in net.peers[2].router.connection_status())

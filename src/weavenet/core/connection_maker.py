@@ -95,11 +95,11 @@ def parse_peer_spec(spec: str) -> tuple[str, int]:
     """
     parts = split_host_port(spec)
     host, port = parts if parts is not None else (spec, "0")
-    if host == "" or not port.isalnum():
+    if host == "" or not (port == "" or port.isalnum()):
         raise ValueError(f'invalid peer name "{spec}", should be host[:port]')
-    if not port.isdigit():
+    if port and not port.isdigit():
         raise ValueError(f"lookup port {port}: unknown port")
-    value = int(port)
+    value = int(port or 0)
     if value > 65535:
         raise ValueError(f"address {spec}: invalid port")
     return host, value

@@ -1,0 +1,61 @@
+"""The ``weave`` command without a router: usage, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def weave(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "WEAVE_HTTP_ADDR": str(tmp / "no-router.sock"),
+        "WEAVE_RUN_DIR": str(tmp / "run"),
+        "WEAVE_STATE_DIR": str(tmp / "state"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "weavenet.cli", *args], capture_output=True, text=True, env=env, timeout=30
+    )
+
+
+def test_usage(tmp_path: Path) -> None:
+    res = weave(tmp=tmp_path)
+    assert res.returncode == 1 and res.stderr.startswith("Usage:") and "weave launch" in res.stderr
+    for args in (["--help"], ["help"]):
+        ok = weave(*args, tmp=tmp_path)
+        assert ok.returncode == 0 and "weave status" in ok.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["launch", "--frobnicate"], "--frobnicate"),
+        (["launch", "--port", "x"], "--port"),
+        (["launch", "--log-level", "loud"], "--log-level"),
+        (["launch", "--trusted-subnets", "nope"], "trusted subnets"),
+        (["launch", "1.2.3.4:x!y"], "should be host"),
+        (["launch", "--name", "not-a-mac"], "invalid peer name"),
+        (["frobnicate"], "frobnicate"),
+        (["forget"], "peers"),
+    ],
+)
+def test_bad_arguments_print_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    res = weave(*args, tmp=tmp_path)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle.lower() in lines[0].lower(), res.stderr
+
+
+def test_commands_without_a_router(tmp_path: Path) -> None:
+    res = weave("status", tmp=tmp_path)
+    assert res.returncode == 1 and "not running" in res.stderr
+    assert weave("stop", tmp=tmp_path).stderr.strip() == "Weave is not running (ignore on Kubernetes)."
+    res = weave("reset", tmp=tmp_path)
+    assert res.returncode == 1 and res.stderr.strip() == "ERROR: weave is not running; unable to remove from cluster."
+    assert weave("reset", "--force", tmp=tmp_path).returncode == 0
+    version = weave("version", tmp=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("weave script 2.8.1+weavenet.")

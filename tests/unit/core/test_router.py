@@ -1,0 +1,155 @@
+"""The router core against hostile or broken input: it refuses with a reason and keeps running."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from weavenet.core.framing import TAG_HEARTBEAT
+from weavenet.core.handshake import Handshake, HandshakeCompleted
+from weavenet.core.names import PeerName
+from weavenet.core.router import Close, ConnState, MeshConfig, MeshRouter, Write
+from weavenet.sim.network import SimNetwork
+
+ME = PeerName(0x0A0000000001)
+THEM = PeerName(0x0A0000000002)
+
+
+def router(**kw: object) -> MeshRouter:
+    return MeshRouter(MeshConfig(name=ME, nickname="me", **kw), rng=random.Random(1), now=0.0)  # type: ignore[arg-type]
+
+
+def remote_handshake(name: PeerName = THEM, uid: int = 77, password: bytes | None = None, **kw: object) -> Handshake:
+    return Handshake(
+        outbound=True,
+        name=name,
+        nickname="them",
+        uid=uid,
+        conn_id=5,
+        short_id=9,
+        trusted=False,
+        overlays="sleeve",
+        password=password,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def pump(r: MeshRouter, conn_id: int, hs: Handshake, now: float = 0.1) -> HandshakeCompleted | None:
+    """Exchange bytes between the router's inbound connection and a handshake playing the remote peer."""
+    done = None
+    for _ in range(10):
+        out = hs.data_to_send()
+        if out:
+            r.data_received(conn_id, out, now)
+        for a in r.actions():
+            if isinstance(a, Write) and a.conn_id == conn_id and not hs.finished:
+                hs.receive_data(bytes(a.data))
+        ev = hs.next_event()
+        if isinstance(ev, HandshakeCompleted):
+            done = ev
+    return done
+
+
+def closes(r: MeshRouter) -> list[Close]:
+    return [a for a in r.actions() if isinstance(a, Close)]
+
+
+def test_good_peer_is_added() -> None:
+    r = router()
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    assert pump(r, cid, remote_handshake()) is not None
+    assert r.connections[cid].state is ConnState.READY and THEM in r.by_peer
+
+
+def test_unknown_protocol_version_is_refused_with_reason() -> None:
+    r = router()
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    r.data_received(cid, b"weave\x03\x04", 0.1)
+    (close,) = closes(r)
+    assert "remote version range [3,4] is incompatible with ours [1,2]" in close.reason
+    status = r.connection_status()
+    assert status[-1]["State"] == "failed" and "incompatible" in str(status[-1]["Info"])
+
+
+def test_peer_name_collision_and_connect_to_self() -> None:
+    r = router()
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    pump(r, cid, remote_handshake(name=ME, uid=12345))
+    assert cid not in r.connections
+    assert "peer names collision" in r.connection_status()[-1]["Info"]  # type: ignore[operator]
+    cid = r.accepted("10.0.0.1:40001", "10.0.0.1:6783", 0.0)
+    pump(r, cid, remote_handshake(name=ME, uid=r.ourself.uid))
+    assert cid not in r.connections
+
+
+def test_password_mismatch_is_refused() -> None:
+    r = router(password=b"right")
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    pump(r, cid, remote_handshake(password=None))
+    assert "peer requested an unencrypted connection" in r.connection_status()[-1]["Info"]  # type: ignore[operator]
+    cid = r.accepted("10.0.0.3:40000", "10.0.0.1:6783", 0.0)
+    pump(r, cid, remote_handshake(password=b"wrong"))
+    assert "same --password" in r.connection_status()[-1]["Info"]  # type: ignore[operator]
+
+
+def test_oversized_frame_is_refused() -> None:
+    r = router()
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    done = pump(r, cid, remote_handshake())
+    assert done is not None
+    r.data_received(cid, (11 * 1024 * 1024).to_bytes(4, "big"), 0.2)
+    assert any("exceeds maximum size" in c.reason for c in closes(r))
+    assert THEM not in r.by_peer
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400), st.integers(1, 50))
+def test_garbage_on_a_new_connection_never_crashes(data: bytes, chunk: int) -> None:
+    r = router()
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    for i in range(0, len(data), chunk):
+        r.data_received(cid, data[i : i + chunk], 0.1)
+    r.handle_timer(100.0)  # the handshake deadline passes too
+    r.actions()
+    assert cid not in r.connections or r.connections[cid].state is ConnState.HANDSHAKE
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.binary(max_size=200)), max_size=8))
+def test_garbage_messages_after_the_handshake_never_crash(msgs: list[tuple[int, bytes]]) -> None:
+    r = router()
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    done = pump(r, cid, remote_handshake())
+    assert done is not None
+    for tag, body in msgs:
+        r.data_received(cid, done.framer.encode(bytes((tag,)) + body), 0.2)
+        r.actions()
+    r.data_received(cid, done.framer.encode(bytes((TAG_HEARTBEAT,))), 0.3) if cid in r.connections else None
+    r.handle_timer(0.5)
+    r.actions()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_datagrams_never_crash_and_are_counted(data: bytes) -> None:
+    r = router()
+    r.datagram_received(data, ("10.0.0.9", 6783), 0.1)
+    r.actions()
+    c = r.sleeve.counters
+    assert c.packets == 1 and c.too_short + c.unknown_sender + c.malformed + c.decrypt_failed + c.replayed <= 1
+
+
+def test_a_mesh_survives_a_hostile_peer_sending_garbage() -> None:
+    net = SimNetwork(3, seed=3)
+    net.connect(1, [0])
+    net.connect(2, [0])
+    net.run_for(10)
+    r0 = net.peers[0].router
+    for i in range(20):
+        cid = r0.accepted(f"10.66.0.{i}:1", "10.0.1.1:6783", net.now())
+        r0.data_received(cid, bytes(random.Random(i).randbytes(100)), net.now())
+        r0.actions()
+    net.run_for(10)
+    assert net.converged()
