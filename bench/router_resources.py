@@ -85,9 +85,8 @@ def main() -> None:
         rss = [rss_mb(p) for p in pids]
         print(f"routers: {n}")
         print(f"launch of all routers:      {launched - t0:.1f} s (sequential `weave launch`)")
-        print(
-            f"full mesh after last launch: {converged - launched:.1f} s; underlay bytes until then {converge_bytes / 1e6:.2f} MB"
-        )
+        mesh_s, mesh_mb = converged - launched, converge_bytes / 1e6
+        print(f"full mesh after last launch: {mesh_s:.1f} s; underlay bytes until then {mesh_mb:.2f} MB")
         print(f"idle underlay traffic:      {idle_bytes / args.idle / 1e3:.2f} kB/s (all routers, {args.idle:.0f} s)")
         print(f"idle CPU, all routers:      {100 * cpu / args.idle:.2f} % of one core")
         print(f"RSS per router:             min {min(rss):.1f} MB, max {max(rss):.1f} MB")
