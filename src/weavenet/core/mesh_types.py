@@ -1,0 +1,69 @@
+"""Values the mesh router core exchanges with its drivers: configuration and output actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+
+from weavenet.core import gossip as g
+from weavenet.core.names import PeerName
+
+PROTOCOL = "weave"
+PROTOCOL_MIN_VERSION = 1
+PROTOCOL_MAX_VERSION = 2
+
+
+# -- actions (outputs) -------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Dial:
+    conn_id: int
+    address: str  # "ip:port"
+
+
+@dataclass(slots=True)
+class Write:
+    conn_id: int
+    data: bytearray
+
+
+@dataclass(slots=True)
+class Close:
+    conn_id: int
+    reason: str
+
+
+@dataclass(slots=True)
+class SendDatagram:
+    addr: tuple[str, int]
+    data: bytes
+
+
+Action = Dial | Write | Close | SendDatagram
+
+
+@dataclass
+class MeshConfig:
+    name: PeerName
+    nickname: str
+    port: int = 6783
+    password: bytes | None = None
+    conn_limit: int = 200  # 0: unlimited
+    discovery: bool = True
+    trusted_subnets: list[IPv4Network] = field(default_factory=list)
+    min_protocol_version: int = PROTOCOL_MIN_VERSION
+    gossip_interval: float = g.GOSSIP_INTERVAL
+    overlays: tuple[str, ...] = ("sleeve",)
+    gossip_min_gap: float = 0.05  # coalescing window for gossip on one connection ...
+    gossip_max_gap: float = 1.0  # ... growing up to this while updates keep coming
+    gossip_filter: bool = True  # don't send topology entries a neighbour is known to have; digests
+    topology_relay_fanout: int = 2  # neighbours a received topology change is passed on to (with gossip_filter)
+
+
+@dataclass(slots=True)
+class InboundFailure:
+    address: str
+    error: str
+    at: float
+    wall: float
