@@ -8,8 +8,6 @@ Part of :class:`weavenet.core.router.MeshRouter` (a mixin, to keep modules small
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
 from weavenet.core import gossip as g
 from weavenet.core import topology_gossip as tg
 from weavenet.core.connection import ConnState, LocalConnection
@@ -18,9 +16,6 @@ from weavenet.core.routes import reachable
 from weavenet.core.topology import TopologyEffects
 from weavenet.core.topology_gossip import TopologyGossipData
 from weavenet.errors import RemoteProtocolError
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("weavenet.mesh")
 
