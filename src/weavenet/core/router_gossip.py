@@ -8,6 +8,7 @@ Part of :class:`weavenet.core.router.MeshRouter` (a mixin, to keep modules small
 from __future__ import annotations
 
 import logging
+
 from weavenet.core import gossip as g
 from weavenet.core import topology_gossip as tg
 from weavenet.core.connection import ConnState, LocalConnection
