@@ -86,6 +86,9 @@ def test_impairments(make_testbed) -> None:
 def test_close_removes_everything_and_stale_cleanup() -> None:
     tb = Testbed(2, prefix="wntc")
     proc = tb.hosts[0].popen(["sleep", "300"])
+    deadline = time.monotonic() + 5
+    while proc.pid not in tb.hosts[0].pids() and time.monotonic() < deadline:
+        time.sleep(0.02)  # nsenter has joined the host's namespaces once its pid shows up there
     workdir = tb.workdir
     tb.close()
     assert proc.wait(timeout=10) is not None
@@ -101,7 +104,9 @@ def test_kill_all(make_testbed) -> None:
     tb = make_testbed(1)
     (h1,) = tb.hosts
     proc = h1.popen(["sleep", "300"])
-    time.sleep(0.2)
-    assert proc.pid in h1.pids() or h1.pids()
+    deadline = time.monotonic() + 5
+    while proc.pid not in h1.pids() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.pid in h1.pids()
     h1.kill_all(signal.SIGKILL)
     assert proc.wait(timeout=5) == -signal.SIGKILL
