@@ -14,10 +14,9 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from weavenet.core.connection_maker import PeerAddr, join_host_port, parse_peer_spec
-from weavenet.core.router import Close, Dial, MeshRouter, SendDatagram, Write
+from weavenet.core.router import Close, Dial, MeshRouter, SendDatagram, SendSpecial, Write
 
 log = logging.getLogger("weavenet.mesh")
 
@@ -91,17 +90,19 @@ class _SleeveUDP(asyncio.DatagramProtocol):
         log.debug("sleeve UDP error: %s", exc)
 
 
-@dataclass
-class ListenAddr:
-    host: str
-    port: int
-
-
 class MeshDriver:
     """Runs a :class:`MeshRouter` on the real network."""
 
-    def __init__(self, router: MeshRouter, host: str, port: int) -> None:
+    def __init__(
+        self,
+        router: MeshRouter,
+        host: str,
+        port: int,
+        send_special: Callable[[SendSpecial], None] | None = None,
+    ) -> None:
+        """``send_special`` given: an external data plane owns the UDP port; specials are handed to it."""
         self.router = router
+        self.send_special = send_special
         self.host = host
         self.port = port
         self.loop = asyncio.get_running_loop()
@@ -126,6 +127,10 @@ class MeshDriver:
         lsock.listen(128)
         lsock.setblocking(False)
         self._listener = lsock
+        if self.send_special is not None:
+            self._spawn(self._accept_loop())
+            self.run(lambda now: None)
+            return
         udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp_sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
         udp_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
@@ -236,6 +241,8 @@ class MeshDriver:
                     proto.transport.abort()
             elif isinstance(action, Dial):
                 self._spawn(self._dial(action.conn_id, action.address))
+            elif isinstance(action, SendSpecial) and self.send_special is not None:
+                self.send_special(action)
         for cb in self.after_input:
             cb()
         self._arm_timer()

@@ -40,7 +40,17 @@ class SendDatagram:
     data: bytes
 
 
-Action = Dial | Write | Close | SendDatagram
+@dataclass(slots=True)
+class SendSpecial:
+    """A sleeve special frame (heartbeat, probe) for the external data plane to encode and send."""
+
+    peer: PeerName
+    conn_uid: int
+    frame: bytes
+    df: bool
+
+
+Action = Dial | Write | Close | SendDatagram | SendSpecial
 
 
 @dataclass
@@ -59,6 +69,8 @@ class MeshConfig:
     gossip_max_gap: float = 1.0  # ... growing up to this while updates keep coming
     gossip_filter: bool = True  # don't send topology entries a neighbour is known to have; digests
     topology_relay_fanout: int = 2  # neighbours a received topology change is passed on to (with gossip_filter)
+    external_datapath: bool = False  # sleeve packets are encoded by data-plane workers (see SleeveOverlay)
+    fast_sleeve: bool = False  # advertise weavenet's fast sleeve format (needs the external data plane)
 
 
 @dataclass(slots=True)

@@ -49,6 +49,7 @@ from weavenet.core.mesh_types import (
     InboundFailure,
     MeshConfig,
     SendDatagram,
+    SendSpecial,
     Write,
 )
 from weavenet.core.names import PeerName
@@ -78,6 +79,7 @@ __all__ = [
 log = logging.getLogger("weavenet.mesh")
 
 INBOUND_FAILURES_KEPT = 16
+FAST_SLEEVE_FEATURE = "WeavenetSleeve"
 PASSWORD_HINT = " (do both peers use the same --password?)"
 
 
@@ -111,7 +113,7 @@ class MeshRouter(GossipMixin):
         self.ourself = ourself
         self.routes = Routes(self.topology)
         self.maker = ConnectionMaker(config.port, config.discovery, rng)
-        self.sleeve = SleeveOverlay(config.name)
+        self.sleeve = SleeveOverlay(config.name, external=config.external_datapath)
         self.timers = Timers()
         self.channels: dict[str, _Channel] = {}
         self.connections: dict[int, LocalConnection] = {}  # by connection id (all states)
@@ -219,6 +221,12 @@ class MeshRouter(GossipMixin):
                 self._gossip_pending.add(conn)
         self._after_input(now)
 
+    def special_received(self, peer: int, conn_uid: int, frame: bytes, addr: tuple[str, int], now: float) -> None:
+        """A sleeve special frame decoded by the external data plane."""
+        self._now = now
+        self.sleeve.receive_special(PeerName(peer), conn_uid, frame, addr, now)
+        self._after_input(now)
+
     def datagram_received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         self._now = now
         self.sleeve.receive_datagram(data, addr, now)
@@ -295,7 +303,7 @@ class MeshRouter(GossipMixin):
             private_key=private_key,
             min_version=self.config.min_protocol_version,
             max_version=PROTOCOL_MAX_VERSION,
-            extra_features={tg.DIGEST_FEATURE: "1"} if self.config.gossip_filter else None,
+            extra_features=self._extra_features(),
         )
         conn.deadline = now + HANDSHAKE_TIMEOUT
         self.timers.set(("conn", conn.id), conn.deadline)
@@ -602,6 +610,17 @@ class MeshRouter(GossipMixin):
     def _flush_overlay_output(self) -> None:
         self._actions.extend(SendDatagram(addr, data) for addr, data in self.sleeve.outbox)
         self.sleeve.outbox.clear()
+        self._actions.extend(SendSpecial(p, uid, frame, df) for p, uid, frame, df in self.sleeve.specials)
+        self.sleeve.specials.clear()
+
+    def _extra_features(self) -> dict[str, str]:
+        """Feature keys only weavenet peers read (Go ignores unknown ones)."""
+        extra = {}
+        if self.config.gossip_filter:
+            extra[tg.DIGEST_FEATURE] = "1"
+        if self.config.fast_sleeve:
+            extra[FAST_SLEEVE_FEATURE] = "1"
+        return extra
 
     def _after_input(self, now: float) -> None:
         """Run what any input may have made necessary: overlay events, then the connection maker."""

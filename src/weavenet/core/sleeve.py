@@ -126,6 +126,10 @@ class SleeveForwarder:
     def _send_special(self, data: bytes, df: bool = True) -> None:
         if self.remote_addr is None:
             return
+        if self.overlay.external:
+            # a data plane owns the socket and the encryptors: hand it the frame, it encodes and sends
+            self.overlay.specials.append((self.remote, self.conn_uid, data, df))
+            return
         body = encode_frames([(self.overlay.local_bin, self.remote.bytes6(), data)])
         if self.session_key is None:
             packet = self.overlay.local_bin + body
@@ -168,6 +172,8 @@ class SleeveForwarder:
             log.info("%r: Ignoring unknown control message tag: %d", self, subtag)
 
     def _send_frag_test(self, now: float) -> None:
+        if self.overlay.external:
+            return  # our data plane never relies on IP fragmentation: nothing to test
         self.stack_frag = False
         self.next_frag_test = now + FRAG_TEST_INTERVAL
         self._send_special(bytes(FRAG_TEST_SIZE), df=False)
@@ -235,6 +241,10 @@ class SleeveOverlay:
     local_name: PeerName
     outbox: list[tuple[Addr, bytes]] = field(default_factory=list)
     counters: SleeveCounters = field(default_factory=SleeveCounters)
+    # With an external data plane (the router's workers), special frames are not encoded here but queued in
+    # ``specials`` as (peer, connection uid, frame, df), and arrive already decoded via ``receive_special``.
+    external: bool = False
+    specials: list[tuple[PeerName, int, bytes, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.local_bin = self.local_name.bytes6()
@@ -250,6 +260,14 @@ class SleeveOverlay:
             fwds.remove(fwd)
             if not fwds:
                 del self._by_peer[fwd.remote.bytes6()]
+
+    def receive_special(self, peer: PeerName, conn_uid: int, frame: bytes, sender: Addr, now: float) -> None:
+        """A special frame the external data plane received and decoded."""
+        for fwd in self._by_peer.get(peer.bytes6(), ()):
+            if fwd.conn_uid == conn_uid:
+                fwd.special_frame(frame, sender, now)
+                return
+        self.counters.unknown_sender += 1
 
     def packet_overhead(self, encrypted: bool) -> int:
         return NACL_OVERHEAD if encrypted else PLAIN_OVERHEAD

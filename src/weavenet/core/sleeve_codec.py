@@ -93,7 +93,7 @@ class Encryptor:
         return sender + _SEQ.pack(seq_and_df) + crypto_secretbox(frames_bytes, nonce, self._key)
 
 
-class _ReplayWindow:
+class ReplayWindow:
     """Two bit sets: offsets seen in the current and in the previous window of ``seq >> 20``."""
 
     __slots__ = ("current", "previous", "window")
@@ -134,7 +134,7 @@ class Decryptor:
     def __init__(self, key: bytes, remote_outbound: bool) -> None:
         self._key = key
         self._remote_outbound = remote_outbound
-        self._windows = (_ReplayWindow(), _ReplayWindow())
+        self._windows = (ReplayWindow(), ReplayWindow())
 
     def open(self, packet: bytes | memoryview) -> bytes | None:
         """Return the frames part, or None for a replay; raise ``RemoteProtocolError`` if it is forged."""

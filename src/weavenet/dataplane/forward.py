@@ -1,0 +1,45 @@
+"""Forwarding decisions of the sleeve (port of Weave's ``router/network_router.go``), pure.
+
+A decision is a list of ``(next_hop, src_peer, dst_peer)``: the frame goes to ``next_hop`` labelled with the peer
+where it entered the overlay and the peer it is for. Broadcasts are labelled with each next hop as destination, so
+every peer on the spanning tree receives them "for itself", injects them and passes them on along the broadcast
+routes of their source; intermediate peers need no MAC knowledge for unicasts.
+"""
+
+from __future__ import annotations
+
+from weavenet.dataplane.frames import STP_DST, is_group
+from weavenet.dataplane.mac_cache import LOCAL, MacCache
+from weavenet.dataplane.tables import Tables
+
+Hop = tuple[int, int, int]
+
+
+def from_local(tables: Tables, macs: MacCache, dst: bytes, src: bytes, now: float) -> list[Hop]:
+    """A frame captured from our bridge."""
+    if not macs.add_local(src, now):
+        return []  # the source MAC lives on another peer: our own injected frame coming back
+    if dst == STP_DST:
+        return []
+    me = tables.me
+    owner = None if is_group(dst) else macs.lookup(dst)
+    if owner == LOCAL:
+        return []
+    if owner is None:
+        return [(hop, me, hop) for hop in tables.broadcast.get(me, ())]
+    hop = tables.unicast.get(owner)
+    return [] if hop is None else [(hop, me, owner)]
+
+
+def from_overlay(
+    tables: Tables, macs: MacCache, src_peer: int, dst_peer: int, dst: bytes, src: bytes, now: float
+) -> tuple[bool, list[Hop]]:
+    """A frame received from a peer: (inject it into our bridge?, where to pass it on)."""
+    me = tables.me
+    if dst_peer != me:
+        hop = tables.unicast.get(dst_peer)
+        return False, ([] if hop is None else [(hop, src_peer, dst_peer)])
+    macs.add_forced(src, src_peer, now)
+    if is_group(dst) or macs.lookup(dst) != LOCAL:
+        return True, [(hop, src_peer, hop) for hop in tables.broadcast.get(src_peer, ()) if hop != src_peer]
+    return True, []

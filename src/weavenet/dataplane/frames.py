@@ -1,0 +1,135 @@
+"""Ethernet frames as the sleeve sees them: addresses, virtio-net headers, software segmentation.
+
+The TAP hands the router frames prefixed with a 10-byte ``virtio_net_hdr``. With TSO and checksum offload on,
+a TCP flow arrives as one 64 KB super-frame with only a pseudo-header checksum ("partial"); between weavenet
+peers it travels that way and the receiving kernel finishes the job. A Go peer, though, expects ordinary frames
+with correct checksums, so for it we do what a NIC would: cut the super-frame into MSS-sized segments and
+complete every checksum (``segment``). Everything here is pure and allocation-light.
+"""
+
+from __future__ import annotations
+
+import struct
+
+VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+VNET_LEN = VNET_HDR.size
+VNET_F_NEEDS_CSUM = 1
+GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4 = 0, 1, 3, 4, 5
+GSO_ECN = 0x80
+ZERO_VNET = bytes(VNET_LEN)
+
+ETH_HLEN = 14
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+BROADCAST = b"\xff" * 6
+STP_DST = bytes.fromhex("0180c2000000")
+
+
+def is_group(mac: bytes) -> bool:
+    """Broadcast or multicast destination (the I/G bit)."""
+    return bool(mac[0] & 1)
+
+
+def checksum_fold(total: int) -> int:
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def ones_sum(data: bytes | memoryview) -> int:
+    """Unfolded one's-complement sum of 16-bit big-endian words (odd length padded with a zero byte)."""
+    if len(data) & 1:
+        data = bytes(data) + b"\x00"
+    # Summing as one big integer, then folding modulo 0xffff, is the fastest pure-Python checksum.
+    return int.from_bytes(data, "big") % 0xFFFF
+
+
+def inet_checksum(data: bytes | memoryview, initial: int = 0) -> int:
+    s = ones_sum(data) + initial
+    s = checksum_fold(s)
+    return (~s) & 0xFFFF
+
+
+def complete_checksum(frame: bytearray, csum_start: int, csum_offset: int) -> None:
+    """Finish a partial L4 checksum (NEEDS_CSUM): the field holds the pseudo-header sum already."""
+    field = csum_start + csum_offset
+    seed = int.from_bytes(frame[field : field + 2], "big")
+    frame[field : field + 2] = b"\x00\x00"
+    value = inet_checksum(memoryview(frame)[csum_start:], seed)
+    if value == 0 and csum_offset == 6:
+        value = 0xFFFF  # UDP: zero means "no checksum"
+    frame[field : field + 2] = value.to_bytes(2, "big")
+
+
+def _pseudo_v4(src: bytes, dst: bytes, proto: int, length: int) -> int:
+    return ones_sum(src + dst + bytes((0, proto)) + length.to_bytes(2, "big"))
+
+
+def segment(vnet: bytes, frame: bytes | memoryview) -> list[bytes]:
+    """Turn a TAP frame (virtio header + Ethernet frame) into ordinary frames with correct checksums.
+
+    TCPv4 super-frames are cut at ``gso_size``; other GSO types (rare: IPv6, ECN) are passed through
+    segmented only if IPv4/TCP, else with the checksum completed when possible. Frames without offload
+    state come back unchanged.
+    """
+    flags, gso_type, _hdr_len, gso_size, csum_start, csum_offset = VNET_HDR.unpack(vnet)
+    if gso_type & ~GSO_ECN == GSO_NONE:
+        if flags & VNET_F_NEEDS_CSUM:
+            buf = bytearray(frame)
+            complete_checksum(buf, csum_start, csum_offset)
+            return [bytes(buf)]
+        return [bytes(frame)]
+    if gso_type & ~GSO_ECN != GSO_TCPV4:
+        # Not produced with our offload flags (TSO6 frames are segmented by the kernel when not negotiated).
+        return [bytes(frame)]
+    return _segment_tcp4(frame, gso_size)
+
+
+def _segment_tcp4(frame: bytes | memoryview, mss: int) -> list[bytes]:
+    mv = memoryview(frame)
+    ip = ETH_HLEN
+    ihl = (mv[ip] & 0x0F) * 4
+    tcp = ip + ihl
+    thl = (mv[tcp + 12] >> 4) * 4
+    payload_at = tcp + thl
+    payload = mv[payload_at:]
+    if mss <= 0 or len(payload) <= mss:
+        buf = bytearray(mv)
+        _fix_tcp4(buf, ip, ihl, tcp, len(buf) - tcp)
+        return [bytes(buf)]
+    eth = bytes(mv[:ETH_HLEN])
+    ip_hdr = bytearray(mv[ip:tcp])
+    tcp_hdr = bytearray(mv[tcp:payload_at])
+    src, dst = bytes(ip_hdr[12:16]), bytes(ip_hdr[16:20])
+    ident = int.from_bytes(ip_hdr[4:6], "big")
+    seq = int.from_bytes(tcp_hdr[4:8], "big")
+    flags = tcp_hdr[13]
+    out = []
+    n = (len(payload) + mss - 1) // mss
+    for i in range(n):
+        chunk = payload[i * mss : (i + 1) * mss]
+        last = i == n - 1
+        ip_hdr[2:4] = (ihl + thl + len(chunk)).to_bytes(2, "big")
+        ip_hdr[4:6] = ((ident + i) & 0xFFFF).to_bytes(2, "big")
+        ip_hdr[10:12] = b"\x00\x00"
+        ip_hdr[10:12] = inet_checksum(ip_hdr).to_bytes(2, "big")
+        tcp_hdr[4:8] = ((seq + i * mss) & 0xFFFFFFFF).to_bytes(4, "big")
+        # FIN and PSH only on the last segment; CWR only on the first
+        tcp_hdr[13] = flags if last else flags & ~0x09
+        if i:
+            tcp_hdr[13] &= ~0x80
+        tcp_hdr[16:18] = b"\x00\x00"
+        seg_len = thl + len(chunk)
+        csum = inet_checksum(bytes(tcp_hdr) + bytes(chunk), _pseudo_v4(src, dst, 6, seg_len))
+        tcp_hdr[16:18] = csum.to_bytes(2, "big")
+        out.append(eth + bytes(ip_hdr) + bytes(tcp_hdr) + bytes(chunk))
+    return out
+
+
+def _fix_tcp4(buf: bytearray, ip: int, ihl: int, tcp: int, tcp_len: int) -> None:
+    buf[ip + 10 : ip + 12] = b"\x00\x00"
+    buf[ip + 10 : ip + 12] = inet_checksum(memoryview(buf)[ip : ip + ihl]).to_bytes(2, "big")
+    src, dst = bytes(buf[ip + 12 : ip + 16]), bytes(buf[ip + 16 : ip + 20])
+    buf[tcp + 16 : tcp + 18] = b"\x00\x00"
+    csum = inet_checksum(memoryview(buf)[tcp:], _pseudo_v4(src, dst, 6, tcp_len))
+    buf[tcp + 16 : tcp + 18] = csum.to_bytes(2, "big")

@@ -1,0 +1,69 @@
+"""Which peer each MAC address lives behind (port of Weave's ``router/mac_cache.go``).
+
+Local MACs are learned from frames our containers send; remote ones from frames arriving from the overlay, with
+the peer where they entered it. Entries expire after 10 minutes without traffic. A remote frame claiming a MAC
+we had for another peer moves it there ("forced"), so a container that moved hosts is found again at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAC_MAX_AGE = 600.0
+REFRESH = 60.0  # last-seen times are only refreshed this often (cheap on the hot path)
+
+LOCAL = 0  # the "peer" of MACs that live on this host
+
+
+@dataclass(slots=True)
+class _Entry:
+    peer: int
+    seen: float
+
+
+class MacCache:
+    def __init__(self) -> None:
+        self._entries: dict[bytes, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, mac: bytes) -> int | None:
+        e = self._entries.get(mac)
+        return None if e is None else e.peer
+
+    def add_local(self, mac: bytes, now: float) -> bool:
+        """Learn a local MAC. Returns False if the MAC is known to live on another peer (drop the frame)."""
+        e = self._entries.get(mac)
+        if e is None:
+            self._entries[mac] = _Entry(LOCAL, now)
+            return True
+        if e.peer != LOCAL:
+            return False
+        if now - e.seen > REFRESH:
+            e.seen = now
+        return True
+
+    def add_forced(self, mac: bytes, peer: int, now: float) -> bool:
+        """Learn a remote MAC; True if it is new or moved (callers may need to invalidate cached decisions)."""
+        e = self._entries.get(mac)
+        if e is None:
+            self._entries[mac] = _Entry(peer, now)
+            return True
+        moved = e.peer != peer
+        if moved or now - e.seen > REFRESH:
+            e.peer, e.seen = peer, now
+        return moved
+
+    def expire(self, now: float) -> list[bytes]:
+        old = [mac for mac, e in self._entries.items() if now - e.seen > MAC_MAX_AGE]
+        for mac in old:
+            del self._entries[mac]
+        return old
+
+    def purge_peer(self, peer: int) -> None:
+        for mac in [m for m, e in self._entries.items() if e.peer == peer]:
+            del self._entries[mac]
+
+    def items(self) -> list[tuple[bytes, int, float]]:
+        return [(mac, e.peer, e.seen) for mac, e in self._entries.items()]

@@ -1,0 +1,152 @@
+"""Encoding frames for a link and sending them: fast format or Weave's classic sleeve packets.
+
+One ``Sender`` per sending process. It owns the sequence counters and encryptors it uses, so no nonce is ever
+used by two processes: the transmit worker owns stream 0 and all classic encryptors, the receive worker relays
+over fast links on stream 1 (classic relays are handed to the transmit worker).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD, Encryptor, encode_frames
+from weavenet.dataplane import fastwire, frames, udp
+from weavenet.dataplane.tables import Link
+
+FRAME_HDR = 14
+
+
+@dataclass
+class SendStats:
+    frames: int = 0
+    super_frames: int = 0
+    datagrams: int = 0
+    bytes: int = 0
+    no_address: int = 0
+    too_big: int = 0
+    errors: int = 0
+    pmtu_updates: list[tuple[int, int]] = field(default_factory=list)  # (peer, max payload) to report
+
+
+class _LinkState:
+    __slots__ = ("enc", "enc_df", "seq")
+
+    def __init__(self, link: Link) -> None:
+        self.seq = 0
+        self.enc = Encryptor(link.key, link.outbound, df=False) if link.key else None
+        self.enc_df = Encryptor(link.key, link.outbound, df=True) if link.key else None
+
+
+class Sender:
+    def __init__(self, sock: socket.socket, me: int, stream: int) -> None:
+        self.sock = sock
+        self.me_bin = me.to_bytes(6, "big")
+        self.stream = stream
+        self.stats = SendStats()
+        self._state: dict[tuple[int, int], _LinkState] = {}  # (peer, conn uid) -> counters
+
+    def _link_state(self, link: Link) -> _LinkState:
+        key = (link.peer, link.conn_uid)
+        st = self._state.get(key)
+        if st is None:
+            st = self._state[key] = _LinkState(link)
+        return st
+
+    def forget(self, live: set[tuple[int, int]]) -> None:
+        for key in [k for k in self._state if k not in live]:
+            del self._state[key]
+
+    # -- fast format ------------------------------------------------------------------------------------------
+
+    def send_fast(self, link: Link, src: int, dst: int, vnet: bytes, frame: bytes | memoryview) -> None:
+        if link.addr is None:
+            self.stats.no_address += 1
+            return
+        st = self._link_state(link)
+        head = fastwire.SUPER.pack(src.to_bytes(6, "big"), dst.to_bytes(6, "big")) + vnet
+        seq = st.seq
+        st.seq += 1
+        if link.key:
+            payload: bytes | memoryview = fastwire.seal(head + bytes(frame), link.key, link.outbound, self.stream, seq)
+            prefix = b""
+        else:
+            payload, prefix = frame, head  # no copy of the frame: chunks are views into it
+        for _attempt in range(3):
+            segment, iov = fastwire.chunks(
+                self.me_bin, self.stream, seq, payload, link.max_payload, bool(link.key), prefix
+            )
+            try:
+                self.stats.bytes += udp.send_gso(self.sock, link.addr, segment, iov)
+            except OSError as e:
+                if udp.is_too_big(e) and self._shrink(link):
+                    continue
+                self.stats.errors += 1
+                return
+            self.stats.super_frames += 1
+            self.stats.datagrams += len(iov) // 3
+            return
+
+    def _shrink(self, link: Link) -> bool:
+        """EMSGSIZE: adopt the kernel's path MTU for this destination. True if it got smaller."""
+        assert link.addr is not None
+        pmtu = udp.path_mtu(*link.addr)
+        if pmtu is None or pmtu - 28 >= link.max_payload:
+            return False
+        link.max_payload = pmtu - 28
+        self.stats.pmtu_updates.append((link.peer, link.max_payload))
+        return True
+
+    # -- classic (Weave 2.8) format ----------------------------------------------------------------------------
+
+    def classic_mtu(self, link: Link) -> int:
+        """Largest Ethernet payload (frame minus its 14-byte header) a classic packet can carry on this link."""
+        overhead = NACL_OVERHEAD if link.key else PLAIN_OVERHEAD
+        return link.max_payload - overhead - FRAME_HDR - frames.ETH_HLEN
+
+    def send_classic(self, link: Link, items: list[tuple[int, int, bytes]], df: bool = True) -> list[bytes]:
+        """Send frames (src peer, dst peer, frame) batched into as few packets as fit; returns frames too big."""
+        if link.addr is None:
+            self.stats.no_address += 1
+            return []
+        st = self._link_state(link)
+        overhead = NACL_OVERHEAD if link.key else PLAIN_OVERHEAD
+        limit = link.max_payload
+        too_big: list[bytes] = []
+        batch: list[tuple[bytes, bytes, bytes]] = []
+        size = overhead
+        for src, dst, frame in items:
+            need = FRAME_HDR + len(frame)
+            if overhead + need > limit:
+                too_big.append(frame)
+                continue
+            if size + need > limit and batch:
+                self._flush_classic(link, st, batch, df)
+                batch, size = [], overhead
+            batch.append((src.to_bytes(6, "big"), dst.to_bytes(6, "big"), frame))
+            size += need
+        if batch:
+            self._flush_classic(link, st, batch, df)
+        self.stats.too_big += len(too_big)
+        return too_big
+
+    def _flush_classic(self, link: Link, st: _LinkState, batch: list[tuple[bytes, bytes, bytes]], df: bool) -> None:
+        assert link.addr is not None
+        body = encode_frames(batch)
+        enc = st.enc_df if df else st.enc
+        packet = enc.seal(self.me_bin, body) if enc is not None else self.me_bin + body
+        try:
+            self.stats.bytes += self.sock.sendto(packet, link.addr)
+            self.stats.datagrams += 1
+            self.stats.frames += len(batch)
+        except OSError as e:
+            if udp.is_too_big(e):
+                self._shrink(link)
+            self.stats.errors += 1
+
+
+def classic_frames(vnet: bytes, frame: bytes | memoryview) -> list[bytes]:
+    """What a Go peer can take: ordinary frames with complete checksums."""
+    if vnet == frames.ZERO_VNET:
+        return [bytes(frame)]
+    return frames.segment(vnet, frame)

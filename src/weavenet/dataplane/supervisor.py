@@ -1,0 +1,215 @@
+"""The router's side of the data plane: creates the TAP and UDP socket, runs the two workers, talks to them.
+
+Runs inside the router's asyncio loop; all of its I/O with the workers is non-blocking on the loop except
+``Channel.send`` of small messages on a local socketpair. If a worker dies, the router logs it and restarts the
+pair (the TAP and socket stay), so a data-plane crash never takes the control plane down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from weavenet.dataplane import tap as tapdev
+from weavenet.dataplane import udp
+from weavenet.dataplane.channel import Channel
+from weavenet.dataplane.tables import Tables
+
+log = logging.getLogger("weavenet.dataplane")
+
+TAP_NAME = "vethwe-tap"
+
+
+class Datapath:
+    def __init__(
+        self,
+        bridge: str,
+        host: str,
+        port: int,
+        on_special: Callable[[int, int, bytes, tuple[str, int]], None],
+        tap_name: str = TAP_NAME,
+        offloads: bool = True,
+    ) -> None:
+        self.bridge = bridge
+        self.host = host
+        self.port = port
+        self.tap_name = tap_name
+        self.on_special = on_special
+        self.offloads_wanted = offloads
+        self.offloads = 0
+        self.gro = False
+        self.tap_fd = -1
+        self.sock: socket.socket | None = None
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._ctl: dict[str, Channel] = {}
+        self._tables: Tables | None = None
+        self.stats: dict[str, int] = {}
+        self.macs: list[tuple[str, int]] = []
+        self.pmtu: dict[int, int] = {}  # peer -> max UDP payload learned by the workers
+        self.on_pmtu: Callable[[int, int], None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        self.tap_fd, self.offloads = tapdev.open_tap(self.tap_name, self.offloads_wanted)
+        bridge_mtu = await _link_mtu(self.bridge)
+        for argv in (
+            ["ip", "link", "set", self.tap_name, "mtu", str(bridge_mtu)],
+            ["ip", "link", "set", self.tap_name, "master", self.bridge],
+            ["ip", "link", "set", self.tap_name, "up"],
+        ):
+            proc = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+            _, err = await proc.communicate()
+            if proc.returncode != 0:
+                raise OSError(f"{' '.join(argv)}: {err.decode().strip()}")
+        self.sock, self.gro = udp.open_socket(self.host, self.port)
+        log.info(
+            "sleeve data plane on %s, UDP %s:%d (offloads 0x%x, GRO %s)",
+            self.tap_name,
+            self.host or "0.0.0.0",
+            self.port,
+            self.offloads,
+            "on" if self.gro else "off",
+        )
+        self._spawn()
+
+    def _spawn(self) -> None:
+        assert self.sock is not None
+        loop = asyncio.get_running_loop()
+        peer_tx, peer_rx = socket.socketpair()
+        for role, peer_end in (("tx", peer_tx), ("rx", peer_rx)):
+            ours, theirs = socket.socketpair()
+            fds = [self.tap_fd, self.sock.fileno(), theirs.fileno(), peer_end.fileno()]
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "weavenet.dataplane.worker",
+                    role,
+                    "--tap-fd",
+                    str(fds[0]),
+                    "--udp-fd",
+                    str(fds[1]),
+                    "--ctl-fd",
+                    str(fds[2]),
+                    "--peer-fd",
+                    str(fds[3]),
+                ],
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+            )
+            theirs.close()
+            chan = Channel(ours)
+            ours.setblocking(False)
+            self._ctl[role] = chan
+            self._procs[role] = proc
+            loop.add_reader(ours.fileno(), self._readable, role)
+        peer_tx.close()
+        peer_rx.close()
+        if self._tables is not None:
+            self.update(self._tables)
+
+    def _readable(self, role: str) -> None:
+        chan = self._ctl[role]
+        try:
+            data = chan.sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._worker_gone(role)
+            return
+        for msg in chan.feed(data):
+            self._message(msg)
+
+    def _message(self, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "special":
+            _, peer, conn_uid, frame, addr = msg
+            self.on_special(peer, conn_uid, frame, (str(addr[0]), int(addr[1])))
+        elif kind == "stats":
+            _, _role, stats, macs, pmtus = msg
+            self.stats.update(stats)
+            if _role == "tx":
+                self.macs = macs
+            for peer, max_payload in pmtus:
+                self.pmtu[peer] = max_payload
+                if self.on_pmtu is not None:
+                    self.on_pmtu(peer, max_payload)
+
+    def _worker_gone(self, role: str) -> None:
+        if self._stopping:
+            return
+        log.error("data plane worker %s exited; restarting the data plane", role)
+        self._kill_workers()
+        self._spawn()
+
+    def _kill_workers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for role, chan in self._ctl.items():
+            with contextlib.suppress(Exception):
+                loop.remove_reader(chan.sock.fileno())
+            with contextlib.suppress(OSError):
+                chan.sock.close()
+            proc = self._procs.get(role)
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self._ctl.clear()
+        self._procs.clear()
+
+    # -- commands ---------------------------------------------------------------------------------------------
+
+    def _send(self, role: str, msg: tuple[Any, ...]) -> None:
+        chan = self._ctl.get(role)
+        if chan is None:
+            return
+        try:
+            chan.sock.setblocking(True)
+            chan.send(msg)
+        except OSError:
+            self._worker_gone(role)
+        finally:
+            with contextlib.suppress(OSError):
+                chan.sock.setblocking(False)
+
+    def update(self, tables: Tables) -> None:
+        self._tables = tables
+        for role in ("tx", "rx"):
+            self._send(role, ("tables", tables))
+
+    def send_special(self, peer: int, conn_uid: int, frame: bytes, df: bool) -> None:
+        self._send("tx", ("special", peer, conn_uid, frame, df))
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self._procs.values()]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for role in list(self._ctl):
+            self._send(role, ("stop",))
+        self._kill_workers()
+        if self.sock is not None:
+            self.sock.close()
+        if self.tap_fd >= 0:
+            os.close(self.tap_fd)
+            self.tap_fd = -1
+
+
+async def _link_mtu(name: str) -> int:
+    """A link's MTU (the TAP must not lower the bridge's: a bridge takes the smallest MTU of its ports)."""
+    proc = await asyncio.create_subprocess_exec("ip", "-o", "link", "show", name, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    parts = out.decode().split()
+    return int(parts[parts.index("mtu") + 1]) if "mtu" in parts else 1500
