@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from weavenet.daemon import metrics, status_text
 from weavenet.daemon.gotemplate import TemplateExecError, TemplateParseError
 from weavenet.daemon.report import format_report, report_json
+from weavenet.errors import WeavenetError
 
 if TYPE_CHECKING:
     from weavenet.daemon.weaver import Daemon
@@ -79,6 +80,16 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
             form = await request.post()
             daemon.forget([str(p) for p in form.getall("peer", [])])
             return _text("")
+
+        @routes.post("/expose/{ip}/{prefixlen}")
+        async def expose(request: web.Request) -> web.Response:
+            cidr = f"{request.match_info['ip']}/{request.match_info['prefixlen']}"
+            skip_nat = request.query.get("skipNAT", "").lower() in ("true", "1")
+            try:
+                await daemon.expose(cidr, skip_nat)
+            except WeavenetError as e:
+                return _text(f"{e}\n", 400)
+            return web.Response(status=204)
 
         @routes.delete("/peer")
         async def delete_peer(request: web.Request) -> web.Response:

@@ -221,6 +221,16 @@ def reset(force: bool) -> None:
     elif not force:
         _fail("ERROR: weave is not running; unable to remove from cluster.")
     remove_state(state_dir_default())
+    _host(_destroy_host_state)
+
+
+def _destroy_host_state() -> None:
+    """What ``weave reset`` removes from the host: the bridge, every vethwe* link, our iptables rules."""
+    from weavenet.host.bridge import destroy_bridge
+    from weavenet.host.iptables import remove_all
+
+    destroy_bridge()
+    remove_all()
 
 
 @weave.command(context_settings=CONTEXT)
@@ -260,6 +270,62 @@ def connect(replace: bool, peers: Sequence[str]) -> None:
 @click.argument("peers", nargs=-1, required=True)
 def forget(peers: Sequence[str]) -> None:
     sys.exit(call("POST", "/forget", [("peer", p) for p in peers]))
+
+
+@weave.command(context_settings=CONTEXT)
+@click.option("--without-dns", is_flag=True)
+@click.option("--rewrite-hosts", is_flag=True)
+@click.option("--no-multicast-route", is_flag=True)
+@click.argument("args", nargs=-1, required=True)
+def attach(without_dns: bool, rewrite_hosts: bool, no_multicast_route: bool, args: Sequence[str]) -> None:
+    """weave attach [<addr> ...] <container>"""
+    from weavenet.cli.containers import attach_cmd
+
+    _host(attach_cmd, args, not no_multicast_route)
+
+
+@weave.command(context_settings=CONTEXT)
+@click.argument("args", nargs=-1, required=True)
+def detach(args: Sequence[str]) -> None:
+    from weavenet.cli.containers import detach_cmd
+
+    _host(detach_cmd, args)
+
+
+@weave.command(context_settings=CONTEXT)
+@click.option("-h", "fqdn")
+@click.option("--without-masquerade", is_flag=True)
+@click.argument("addrs", nargs=-1)
+def expose(fqdn: str | None, without_masquerade: bool, addrs: Sequence[str]) -> None:
+    from weavenet.cli.containers import expose_cmd
+
+    _host(expose_cmd, addrs, without_masquerade)
+
+
+@weave.command(context_settings=CONTEXT)
+@click.argument("addrs", nargs=-1)
+def hide(addrs: Sequence[str]) -> None:
+    from weavenet.cli.containers import hide_cmd
+
+    _host(hide_cmd, addrs)
+
+
+@weave.command(context_settings=CONTEXT)
+@click.argument("containers", nargs=-1)
+def ps(containers: Sequence[str]) -> None:
+    from weavenet.cli.containers import ps_cmd
+
+    _host(ps_cmd, containers)
+
+
+def _host(fn: Callable[..., None], *args: Any) -> None:
+    """Run a host-side command; a HostError is one line on stderr and exit status 1."""
+    from weavenet.errors import HostError
+
+    try:
+        fn(*args)
+    except HostError as e:
+        _fail(str(e))
 
 
 def _fail(message: str, code: int = 1) -> None:

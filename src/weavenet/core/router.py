@@ -392,6 +392,8 @@ class MeshRouter(GossipMixin):
                     key,
                 )
                 fwd.owner = conn
+                if features.raw.get(tg.DIGEST_FEATURE) or features.raw.get(FAST_SLEEVE_FEATURE):
+                    fwd.quick()
                 conn.forwarders.append(fwd)
             else:
                 conn.forwarders.append(None)

@@ -89,7 +89,7 @@ class Routes:
         self._unicast_all: dict[PeerName, PeerName] = {}
         self._broadcast: dict[PeerName, list[PeerName]] = {}
         self._broadcast_all: dict[PeerName, list[PeerName]] = {}
-        self.generation = 0  # bumped on every recalculation that changed something
+        self.generation = 0  # bumped on every recalculation (any topology change may move broadcast routes)
         self._weights: dict[PeerName, int] | None = None  # next hop -> destinations routed via it
 
     def invalidate(self) -> None:
@@ -112,10 +112,8 @@ class Routes:
         self._weights = None
         old_broadcast = self._broadcast.get(topo.ourself.name)
         self._broadcast, self._broadcast_all = {}, {}
-        if changed or old_broadcast != self.broadcast(topo.ourself.name):
-            self.generation += 1
-            return True
-        return False
+        self.generation += 1
+        return changed or old_broadcast != self.broadcast(topo.ourself.name)
 
     def _ensure(self) -> None:
         if self._dirty:

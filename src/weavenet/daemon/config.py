@@ -22,6 +22,7 @@ DEFAULT_PORT = 6783
 DEFAULT_HTTP_ADDR = "127.0.0.1:6784"
 DEFAULT_STATUS_ADDR = "127.0.0.1:6782"
 DEFAULT_CONN_LIMIT = 200
+DEFAULT_MTU = 1376
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -66,6 +67,7 @@ class DaemonConfig:
     host_root: str = "/"
     resume: bool = False
     log_file: str | None = None
+    mtu: int = 1376
 
 
 def parse_trusted_subnets(text: str) -> list[IPv4Network]:
@@ -102,6 +104,8 @@ def validate(cfg: DaemonConfig) -> DaemonConfig:
         raise ConfigError("--min-protocol-version must be 1 or 2")
     if cfg.log_level not in LOG_LEVELS:
         raise ConfigError(f"invalid --log-level {cfg.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+    if not 576 <= cfg.mtu <= 65535:
+        raise ConfigError(f"invalid MTU {cfg.mtu}: must be between 576 and 65535")
     if cfg.resume and cfg.peers:
         raise ConfigError("You must not specify an initial peer list in conjunction with --resume")
     for addr, what in (
@@ -135,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-root", default="/")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--log-file")
+    p.add_argument("--mtu", type=int, default=0)
     return p
 
 
@@ -162,5 +167,6 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         host_root=ns.host_root,
         resume=ns.resume,
         log_file=ns.log_file,
+        mtu=ns.mtu or int(env.get("WEAVE_MTU") or DEFAULT_MTU),
     )
     return validate(cfg)

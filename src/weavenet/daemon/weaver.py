@@ -16,14 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from weavenet.aio.mesh import MeshDriver
-from weavenet.core.router import MeshConfig, MeshRouter
+from weavenet.core.names import PeerName
+from weavenet.core.router import MeshConfig, MeshRouter, SendSpecial
 from weavenet.daemon import snapshot
 from weavenet.daemon.config import DaemonConfig, pid_file
+from weavenet.daemon.datapath_link import TableBuilder
 from weavenet.daemon.identity import resolve_peer_name
 from weavenet.daemon.persistence import Store
+from weavenet.dataplane.supervisor import Datapath
 from weavenet.errors import ConfigError
+from weavenet.host.bridge import BRIDGE, ensure_bridge
+from weavenet.host.expose import expose, reexpose
+from weavenet.host.iptables import canary_present, ensure_iptables
 
 log = logging.getLogger("weavenet.daemon")
+
+CANARY_INTERVAL = 10.0
+CANARY_SETTLE = 5.0
 
 
 class Daemon:
@@ -48,13 +57,20 @@ class Daemon:
                 discovery=config.discovery,
                 trusted_subnets=config.trusted_subnets,
                 min_protocol_version=config.min_protocol_version,
+                external_datapath=True,
+                fast_sleeve=True,
             ),
             rng=rng,
             now=loop.time(),
             secret_bytes=os.urandom,
         )
-        self.driver = MeshDriver(self.router, config.host, config.port)
+        self.datapath = Datapath(BRIDGE, config.host, config.port, on_special=self._on_special)
+        self.driver = MeshDriver(self.router, config.host, config.port, send_special=self._send_special)
         self.router.wall_offset = self.driver.wall_offset
+        self.tables = TableBuilder(self.router)
+        self.datapath.on_pmtu = self._on_pmtu
+        self.driver.after_input.append(self._push_tables)
+        self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
         self.stopping = asyncio.Event()
         self._servers: list[Any] = []
@@ -69,10 +85,15 @@ class Daemon:
             log.info("Communication between peers is unencrypted.")
         else:
             log.info("Communication between peers via untrusted networks is encrypted.")
+        await asyncio.to_thread(ensure_bridge, str(self.name), self.config.mtu)
+        await asyncio.to_thread(ensure_iptables, BRIDGE)
+        await asyncio.to_thread(reexpose, BRIDGE)
         try:
+            await self.datapath.start()
             await self.driver.start()
         except OSError as e:
             raise ConfigError(f"unable to listen on port {self.config.port}: {e.strerror or e}") from e
+        self._tasks.append(asyncio.get_running_loop().create_task(self._canary_watch()))
         peers = self.store.load_direct_peers() if self.config.resume else self.config.peers
         errors = await self.driver.connect(list(peers), replace=False)
         if errors:
@@ -92,13 +113,45 @@ class Daemon:
         await self.close()
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.cleanup()
         await self.driver.close()
+        await self.datapath.stop()
         self.store.close()
         with contextlib.suppress(FileNotFoundError):
             Path(pid_file(self.config.run_dir)).unlink()
+
+    # -- data plane -------------------------------------------------------------------------------------------
+
+    def _send_special(self, action: SendSpecial) -> None:
+        self.datapath.send_special(int(action.peer), action.conn_uid, action.frame, action.df)
+
+    def _on_special(self, peer: int, conn_uid: int, frame: bytes, addr: tuple[str, int]) -> None:
+        self.driver.run(lambda now: self.router.special_received(peer, conn_uid, frame, addr, now))
+
+    def _on_pmtu(self, peer: int, max_payload: int) -> None:
+        log.info("path MTU to %s: UDP payload limited to %d bytes", PeerName(peer), max_payload)
+        self.tables.pmtu[peer] = max_payload
+        self._push_tables()
+
+    def _push_tables(self) -> None:
+        tables = self.tables.build()
+        if tables is not None:
+            self.datapath.update(tables)
+
+    async def _canary_watch(self) -> None:
+        """Re-apply our iptables rules if a firewall reload flushed them (Weave's canary, every 10 s)."""
+        while True:
+            await asyncio.sleep(CANARY_INTERVAL)
+            present = await asyncio.to_thread(canary_present)
+            if not present:
+                await asyncio.sleep(CANARY_SETTLE)
+                log.warning("iptables rules were flushed (canary gone): re-applying them")
+                await asyncio.to_thread(ensure_iptables, BRIDGE)
+                await asyncio.to_thread(reexpose, BRIDGE)
 
     # -- commands -------------------------------------------------------------------------------------------------
 
@@ -113,6 +166,11 @@ class Daemon:
 
     def _save_peers(self) -> None:
         self.store.save_direct_peers(self.router.maker.direct_targets())
+
+    async def expose(self, cidr: str, skip_nat: bool) -> None:
+        """``weave expose``: an address on the bridge, and NAT unless ``skip_nat``."""
+        await asyncio.to_thread(expose, cidr, BRIDGE, skip_nat)
+        log.info("Exposed %s%s", cidr, " (without masquerading)" if skip_nat else "")
 
     def remove_from_cluster(self) -> None:
         """``DELETE /peer`` (``weave reset``): hand our state to others before going (IPAM comes later)."""

@@ -1,0 +1,82 @@
+"""From the mesh router's state to the data plane's tables (links and routes), pushed only when they change."""
+
+from __future__ import annotations
+
+from weavenet.core.router import FAST_SLEEVE_FEATURE, MeshRouter
+from weavenet.core.sleeve import SleeveForwarder
+from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD
+from weavenet.dataplane import udp
+from weavenet.dataplane.tables import DEFAULT_MAX_PAYLOAD, Link, Tables
+
+ETH_AND_FRAME_HEADERS = 14 + 14
+
+
+class TableBuilder:
+    """Keeps the last tables sent; ``build`` returns new tables only when something the data plane uses changed."""
+
+    def __init__(self, router: MeshRouter) -> None:
+        self.router = router
+        self.pmtu: dict[int, int] = {}  # peer -> max UDP payload reported by the workers
+        self._path_payload: dict[str, int] = {}  # remote IP -> PMTU - 28 from the kernel's routes
+        self._last: tuple[object, ...] | None = None
+        self._routes: tuple[dict[int, int], dict[int, list[int]]] | None = None
+        self._routes_generation = -1
+        self.generation = 0
+
+    def max_payload(self, peer: int, ip: str) -> int:
+        if peer in self.pmtu:
+            return self.pmtu[peer]
+        cached = self._path_payload.get(ip)
+        if cached is None:
+            mtu = udp.path_mtu(ip, 6783)
+            cached = self._path_payload[ip] = (mtu - 28) if mtu else DEFAULT_MAX_PAYLOAD
+        return cached
+
+    def build(self) -> Tables | None:
+        router = self.router
+        links: dict[int, Link] = {}
+        for conn in router.ready_connections():
+            fwd = conn.best_forwarder()
+            if not isinstance(fwd, SleeveForwarder) or conn.remote is None:
+                continue
+            key = conn.session_key if (router.config.password is not None and conn.untrusted) else None
+            fast = bool(
+                router.config.fast_sleeve and conn.features and conn.features.raw.get(FAST_SLEEVE_FEATURE) == "1"
+            )
+            addr = fwd.remote_addr
+            max_payload = self.max_payload(conn.remote.name, addr[0]) if addr else DEFAULT_MAX_PAYLOAD
+            # what `weave status connections` shows: the largest frame a classic packet can carry
+            fwd.mtu = max_payload - (NACL_OVERHEAD if key else PLAIN_OVERHEAD) - ETH_AND_FRAME_HEADERS
+            links[conn.remote.name] = Link(
+                peer=int(conn.remote.name),
+                conn_uid=conn.uid,
+                outbound=conn.outbound,
+                addr=addr,
+                key=key,
+                fast=fast,
+                max_payload=max_payload,
+            )
+        routes = router.routes
+        table = routes.unicast_table()
+        if routes.generation != self._routes_generation or self._routes is None:
+            self._routes_generation = routes.generation
+            unicast = {int(d): int(h) for d, h in table.items() if h}
+            broadcast = {int(s): [int(h) for h in hops] for s, hops in routes.broadcast_table().items()}
+            self._routes = (unicast, broadcast)
+        unicast, broadcast = self._routes
+        signature = (
+            tuple(
+                sorted(
+                    (p, lk.conn_uid, lk.addr, lk.key, lk.fast, lk.max_payload, lk.outbound) for p, lk in links.items()
+                )
+            ),
+            tuple(sorted(unicast.items())),
+            tuple(sorted((s, tuple(h)) for s, h in broadcast.items())),
+        )
+        if signature == self._last:
+            return None
+        self._last = signature
+        self.generation += 1
+        return Tables(
+            me=int(router.name), generation=self.generation, links=links, unicast=unicast, broadcast=broadcast
+        )
