@@ -45,6 +45,12 @@ SLOW_HEARTBEAT = 10.0
 HEARTBEAT_TIMEOUT = 60.0
 # Between two weavenet peers (negotiated): a silent peer is noticed in seconds instead of a minute, so traffic
 # moves to another route quickly. Heartbeats are 22-byte frames; every 2 s is still negligible.
+PMTU_FLOOR = 552
+PMTU_VERIFY_TIMEOUT = 0.01
+PMTU_VERIFY_ATTEMPTS = 8
+PMTU_LADDER_STEP = 32
+PMTU_LADDER_TIMEOUT = 0.1
+PMTU_LADDER_ATTEMPTS = 3
 QUICK_SLOW_HEARTBEAT = 2.0
 QUICK_HEARTBEAT_TIMEOUT = 8.0
 FRAG_TEST_INTERVAL = 300.0
@@ -115,6 +121,16 @@ class SleeveForwarder:
         self.control_out: list[tuple[int, bytes]] = []  # (sub-tag, body) to send over TCP
         self.slow_heartbeat = SLOW_HEARTBEAT
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT
+        # path MTU discovery: ``pmtu_ceiling`` (largest frame payload the local route allows) is set by the data
+        # plane's owner; the search runs between 552 and it once the connection is established
+        self.pmtu_ceiling: int | None = None
+        self.pmtu_candidate = 0
+        self.pmtu_good = PMTU_FLOOR
+        self.pmtu_bad = 0
+        self.pmtu_tries = 0
+        self.pmtu_deadline: float | None = None
+        self.pmtu_verified = False
+        self.pmtu_ladder: list[int] = []
         self.owner: object = None  # the mesh connection this forwarder belongs to (set by the router)
 
     def _touch(self) -> None:
@@ -122,7 +138,8 @@ class SleeveForwarder:
         self.overlay.changed.add(self)
 
     def __repr__(self) -> str:
-        return f"sleeve ->[{self.remote_addr}|{self.remote}({self.remote_nick})]"
+        addr = f"{self.remote_addr[0]}:{self.remote_addr[1]}" if self.remote_addr else "<nil>"
+        return f"sleeve ->[{addr}|{self.remote}({self.remote_nick})]"
 
     # -- outputs ------------------------------------------------------------------------------------------------
 
@@ -168,12 +185,23 @@ class SleeveForwarder:
                 if self.next_heartbeat is not None:
                     self.next_heartbeat = now + self.slow_heartbeat
                 self.established = True
+                self._start_pmtu(now)
             self._send_frag_test(now)
         elif subtag == CONTROL_FRAGMENTATION_RECEIVED:
             self.stack_frag = True
         elif subtag == CONTROL_PMTU_VERIFIED:
             if len(body) < 2:
                 log.info("%r: Received truncated MTUTestAck", self)
+            else:
+                size = struct.unpack(">H", body[:2])[0]
+                if self.pmtu_ladder:
+                    if size in self.pmtu_ladder and size > self.pmtu_good:
+                        self.pmtu_good = size
+                        if size == self.pmtu_ladder[0]:
+                            self._ladder_done(now)  # the route's own MTU works: nothing to search
+                elif self.pmtu_candidate and size == self.pmtu_candidate:
+                    self.pmtu_good = self.pmtu_candidate
+                    self._search_pmtu(now)
         else:
             log.info("%r: Ignoring unknown control message tag: %d", self, subtag)
 
@@ -208,6 +236,72 @@ class SleeveForwarder:
         else:
             self.control_out.append((CONTROL_PMTU_VERIFIED, struct.pack(">H", len(frame) - ETHERNET_OVERHEAD)))
 
+    # -- path MTU discovery (Weave's sleeve: DF probes of candidate+14 bytes, acknowledged over TCP) -------------
+
+    def _start_pmtu(self, now: float) -> None:
+        """Probe a ladder of sizes at once (every 32 bytes down from the ceiling), then binary-search the gap.
+
+        Go's sleeve searches one candidate at a time, each failure costing 2.5 s of retries, so a path narrower
+        than the route promises stays a black hole for 10-20 s. The ladder finds the 32-byte range in one round
+        trip (three retries for loss), and the binary search below finishes within it.
+        """
+        if self.pmtu_ceiling is None:
+            return  # no external data plane to say what the local route allows: nothing to discover
+        self.pmtu_good = PMTU_FLOOR
+        self.pmtu_bad = self.pmtu_ceiling + 1
+        self.pmtu_ladder = list(range(self.pmtu_ceiling, PMTU_FLOOR, -PMTU_LADDER_STEP))
+        self.pmtu_tries = 0
+        self._send_ladder(now)
+
+    def _send_ladder(self, now: float) -> None:
+        for size in self.pmtu_ladder:
+            if size > self.pmtu_good:
+                self._send_special(bytes(size + ETHERNET_OVERHEAD))
+        self.pmtu_deadline = now + PMTU_LADDER_TIMEOUT * (1 << self.pmtu_tries)
+        self.pmtu_tries += 1
+
+    def _ladder_done(self, now: float) -> None:
+        above = [c for c in self.pmtu_ladder if c > self.pmtu_good]
+        self.pmtu_bad = min(above) if above else self.pmtu_ceiling + 1  # type: ignore[operator]
+        self.pmtu_ladder = []
+        self._search_pmtu(now)
+
+    def _probe(self, candidate: int, now: float) -> None:
+        self.pmtu_candidate = candidate
+        self.pmtu_tries = 0
+        self._send_probe(now)
+
+    def _send_probe(self, now: float) -> None:
+        self._send_special(bytes(self.pmtu_candidate + ETHERNET_OVERHEAD))
+        self.pmtu_deadline = now + PMTU_VERIFY_TIMEOUT * (1 << self.pmtu_tries)
+        self.pmtu_tries += 1
+
+    def _search_pmtu(self, now: float) -> None:
+        if self.pmtu_good + 1 >= self.pmtu_bad:
+            self.pmtu_candidate = 0
+            self.pmtu_deadline = None
+            if self.mtu != self.pmtu_good:
+                log.info("%r: Effective MTU verified at %d", self, self.pmtu_good)
+            self.mtu = self.pmtu_good
+            self.pmtu_verified = True
+            return
+        self._probe((self.pmtu_good + self.pmtu_bad) // 2, now)
+
+    def _pmtu_timer(self, now: float) -> None:
+        if self.pmtu_deadline is None or now < self.pmtu_deadline:
+            return
+        if self.pmtu_ladder:
+            if self.pmtu_tries < PMTU_LADDER_ATTEMPTS:
+                self._send_ladder(now)  # again, for probes lost to congestion rather than size
+            else:
+                self._ladder_done(now)
+            return
+        if self.pmtu_tries < PMTU_VERIFY_ATTEMPTS:
+            self._send_probe(now)
+            return
+        self.pmtu_bad = self.pmtu_candidate
+        self._search_pmtu(now)
+
     def quick(self) -> None:
         """The remote is a weavenet peer: heartbeat every 2 s once established, give up after 8 s of silence."""
         self.slow_heartbeat = QUICK_SLOW_HEARTBEAT
@@ -216,7 +310,9 @@ class SleeveForwarder:
     def get_timer(self) -> float | None:
         if self.stopped:
             return None
-        times = [t for t in (self.next_heartbeat, self.timeout_at, self.next_frag_test) if t is not None]
+        times = [
+            t for t in (self.next_heartbeat, self.timeout_at, self.next_frag_test, self.pmtu_deadline) if t is not None
+        ]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
@@ -231,6 +327,7 @@ class SleeveForwarder:
             self._send_heartbeat(now)
         if self.next_frag_test is not None and now >= self.next_frag_test:
             self._send_frag_test(now)
+        self._pmtu_timer(now)
 
     def stop(self) -> None:
         if not self.stopped:

@@ -44,9 +44,15 @@ class TableBuilder:
                 router.config.fast_sleeve and conn.features and conn.features.raw.get(FAST_SLEEVE_FEATURE) == "1"
             )
             addr = fwd.remote_addr
-            max_payload = self.max_payload(conn.remote.name, addr[0]) if addr else DEFAULT_MAX_PAYLOAD
-            # what `weave status connections` shows: the largest frame a classic packet can carry
-            fwd.mtu = max_payload - (NACL_OVERHEAD if key else PLAIN_OVERHEAD) - ETH_AND_FRAME_HEADERS
+            overhead = (NACL_OVERHEAD if key else PLAIN_OVERHEAD) + ETH_AND_FRAME_HEADERS
+            route_payload = self.max_payload(conn.remote.name, addr[0]) if addr else DEFAULT_MAX_PAYLOAD
+            if fwd.pmtu_ceiling is None and addr is not None:
+                fwd.pmtu_ceiling = route_payload - overhead  # what probing starts from, once established
+            if fwd.pmtu_verified:
+                max_payload = min(route_payload, fwd.mtu + overhead)  # probes found the path narrower
+            else:
+                max_payload = route_payload
+                fwd.mtu = max_payload - overhead  # `weave status connections` shows it (Go: after verification)
             links[conn.remote.name] = Link(
                 peer=int(conn.remote.name),
                 conn_uid=conn.uid,
