@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(weave(tb.hosts[-1], "status", "connections"), end="")
         say("the mesh is formed")
         if args.keep:
-            tb._closed = True  # leave it up
+            tb.leave_running()
             print(
                 "   hosts left running; enter one with: nsenter --net=/run/netns/wnd-h1 ... (or python -m "
                 "weavenet.testbed exec h1 -- weave status); remove with: python -m weavenet.testbed down --prefix wnd"

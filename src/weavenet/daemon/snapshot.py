@@ -35,7 +35,11 @@ def _peer_connections(router: MeshRouter, peer_name: int) -> list[dict[str, Any]
 
 
 def router_status(
-    router: MeshRouter, interface: str = "", capture_stats: dict[str, int] | None = None
+    router: MeshRouter,
+    interface: str = "",
+    capture_stats: dict[str, int] | None = None,
+    dataplane: dict[str, int] | None = None,
+    macs: list[tuple[str, int]] | None = None,
 ) -> dict[str, Any]:
     """Weave's ``NetworkRouterStatus``: mesh ``Status`` plus the data plane's interface, stats and MACs."""
     cfg = router.config
@@ -71,24 +75,38 @@ def router_status(
         "Connections": router.connection_status() or None,
         "TerminationCount": router.maker.termination_count,
         "Targets": router.maker.direct_targets() or None,
-        "OverlayDiagnostics": {"sleeve": {"Counters": router.sleeve.counters.as_dict()}},
+        "OverlayDiagnostics": {
+            "sleeve": {"Counters": router.sleeve.counters.as_dict(), "Dataplane": dict(dataplane or {})}
+        },
         "TrustedSubnets": [str(n) for n in cfg.trusted_subnets],
         "Interface": interface,
         "CaptureStats": capture_stats,
-        "MACs": None,
+        "MACs": _macs(router, macs) or None,
     }
 
 
-def weave_status(router: MeshRouter, ready: bool) -> dict[str, Any]:
+def _macs(router: MeshRouter, macs: list[tuple[str, int]] | None) -> list[dict[str, Any]]:
+    """Weave's ``MACStatus`` list: each learned MAC with the peer it lives behind (ourselves for local ones)."""
+    out = []
+    for mac_hex, peer in sorted(macs or []):
+        name = router.name if peer == 0 else peer
+        p = router.topology.get(name)  # type: ignore[arg-type]
+        mac = ":".join(mac_hex[i : i + 2] for i in range(0, 12, 2))
+        out.append({"Mac": mac, "Name": str(p.name) if p else "", "NickName": p.nickname if p else "", "LastSeen": ""})
+    return out
+
+
+def weave_status(
+    router: MeshRouter,
+    ready: bool,
+    interface: str = "",
+    dataplane: dict[str, int] | None = None,
+    macs: list[tuple[str, int]] | None = None,
+) -> dict[str, Any]:
     """The whole report (``GET /report``)."""
     return {
         "Ready": ready,
         "Version": VERSION,
-        "VersionCheck": {
-            "Enabled": False,
-            "Success": False,
-            "NewVersion": "",
-            "NextCheckAt": "0001-01-01T00:00:00Z",
-        },
-        "Router": router_status(router),
+        "VersionCheck": {"Enabled": False, "Success": False, "NewVersion": "", "NextCheckAt": "0001-01-01T00:00:00Z"},
+        "Router": router_status(router, interface=interface, dataplane=dataplane, macs=macs),
     }

@@ -179,4 +179,5 @@ class Daemon:
     # -- status -----------------------------------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        return snapshot.weave_status(self.router, self.ready)
+        dp = self.datapath
+        return snapshot.weave_status(self.router, self.ready, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)

@@ -157,6 +157,18 @@ class Reassembler:
         del self._pending[key]
         return sender, stream, seq, pending.flags, [pending.parts[i] for i in range(count)]
 
+    def take_stale(self, sender: bytes, stream: int, seq: int) -> list[tuple[int, int, dict[int, memoryview]]]:
+        """Incomplete super-frames of this sender and stream older than ``seq``: their missing chunks are lost
+        (chunks of one stream arrive in order on one path), so hand back what arrived, as (flags, count, parts),
+        for salvage."""
+        stale = [k for k in self._pending if k[0] == sender and k[1] == stream and k[2] < seq]
+        out = []
+        for k in stale:
+            p = self._pending.pop(k)
+            self.dropped += 1
+            out.append((p.flags, p.count, p.parts))
+        return out
+
     def expire(self, now: float, force: bool = False) -> None:
         cutoff = now - REASSEMBLY_TIMEOUT
         for key in [k for k, p in self._pending.items() if p.started < cutoff]:

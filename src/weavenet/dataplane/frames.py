@@ -10,6 +10,7 @@ complete every checksum (``segment``). Everything here is pure and allocation-li
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 VNET_LEN = VNET_HDR.size
@@ -85,7 +86,11 @@ def segment(vnet: bytes, frame: bytes | memoryview) -> list[bytes]:
     return _segment_tcp4(frame, gso_size)
 
 
-def _segment_tcp4(frame: bytes | memoryview, mss: int) -> list[bytes]:
+def _segment_tcp4(
+    frame: bytes | memoryview, mss: int, usable: Callable[[int, int], bool] | None = None, complete: bool = True
+) -> list[bytes]:
+    """Cut a TCPv4 super-frame at ``mss``. With ``usable(start, end)``, only segments whose bytes (offsets in
+    ``frame``) are usable are produced; ``complete=False`` means the end of ``frame`` is not its real end."""
     mv = memoryview(frame)
     ip = ETH_HLEN
     ihl = (mv[ip] & 0x0F) * 4
@@ -93,7 +98,7 @@ def _segment_tcp4(frame: bytes | memoryview, mss: int) -> list[bytes]:
     thl = (mv[tcp + 12] >> 4) * 4
     payload_at = tcp + thl
     payload = mv[payload_at:]
-    if mss <= 0 or len(payload) <= mss:
+    if mss <= 0 or (len(payload) <= mss and complete and usable is None):
         buf = bytearray(mv)
         _fix_tcp4(buf, ip, ihl, tcp, len(buf) - tcp)
         return [bytes(buf)]
@@ -105,10 +110,12 @@ def _segment_tcp4(frame: bytes | memoryview, mss: int) -> list[bytes]:
     seq = int.from_bytes(tcp_hdr[4:8], "big")
     flags = tcp_hdr[13]
     out = []
-    n = (len(payload) + mss - 1) // mss
+    n = (len(payload) + mss - 1) // mss if complete else len(payload) // mss
     for i in range(n):
         chunk = payload[i * mss : (i + 1) * mss]
-        last = i == n - 1
+        if usable is not None and not usable(payload_at + i * mss, payload_at + i * mss + len(chunk)):
+            continue
+        last = complete and i == n - 1
         ip_hdr[2:4] = (ihl + thl + len(chunk)).to_bytes(2, "big")
         ip_hdr[4:6] = ((ident + i) & 0xFFFF).to_bytes(2, "big")
         ip_hdr[10:12] = b"\x00\x00"
@@ -133,3 +140,41 @@ def _fix_tcp4(buf: bytearray, ip: int, ihl: int, tcp: int, tcp_len: int) -> None
     buf[tcp + 16 : tcp + 18] = b"\x00\x00"
     csum = inet_checksum(memoryview(buf)[tcp:], _pseudo_v4(src, dst, 6, tcp_len))
     buf[tcp + 16 : tcp + 18] = csum.to_bytes(2, "big")
+
+
+def salvage(vnet: bytes, pieces: dict[int, bytes | memoryview], room: int, prefix: int, count: int) -> list[bytes]:
+    """Rebuild what can be rebuilt of a super-frame that lost chunks.
+
+    ``pieces`` maps chunk index to its bytes; every chunk carries ``room`` bytes, chunk 0 starting with a
+    ``prefix`` that is not part of the frame. A TCPv4 super-frame is cut into its MSS segments and every segment
+    whose bytes all arrived is returned as an ordinary frame with correct checksums, so one lost UDP datagram
+    costs the receiver one or two TCP segments instead of all of them. Anything else is lost whole.
+    """
+    _flags, gso_type, _hdr_len, gso_size, _cs, _co = VNET_HDR.unpack(vnet)
+    if 0 not in pieces or gso_type & ~GSO_ECN != GSO_TCPV4:
+        return []
+    complete = (count - 1) in pieces
+    end = prefix + (count - 1) * room + len(pieces[count - 1]) if complete else prefix + max(pieces) * room + room
+    buf = bytearray(end - prefix)
+    spans = []
+    for idx, piece in pieces.items():
+        start = idx * room - prefix  # frame offset of this chunk's first byte
+        data = memoryview(piece)[prefix:] if idx == 0 else memoryview(piece)
+        start = max(start, 0)
+        buf[start : start + len(data)] = data
+        spans.append((start, start + len(data)))
+    spans.sort()
+
+    def usable(a: int, b: int) -> bool:
+        for lo, hi in spans:
+            if lo <= a < hi:
+                if b <= hi:
+                    return True
+                a = hi
+        return False
+
+    if len(buf) < ETH_HLEN + 40 or not usable(0, ETH_HLEN + 60 if len(buf) >= ETH_HLEN + 60 else len(buf)):
+        return []
+    if complete:
+        del buf[end - prefix :]
+    return _segment_tcp4(bytes(buf), gso_size, usable, complete)

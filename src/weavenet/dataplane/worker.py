@@ -20,10 +20,11 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from typing import Any
 
 from weavenet.core.sleeve_codec import NAME_SIZE, Decryptor, iter_frames
-from weavenet.dataplane import fastwire, forward, toobig, udp
+from weavenet.dataplane import fastwire, forward, frames, toobig, udp
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.frames import ETH_HLEN, VNET_LEN, ZERO_VNET
 from weavenet.dataplane.mac_cache import LOCAL, MacCache
@@ -53,6 +54,11 @@ class _Base:
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
+
+    def internal_error(self) -> None:
+        self.count("internal_errors")
+        if self.counters["internal_errors"] <= 3:  # the first few, with their traceback, for the log
+            traceback.print_exc(file=sys.stderr)
 
     def on_tables(self, tables: Tables) -> None:
         self.tables = tables
@@ -144,8 +150,11 @@ class TxWorker(_Base):
             mv = memoryview(buf)
             vnet, frame = bytes(mv[:VNET_LEN]), mv[VNET_LEN:]
             dst, src = bytes(frame[0:6]), bytes(frame[6:12])
-            for hop, s, d in forward.from_local(self.tables, self.macs, dst, src, now):
-                self.send(hop, s, d, vnet, frame)
+            try:
+                for hop, s, d in forward.from_local(self.tables, self.macs, dst, src, now):
+                    self.send(hop, s, d, vnet, frame)
+            except Exception:  # a bug must cost one frame, never the data plane
+                self.internal_error()
             if self.macs.lookup(src) == LOCAL and now - self._announced.get(src, -1e9) > ANNOUNCE_EVERY:
                 self._announced[src] = now  # rx needs our local MACs too (to relay unknown unicast)
                 self.peer.send(("local", src))
@@ -242,6 +251,8 @@ class RxWorker(_Base):
                             self.buffer(data, udp.gro_size(anc), addr, now)
                         except RemoteProtocolError:
                             self.count("malformed")
+                        except Exception:  # a bug must cost one packet, never the data plane
+                            self.internal_error()
                 else:
                     self.pump_channels(fd)
             now = time.monotonic()
@@ -266,6 +277,7 @@ class RxWorker(_Base):
             done = self.reasm.add_run(sender, stream, seq, count, idx, flags, pieces, now)
             if done is not None:
                 self.super_frame(link, *done[1:], now)
+                self.salvage(link, sender, stream, seq, now)
 
     def super_frame(self, link: Link, stream: int, seq: int, flags: int, pieces: list[memoryview], now: float) -> None:
         """A complete fast-format super-frame: decrypt (if sealed) and hand on; unsealed ones are not copied."""
@@ -295,8 +307,25 @@ class RxWorker(_Base):
             done = self.reasm.add(dgram, now)
             if done is not None:
                 self.super_frame(link, *done[1:], now)
+                self.salvage(link, sender, done[1], done[2], now)
             return
         self.classic(link, sender, dgram, addr, now)
+
+    def salvage(self, link: Link, sender: bytes, stream: int, seq: int, now: float) -> None:
+        """A later super-frame completed: older incomplete ones lost chunks; rebuild the TCP segments that arrived."""
+        for flags, count, parts in self.reasm.take_stale(sender, stream, seq):
+            if flags & fastwire.FLAG_ENCRYPTED or link.key is not None or 0 not in parts:
+                continue  # a sealed super-frame can only be opened whole
+            first = parts[0]
+            if len(first) < fastwire.SUPER_LEN + VNET_LEN + ETH_HLEN:
+                continue
+            src_peer = int.from_bytes(first[0:6], "big")
+            dst_peer = int.from_bytes(first[6:12], "big")
+            vnet = bytes(first[12 : 12 + VNET_LEN])
+            rebuilt = frames.salvage(vnet, parts, len(first), fastwire.SUPER_LEN + VNET_LEN, count)
+            self.count("salvaged_segments", len(rebuilt))
+            for f in rebuilt:
+                self.frame_parts(src_peer, dst_peer, ZERO_VNET, [memoryview(f)], now)
 
     def sealed_or_plain(self, link: Link, stream: int, seq: int, flags: int, payload: bytes, now: float) -> None:
         """A reassembled super-frame: open it if sealed (an encrypted link accepts nothing else)."""

@@ -37,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "up":
-            tb = Testbed(args.n, prefix=args.prefix, subnet=args.subnet, keep=True)
+            tb = Testbed(args.n, prefix=args.prefix, subnet=args.subnet)
+            tb.leave_running()  # the bed outlives us; `down` removes it
             for h in tb.hosts:
                 print(f"{h.name} {h.ip}")
-            return 0  # not closed: the bed outlives us; `down` removes it
+            return 0
         if args.cmd == "down":
             cleanup_stale(args.prefix)
             return 0

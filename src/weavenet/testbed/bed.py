@@ -409,22 +409,20 @@ class Host:
 class Testbed:
     """N hosts and their underlay switch. Use as a context manager; ``close()`` always cleans up.
 
-    ``keep=True`` (the CLI's ``up``) marks the bed as deliberately left running, so a later test bed with the
-    same prefix refuses to wipe it; ``cleanup_stale``/``down`` still removes it.
+    :meth:`leave_running` (the CLI's ``up``) keeps it after its owner exits; a later test bed with the same prefix
+    then refuses to sweep it, while ``cleanup_stale``/``down`` still removes it.
     """
 
     __test__ = False  # not a pytest test class
 
-    def __init__(
-        self, n_hosts: int, prefix: str = "wnt", subnet: str = "192.168.48.0/24", *, keep: bool = False
-    ) -> None:
+    def __init__(self, n_hosts: int, prefix: str = "wnt", subnet: str = "192.168.48.0/24") -> None:
         plan.check_prefix(prefix)
         if not 1 <= n_hosts <= 200:
             raise ValueError("between 1 and 200 hosts")
         plan.host_ip(subnet, n_hosts)  # fail early if the subnet is too small
         self.prefix = prefix
         self.subnet = subnet
-        self.keep = keep
+        self.keep = False
         self.switch_ns = plan.ns_name(prefix, "sw")
         self.workdir = Path(plan.workdir(prefix, os.getpid()))
         self.hosts: list[Host] = []
@@ -550,6 +548,17 @@ class Testbed:
 
     def set_mtu(self, host: Host, mtu: int) -> None:
         host.set_mtu(mtu)
+
+    def leave_running(self) -> None:
+        """Keep the bed after this process ends (``close()`` becomes a no-op); ``down``/``cleanup_stale`` remove it.
+
+        Marked as kept in its state, so a later test bed with this prefix refuses to sweep it as a crashed run's.
+        """
+        if self._closed:
+            raise TestbedError("test bed already closed")
+        self.keep = True
+        self._save()
+        self._closed = True
 
     # -- teardown ---------------------------------------------------------------------------------------------------
 
