@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -70,7 +71,30 @@ def main(argv: list[str] | None = None) -> int:
             print(weave(h, "status", "peers"), end="")
         say(f"{tb.hosts[-1].name}: weave status connections")
         print(weave(tb.hosts[-1], "status", "connections"), end="")
-        say("the mesh is formed")
+        say("the mesh is formed; now one container per host, all on 10.2.1.0/24")
+        containers = []
+        for i, h in enumerate(tb.hosts, 1):
+            c = h.container(f"a{i}")
+            ips = weave(h, "attach", f"10.2.1.{i}/24", c.netns_path).strip()
+            print(f"   {h.name}: container a{i} (network namespace {c.netns}) attached: {ips}")
+            containers.append((f"a{i}", f"10.2.1.{i}", c))
+        for _name, _ip, c in containers:  # names until weaveDNS: an /etc/hosts per container (ip netns exec)
+            hosts = "127.0.0.1 localhost\n" + "".join(f"{ip} {n} {n}.weave.local\n" for n, ip, _ in containers)
+            os.makedirs(f"/etc/netns/{c.netns}", exist_ok=True)
+            with open(f"/etc/netns/{c.netns}/hosts", "w") as f:
+                f.write(hosts)
+        say(f"{first.name}: weave ps")
+        print(weave(first, "ps"), end="")
+        ok = True
+        for name, _ip, c in containers:
+            for other, _oip, _ in containers:
+                if other == name:
+                    continue
+                res = c.run(["ping", "-c", "2", "-i", "0.2", "-W", "2", other], check=False)
+                line = next((ln for ln in res.stdout.splitlines() if "packets transmitted" in ln), res.stderr.strip())
+                print(f"   {name} ping {other}: {line}")
+                ok = ok and res.returncode == 0
+        say("containers on different hosts reach each other by name" if ok else "some pings failed")
         if args.keep:
             tb.leave_running()
             print(
