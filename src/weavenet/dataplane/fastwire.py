@@ -24,10 +24,10 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from nacl.bindings import crypto_secretbox, crypto_secretbox_open
-from nacl.exceptions import CryptoError
+from nacl.bindings import crypto_secretbox
 
 from weavenet.core.sleeve_codec import ReplayWindow
+from weavenet.dataplane import fastcrypto
 from weavenet.errors import RemoteProtocolError
 
 MAGIC = b"\xff\xfe"
@@ -227,12 +227,12 @@ class FastDecryptor:
         self.key = key
         self.remote_outbound = remote_outbound
         self._windows: dict[int, ReplayWindow] = {}
+        self._opener = fastcrypto.Sealer()
 
-    def open(self, stream: int, seq: int, sealed: bytes) -> bytes | None:
-        """Plaintext, or None for a replay; raises RemoteProtocolError for a forgery."""
-        try:
-            plain = crypto_secretbox_open(sealed, nonce(self.remote_outbound, stream, seq), self.key)
-        except (CryptoError, ValueError) as e:
-            raise RemoteProtocolError("fast sleeve decryption failed") from e
+    def open(self, stream: int, seq: int, sealed: bytes | memoryview) -> memoryview | None:
+        """Plaintext (valid until the next call), or None for a replay; raises RemoteProtocolError for a forgery."""
+        plain = self._opener.open(sealed, nonce(self.remote_outbound, stream, seq), self.key)
+        if plain is None:
+            raise RemoteProtocolError("fast sleeve decryption failed")
         window = self._windows.setdefault(stream & 3, ReplayWindow())
         return plain if window.accept(seq) else None

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 
 from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD, Encryptor, encode_frames
-from weavenet.dataplane import fastwire, frames, udp
+from weavenet.dataplane import fastcrypto, fastwire, frames, udp
 from weavenet.dataplane.tables import Link
 
 FRAME_HDR = 14
@@ -45,6 +45,8 @@ class Sender:
         self.stream = stream
         self.stats = SendStats()
         self._state: dict[tuple[int, int], _LinkState] = {}  # (peer, conn uid) -> counters
+        self._sealer = fastcrypto.Sealer()
+        self._plain = bytearray(70000)
 
     def _link_state(self, link: Link) -> _LinkState:
         key = (link.peer, link.conn_uid)
@@ -68,7 +70,14 @@ class Sender:
         seq = st.seq
         st.seq += 1
         if link.key:
-            payload: bytes | memoryview = fastwire.seal(head + bytes(frame), link.key, link.outbound, self.stream, seq)
+            plain = self._plain
+            n = len(head) + len(frame)
+            if len(plain) < n:
+                plain = self._plain = bytearray(n)
+            plain[: len(head)] = head
+            plain[len(head) : n] = frame
+            nonce = fastwire.nonce(link.outbound, self.stream, seq)
+            payload: bytes | memoryview = self._sealer.seal(memoryview(plain)[:n], nonce, link.key)
             prefix = b""
         else:
             payload, prefix = frame, head  # no copy of the frame: chunks are views into it

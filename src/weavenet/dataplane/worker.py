@@ -352,7 +352,7 @@ class RxWorker(_Base):
             return
         src_peer = int.from_bytes(plain[0:6], "big")
         dst_peer = int.from_bytes(plain[6:12], "big")
-        vnet = plain[12 : 12 + VNET_LEN]
+        vnet = bytes(plain[12 : 12 + VNET_LEN])
         self.frame_parts(src_peer, dst_peer, vnet, [memoryview(plain)[12 + VNET_LEN :]], now)
 
     def classic(self, link: Link, sender: bytes, dgram: memoryview, addr: tuple[str, int], now: float) -> None:
