@@ -33,7 +33,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def router_pids(host) -> list[int]:  # noqa: ANN001
+def router_pids(host) -> list[int]:
     out = []
     for pid in host.pids():
         try:
@@ -45,7 +45,7 @@ def router_pids(host) -> list[int]:  # noqa: ANN001
     return out
 
 
-def iperf(client, server, ip: str, seconds: int) -> tuple[float, float]:  # noqa: ANN001
+def iperf(client, server, ip: str, seconds: int) -> tuple[float, float]:
     server.run(["iperf3", "-s", "-D", "-1"], check=False)
     time.sleep(0.3)
     res = client.run(["iperf3", "-c", ip, "-t", str(seconds), "-f", "g"], check=False, timeout=seconds + 30)
@@ -56,7 +56,7 @@ def iperf(client, server, ip: str, seconds: int) -> tuple[float, float]:  # noqa
     return 0.0, 0.0
 
 
-def rtt(client, ip: str) -> float:  # noqa: ANN001
+def rtt(client, ip: str) -> float:
     res = client.run(["ping", "-n", "-c", "200", "-i", "0.01", "-q", ip], check=False, timeout=60)
     client.run(["ping", "-c", "3", "-i", "0.01", ip], check=False)
     times = []
@@ -68,7 +68,7 @@ def rtt(client, ip: str) -> float:  # noqa: ANN001
     return statistics.median(times) if times else float("nan")
 
 
-def vxlan_overlay(tb: Testbed) -> list:  # noqa: ANN001
+def vxlan_overlay(tb: Testbed) -> list:
     cs = []
     for i, h in enumerate(tb.hosts):
         other = tb.hosts[1 - i]
@@ -85,7 +85,7 @@ def vxlan_overlay(tb: Testbed) -> list:  # noqa: ANN001
     return cs
 
 
-def weavenet_overlay(tb: Testbed, password: str | None) -> list:  # noqa: ANN001
+def weavenet_overlay(tb: Testbed, password: str | None) -> list:
     env = {"WEAVE_PASSWORD": password} if password else None
     h1, h2 = tb.hosts
     for h in tb.hosts:
@@ -106,7 +106,7 @@ def weavenet_overlay(tb: Testbed, password: str | None) -> list:  # noqa: ANN001
     return cs
 
 
-def run_suite(tb: Testbed, vx: list, password: str | None, reps: int, seconds: int) -> None:  # noqa: ANN001
+def run_suite(tb: Testbed, vx: list, password: str | None, reps: int, seconds: int) -> None:
     wn = weavenet_overlay(tb, password)
     label = "encrypted" if password else "unencrypted"
     ratios = []

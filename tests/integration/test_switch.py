@@ -35,7 +35,8 @@ MCAST_RECV = r"""
 import socket, struct, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("", 5007))
-s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack("4s4s", socket.inet_aton("239.1.2.3"), socket.inet_aton(sys.argv[1])))
+mreq = struct.pack("4s4s", socket.inet_aton("239.1.2.3"), socket.inet_aton(sys.argv[1]))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
 s.settimeout(1.0); seen = []
 end = time.time() + float(sys.argv[2])
 while time.time() < end:
@@ -72,11 +73,11 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def ping(c, ip: str, count: int = 1) -> bool:  # noqa: ANN001
+def ping(c, ip: str, count: int = 1) -> bool:
     return c.run(["ping", "-n", "-q", "-c", str(count), "-W", "2", ip], check=False).returncode == 0
 
 
-def mesh(tb, *extra: str, env: dict[str, str] | None = None, chain: bool = False):  # noqa: ANN001, ANN201
+def mesh(tb, *extra: str, env: dict[str, str] | None = None, chain: bool = False):
     """Launch routers: h1 alone, the others at h1 (or each at the previous host with ``chain``)."""
     hosts = tb.hosts
     assert hosts[0].weave("launch", *extra, env=env).returncode == 0
@@ -85,7 +86,7 @@ def mesh(tb, *extra: str, env: dict[str, str] | None = None, chain: bool = False
         assert h.weave("launch", *extra, target.ip, env=env).returncode == 0
 
 
-def container(host, name: str, *cidrs: str):  # noqa: ANN001, ANN201
+def container(host, name: str, *cidrs: str):
     c = host.container(name)
     res = host.weave("attach", *cidrs, c.netns_path)
     assert res.returncode == 0, res.stderr
@@ -93,7 +94,7 @@ def container(host, name: str, *cidrs: str):  # noqa: ANN001, ANN201
     return c
 
 
-def transfer(src, dst, dst_ip: str, size: int, port: int = 5001, seed: int = 1) -> None:  # noqa: ANN001
+def transfer(src, dst, dst_ip: str, size: int, port: int = 5001, seed: int = 1) -> None:
     recv = subprocess.Popen(
         ["ip", "netns", "exec", dst.netns, sys.executable, "-c", RECV, str(port)], stdout=subprocess.PIPE, text=True
     )
@@ -103,7 +104,7 @@ def transfer(src, dst, dst_ip: str, size: int, port: int = 5001, seed: int = 1) 
     assert got == sent and int(got[0]) == size
 
 
-def test_three_hosts_ping_transfer_relay_broadcast_multicast(make_testbed) -> None:  # noqa: ANN001
+def test_three_hosts_ping_transfer_relay_broadcast_multicast(make_testbed) -> None:
     tb = make_testbed(3)
     h1, h2, h3 = tb.hosts
     mesh(tb)
@@ -137,11 +138,12 @@ def test_three_hosts_ping_transfer_relay_broadcast_multicast(make_testbed) -> No
     # cut h1 <-> h3: their containers talk through h2
     tb.cut(h1, h3)
     wait_until(lambda: ping(cs[0], "10.2.1.3"), 60, "c1 reaching c3 through h2")
+    assert json.loads(h2.weave("report").stdout)["Router"]["OverlayDiagnostics"]["sleeve"]["Dataplane"]["rx_relayed"]
     transfer(cs[2], cs[0], "10.2.1.1", 5 * 1024 * 1024, port=5002)
     tb.restore(h1, h3)
 
 
-def test_transfer_survives_packet_loss(make_testbed) -> None:  # noqa: ANN001
+def test_transfer_survives_packet_loss(make_testbed) -> None:
     tb = make_testbed(2)
     h1, h2 = tb.hosts
     for h in tb.hosts:
@@ -158,7 +160,7 @@ def test_transfer_survives_packet_loss(make_testbed) -> None:  # noqa: ANN001
     assert stats["Dataplane"]["rx_salvaged_segments"] > 0  # lost datagrams cost segments, not super-frames
 
 
-def test_small_underlay_mtu(make_testbed) -> None:  # noqa: ANN001
+def test_small_underlay_mtu(make_testbed) -> None:
     tb = make_testbed(2)
     h1, h2 = tb.hosts
     tb.set_mtu(h2, 1300)
@@ -180,7 +182,7 @@ def test_small_underlay_mtu(make_testbed) -> None:  # noqa: ANN001
     )
 
 
-def test_isolation_by_subnet_and_expose(make_testbed) -> None:  # noqa: ANN001
+def test_isolation_by_subnet_and_expose(make_testbed) -> None:
     tb = make_testbed(2)
     h1, h2 = tb.hosts
     mesh(tb)
@@ -204,7 +206,7 @@ def test_isolation_by_subnet_and_expose(make_testbed) -> None:  # noqa: ANN001
     assert both.run(["ip", "link", "show", "ethwe"], check=False).returncode != 0
 
 
-def test_attach_bad_input_leaves_nothing(make_testbed) -> None:  # noqa: ANN001
+def test_attach_bad_input_leaves_nothing(make_testbed) -> None:
     tb = make_testbed(1)
     (h1,) = tb.hosts
     mesh(tb)
@@ -223,7 +225,7 @@ def test_attach_bad_input_leaves_nothing(make_testbed) -> None:  # noqa: ANN001
     assert "host network namespace" in self_ns.stderr
 
 
-def test_encryption_hides_payload_and_drops_forgeries(make_testbed) -> None:  # noqa: ANN001
+def test_encryption_hides_payload_and_drops_forgeries(make_testbed) -> None:
     tb = make_testbed(2)
     h1, h2 = tb.hosts
     mesh(tb, "--password", "s3cret")
@@ -246,8 +248,13 @@ def test_encryption_hides_payload_and_drops_forgeries(make_testbed) -> None:  # 
     assert out, "nothing captured"
     assert marker not in out
     # a forged packet with our peer's name but garbage is dropped and counted, the mesh is unaffected
+    def rx_drops() -> int:
+        stats = json.loads(h2.weave("report").stdout)["Router"]["OverlayDiagnostics"]["sleeve"]["Dataplane"]
+        return sum(stats.get(f"rx_{k}", 0) for k in ("decrypt_failed", "malformed", "too_short", "unknown_sender"))
+
+    before = rx_drops()
     name = h1.weave("report", "-f", "{{.Router.Name}}").stdout.strip()
     forged = bytes.fromhex(name.replace(":", "")) + bytes(8) + b"\x00" * 40
     h1.run([sys.executable, "-c", f"import socket; socket.socket(2,2).sendto({forged!r}, ('{h2.ip}', 6783))"])
-    time.sleep(3)
-    assert ping(c1, "10.2.1.2")
+    wait_until(lambda: rx_drops() > before, 10, "the forged packet counted as a drop")
+    assert ping(c1, "10.2.1.2") and ping(c2, "10.2.1.1")

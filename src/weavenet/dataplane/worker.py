@@ -103,6 +103,7 @@ class TxWorker(_Base):
         super().__init__(tap, sock, ctl, peer)
         self.sender = Sender(sock, 0, TX_STREAM)
         self._announced: dict[bytes, float] = {}
+        self._rbuf = bytearray(TAP_READ)
 
     def on_tables(self, tables: Tables) -> None:
         self.tables = tables
@@ -135,9 +136,10 @@ class TxWorker(_Base):
 
     def read_tap(self) -> None:
         now = time.monotonic()
+        rbuf = self._rbuf
         for _ in range(64):
             try:
-                buf = os.read(self.tap, TAP_READ)
+                n = os.readv(self.tap, [rbuf])  # into one reused buffer: what we read is sent before the next read
             except BlockingIOError:
                 return
             except OSError as e:
@@ -145,9 +147,9 @@ class TxWorker(_Base):
                     self.count("tap_errors")
                     return
                 raise
-            if len(buf) < VNET_LEN + ETH_HLEN:
+            if n < VNET_LEN + ETH_HLEN:
                 continue
-            mv = memoryview(buf)
+            mv = memoryview(rbuf)[:n]
             vnet, frame = bytes(mv[:VNET_LEN]), mv[VNET_LEN:]
             dst, src = bytes(frame[0:6]), bytes(frame[6:12])
             try:
