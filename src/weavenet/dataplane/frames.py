@@ -154,8 +154,9 @@ def salvage(vnet: bytes, pieces: dict[int, bytes | memoryview], room: int, prefi
     if 0 not in pieces or gso_type & ~GSO_ECN != GSO_TCPV4:
         return []
     complete = (count - 1) in pieces
-    end = prefix + (count - 1) * room + len(pieces[count - 1]) if complete else prefix + max(pieces) * room + room
-    buf = bytearray(end - prefix)
+    # chunk i holds frame bytes from i * room - prefix on; without the last chunk the real end is unknown
+    length = (count - 1) * room + len(pieces[count - 1]) if complete else (max(pieces) + 1) * room
+    buf = bytearray(length - prefix)
     spans = []
     for idx, piece in pieces.items():
         start = idx * room - prefix  # frame offset of this chunk's first byte
@@ -175,6 +176,4 @@ def salvage(vnet: bytes, pieces: dict[int, bytes | memoryview], room: int, prefi
 
     if len(buf) < ETH_HLEN + 40 or not usable(0, ETH_HLEN + 60 if len(buf) >= ETH_HLEN + 60 else len(buf)):
         return []
-    if complete:
-        del buf[end - prefix :]
     return _segment_tcp4(bytes(buf), gso_size, usable, complete)

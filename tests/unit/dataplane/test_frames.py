@@ -1,0 +1,157 @@
+"""Software segmentation, salvage of damaged super-frames, and the too-big rules: every frame we make is valid."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from weavenet.dataplane import frames, toobig
+from weavenet.dataplane.frames import ETH_HLEN, GSO_TCPV4, VNET_F_NEEDS_CSUM, VNET_HDR, inet_checksum
+
+SRC_IP, DST_IP = bytes([10, 2, 1, 1]), bytes([10, 2, 1, 2])
+ETH = bytes.fromhex("0a0000000002" "0a0000000001" "0800")
+
+
+def pseudo(length: int, proto: int = 6) -> int:
+    return frames.ones_sum(SRC_IP + DST_IP + bytes((0, proto)) + length.to_bytes(2, "big"))
+
+
+def tcp_frame(payload: bytes, seq: int = 1000, flags: int = 0x18, df: bool = True, partial: bool = False) -> bytes:
+    """An Ethernet/IPv4/TCP frame; ``partial``: the TCP checksum holds only the pseudo-header sum (as offloaded)."""
+    tcp = bytearray(struct.pack(">HHIIBBHHH", 40000, 5001, seq, 7, 5 << 4, flags, 65000, 0, 0)) + payload
+    ip = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0x1234, 0x4000 if df else 0, 64, 6, 0,
+                               SRC_IP, DST_IP))
+    ip[10:12] = inet_checksum(ip).to_bytes(2, "big")
+    if partial:
+        tcp[16:18] = frames.checksum_fold(pseudo(len(tcp))).to_bytes(2, "big")
+    else:
+        tcp[16:18] = inet_checksum(tcp, pseudo(len(tcp))).to_bytes(2, "big")
+    return ETH + bytes(ip) + bytes(tcp)
+
+
+def verifies(data: bytes, initial: int = 0) -> bool:
+    """One's-complement sum of everything, checksum included, is (either representation of) zero."""
+    return inet_checksum(data, initial) in (0, 0xFFFF)
+
+
+def check_valid_tcp(frame: bytes) -> tuple[int, bytes]:
+    """Assert IPv4 and TCP checksums verify; return (sequence number, payload)."""
+    ip = frame[ETH_HLEN : ETH_HLEN + 20]
+    assert verifies(ip), "IP checksum"
+    total = int.from_bytes(ip[2:4], "big")
+    assert total == len(frame) - ETH_HLEN
+    tcp = frame[ETH_HLEN + 20 :]
+    assert verifies(tcp, pseudo(len(tcp))), "TCP checksum"
+    return int.from_bytes(tcp[4:8], "big"), tcp[20:]
+
+
+def vnet(mss: int) -> bytes:
+    return VNET_HDR.pack(VNET_F_NEEDS_CSUM, GSO_TCPV4, ETH_HLEN + 40, mss, ETH_HLEN + 20, 16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(min_value=0, max_value=64000), mss=st.integers(min_value=500, max_value=9000))
+def test_segmentation_makes_valid_segments_carrying_the_whole_stream(size: int, mss: int) -> None:
+    payload = random.Random(size).randbytes(size)
+    segs = frames.segment(vnet(mss), tcp_frame(payload, partial=True))
+    assert len(segs) == max(1, -(-size // mss))
+    got = b""
+    for i, seg in enumerate(segs):
+        seq, data = check_valid_tcp(seg)
+        assert seq == 1000 + i * mss and len(data) <= mss
+        psh = seg[ETH_HLEN + 20 + 13] & 0x08
+        assert bool(psh) == (i == len(segs) - 1)  # PSH only on the last segment
+        got += data
+    assert got == payload
+
+
+def test_partial_checksum_is_completed_for_a_frame_without_gso() -> None:
+    frame = tcp_frame(b"hello", partial=True)
+    header = VNET_HDR.pack(VNET_F_NEEDS_CSUM, 0, 0, 0, ETH_HLEN + 20, 16)
+    (out,) = frames.segment(header, frame)
+    assert check_valid_tcp(out)[1] == b"hello"
+    assert frames.segment(frames.ZERO_VNET, frame) == [frame]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(min_value=3000, max_value=64000),
+    room=st.integers(min_value=1200, max_value=1450),
+    data=st.data(),
+)
+def test_salvage_returns_exactly_the_segments_that_arrived_whole(size: int, room: int, data: st.DataObject) -> None:
+    mss = 1448
+    payload = random.Random(size).randbytes(size)
+    prefix = bytes(22)  # what precedes the frame in chunk 0 (super-frame header + virtio header)
+    blob = prefix + tcp_frame(payload, partial=True)
+    count = -(-len(blob) // room)
+    pieces = {i: blob[i * room : (i + 1) * room] for i in range(count)}
+    lost = data.draw(st.sets(st.integers(min_value=1, max_value=count - 1), min_size=1, max_size=max(1, count // 3)))
+    for i in lost:
+        del pieces[i]
+    rebuilt = frames.salvage(vnet(mss), pieces, room, len(prefix), count)
+    payload_at = len(prefix) + ETH_HLEN + 40  # blob offset of the TCP payload
+
+    def arrived(a: int, b: int) -> bool:
+        return all((p // room) in pieces for p in range(a, b))
+
+    complete = (count - 1) in pieces
+    expected = []
+    n = -(-size // mss)
+    for k in range(n):
+        a, b = payload_at + k * mss, payload_at + min((k + 1) * mss, size)
+        if b - a < mss and not complete:
+            continue
+        if arrived(a, b):
+            expected.append((1000 + k * mss, payload[k * mss : (k + 1) * mss]))
+    got = [check_valid_tcp(f) for f in rebuilt]
+    assert got == expected
+
+
+def test_salvage_needs_the_headers() -> None:
+    blob = bytes(22) + tcp_frame(bytes(20000), partial=True)
+    pieces = {i: blob[i * 1400 : (i + 1) * 1400] for i in range(1, 15)}
+    assert frames.salvage(vnet(1448), pieces, 1400, 22, 15) == []
+    udp_gso = VNET_HDR.pack(VNET_F_NEEDS_CSUM, frames.GSO_UDP_L4, 42, 1400, 34, 6)
+    assert frames.salvage(udp_gso, {0: blob[:1400]}, 1400, 22, 15) == []
+
+
+def test_frag_needed_reply_is_a_valid_icmp_to_the_sender() -> None:
+    frame = tcp_frame(bytes(3000))
+    frags, reply = toobig.handle(frame, 1300)
+    assert frags == [] and reply is not None
+    assert reply[0:6] == frame[6:12] and reply[6:12] == frame[0:6]
+    ip = reply[ETH_HLEN : ETH_HLEN + 20]
+    assert verifies(ip) and ip[9] == 1 and ip[12:16] == DST_IP and ip[16:20] == SRC_IP
+    icmp = reply[ETH_HLEN + 20 :]
+    assert verifies(icmp) and icmp[0:2] == b"\x03\x04"
+    assert int.from_bytes(icmp[6:8], "big") == 1300
+    assert icmp[8 : 8 + 28] == frame[ETH_HLEN : ETH_HLEN + 28]  # original header + 8 bytes
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(min_value=1, max_value=9000), mtu=st.integers(min_value=68, max_value=1500))
+def test_fragments_fit_and_reassemble(size: int, mtu: int) -> None:
+    payload = random.Random(size).randbytes(size)
+    frame = tcp_frame(payload, df=False)
+    frags, reply = toobig.handle(frame, mtu)
+    assert reply is None and frags
+    whole = bytearray()
+    for i, f in enumerate(frags):
+        ip = f[ETH_HLEN : ETH_HLEN + 20]
+        assert verifies(ip) and len(f) - ETH_HLEN <= mtu
+        off = (int.from_bytes(ip[6:8], "big") & 0x1FFF) * 8
+        more = bool(int.from_bytes(ip[6:8], "big") & 0x2000)
+        assert off == len(whole) and more == (i < len(frags) - 1)
+        whole += f[ETH_HLEN + 20 :]
+    assert bytes(whole) == frame[ETH_HLEN + 20 :]
+
+
+@settings(max_examples=200, deadline=None)
+@given(frame=st.binary(max_size=200), mtu=st.integers(min_value=0, max_value=1500))
+def test_too_big_rules_never_fail_on_odd_frames(frame: bytes, mtu: int) -> None:
+    frags, reply = toobig.handle(frame, mtu)
+    assert isinstance(frags, list) and (reply is None or isinstance(reply, bytes))

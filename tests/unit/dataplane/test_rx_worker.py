@@ -1,0 +1,146 @@
+"""The receiving worker fed real datagrams: valid frames reach the TAP, hostile ones are dropped and counted.
+
+The worker runs with real file descriptors (a pipe stands in for the TAP, socket pairs for its channels, a UDP
+socket on loopback) and is driven through the same entry point its poll loop uses.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from weavenet.core.sleeve_codec import Encryptor, encode_frames
+from weavenet.dataplane import fastwire
+from weavenet.dataplane.channel import Channel
+from weavenet.dataplane.frames import ZERO_VNET
+from weavenet.dataplane.tables import Link, Tables
+from weavenet.dataplane.worker import RxWorker
+from weavenet.errors import RemoteProtocolError
+
+ME = 0xCE1234567801
+PEER = 0xCE1234567802
+PEER_BIN = PEER.to_bytes(6, "big")
+ME_BIN = ME.to_bytes(6, "big")
+KEY = bytes(range(32))
+FRAME = bytes.fromhex("ffffffffffff" "0a1122334455" "0806") + bytes(range(46))  # a broadcast: always injected
+
+
+class Rig:
+    def __init__(self, key: bytes | None) -> None:
+        # a datagram-preserving socket pair stands in for the TAP: one write, one frame
+        self.tap_sock, self.tap_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.tap_far.setblocking(False)
+        tap_w = self.tap_sock.fileno()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.ends = [socket.socketpair() for _ in range(2)]
+        self.worker = RxWorker(tap_w, self.sock, Channel(self.ends[0][0]), Channel(self.ends[1][0]))
+        for _, far in self.ends:
+            far.setblocking(False)
+        link = Link(PEER, 1, outbound=False, addr=self.sock.getsockname(), key=key, fast=True)
+        self.worker.on_tables(Tables(me=ME, links={PEER: link}, unicast={PEER: PEER}, broadcast={PEER: []}))
+
+    def feed(self, data: bytes, size: int = 0) -> None:
+        try:
+            self.worker.buffer(data, size, ("127.0.0.1", 6783), 1.0)
+        except RemoteProtocolError:
+            self.worker.count("malformed")  # what the poll loop does
+
+    def injected(self) -> list[bytes]:
+        """Frames written to the TAP since the last call (the worker's messages to others are discarded)."""
+        for _, far in self.ends:
+            try:
+                while far.recv(1 << 20):
+                    pass
+            except BlockingIOError:
+                pass
+        out = []
+        while True:
+            try:
+                out.append(self.tap_far.recv(1 << 17))
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        self.tap_sock.close()
+        self.tap_far.close()
+        self.sock.close()
+        for a, b in self.ends:
+            a.close()
+            b.close()
+
+
+@pytest.fixture
+def plain() -> Iterator[Rig]:
+    rig = Rig(None)
+    yield rig
+    rig.close()
+
+
+@pytest.fixture
+def sealed() -> Iterator[Rig]:
+    rig = Rig(KEY)
+    yield rig
+    rig.close()
+
+
+def fast_datagrams(seq: int, frame: bytes = FRAME, key: bytes | None = None) -> list[bytes]:
+    body = fastwire.SUPER.pack(PEER_BIN, ME_BIN) + ZERO_VNET + frame
+    payload = fastwire.seal(body, key, sender_outbound=True, stream=0, seq=seq) if key else body
+    _, iov = fastwire.chunks(PEER_BIN, 0, seq, payload, 1400, key is not None)
+    return [b"".join(bytes(p) for p in iov[i : i + 3]) for i in range(0, len(iov), 3)]
+
+
+def test_fast_and_classic_frames_are_injected(plain: Rig) -> None:
+    big = FRAME + bytes(3000)
+    for d in fast_datagrams(1, big):
+        plain.feed(d)
+    plain.feed(PEER_BIN + encode_frames([(PEER_BIN, ME_BIN, FRAME)]))
+    got = plain.injected()
+    assert got == [ZERO_VNET + big, ZERO_VNET + FRAME]
+    assert plain.worker.counters.get("internal_errors", 0) == 0
+
+
+def test_sealed_link_refuses_plaintext_forgeries_and_replays(sealed: Rig) -> None:
+    for d in fast_datagrams(1, key=KEY):
+        sealed.feed(d)
+    assert sealed.injected() == [ZERO_VNET + FRAME]
+    for d in fast_datagrams(1, key=KEY):  # the same super-frame again
+        sealed.feed(d)
+    for d in fast_datagrams(2):  # plaintext on an encrypted link
+        sealed.feed(d)
+    forged = bytearray(fast_datagrams(3, key=KEY)[0])
+    forged[-1] ^= 0xFF
+    sealed.feed(bytes(forged))
+    wrong_key = Encryptor(bytes(32), outbound=True, df=False).seal(PEER_BIN, encode_frames([(PEER_BIN, ME_BIN, FRAME)]))
+    sealed.feed(wrong_key)
+    assert sealed.injected() == []
+    c = sealed.worker.counters
+    assert c.get("replayed") == 1 and c.get("unencrypted_refused") == 1 and c.get("decrypt_failed") == 2
+    assert c.get("internal_errors", 0) == 0
+
+
+def test_unknown_senders_and_short_datagrams_are_counted(plain: Rig) -> None:
+    plain.feed(b"\x01\x02")
+    plain.feed(bytes(6) + encode_frames([(bytes(6), ME_BIN, FRAME)]))
+    assert plain.injected() == []
+    assert plain.worker.counters.get("too_short") == 1 and plain.worker.counters.get("unknown_sender") == 1
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.binary(max_size=300),
+    fast=st.booleans(),
+    size=st.sampled_from([0, 0, 40, 100]),
+    repeat=st.integers(min_value=1, max_value=3),
+)
+def test_hostile_datagrams_never_reach_internal_errors(plain: Rig, body: bytes, fast: bool, size: int,
+                                                       repeat: int) -> None:
+    data = PEER_BIN + (fastwire.MAGIC if fast else b"") + body
+    plain.feed(data * repeat, size if repeat > 1 else 0)
+    plain.injected()
+    assert plain.worker.counters.get("internal_errors", 0) == 0
