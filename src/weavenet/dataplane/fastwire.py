@@ -77,12 +77,7 @@ def chunks(
     common = COMMON.pack(sender, MAGIC, stream, n, FLAG_ENCRYPTED if encrypted else 0, seq)
     first = room - len(prefix)
     iov: list[bytes | memoryview] = [common, _IDX[0], prefix + bytes(mv[:first])]
-    append = iov.append
-    for i in range(1, n):
-        start = first + (i - 1) * room
-        append(common)
-        append(_IDX[i])
-        append(mv[start : start + room])
+    iov += [x for i in range(1, n) for x in (common, _IDX[i], mv[first + (i - 1) * room : first + i * room])]
     return HDR_LEN + room, iov
 
 
@@ -214,7 +209,7 @@ def runs(buf: memoryview, size: int) -> list[tuple[bytes, int, int, int, int, in
                     take += 1
                     expect += 1
                     nxt += size
-        pieces = [buf[p + HDR_LEN : min(p + size, end)] for p in range(pos, pos + take * size, size)]
+        pieces = [buf[p + HDR_LEN : p + size] for p in range(pos, pos + take * size, size)]  # slices clamp at end
         out.append((sender, stream, seq, count, idx, flags, pieces))
         pos += take * size
     return out
