@@ -29,9 +29,12 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from weavenet.testbed import plan
+
+if TYPE_CHECKING:
+    from weavenet.testbed.docker_engine import DockerEngine
 
 _CLAIM_LOCK = "/tmp/.weavenet-testbed.lock"
 
@@ -195,7 +198,11 @@ def _teardown(prefix: str, workdirs: Sequence[Path]) -> None:
     names = [n for n in list_netns() if plan.owns_netns(prefix, n)]
     net = {i for n in names if (i := _inode(f"/run/netns/{n}")) is not None}
     mnt = frozenset(i for d in workdirs for f in (d / "ns").glob("*.mnt") if (i := _inode(f)) is not None)
+    from weavenet.testbed import docker_engine
+
+    docker_engine.kill_containers(prefix)  # Docker containers live in namespaces of their own: found by cgroup
     _kill_all(net, mnt)
+    docker_engine.remove_cgroups(prefix)
     for name in names:
         _run(["ip", "netns", "del", name], check=False)
         shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
@@ -294,6 +301,7 @@ class Host:
         self.uts_ns = bed.workdir / "ns" / f"{self.name}.uts"
         self.port = plan.switch_port(self.name)
         self.containers: list[Container] = []
+        self.docker: DockerEngine | None = None
 
     def _create(self) -> None:
         bed, sw = self.bed, self.bed.switch_ns
@@ -396,6 +404,14 @@ class Host:
         c = Container(self, name)
         self.containers.append(c)
         return c
+
+    def start_docker(self) -> DockerEngine:
+        """A real Docker engine in this host (see ``docker_engine``); started once, stopped with the bed."""
+        from weavenet.testbed.docker_engine import DockerEngine
+
+        if self.docker is None:
+            self.docker = DockerEngine(self).start()
+        return self.docker
 
     def set_mtu(self, mtu: int) -> None:
         """MTU of this host's underlay link, both ends."""
