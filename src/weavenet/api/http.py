@@ -96,6 +96,10 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
             daemon.remove_from_cluster()
             return web.Response(status=204)
 
+    if not read_only and getattr(daemon, "dns", None) is not None:
+        from weavenet.api.dns_routes import add_dns_routes
+
+        add_dns_routes(routes, daemon.dns)
     app.add_routes(routes)
     return app
 

@@ -150,6 +150,13 @@ def version() -> None:
 @click.option("--state-dir", default=state_dir_default)
 @click.option("--run-dir", default=run_dir_default)
 @click.option("--host-root", default="/")
+@click.option("--no-dns", is_flag=True)
+@click.option("--dns-listen-address", default="")
+@click.option("--dns-domain", default="weave.local.")
+@click.option("--dns-ttl", type=int, default=1)
+@click.option("--dns-fallback-timeout", default="5s")
+@click.option("--resolv-conf", default="/etc/resolv.conf")
+@click.option("--dns-upstream", multiple=True)
 @click.argument("peers", nargs=-1)
 def launch(**opts: Any) -> None:
     """Start the router for this host in the background."""
@@ -171,6 +178,7 @@ def launch(**opts: Any) -> None:
                 status_addr=opts["status_addr"],
                 metrics_addr=opts["metrics_addr"],
                 resume=opts["resume"],
+                **_dns_config(opts),
             )
         )
     except ConfigError as e:
@@ -193,6 +201,7 @@ def launch(**opts: Any) -> None:
         args.append("--no-discovery")
     if opts["resume"]:
         args.append("--resume")
+    args += _dns_args(opts)
     args += ["--", *cfg.peers]
     env = dict(os.environ)
     env.pop("WEAVE_PASSWORD", None)
@@ -201,6 +210,37 @@ def launch(**opts: Any) -> None:
     ok, error = daemonctl.start(args, run_dir, cfg.http_addr, env)
     if not ok:
         _fail(error)
+
+
+def _dns_config(opts: dict[str, Any]) -> dict[str, Any]:
+    from weavenet.daemon.config import parse_duration
+
+    return {
+        "no_dns": opts["no_dns"],
+        "dns_listen_address": opts["dns_listen_address"],
+        "dns_domain": opts["dns_domain"],
+        "dns_ttl": opts["dns_ttl"],
+        "dns_fallback_timeout": parse_duration(opts["dns_fallback_timeout"]),
+        "resolv_conf": opts["resolv_conf"],
+        "dns_upstream": list(opts["dns_upstream"]),
+    }
+
+
+def _dns_args(opts: dict[str, Any]) -> list[str]:
+    """weaveDNS options for the daemon, only those that differ from its defaults."""
+    if opts["no_dns"]:
+        return ["--no-dns"]
+    out = [f"--dns-upstream={u}" for u in opts["dns_upstream"]]
+    for key, default in (
+        ("dns_listen_address", ""),
+        ("dns_domain", "weave.local."),
+        ("dns_ttl", 1),
+        ("dns_fallback_timeout", "5s"),
+        ("resolv_conf", "/etc/resolv.conf"),
+    ):
+        if opts[key] != default:
+            out.append(f"--{key.replace('_', '-')}={opts[key]}")
+    return out
 
 
 @weave.command(context_settings=CONTEXT)
@@ -282,6 +322,10 @@ def attach(without_dns: bool, rewrite_hosts: bool, no_multicast_route: bool, arg
     from weavenet.cli.containers import attach_cmd
 
     _host(attach_cmd, args, not no_multicast_route)
+    if not without_dns:
+        from weavenet.cli.dns_cmds import register_attached
+
+        register_attached(args[-1])
 
 
 @weave.command(context_settings=CONTEXT)
@@ -290,6 +334,9 @@ def detach(args: Sequence[str]) -> None:
     from weavenet.cli.containers import detach_cmd
 
     _host(detach_cmd, args)
+    from weavenet.cli.dns_cmds import unregister_detached
+
+    unregister_detached(args)
 
 
 @weave.command(context_settings=CONTEXT)
@@ -297,17 +344,58 @@ def detach(args: Sequence[str]) -> None:
 @click.option("--without-masquerade", is_flag=True)
 @click.argument("addrs", nargs=-1)
 def expose(fqdn: str | None, without_masquerade: bool, addrs: Sequence[str]) -> None:
+    from weavenet.cli import dns_cmds
     from weavenet.cli.containers import expose_cmd
 
+    before = dns_cmds.bridge_ips() if fqdn else []
     _host(expose_cmd, addrs, without_masquerade)
+    if fqdn:
+        dns_cmds.register_exposed(addrs, before, fqdn)
 
 
 @weave.command(context_settings=CONTEXT)
 @click.argument("addrs", nargs=-1)
 def hide(addrs: Sequence[str]) -> None:
+    from weavenet.cli import dns_cmds
     from weavenet.cli.containers import hide_cmd
 
+    targets = [a.removeprefix("ip:").split("/")[0] for a in addrs] or dns_cmds.bridge_ips()
     _host(hide_cmd, addrs)
+    dns_cmds.unregister_hidden(targets)
+
+
+@weave.command("dns-add", context_settings=CONTEXT)
+@click.option("-h", "fqdn")
+@click.argument("args", nargs=-1, required=True)
+def dns_add(fqdn: str | None, args: Sequence[str]) -> None:
+    """weave dns-add [<ip> ...] <container> [-h <fqdn>] | <ip> ... -h <fqdn>"""
+    from weavenet.cli.dns_cmds import dns_add_cmd
+
+    _host(lambda: sys.exit(dns_add_cmd(args, fqdn)))
+
+
+@weave.command("dns-remove", context_settings=CONTEXT)
+@click.option("-h", "fqdn")
+@click.argument("args", nargs=-1, required=True)
+def dns_remove(fqdn: str | None, args: Sequence[str]) -> None:
+    from weavenet.cli.dns_cmds import dns_remove_cmd
+
+    _host(lambda: sys.exit(dns_remove_cmd(args, fqdn)))
+
+
+@weave.command("dns-lookup", context_settings=CONTEXT)
+@click.argument("name")
+def dns_lookup(name: str) -> None:
+    from weavenet.cli.dns_cmds import dns_lookup_cmd
+
+    _host(dns_lookup_cmd, name)
+
+
+@weave.command("dns-args", context_settings=CONTEXT)
+def dns_args() -> None:
+    from weavenet.cli.dns_cmds import dns_args_cmd
+
+    _host(dns_args_cmd)
 
 
 @weave.command(context_settings=CONTEXT)

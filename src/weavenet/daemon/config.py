@@ -23,6 +23,10 @@ DEFAULT_HTTP_ADDR = "127.0.0.1:6784"
 DEFAULT_STATUS_ADDR = "127.0.0.1:6782"
 DEFAULT_CONN_LIMIT = 200
 DEFAULT_MTU = 1376
+DEFAULT_DNS_DOMAIN = "weave.local."
+DEFAULT_DNS_TTL = 1
+DEFAULT_DNS_FALLBACK_TIMEOUT = 5.0
+DEFAULT_RESOLV_CONF = "/etc/resolv.conf"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -68,6 +72,14 @@ class DaemonConfig:
     resume: bool = False
     log_file: str | None = None
     mtu: int = 1376
+    # weaveDNS; dns_listen_address "" = automatic (see weavenet.daemon.dns_service)
+    no_dns: bool = False
+    dns_listen_address: str = ""
+    dns_domain: str = DEFAULT_DNS_DOMAIN
+    dns_ttl: int = DEFAULT_DNS_TTL
+    dns_fallback_timeout: float = DEFAULT_DNS_FALLBACK_TIMEOUT
+    resolv_conf: str = DEFAULT_RESOLV_CONF
+    dns_upstream: list[str] = field(default_factory=list)
 
 
 def parse_trusted_subnets(text: str) -> list[IPv4Network]:
@@ -85,6 +97,45 @@ def parse_addr(text: str, what: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{what}: expected <ip>:<port>, got {text!r}")
     return host or "0.0.0.0", int(port)
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration (``5s``, ``500ms``, ``1m``) or plain seconds, as ``--dns-fallback-timeout`` takes."""
+    t = text.strip()
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(t[: -len(suffix)]) * scale
+    if t.replace(".", "", 1).isdigit():
+        return float(t)
+    raise ConfigError(f"invalid duration {text!r}: use e.g. 5s or 500ms")
+
+
+def _validate_dns(cfg: DaemonConfig) -> None:
+    import ipaddress
+
+    from weavenet.dns.index import name_to_wire
+
+    if cfg.dns_listen_address:
+        host, _ = parse_addr(cfg.dns_listen_address, "--dns-listen-address")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError as e:
+            raise ConfigError(f"--dns-listen-address: {host!r} is not an IP address") from e
+    domain = cfg.dns_domain if cfg.dns_domain.endswith(".") else cfg.dns_domain + "."
+    if domain == "." or name_to_wire(domain) is None:
+        raise ConfigError(f"invalid --dns-domain {cfg.dns_domain!r}")
+    if not 0 <= cfg.dns_ttl < 1 << 31:
+        raise ConfigError(f"invalid --dns-ttl {cfg.dns_ttl}")
+    if not 0 < cfg.dns_fallback_timeout <= 300:
+        raise ConfigError("--dns-fallback-timeout must be above 0 and at most 5m")
+    for up in cfg.dns_upstream:
+        host, sep, port = up.rpartition(":") if up.count(":") == 1 else (up, "", "")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError as e:
+            raise ConfigError(f"invalid --dns-upstream {up!r}: expected <ip>[:<port>]") from e
+        if sep and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"invalid --dns-upstream {up!r}: bad port")
 
 
 def validate(cfg: DaemonConfig) -> DaemonConfig:
@@ -115,6 +166,7 @@ def validate(cfg: DaemonConfig) -> DaemonConfig:
     ):
         if addr and not addr.startswith("/"):
             parse_addr(addr, what)
+    _validate_dns(cfg)
     return cfg
 
 
@@ -140,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--log-file")
     p.add_argument("--mtu", type=int, default=0)
+    p.add_argument("--no-dns", action="store_true")
+    p.add_argument("--dns-listen-address", default="")
+    p.add_argument("--dns-domain", default=DEFAULT_DNS_DOMAIN)
+    p.add_argument("--dns-ttl", type=int, default=DEFAULT_DNS_TTL)
+    p.add_argument("--dns-fallback-timeout", default="5s")
+    p.add_argument("--resolv-conf", default=DEFAULT_RESOLV_CONF)
+    p.add_argument("--dns-upstream", action="append", default=[])
     return p
 
 
@@ -168,5 +227,12 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         resume=ns.resume,
         log_file=ns.log_file,
         mtu=ns.mtu or int(env.get("WEAVE_MTU") or DEFAULT_MTU),
+        no_dns=ns.no_dns,
+        dns_listen_address=ns.dns_listen_address,
+        dns_domain=ns.dns_domain,
+        dns_ttl=ns.dns_ttl,
+        dns_fallback_timeout=parse_duration(ns.dns_fallback_timeout),
+        resolv_conf=ns.resolv_conf,
+        dns_upstream=list(ns.dns_upstream),
     )
     return validate(cfg)

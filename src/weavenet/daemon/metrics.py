@@ -62,6 +62,43 @@ class ReportCollector:
             if reason != "packets":
                 dropped.add_metric([reason], value)
         yield dropped
+        yield from _dns_metrics(report.get("DNS"))
+
+
+def _dns_metrics(dns: dict[str, Any] | None) -> Iterator[Metric]:
+    """weaveDNS: Weave's ``weave_dns_entries`` plus query, answer, refusal and upstream counters."""
+    if dns is None:
+        return
+    diag = dns.get("Diagnostics") or {}
+    yield GaugeMetricFamily(
+        "weave_dns_entries", "Number of DNS entries registered at this peer.", value=diag.get("LocalEntries", 0)
+    )
+    queries = CounterMetricFamily("weave_dns_queries", "DNS queries received, by transport.", labels=["transport"])
+    for transport in ("tcp", "udp"):
+        queries.add_metric([transport], (diag.get("Queries") or {}).get(transport, 0))
+    yield queries
+    answers = CounterMetricFamily(
+        "weave_dns_responses",
+        "DNS responses sent, by query type, rcode and source.",
+        labels=["rcode", "source", "type"],
+    )
+    for key, value in sorted((diag.get("Responses") or {}).items()):
+        qtype, rcode, source = key.split(" ")
+        answers.add_metric([rcode, source, qtype], value)
+    yield answers
+    for name, doc, key in (
+        ("weave_dns_dropped", "DNS messages dropped without an answer, by reason.", "Dropped"),
+        ("weave_dns_refused", "DNS queries answered FORMERR, NOTIMP or REFUSED, by reason.", "Refused"),
+        ("weave_dns_upstream_failures", "Failed exchanges with upstream DNS servers, by reason.", "UpstreamFailures"),
+    ):
+        family = CounterMetricFamily(name, doc, labels=["reason"])
+        for reason, value in sorted((diag.get(key) or {}).items()):
+            family.add_metric([reason], value)
+        yield family
+    yield CounterMetricFamily("weave_dns_forwarded", "DNS queries forwarded upstream.", value=diag.get("Forwarded", 0))
+    yield CounterMetricFamily(
+        "weave_dns_truncated", "DNS answers cut to the client's size limit (TC set).", value=diag.get("Truncated", 0)
+    )
 
 
 def render(report: Callable[[], dict[str, Any]]) -> bytes:

@@ -653,6 +653,8 @@ class DNSStatus:
         default=None,
         metadata=_go("Entries", "[]nameserver.EntryStatus", "slice", elem=DNSEntryStatus, nil_empty=True),
     )
+    # weavenet's own: query/refusal/upstream counters (absent from Go's report, hence omitempty)
+    diagnostics: Any = field(default=None, metadata=_go("Diagnostics", "interface {}", "iface", omitempty=True))
 
 
 @dataclass

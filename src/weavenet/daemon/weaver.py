@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from weavenet.aio.mesh import MeshDriver
+from weavenet.core.container_events import ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig, MeshRouter, SendSpecial
 from weavenet.daemon import snapshot
 from weavenet.daemon.config import DaemonConfig, pid_file
 from weavenet.daemon.datapath_link import TableBuilder
+from weavenet.daemon.dns_service import DNSService
 from weavenet.daemon.identity import resolve_peer_name
 from weavenet.daemon.persistence import Store
 from weavenet.dataplane.supervisor import Datapath
@@ -74,6 +76,8 @@ class Daemon:
         self.ready = False
         self.stopping = asyncio.Event()
         self._servers: list[Any] = []
+        self.container_events = ContainerEvents()
+        self.dns = None if config.no_dns else DNSService(self)  # registers its gossip channel before we listen
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -94,6 +98,8 @@ class Daemon:
         except OSError as e:
             raise ConfigError(f"unable to listen on port {self.config.port}: {e.strerror or e}") from e
         self._tasks.append(asyncio.get_running_loop().create_task(self._canary_watch()))
+        if self.dns is not None:
+            await self.dns.start()
         peers = self.store.load_direct_peers() if self.config.resume else self.config.peers
         errors = await self.driver.connect(list(peers), replace=False)
         if errors:
@@ -118,6 +124,8 @@ class Daemon:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.cleanup()
+        if self.dns is not None:
+            await self.dns.close()
         await self.driver.close()
         await self.datapath.stop()
         self.store.close()
@@ -171,6 +179,8 @@ class Daemon:
         """``weave expose``: an address on the bridge, and NAT unless ``skip_nat``."""
         await asyncio.to_thread(expose, cidr, BRIDGE, skip_nat)
         log.info("Exposed %s%s", cidr, " (without masquerading)" if skip_nat else "")
+        if self.dns is not None:
+            await self.dns.refresh_listeners()  # weaveDNS follows the bridge's addresses
 
     def remove_from_cluster(self) -> None:
         """``DELETE /peer`` (``weave reset``): hand our state to others before going (IPAM comes later)."""
@@ -180,4 +190,9 @@ class Daemon:
 
     def report(self) -> dict[str, Any]:
         dp = self.datapath
-        return snapshot.weave_status(self.router, self.ready, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
+        report = snapshot.weave_status(
+            self.router, self.ready, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs
+        )
+        if self.dns is not None:
+            report["DNS"] = self.dns.status()
+        return report

@@ -373,3 +373,18 @@ def _slow_edns(data: bytes) -> int | None:
 def ptr_name(addr: int) -> str:
     """``a.b.c.d`` as its reverse-lookup name ``d.c.b.a.in-addr.arpa.``."""
     return f"{addr & 255}.{addr >> 8 & 255}.{addr >> 16 & 255}.{addr >> 24 & 255}.in-addr.arpa."
+
+
+def reply_matches(q: Question, reply: bytes) -> bool:
+    """Is ``reply`` an answer to ``q`` (same ID, a response, the same question; an error may omit it)?"""
+    if len(reply) < 12:
+        return False
+    rid, flags, qd = struct.unpack_from("!HHH", reply)
+    if rid != q.id or not flags & QR:
+        return False
+    if qd == 0:
+        return bool(flags & 0xF)
+    if qd != 1:
+        return False
+    n = len(q.qname)
+    return reply[12 : 12 + n].lower() == q.qname.lower() and reply[12 + n : 16 + n] == _QTAIL.pack(q.qtype, q.qclass)

@@ -1,0 +1,268 @@
+"""weaveDNS in the router daemon: the nameserver on the mesh, the DNS listeners, and what the API asks of them.
+
+Wiring, as in Weave's ``prog/weaver/main.go``: the nameserver is registered on gossip channel ``nameserver``
+before any connection forms; the topology's peer removals delete that peer's entries; container deaths (from
+``daemon.container_events``) tombstone the dead container's names; tombstones older than 30 min are purged every
+30 min. Every local change runs through ``MeshDriver.run`` so the broadcasts it causes go out at once.
+
+Where it listens (``--dns-listen-address``):
+
+* given: that ``ip:port`` (failing to bind it stops the launch with a clear error);
+* not given, Docker present (``docker0`` has an IPv4 address): ``<docker0 address>:53``, as ``weave launch`` does;
+* not given, no Docker: every IPv4 address of the ``weave`` bridge (the ones ``weave expose`` adds), port 53,
+  followed as addresses come and go. Containers on an exposed subnet reach it directly, and it never takes port
+  53 of the host's own addresses, where a local resolver may listen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from weavenet.core.names import PeerName
+from weavenet.dns.entries import Entry, addr_text, parse_addr
+from weavenet.dns.index import fqdn
+from weavenet.dns.nameserver import CHANNEL, PURGE_INTERVAL, Nameserver
+from weavenet.dns.query import QueryEngine
+from weavenet.dns.server import DNSServer, Forwarder, Upstreams
+from weavenet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from weavenet.core.container_events import ContainerEvent
+    from weavenet.daemon.weaver import Daemon
+
+log = logging.getLogger("weavenet.dns")
+
+DNS_PORT = 53
+DOCKER_BRIDGE = "docker0"
+BRIDGE_POLL = 5.0
+NO_CHECK_IDENTS = ("weave:expose", "weave:extern")
+
+
+def container_alive(ident: str) -> bool:
+    """``check-alive``: is the container still there? A PID must exist, a namespace path too; other idents
+    (Docker IDs without a Docker client, ``weave:expose``) are taken as alive."""
+    if ident.isdigit():
+        return os.path.exists(f"/proc/{ident}")
+    if ident.startswith("/"):
+        return os.path.exists(ident)
+    return True
+
+
+class DNSService:
+    def __init__(self, daemon: Daemon) -> None:
+        cfg = daemon.config
+        self.daemon = daemon
+        self.router = daemon.router
+        self.driver = daemon.driver
+        topo = self.router.topology
+        self.nameserver = Nameserver(daemon.name, cfg.dns_domain, time.time, lambda peer: topo.get(peer) is not None)
+        self.nameserver.set_sink(self.router.new_gossip(CHANNEL, self.nameserver))
+        self.router.on_peer_removed.append(lambda peer: self.nameserver.peer_gone(peer.name))
+        self.engine = QueryEngine(self.nameserver.index, self.nameserver.domain, cfg.dns_ttl, random.Random())
+        static = [_host_port(u, DNS_PORT) for u in cfg.dns_upstream]
+        loop = asyncio.get_running_loop()
+        self.upstreams = Upstreams(None if static else cfg.resolv_conf, static, exclude=self._own_ips, clock=loop.time)
+        self.server = DNSServer(self.engine, Forwarder(self.engine, self.upstreams, cfg.dns_fallback_timeout))
+        self.listen_spec = cfg.dns_listen_address
+        self.mode = ""
+        self.listen_errors: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        daemon.container_events.subscribe(self._on_container_event)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.listen_spec:
+            self.mode = "given"
+            host, port = _host_port(self.listen_spec, DNS_PORT)
+            try:
+                await self.server.listen(host, port)
+            except OSError as e:
+                raise ConfigError(f"Unable to start DNS server on {host}:{port}: {e.strerror or e}") from e
+        else:
+            docker = await asyncio.to_thread(_ipv4_addrs, DOCKER_BRIDGE)
+            if docker:
+                self.mode = "docker"
+                try:
+                    await self.server.listen(docker[0], DNS_PORT)
+                except OSError as e:
+                    raise ConfigError(f"Unable to start DNS server on {docker[0]}:53: {e.strerror or e}") from e
+            else:
+                self.mode = "bridge"
+                await self.refresh_listeners()
+                self._tasks.append(loop.create_task(self._follow_bridge()))
+        self._tasks.append(loop.create_task(self._purge_loop()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.server.close()
+
+    def _own_ips(self) -> set[str]:
+        return {host for host, _ in self.server.addresses}
+
+    async def refresh_listeners(self) -> None:
+        """Bridge mode: listen on exactly the bridge's current addresses."""
+        if self.mode != "bridge":
+            return
+        from weavenet.host.bridge import BRIDGE
+
+        want = set(await asyncio.to_thread(_ipv4_addrs, BRIDGE))
+        have = {host for host, _ in self.server.addresses}
+        for host in sorted(have - want):
+            await self.server.unlisten((host, DNS_PORT))
+        for host in sorted(want - have):
+            try:
+                await self.server.listen(host, DNS_PORT)
+                self.listen_errors.pop(host, None)
+            except OSError as e:
+                if host not in self.listen_errors:
+                    log.warning("weaveDNS cannot listen on %s:53: %s", host, e.strerror or e)
+                self.listen_errors[host] = str(e.strerror or e)
+
+    async def _follow_bridge(self) -> None:
+        while True:
+            await asyncio.sleep(BRIDGE_POLL)
+            with contextlib.suppress(Exception):
+                await self.refresh_listeners()
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_INTERVAL)
+            self.driver.run(lambda now: self.nameserver.purge_tombstones(time.time()))
+
+    def _on_container_event(self, event: ContainerEvent) -> None:
+        if event.kind in ("die", "destroy"):
+            ident = event.ident
+            # not inside whatever input published the event: the broadcast goes out on its own turn
+            asyncio.get_running_loop().call_soon(
+                self.driver.run, lambda now: self.nameserver.container_died(ident, time.time())
+            )
+
+    # -- what the API asks ----------------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``ip:port`` clients should use (Weave's ``/dns-address-port``), "" if not listening anywhere."""
+        addrs = self.server.addresses
+        if not addrs:
+            return ""
+        host, port = addrs[0]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def add(self, container: str, ip: str, name: str, check_alive: bool) -> Entry | None:
+        """``PUT /name/{container}/{ip}``; raises ValueError for a bad address or name."""
+        addr = parse_addr(ip)
+        host = _check_name(name)
+        result: list[Entry | None] = [None]
+        self.driver.run(lambda now: result.__setitem__(0, self.nameserver.add(host, container, addr, time.time())))
+        if check_alive and container not in NO_CHECK_IDENTS and not container_alive(container):
+            log.info("[nameserver %s] container '%s' is not running: removing", self.daemon.name, container)
+            self.delete(container, ip, host)
+        return result[0]
+
+    def delete(self, container: str | None, ip: str | None, name: str | None) -> list[Entry]:
+        """``DELETE /name[/{container}[/{ip}]][?fqdn=]``: missing parts match anything."""
+        addr = parse_addr(ip) if ip is not None else None
+        host = fqdn(name) if name else None
+        out: list[list[Entry]] = [[]]
+        self.driver.run(lambda now: out.__setitem__(0, self.nameserver.delete(host, container, addr, time.time())))
+        return out[0]
+
+    def entries_json(self) -> list[dict[str, Any]]:
+        """``GET /name``: every entry, tombstones included, as Weave's JSON encodes them."""
+        return [
+            {
+                "ContainerID": e.container_id,
+                "Origin": str(PeerName(e.origin)),
+                "Addr": addr_text(e.addr),
+                "Hostname": e.hostname,
+                "Version": e.version,
+                "Tombstone": e.tombstone,
+            }
+            for e in self.nameserver.entries
+        ]
+
+    def status(self) -> dict[str, Any]:
+        """The ``DNS`` part of ``weave report`` (Weave's ``nameserver.Status``) plus our counters."""
+        stats = self.engine.stats
+        entries = [
+            {
+                "Hostname": e.hostname,
+                "Origin": str(PeerName(e.origin)),
+                "ContainerID": e.container_id,
+                "Address": addr_text(e.addr),
+                "Version": e.version,
+                "Tombstone": e.tombstone,
+            }
+            for e in self.nameserver.entries
+        ]
+        diagnostics = {
+            "Queries": dict(stats.queries),
+            "Responses": {f"{t} {r} {s}": n for (t, r, s), n in sorted(stats.responses.items())},
+            "Forwarded": stats.forwarded,
+            "Truncated": stats.truncated,
+            "Dropped": dict(stats.dropped),
+            "Refused": dict(stats.refused),
+            "UpstreamFailures": dict(stats.upstream_failures),
+            "Gossip": dict(self.nameserver.counters),
+            "ListenErrors": dict(self.listen_errors),
+            "UpstreamError": self.upstreams.error,
+            "LocalEntries": self.nameserver.local_live_count(),
+        }
+        return {
+            "Domain": self.nameserver.domain,
+            "Upstream": self.upstreams.names(),
+            "Address": self.address,
+            "TTL": self.engine.ttl,
+            "Entries": entries or None,
+            "Diagnostics": diagnostics,
+        }
+
+
+def _check_name(name: str) -> str:
+    from weavenet.dns.index import name_to_wire
+
+    if not name:
+        raise ValueError("no hostname given (fqdn)")
+    host = fqdn(name)
+    if name_to_wire(host) is None or host == ".":
+        raise ValueError(f"invalid hostname {name!r}")
+    return host
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``ip``, ``ip:port`` or ``[v6]:port``; ConfigError otherwise."""
+    import ipaddress
+
+    host, port = text, default_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = int(rest.lstrip(":")) if rest.lstrip(":").isdigit() else -1
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = int(p) if p.isdigit() else -1
+    try:
+        ipaddress.ip_address(host or "0.0.0.0")
+    except ValueError as e:
+        raise ConfigError(f"invalid DNS address {text!r}: expected <ip>[:<port>]") from e
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"invalid DNS address {text!r}: bad port")
+    return host or "0.0.0.0", port
+
+
+def _ipv4_addrs(dev: str) -> list[str]:
+    from weavenet.host.expose import exposed
+
+    try:
+        return [c.split("/")[0] for c in exposed(dev)]
+    except Exception:  # no such device, no ip tool: no addresses
+        return []
