@@ -59,7 +59,9 @@ class NameIndex:
 
     __slots__ = ("by_addr", "by_name")
 
-    def __init__(self, entries: Iterable[Entry]) -> None:
+    def __init__(self, entries: Iterable[Entry], domain: str = ".") -> None:
+        """Names outside ``domain`` (a peer with another ``--dns-domain``) are not answered by name, as in
+        Weave, whose local handler only sees its own domain; reverse lookups find any live entry."""
         self.by_name: dict[bytes, list[bytes]] = {}
         self.by_addr: dict[int, bytes] = {}  # address -> wire name of the first live entry (store order)
         for e in entries:
@@ -68,8 +70,10 @@ class NameIndex:
             wire = name_to_wire(e.hostname)
             if wire is None:
                 continue  # a name a Go peer accepted that DNS cannot carry: nothing to answer with
+            self.by_addr.setdefault(e.addr, wire)
+            if not is_subdomain(domain, e.hostname):
+                continue
             packed = e.addr.to_bytes(4, "big")
             addrs = self.by_name.setdefault(wire.lower(), [])
             if packed not in addrs:
                 addrs.append(packed)
-            self.by_addr.setdefault(e.addr, wire)

@@ -147,7 +147,7 @@ class Nameserver:
 
     def index(self) -> NameIndex:
         if self._index is None or self._index_generation != self.entries.generation:
-            self._index = NameIndex(self.entries)
+            self._index = NameIndex(self.entries, self.domain)
             self._index_generation = self.entries.generation
         return self._index
 

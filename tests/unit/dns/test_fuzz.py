@@ -118,3 +118,37 @@ def test_gossip_mutated(flips: list[tuple[int, int]]) -> None:
         else:
             data.append(val)
     _decode(bytes(data))
+
+
+class _NoFastPath(QueryEngine):
+    def _fast_a(self, data: bytes, tcp: bool) -> Reply | None:
+        return None
+
+
+FAST = QueryEngine(_ns.index, "weave.local.", 1, random.Random(11))
+SLOW = _NoFastPath(_ns.index, "weave.local.", 1, random.Random(11))
+A_SEEDS = [
+    dns.message.make_query(n, "A", **kw).to_wire()  # type: ignore[arg-type]
+    for n, kw in [
+        ("a1.weave.local.", {}),
+        ("A1.WEAVE.local.", {"use_edns": 0, "payload": 1232}),
+        ("a1", {}),
+        ("many.weave.local.", {"use_edns": 0, "payload": 4096}),
+        ("many", {}),
+    ]
+]
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(A_SEEDS), st.lists(st.tuples(st.integers(0, 80), st.integers(0, 255)), max_size=3), st.booleans()
+)
+def test_fast_path_answers_exactly_as_the_general_path(seed: bytes, flips: list[tuple[int, int]], tcp: bool) -> None:
+    data = bytearray(seed)
+    for pos, val in flips:
+        if pos < len(data):
+            data[pos] = val
+    fast, slow = FAST.handle(bytes(data), tcp), SLOW.handle(bytes(data), tcp)
+    assert type(fast) is type(slow)
+    if isinstance(fast, Reply):
+        assert isinstance(slow, Reply) and fast.data == slow.data

@@ -195,3 +195,11 @@ def test_counters(eng: QueryEngine) -> None:
 def test_rejects_root_domain(ns: Nameserver) -> None:
     with pytest.raises(ValueError):
         QueryEngine(ns.index, ".", 1, random.Random())
+
+
+def test_the_fast_path_takes_the_common_queries(eng: QueryEngine) -> None:
+    for name, kw in (("a1.weave.local.", {}), ("A1", {}), ("web.weave.local.", {"use_edns": 0, "payload": 1232})):
+        q = dns.message.make_query(name, "A", **kw)  # type: ignore[arg-type]
+        assert eng._fast_a(q.to_wire(), False) is not None, name
+    for name in ("nobody.weave.local.", "example.com.", "a1.weave.local.other."):
+        assert eng._fast_a(dns.message.make_query(name, "A").to_wire(), False) is None
