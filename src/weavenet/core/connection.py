@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from weavenet.core.fastdp import FastdpForwarder
 from weavenet.core.features import RemoteFeatures
 from weavenet.core.framing import MessageFramer
 from weavenet.core.gossip import GossipSender
@@ -51,8 +52,10 @@ class LocalConnection:
     uid: int = 0
     established: bool = False
     # overlay switch: the common overlays in our preference order; None marks a failed sub-forwarder
-    forwarders: list[SleeveForwarder | None] = field(default_factory=list)
+    forwarders: list[SleeveForwarder | FastdpForwarder | None] = field(default_factory=list)
     compat: bool = False  # legacy peer without the Overlays feature: raw control tags 1-3
+    fastdp_refusal: str | None = None  # why this connection has no fast-datapath forwarder
+    overlay_shown: tuple[str, str | None] | None = None  # (overlay in use, fallback reason) last logged
     senders: dict[str, GossipSender] = field(default_factory=dict)
     writable: bool = True
     deadline: float = 0.0  # handshake timeout, then read timeout
@@ -77,13 +80,26 @@ class LocalConnection:
     def describe(self) -> str:
         return f"->[{self.remote_tcp_addr}|{self.remote}]" if self.remote else f"->[{self.remote_tcp_addr}]"
 
-    def best_forwarder(self) -> SleeveForwarder | None:
-        """Weave's chooseBest: the most preferred established forwarder, else the most preferred working one."""
+    def best_forwarder(self) -> SleeveForwarder | FastdpForwarder | None:
+        """Weave's chooseBest: the most preferred established forwarder, else the most preferred working one.
+
+        A fast-datapath forwarder that was established but has lost its path is *on hold*: passed over while
+        anything else works, so the connection moves to the sleeve until heartbeats come back.
+        """
         working = [f for f in self.forwarders if f is not None and not f.stopped]
-        for f in working:
+        usable = [f for f in working if not (isinstance(f, FastdpForwarder) and f.on_hold)]
+        for f in usable:
             if f.established:
                 return f
+        if usable:
+            return usable[0]
         return working[0] if working else None
+
+    def fastdp_forwarder(self) -> FastdpForwarder | None:
+        return next((f for f in self.forwarders if isinstance(f, FastdpForwarder)), None)
+
+    def sleeve_forwarder(self) -> SleeveForwarder | None:
+        return next((f for f in self.forwarders if isinstance(f, SleeveForwarder) and not f.stopped), None)
 
     def sender(self, channel: str) -> GossipSender:
         s = self.senders.get(channel)

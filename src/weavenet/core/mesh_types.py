@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from weavenet.core import gossip as g
+from weavenet.core.fastdp import SendVxlan
 from weavenet.core.names import PeerName
 
 PROTOCOL = "weave"
@@ -50,7 +51,7 @@ class SendSpecial:
     df: bool
 
 
-Action = Dial | Write | Close | SendDatagram | SendSpecial
+Action = Dial | Write | Close | SendDatagram | SendSpecial | SendVxlan
 
 
 @dataclass
@@ -71,6 +72,8 @@ class MeshConfig:
     topology_relay_fanout: int = 2  # neighbours a received topology change is passed on to (with gossip_filter)
     external_datapath: bool = False  # sleeve packets are encoded by data-plane workers (see SleeveOverlay)
     fast_sleeve: bool = False  # advertise weavenet's fast sleeve format (needs the external data plane)
+    fastdp_mtu: int = 1376  # the overlay MTU the fast datapath's heartbeats prove (the bridge's MTU)
+    esp: bool = False  # the kernel can do IPsec ESP (else encrypted connections cannot use the fast datapath)
 
 
 @dataclass(slots=True)

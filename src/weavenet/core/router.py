@@ -37,6 +37,7 @@ from weavenet.core.connection import (
     LocalConnection,
 )
 from weavenet.core.connection_maker import ConnectionMaker, LiveConnection, PeerAddr, host_of, split_host_port
+from weavenet.core.fastdp import FastdpForwarder, FastdpOverlay
 from weavenet.core.framing import TAG_HEARTBEAT
 from weavenet.core.handshake import Handshake, HandshakeCompleted, HandshakeFailed
 from weavenet.core.mesh_types import (
@@ -50,6 +51,7 @@ from weavenet.core.mesh_types import (
     MeshConfig,
     SendDatagram,
     SendSpecial,
+    SendVxlan,
     Write,
 )
 from weavenet.core.names import PeerName
@@ -73,6 +75,7 @@ __all__ = [
     "MeshConfig",
     "MeshRouter",
     "SendDatagram",
+    "SendVxlan",
     "Write",
 ]
 
@@ -80,6 +83,7 @@ log = logging.getLogger("weavenet.mesh")
 
 INBOUND_FAILURES_KEPT = 16
 FAST_SLEEVE_FEATURE = "WeavenetSleeve"
+FASTDP_FEATURE = "WeavenetFastdp"  # speaks weavenet's fast-datapath heartbeat extension (flags, probes)
 PASSWORD_HINT = " (do both peers use the same --password?)"
 
 
@@ -114,6 +118,9 @@ class MeshRouter(GossipMixin):
         self.routes = Routes(self.topology)
         self.maker = ConnectionMaker(config.port, config.discovery, rng)
         self.sleeve = SleeveOverlay(config.name, external=config.external_datapath)
+        self.fastdp: FastdpOverlay | None = None
+        if "fastdp" in config.overlays:
+            self.fastdp = FastdpOverlay(ourself, config.fastdp_mtu, config.port + 1, self.topology.by_short_id)
         self.timers = Timers()
         self.channels: dict[str, _Channel] = {}
         self.connections: dict[int, LocalConnection] = {}  # by connection id (all states)
@@ -231,6 +238,43 @@ class MeshRouter(GossipMixin):
         self._now = now
         self.sleeve.receive_datagram(data, addr, now)
         self._after_input(now)
+
+    def vxlan_special_received(self, src_ip: str, vni: int, head: bytes, length: int, now: float) -> None:
+        """A special frame (heartbeat, probe) that came through the VXLAN tunnel, as the data plane saw it."""
+        self._now = now
+        if self.fastdp is not None:
+            self.fastdp.receive_special(src_ip, vni, head, length, now)
+        self._after_input(now)
+
+    def fastdp_send_failed(self, peer: int, conn_uid: int, error: str, now: float) -> None:
+        """Sending a heartbeat failed locally (e.g. EMSGSIZE: the route's MTU is below a full-size packet)."""
+        self._now = now
+        fwd = self._fastdp_forwarder(peer, conn_uid)
+        if fwd is not None:
+            fwd.send_failed(error, now)
+        self._after_input(now)
+
+    def fastdp_device_ready(self, peer: int, conn_uid: int, error: str | None, now: float) -> None:
+        """The host side created (``error`` None) or failed to create the VXLAN device for this connection."""
+        self._now = now
+        fwd = self._fastdp_forwarder(peer, conn_uid)
+        if fwd is not None:
+            fwd.set_device(error, now)
+        self._after_input(now)
+
+    def _fastdp_forwarder(self, peer: int, conn_uid: int) -> FastdpForwarder | None:
+        conn = self.by_peer.get(PeerName(peer))
+        fwd = conn.fastdp_forwarder() if conn is not None else None
+        return fwd if fwd is not None and fwd.conn_uid == conn_uid and not fwd.stopped else None
+
+    def fastdp_forwarders(self) -> list[tuple[LocalConnection, FastdpForwarder]]:
+        """Live fast-datapath forwarders of ready connections (what the host side keeps devices for)."""
+        out = []
+        for conn in self.by_peer.values():
+            fwd = conn.fastdp_forwarder()
+            if fwd is not None and not fwd.stopped and fwd.confirmed:
+                out.append((conn, fwd))
+        return out
 
     # ===================================================================================== public API: commands
 
@@ -367,7 +411,7 @@ class MeshRouter(GossipMixin):
         self._schedule_conn(conn)
 
     def _prepare_overlay(self, conn: LocalConnection) -> None:
-        """The overlay switch: the overlays both sides offer, in our preference order."""
+        """The overlay switch: the overlays both sides offer, in the connecting side's preference order."""
         features = conn.features
         assert features is not None and conn.remote is not None
         key = conn.session_key if conn.untrusted else None
@@ -376,12 +420,38 @@ class MeshRouter(GossipMixin):
         if features.overlays is None:
             conn.compat = True  # pre-overlay-switch peer: sleeve only, raw control tags
             common = ["sleeve"]
+            conn.fastdp_refusal = "the peer predates the overlay switch (sleeve only)"
         else:
-            common = [name for name in self.config.overlays if name in features.overlays]
+            order = self.config.overlays if conn.outbound else features.overlays
+            common = list(dict.fromkeys(n for n in order if n in self.config.overlays and n in features.overlays))
             if not common:
                 raise HandshakeError("no overlays in common with peer")
+            if "fastdp" not in common:
+                conn.fastdp_refusal = (
+                    "fast datapath disabled on this peer"
+                    if "fastdp" not in self.config.overlays
+                    else "the peer does not offer the fast datapath"
+                )
         for name in common:
-            if name == "sleeve":
+            if name == "fastdp" and self.fastdp is not None:
+                conn.fastdp_refusal = self._fastdp_refusal(conn, host)
+                if conn.fastdp_refusal is not None:
+                    log.info(
+                        "Unable to use fastdp for connection to %s(%s): %s",
+                        conn.remote.name,
+                        conn.remote.nickname,
+                        conn.fastdp_refusal,
+                    )
+                    conn.forwarders.append(None)
+                    continue
+                vx_port = int(port) + 1 if conn.outbound and port.isdigit() else self.fastdp.port
+                weavenet = features.raw.get(FASTDP_FEATURE) == "1"
+                fwd_dp = FastdpForwarder(
+                    self.fastdp, conn.remote, conn.uid, conn.outbound, (host, vx_port), weavenet, self._now
+                )
+                fwd_dp.owner = conn
+                conn.forwarders.append(fwd_dp)
+            elif name == "sleeve":
                 fwd = SleeveForwarder(
                     self.sleeve,
                     conn.remote.name,
@@ -397,6 +467,22 @@ class MeshRouter(GossipMixin):
                 conn.forwarders.append(fwd)
             else:
                 conn.forwarders.append(None)
+
+    def _fastdp_refusal(self, conn: LocalConnection, host: str) -> str | None:
+        """Why this connection cannot try the fast datapath at all (Weave refuses the same cases)."""
+        assert conn.remote is not None
+        if self.config.password is not None and conn.untrusted:
+            if not self.config.esp:
+                return "encrypted link and no IPsec ESP in the kernel to encrypt VXLAN"
+            return "encrypted link: IPsec for VXLAN is not implemented"
+        if not (self.ourself.has_short_id and conn.remote.has_short_id):
+            return "no short ID to build a VXLAN network identifier"
+        try:
+            if ip_address(host).version != 4:
+                return "the peer's address is not IPv4"
+        except ValueError:
+            return "the peer's address is not an IP address"
+        return None
 
     def _add_connection(self, conn: LocalConnection, restarted: bool, now: float) -> None:
         """Port of mesh ``localPeer.handleAddConnection``."""
@@ -614,6 +700,9 @@ class MeshRouter(GossipMixin):
         self.sleeve.outbox.clear()
         self._actions.extend(SendSpecial(p, uid, frame, df) for p, uid, frame, df in self.sleeve.specials)
         self.sleeve.specials.clear()
+        if self.fastdp is not None and self.fastdp.outbox:
+            self._actions.extend(self.fastdp.outbox)
+            self.fastdp.outbox.clear()
 
     def _extra_features(self) -> dict[str, str]:
         """Feature keys only weavenet peers read (Go ignores unknown ones)."""
@@ -622,15 +711,23 @@ class MeshRouter(GossipMixin):
             extra[tg.DIGEST_FEATURE] = "1"
         if self.config.fast_sleeve:
             extra[FAST_SLEEVE_FEATURE] = "1"
+        if self.fastdp is not None:
+            extra[FASTDP_FEATURE] = "1"
         return extra
 
     def _after_input(self, now: float) -> None:
         """Run what any input may have made necessary: overlay events, then the connection maker."""
-        while self.sleeve.changed:
-            fwd = self.sleeve.changed.pop()
-            conn = fwd.owner
-            if isinstance(conn, LocalConnection) and conn.state is not ConnState.CLOSED:
-                self._overlay_events(conn, now)
+        changed: set[SleeveForwarder | FastdpForwarder] = set()
+        while self.sleeve.changed or (self.fastdp is not None and self.fastdp.changed):
+            changed |= self.sleeve.changed
+            self.sleeve.changed = set()
+            if self.fastdp is not None:
+                changed |= self.fastdp.changed
+                self.fastdp.changed = set()
+            for conn in {f.owner for f in changed}:
+                if isinstance(conn, LocalConnection) and conn.state is not ConnState.CLOSED:
+                    self._overlay_events(conn, now)
+            changed.clear()
         if self._maker_dirty:
             self._maker_dirty = False
             self._make_connections(now)
@@ -645,7 +742,8 @@ class MeshRouter(GossipMixin):
                 else:
                     self.send_message(conn, bytes((TAG_OVERLAY_CONTROL, index, subtag)) + body)
             fwd.control_out.clear()
-            if fwd.stopped and fwd.error:
+            if fwd.stopped and fwd.error and not fwd.error_logged:
+                fwd.error_logged = True
                 log.info("overlay_switch %s: %s %s", conn.describe(), fwd.name, fwd.error)
         if conn.state is not ConnState.READY:
             return
@@ -657,7 +755,32 @@ class MeshRouter(GossipMixin):
             return
         if not conn.established and best.established:
             self._connection_established(conn, now)
+        self._log_overlay_choice(conn, best, now)
         self._schedule_conn(conn)
+
+    def fallback_reason(self, conn: LocalConnection, now: float) -> str | None:
+        """Why a connection is not on the fast datapath (None if it is, or while fastdp is still being tried)."""
+        best = conn.best_forwarder()
+        if isinstance(best, FastdpForwarder) and best.healthy:
+            return None
+        fwd = conn.fastdp_forwarder()
+        if fwd is None:
+            return conn.fastdp_refusal
+        return fwd.reason(now)
+
+    def _log_overlay_choice(self, conn: LocalConnection, best: SleeveForwarder | FastdpForwarder, now: float) -> None:
+        """Log each change of the overlay a connection uses, and why it is not the fast datapath, once."""
+        if not conn.established:
+            return
+        reason = None if best.name == "fastdp" else self.fallback_reason(conn, now)
+        shown = (best.name, reason)
+        if shown == conn.overlay_shown:
+            return
+        conn.overlay_shown = shown
+        if reason is None:
+            log.info("overlay_switch ->[%s] using %s", conn.remote, best.name)
+        else:
+            log.info("overlay_switch ->[%s] using %s (fastdp: %s)", conn.remote, best.name, reason)
 
     def _make_connections(self, now: float) -> None:
         live = [

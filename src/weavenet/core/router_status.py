@@ -18,6 +18,10 @@ def connection_status(self: MeshRouter) -> list[dict[str, object]]:
     for conn in self.by_peer.values():
         best = conn.best_forwarder()
         attrs: dict[str, object] | None = dict(best.attrs()) if best is not None else None
+        if attrs is not None and conn.established:
+            fallback = self.fallback_reason(conn, self._now)
+            if fallback is not None:
+                attrs["fallback"] = fallback  # rendered after the other attributes: "(fallback: ...)"
         name = attrs.get("name", "none") if attrs else "none"
         info = f"{name!s:<6} {conn.remote}"
         if self.config.password is not None:

@@ -118,6 +118,7 @@ class SleeveForwarder:
         self.mtu = DEFAULT_MTU
         self.error: str | None = None
         self.stopped = False
+        self.error_logged = False
         self.control_out: list[tuple[int, bytes]] = []  # (sub-tag, body) to send over TCP
         self.slow_heartbeat = SLOW_HEARTBEAT
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 from weavenet.clock import SimClock
 from weavenet.core.connection_maker import PeerAddr
+from weavenet.core.fastdp_codec import UNDERLAY_OVERHEAD
 from weavenet.core.names import PeerName
-from weavenet.core.router import Close, Dial, MeshConfig, MeshRouter, SendDatagram, Write
+from weavenet.core.router import Close, Dial, MeshConfig, MeshRouter, SendDatagram, SendVxlan, Write
 
 PORT = 6783
 
@@ -75,6 +76,9 @@ class SimNetwork:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self._cut: set[frozenset[int]] = set()
+        self._vxlan_blocked: set[frozenset[int]] = set()  # UDP port+1 dropped between these peers
+        self._vxlan_mtu: dict[frozenset[int], int] = {}  # underlay MTU for VXLAN between these peers
+        self._devices: set[tuple[int, int]] = set()  # (peer index, connection UID) with a VXLAN device
         self._streams: dict[tuple[int, int], _Stream] = {}  # (peer index, conn id) -> outgoing stream
         self.peers: list[SimPeer] = []
         self._by_ip: dict[str, SimPeer] = {}
@@ -143,6 +147,12 @@ class SimNetwork:
                 self._close(peer, action.conn_id)
             elif isinstance(action, Dial):
                 self._dial(peer, action.conn_id, action.address)
+            elif isinstance(action, SendVxlan):
+                self._send_vxlan(peer, action)
+        for _conn, fwd in peer.router.fastdp_forwarders():
+            if not fwd.device_ready and (peer.index, fwd.conn_uid) not in self._devices:
+                self._devices.add((peer.index, fwd.conn_uid))  # the host side's VXLAN device: instant here
+                self._at(self.now(), self._device_ready(peer, int(fwd.remote.name), fwd.conn_uid))
         deadline = peer.router.get_timer()
         if deadline is not None and (peer.timer_at is None or deadline < peer.timer_at or peer.timer_at <= self.now()):
             peer.timer_at = deadline
@@ -246,7 +256,39 @@ class SimNetwork:
             lambda: self._input(target, lambda r, now: r.datagram_received(data, src, now)),
         )
 
+    def _device_ready(self, peer: SimPeer, name: int, uid: int) -> Callable[[], None]:
+        return lambda: self._input(peer, lambda r, now: r.fastdp_device_ready(name, uid, None, now))
+
+    def _send_vxlan(self, peer: SimPeer, action: SendVxlan) -> None:
+        peer.stats.udp_bytes += len(action.frame) + UNDERLAY_OVERHEAD - 14
+        peer.stats.datagrams += 1
+        target = self._by_ip.get(action.addr[0])
+        if target is None or action.addr[1] != PORT + 1 or not self.connected(peer, target):
+            return
+        pair = frozenset((peer.index, target.index))
+        if pair in self._vxlan_blocked or len(action.frame) + UNDERLAY_OVERHEAD - 14 > self._vxlan_mtu.get(pair, 1500):
+            return
+        if self.udp_loss and self.rng.random() < self.udp_loss:
+            return
+        head, length, vni, src = bytes(action.frame[:64]), len(action.frame), action.vni, peer.ip
+        self._at(
+            self.now() + self._delay(),
+            lambda: self._input(target, lambda r, now: r.vxlan_special_received(src, vni, head, length, now)),
+        )
+
     # -- scenario controls ----------------------------------------------------------------------------------------
+
+    def block_vxlan(self, a: int, b: int, blocked: bool = True) -> None:
+        """Drop (or, with ``blocked=False``, pass again) VXLAN packets between peers a and b."""
+        pair = frozenset((a, b))
+        if blocked:
+            self._vxlan_blocked.add(pair)
+        else:
+            self._vxlan_blocked.discard(pair)
+
+    def set_vxlan_mtu(self, a: int, b: int, mtu: int) -> None:
+        """The underlay MTU VXLAN packets between a and b must fit (1500 unless set)."""
+        self._vxlan_mtu[frozenset((a, b))] = mtu
 
     def connect(self, a: int, targets: Iterable[int]) -> None:
         peer = self.peers[a]
