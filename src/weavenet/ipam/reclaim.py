@@ -1,0 +1,137 @@
+"""Automatic reclaim of IP space held by a peer that is gone for good (a weavenet extension).
+
+Weave's most reported IPAM problem is space stuck on peers that died: only ``weave rmpeer`` on exactly one
+surviving host frees it, and running it on two hosts, or for a peer that was only cut off, corrupts the ring.
+This module decides, on every allocator tick, whether *this* peer should take such space over by itself:
+
+* a peer that owns ring entries and has been unreachable for ``after`` seconds (``--ipalloc-reclaim-after``)
+  counts as gone;
+* only one survivor acts: the lowest-named peer among the ring owners this peer can reach (itself included),
+  so peers that see the same topology pick the same one;
+* only with a strict majority of *all* ring owners (the absent ones included) reachable, so the two sides of a
+  partition can never both reclaim (their majorities would have to overlap), and a minority never does; in a
+  two-owner cluster nothing is reclaimed automatically;
+* the condition must hold on two ticks ``settle`` seconds apart, which rides out a topology still converging.
+
+What remains possible is a peer cut off (not dead) for longer than ``after`` on the minority side: its space is
+reclaimed while it still uses some. The reclaimer therefore allocates from reclaimed space last (quarantine),
+and the returning peer yields its ranges and re-claims the addresses its containers hold (see ``allocator``),
+so that only addresses handed out again meanwhile can collide; those are reported as conflicts.
+
+Pure: time is passed in; reachability comes from a callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from weavenet.core.names import PeerName
+from weavenet.ipam.ring import Ring
+
+DEFAULT_RECLAIM_AFTER = 3600.0
+SETTLE = 10.0
+
+
+@dataclass(slots=True)
+class Stuck:
+    """A ring owner we cannot reach, and what will become of its space."""
+
+    peer: PeerName
+    ips: int
+    absent_for: float
+    plan: str  # human-readable: who reclaims it when, or why nobody will
+    reclaim_in: float | None  # seconds until this peer reclaims it, if it is the one that will
+
+
+@dataclass
+class Reclaimer:
+    after: float = DEFAULT_RECLAIM_AFTER  # 0: off
+    settle: float = SETTLE
+    absent_since: dict[PeerName, float] = field(default_factory=dict)
+    _ready_since: dict[PeerName, float] = field(default_factory=dict)
+
+    def observe(self, ring: Ring, us: PeerName, reachable: Callable[[PeerName], bool], now: float) -> None:
+        """Note who is absent since when (called on every tick)."""
+        owners = ring.peer_names()
+        for p in owners - {us}:
+            if reachable(p):
+                self.absent_since.pop(p, None)
+            else:
+                self.absent_since.setdefault(p, now)
+        for p in list(self.absent_since):
+            if p not in owners or p == us:
+                del self.absent_since[p]
+
+    def _quorum(self, ring: Ring, us: PeerName, reachable: Callable[[PeerName], bool]) -> tuple[set[PeerName], int]:
+        owners = ring.peer_names()
+        reach = {p for p in owners if p == us or reachable(p)}
+        return reach, len(owners)
+
+    def due(self, ring: Ring, us: PeerName, reachable: Callable[[PeerName], bool], now: float) -> list[PeerName]:
+        """The peers this peer should reclaim now (usually none)."""
+        if self.after <= 0 or ring.empty():
+            return []
+        reach, total = self._quorum(ring, us, reachable)
+        gone = [p for p, since in self.absent_since.items() if now - since >= self.after]
+        if not gone or 2 * len(reach) <= total or us not in reach or min(reach) != us:
+            self._ready_since.clear()
+            return []
+        out = []
+        for p in sorted(gone):
+            since = self._ready_since.setdefault(p, now)
+            if now - since >= min(self.settle, self.after):
+                out.append(p)
+        for p in out:
+            self._ready_since.pop(p, None)
+            self.absent_since.pop(p, None)
+        return out
+
+    def stuck(
+        self,
+        ring: Ring,
+        us: PeerName,
+        reachable: Callable[[PeerName], bool],
+        now: float,
+        describe: Callable[[PeerName], str],
+    ) -> list[Stuck]:
+        """Every unreachable ring owner, with the plan for its space (for ``weave status ipam``)."""
+        if ring.empty():
+            return []
+        reach, total = self._quorum(ring, us, reachable)
+        out = []
+        for p in sorted(ring.peer_names() - {us}):
+            if reachable(p):
+                continue
+            since = self.absent_since.get(p, now)
+            absent = now - since
+            reclaim_in: float | None = None
+            if self.after <= 0:
+                plan = "automatic reclaim is off (--ipalloc-reclaim-after 0)"
+            elif 2 * len(reach) <= total:
+                plan = (
+                    f"not reclaimed automatically: {len(reach)} of {total} peers owning IP space reachable, "
+                    "a majority is needed"
+                )
+            else:
+                left = max(0.0, since + self.after - now)
+                who = min(reach)
+                if who == us:
+                    reclaim_in = left
+                    plan = f"this peer reclaims its space in {duration(left)}"
+                else:
+                    plan = f"{describe(who)} reclaims its space in about {duration(left)}"
+            out.append(Stuck(p, ring.owned_size(p), absent, plan, reclaim_in))
+        return out
+
+
+def duration(seconds: float) -> str:
+    """Go's ``time.Duration`` string, rounded to whole seconds (``1h2m3s``, ``45s``, ``0s``)."""
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    if h:
+        return f"{h}h{m}m{sec}s"
+    if m:
+        return f"{m}m{sec}s"
+    return f"{sec}s"

@@ -1,0 +1,266 @@
+"""IPAM across many simulated peers (deterministic; hypothesis drives the scenarios).
+
+The core property: whatever sequence of allocations, releases, donations (they happen whenever a peer runs
+out), kills with ``rmpeer`` on one survivor, restarts, partitions and heals, no address is ever held by two
+live containers, and no two live peers both believe they own an address. Then: every side of a partition keeps
+allocating, rings converge after the heal, and the automatic reclaim of a dead peer's space happens exactly
+once, never in a minority, never in a two-owner cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from weavenet.ipam.address import CIDR
+from weavenet.ipam.allocator import AllocatorConfig
+from weavenet.ipam.operations import Result
+from weavenet.sim.ipam_cluster import IpamCluster
+
+N = 50
+SUBNETS = [None, CIDR.parse_subnet("10.32.7.0/24"), CIDR.parse_subnet("10.40.0.0/16")]
+
+
+@dataclass
+class Model:
+    """What the test knows beyond the cluster: which peers were killed and taken over."""
+
+    dead: set[int] = field(default_factory=set)
+    removed: set[int] = field(default_factory=set)  # dead and rmpeer'd: may only come back reset
+    results: list[tuple[int, Result]] = field(default_factory=list)
+    counter: int = 0
+
+
+def check(c: IpamCluster) -> None:
+    dups = c.duplicates()
+    assert not dups, f"t={c.now:.1f}: address held twice: {dups}"
+    assert not c.overlapping_ownership(), f"t={c.now:.1f}: two live peers own the same range"
+    assert not c.refused, f"t={c.now:.1f}: refused gossip: {c.refused[:3]}"
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("alloc"), st.integers(0, N - 1), st.integers(0, len(SUBNETS) - 1), st.integers(1, 8)),
+        st.tuples(st.just("free"), st.integers(0, N - 1), st.integers(0, 1000)),
+        st.tuples(st.just("partition"), st.integers(1, N - 1), st.integers(0, 3)),
+        st.tuples(st.just("heal")),
+        st.tuples(st.just("kill"), st.integers(0, N - 1)),
+        st.tuples(st.just("rmpeer"), st.integers(0, N - 1)),
+        st.tuples(st.just("restart"), st.integers(0, N - 1)),
+        st.tuples(st.just("wait"), st.integers(1, 40)),
+    ),
+    min_size=5,
+    max_size=30,
+)
+
+
+def apply(c: IpamCluster, m: Model, op: tuple) -> None:
+    kind = op[0]
+    live = [p.index for p in c.peers if p.up]
+    if kind == "alloc":
+        _, i, s, count = op
+        if c.peers[i].up:
+            for _ in range(count):
+                m.counter += 1
+                box = c.allocate(i, f"c{m.counter}", SUBNETS[s])
+                m.results.append((i, box))  # type: ignore[arg-type]
+    elif kind == "free":
+        _, i, pick = op
+        owned = sorted(c.peers[i].alloc.owned_all()) if c.peers[i].up else []
+        if owned:
+            c.peers[i].alloc.delete(owned[pick % len(owned)], c.now)
+    elif kind == "partition":
+        _, split, rotate = op
+        order = [(k + rotate * 7) % N for k in range(N)]
+        c.partition([order[:split], order[split:]])
+    elif kind == "heal":
+        c.heal()
+    elif kind == "kill":
+        _, i = op
+        if c.peers[i].up and len(live) > N // 2 + 1:
+            c.kill(i)
+            m.dead.add(i)
+    elif kind == "rmpeer":
+        _, i = op
+        if i in m.dead and i not in m.removed:
+            survivor = next((j for j in live if c.connected(j, live[0])), None)
+            if survivor is not None:
+                c.peers[survivor].alloc.admin_takeover(str(c.peers[i].name), c.now)
+                m.removed.add(i)
+    elif kind == "restart":
+        _, i = op
+        if i in m.dead:
+            if i in m.removed:
+                c.peers[i].stored.clear()  # it must come back reset: its old space is someone else's
+                m.removed.discard(i)
+            c.restart(i)
+            c.peers[i].alloc.prune_owned([], c.now)  # the host died: its containers are gone
+            m.dead.discard(i)
+    elif kind == "wait":
+        c.run_for(op[1])
+    c.run_for(0.5)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32), ops)
+def test_50_peers_never_hand_out_an_address_twice(seed: int, script: list[tuple]) -> None:
+    """Seeded with 5 of the 50 peers, so most space reaches the others by donation."""
+    c = IpamCluster(N, seed=seed, config=lambda i, cfg: _quiet(cfg), seed_peers=5)
+    m = Model()
+    for op in script:
+        apply(c, m, op)
+        check(c)
+    c.heal()
+    live = [p.index for p in c.peers if p.up]
+    for _ in range(20):  # periodic gossip to two random peers every 30 s: a few rounds
+        c.run_for(30)
+        check(c)
+        if c.rings_converged(live):
+            break
+    assert c.rings_converged(live)
+
+
+def test_50_peers_elect_a_ring() -> None:
+    c = IpamCluster(N, seed=1, config=lambda i, cfg: _quiet(cfg))
+    first = c.allocate(17, "first")
+    took = 0
+    while not first and took < 60:
+        c.run_for(1)
+        took += 1
+    assert first and first[0].ok, "consensus must form"
+    c.run_for(5)
+    assert all(not p.alloc.ring.empty() for p in c.peers)
+    seeds = {tuple(p.alloc.ring.seeds) for p in c.peers}
+    assert len(seeds) == 1 and len(next(iter(seeds))) >= N // 2 + 1
+    check(c)
+
+
+def _quiet(cfg: AllocatorConfig) -> AllocatorConfig:
+    cfg.reclaim_after = 0  # the automatic reclaim has its own tests below
+    return cfg
+
+
+def test_partitioned_sides_keep_allocating_and_agree_after_heal() -> None:
+    c = IpamCluster(10, seed=3)
+    c.prime(0)
+    c.run_for(15)
+    boxes = [c.allocate(i, f"pre{i}") for i in range(10)]
+    c.run_for(20)
+    assert all(b and b[0].ok for b in boxes)
+    c.partition([list(range(7)), list(range(7, 10))])
+    c.run_for(5)
+    during = [c.allocate(i, f"in{i}-{k}") for i in range(10) for k in range(20)]
+    c.run_for(60)
+    assert all(b and b[0].ok for b in during), "both sides allocate during the partition"
+    check(c)
+    c.heal()
+    c.run_for(30)
+    check(c)
+    shown = [
+        [(e["Token"], e["Size"], e["Peer"], e["Nickname"]) for e in c.peers[i].alloc.status(None)["Entries"]]
+        for i in range(10)
+    ]
+    assert all(s == shown[0] for s in shown), "every peer shows the same owners (weave status ipam)"
+    c.run_for(120)  # free counts travel with the periodic gossip only, as in Weave
+    assert c.rings_converged()
+
+
+def test_restart_keeps_addresses_and_avoids_them() -> None:
+    c = IpamCluster(3, seed=5)
+    got = [c.allocate(0, f"c{k}") for k in range(5)]
+    c.run_for(20)
+    held = {b[0].cidr for b in got}
+    c.kill(0)
+    c.run_for(5)
+    c.restart(0)  # containers still attached: nothing pruned
+    c.run_for(5)
+    assert {x for cs in c.peers[0].alloc.owned_all().values() for x in cs} == held
+    again = c.allocate(0, "c0")
+    new = c.allocate(0, "fresh")
+    c.run_for(5)
+    assert again[0].cidr in held and new[0].cidr not in held
+    check(c)
+
+
+# ------------------------------------------------------------------------------------------------ reclaim
+
+
+def _reclaiming(after: float):
+    def cfg(i: int, c: AllocatorConfig) -> AllocatorConfig:
+        c.reclaim_after = after
+        return c
+
+    return cfg
+
+
+def _owners(c: IpamCluster, i: int) -> set[int]:
+    return {c.by_name[e.peer].index for e in c.peers[i].alloc.ring.entries}
+
+
+def spread(c: IpamCluster, n: int) -> None:
+    """Give every peer some space (each allocates once)."""
+    boxes = [c.allocate(i, f"seed{i}") for i in range(n)]
+    c.run_for(30)
+    assert all(b and b[0].ok for b in boxes)
+
+
+def test_dead_peer_space_is_reclaimed_once_by_the_lowest_survivor() -> None:
+    c = IpamCluster(5, seed=7, config=_reclaiming(60))
+    spread(c, 5)
+    assert _owners(c, 0) == {0, 1, 2, 3, 4}
+    c.kill(0)  # the lowest-named peer dies, so peer 1 must do it
+    c.run_for(40)
+    assert 0 in _owners(c, 1), "not before the configured absence"
+    stuck = c.peers[1].alloc.status(None)["Unreachable"]
+    assert stuck and "this peer reclaims its space in" in stuck[0]["Plan"]
+    assert "reclaims its space in about" in c.peers[2].alloc.status(None)["Unreachable"][0]["Plan"]
+    c.run_for(60)
+    assert all(0 not in _owners(c, i) for i in range(1, 5))
+    assert [c.peers[i].alloc.reclaims for i in range(5)] == [0, 1, 0, 0, 0]
+    more = [c.allocate(i, f"after{i}-{k}") for i in range(1, 5) for k in range(5)]
+    c.run_for(30)
+    assert all(b and b[0].ok for b in more)
+    check(c)
+
+
+def test_minority_never_reclaims_and_two_owners_never_do() -> None:
+    c = IpamCluster(5, seed=8, config=_reclaiming(30))
+    spread(c, 5)
+    c.partition([[0, 1], [2, 3, 4]])
+    c.run_for(120)
+    minority = [c.peers[i].alloc.reclaims for i in (0, 1)]
+    assert minority == [0, 0], "a minority must never reclaim"
+    assert c.peers[2].alloc.reclaims == 2, "the lowest of the majority reclaims both absent peers"
+    plan = c.peers[0].alloc.status(None)["Unreachable"][0]["Plan"]
+    assert plan.startswith("not reclaimed automatically: 2 of 5 peers owning IP space reachable")
+    pair = IpamCluster(2, seed=9, config=_reclaiming(10))
+    spread(pair, 2)
+    pair.partition([[0], [1]])
+    pair.run_for(120)
+    assert [p.alloc.reclaims for p in pair.peers] == [0, 0]
+
+
+def test_peer_cut_off_too_long_yields_and_reclaims_its_addresses() -> None:
+    """A peer that was only cut off comes back after its space was reclaimed: it gives the ranges up and gets
+    the addresses its containers hold back from the reclaimer (which kept them in quarantine)."""
+    c = IpamCluster(4, seed=11, config=_reclaiming(30))
+    spread(c, 4)
+    held = [c.allocate(3, f"busy{k}") for k in range(3)]
+    c.run_for(10)
+    addrs = {b[0].cidr.addr for b in held}
+    c.partition([[0, 1, 2], [3]])
+    c.run_for(90)
+    assert 3 not in _owners(c, 0)
+    fresh = [c.allocate(0, f"new{k}") for k in range(20)]
+    c.run_for(10)
+    assert not {b[0].cidr.addr for b in fresh} & addrs, "quarantined addresses are handed out last"
+    c.heal()
+    c.run_for(60)
+    check(c)
+    a3 = c.peers[3].alloc
+    assert a3.orphans == {} and a3.conflicts == []
+    assert all(c.peers[0].alloc.ring.owner(a) == c.peers[3].name for a in addrs)
+    c.run_for(150)
+    assert c.rings_converged()
