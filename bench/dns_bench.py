@@ -24,6 +24,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,11 @@ def serve_weavedns(port: int, names: int, upstream: str) -> None:
         server = DNSServer(engine, Forwarder(engine, Upstreams(None, static=[(host, int(up_port))]), timeout=2.0))
         await server.listen("127.0.0.1", port)
         print("ready", flush=True)
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        st = engine.stats
+        print(f"weaveDNS: dropped {dict(st.dropped)}, upstream failures {dict(st.upstream_failures)}", file=sys.stderr)
 
     asyncio.run(main())
 

@@ -48,11 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         for h in tb.hosts:
             print(f"   {h.name}  {h.ip}")
         first, rest = tb.hosts[0], tb.hosts[1:]
+        # weaveDNS answers the containers' names itself; with no upstream configured (an empty resolv.conf)
+        # nothing leaves the simulated hosts, even for names outside weave.local
+        dns_opts = ["--resolv-conf=/dev/null"]
         say(f"{first.name}: weave launch")
-        weave(first, "launch", env=env)
+        weave(first, "launch", *dns_opts, env=env)
         for h in rest:
             say(f"{h.name}: weave launch {first.ip}")
-            weave(h, "launch", first.ip, env=env)
+            weave(h, "launch", *dns_opts, first.ip, env=env)
         say("waiting for the mesh: every host connected to every other (discovery), connections established")
         want = args.hosts - 1
         deadline = time.monotonic() + 60
@@ -71,20 +74,32 @@ def main(argv: list[str] | None = None) -> int:
             print(weave(h, "status", "peers"), end="")
         say(f"{tb.hosts[-1].name}: weave status connections")
         print(weave(tb.hosts[-1], "status", "connections"), end="")
-        say("the mesh is formed; now one container per host, all on 10.2.1.0/24")
+        say("the mesh is formed; each host exposes 10.2.1.10N/24 on its bridge, where weaveDNS listens")
+        for i, h in enumerate(tb.hosts, 1):
+            print(f"   {h.name}: weave expose -> {weave(h, 'expose', f'10.2.1.{100 + i}/24').strip()}")
+        say("one container per host, all on 10.2.1.0/24, named aN.weave.local")
         containers = []
         for i, h in enumerate(tb.hosts, 1):
             c = h.container(f"a{i}")
+            # what `ip netns exec` shows the container as /etc/hostname (weave attach registers it in weaveDNS)
+            # and /etc/resolv.conf (its host's weaveDNS), like `docker run --dns`
+            os.makedirs(f"/etc/netns/{c.netns}", exist_ok=True)
+            with open(f"/etc/netns/{c.netns}/hostname", "w") as f:
+                f.write(f"a{i}.weave.local\n")
+            with open(f"/etc/netns/{c.netns}/resolv.conf", "w") as f:
+                f.write(f"nameserver 10.2.1.{100 + i}\nsearch weave.local.\n")
             ips = weave(h, "attach", f"10.2.1.{i}/24", c.netns_path).strip()
             print(f"   {h.name}: container a{i} (network namespace {c.netns}) attached: {ips}")
             containers.append((f"a{i}", f"10.2.1.{i}", c))
-        for _name, _ip, c in containers:  # names until weaveDNS: an /etc/hosts per container (ip netns exec)
-            hosts = "127.0.0.1 localhost\n" + "".join(f"{ip} {n} {n}.weave.local\n" for n, ip, _ in containers)
-            os.makedirs(f"/etc/netns/{c.netns}", exist_ok=True)
-            with open(f"/etc/netns/{c.netns}/hosts", "w") as f:
-                f.write(hosts)
         say(f"{first.name}: weave ps")
         print(weave(first, "ps"), end="")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(weave(first, "status", "dns").splitlines()) < len(containers):
+            time.sleep(0.3)
+        say(f"{first.name}: weave status dns (names gossiped from every host)")
+        print(weave(first, "status", "dns"), end="")
+        say(f"{tb.hosts[-1].name}: weave dns-lookup a1")
+        print(weave(tb.hosts[-1], "dns-lookup", "a1"), end="")
         ok = True
         for name, _ip, c in containers:
             for other, _oip, _ in containers:

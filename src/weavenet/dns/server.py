@@ -417,6 +417,9 @@ class DNSServer:
         usock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             usock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECV_BUFFER)
+            # on loopback and local bridges an answer stays charged to our send buffer until the client reads
+            # it; a slow client must not make us drop answers to everyone else
+            usock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_RECV_BUFFER)
             usock.bind((host, port))
         except OSError:
             usock.close()

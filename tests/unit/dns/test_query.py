@@ -203,3 +203,13 @@ def test_the_fast_path_takes_the_common_queries(eng: QueryEngine) -> None:
         assert eng._fast_a(q.to_wire(), False) is not None, name
     for name in ("nobody.weave.local.", "example.com.", "a1.weave.local.other."):
         assert eng._fast_a(dns.message.make_query(name, "A").to_wire(), False) is None
+
+
+def test_repeated_answers_follow_changes_of_the_entries(ns: Nameserver, eng: QueryEngine) -> None:
+    assert addrs(ask(eng, "a1.weave.local.")) == ["10.2.1.1"]
+    assert addrs(ask(eng, "a1.weave.local.")) == ["10.2.1.1"]  # from the answer cache, with its own ID
+    ns.delete(None, "c1", None, NOW)
+    assert ask(eng, "a1.weave.local.").rcode() == dns.rcode.NXDOMAIN
+    ns.add("a1.weave.local", "c9", parse_addr("10.9.9.9"), NOW)
+    assert addrs(ask(eng, "a1.weave.local.")) == ["10.9.9.9"]
+    assert eng.stats.responses[("A", "NOERROR", "local")] == 3
