@@ -169,6 +169,21 @@ def test_two_containers_one_name_both_answers_in_varying_order(bed: Bed) -> None
     assert all(set(o) == want for o in orders) and len(orders) == 2, orders
 
 
+def test_expose_with_a_name_and_attach_without_dns(bed: Bed) -> None:
+    h1, h2, _ = bed.hosts
+    res = h2.weave("expose", "10.2.1.202/24", "-h", "gw.weave.local")
+    assert res.returncode == 0, res.stderr
+    wait_until(lambda: bed.dig(h1, "gw") == ["10.2.1.202"], 15, "the exposed name on h1")
+    assert h2.weave("hide", "10.2.1.202/24").returncode == 0
+    wait_until(lambda: bed.dig(h1, "gw") == [], 15, "the hidden name gone on h1")
+    c = h1.container("quiet")
+    os.makedirs(f"/etc/netns/{c.netns}", exist_ok=True)
+    Path(f"/etc/netns/{c.netns}/hostname").write_text("quiet.weave.local\n")
+    assert h1.weave("attach", "--without-dns", "10.2.1.31/24", c.netns_path).returncode == 0
+    time.sleep(1)
+    assert all(bed.dig(h, "quiet") == [] for h in bed.hosts)
+
+
 def test_reverse_lookup(bed: Bed) -> None:
     for h in bed.hosts:
         wait_until(lambda h=h: bed.dig(h, "-x", "10.2.1.3") == ["a3.weave.local."], 15, f"PTR on {h.name}")

@@ -26,6 +26,7 @@ Pure: the randomness (``random.Random``) and the entries (a callable giving the 
 
 from __future__ import annotations
 
+import logging
 import random
 import struct
 from collections import Counter
@@ -33,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from weavenet.dns.index import NameIndex, name_to_wire
+
+log = logging.getLogger("weavenet.dns")
 
 QR, AA, TC, RD, RA, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0010
 OPCODE_MASK = 0x7800
@@ -406,11 +409,16 @@ class QueryEngine:
     # -- refusals --------------------------------------------------------------------------------------------
 
     def _drop(self, reason: str) -> Drop:
+        if not self.stats.dropped[reason]:
+            log.info("weaveDNS: dropping a message (%s); further ones are only counted (weave report)", reason)
         self.stats.dropped[reason] += 1
         return Drop(reason)
 
     def _refuse(self, qid: int, flags: int, rcode: int, reason: str) -> Reply:
-        self.stats.refused[f"{RCODE_NAMES[rcode]}: {reason}"] += 1
+        key = f"{RCODE_NAMES[rcode]}: {reason}"
+        if not self.stats.refused[key]:
+            log.info("weaveDNS: answering %s (%s); further ones are only counted (weave report)", *key.split(": "))
+        self.stats.refused[key] += 1
         self.stats.responses[("other", RCODE_NAMES[rcode], "local")] += 1
         return Reply(header_only(qid, flags, rcode), rcode, 0)
 

@@ -207,7 +207,10 @@ class Forwarder:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def stats_fail(self, reason: str) -> None:
-        self.engine.stats.upstream_failures[reason] += 1
+        failures = self.engine.stats.upstream_failures
+        if not failures[reason]:
+            log.info("weaveDNS upstream: %s; trying the next one (further failures only counted)", reason)
+        failures[reason] += 1
 
     def start(self, fwd: Forward, done: Callable[[bytes | None], None]) -> None:
         """Forward; ``done`` gets the answer for the client (the upstream's, or SERVFAIL), or None when
