@@ -8,11 +8,13 @@ when the router or its proxy is not running.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import click
 
 from weavenet.cli.client import RouterUnreachable, request
 from weavenet.docker.endpoints import client_address, env_lines, restore_line
+from weavenet.errors import HostError
 
 NOTHING_TO_RESTORE = (
     "Nothing to restore. This is most likely because there was no preceding invocation of "
@@ -59,3 +61,43 @@ def stop_docker() -> None:
     host = os.environ.get("DOCKER_HOST", "")
     if "weave.sock" in host or ":12375" in host:
         click.echo("WARNING: DOCKER_HOST points at the weave proxy; 'eval $(weave env --restore)' to undo", err=True)
+
+
+def docker_lookup(spec: str) -> tuple[str, int]:
+    """``resolve_container``'s Docker hook: (full ID, PID) of a container named or identified by ``spec``."""
+    from weavenet.docker.sync_client import lookup
+
+    return lookup(spec)
+
+
+def docker_ps_lines(wanted: Sequence[str], listed: Sequence[str]) -> list[str]:
+    """``weave ps`` rows for running Docker containers on the weave network (proxy, plugin or ``weave attach``)
+    not already ``listed``; ``wanted`` (names or IDs) narrows them down as Weave's ``ps <container>`` does."""
+    from weavenet.docker.sync_client import lookup, running_containers
+    from weavenet.host.attach import ContainerRef, container_addrs
+
+    want_ids: set[str] = set()
+    for w in wanted:
+        if w.startswith("weave:") or w.startswith("/") or w.isdigit():
+            continue
+        try:
+            want_ids.add(lookup(w)[0])
+        except HostError:
+            continue
+    if wanted and not want_ids:
+        return []
+    shown = {line.split(" ", 1)[0] for line in listed}
+    out = []
+    for cid, pid in running_containers():
+        if (want_ids and cid not in want_ids) or cid[:12] in shown:
+            continue
+        ref = ContainerRef(cid, f"/proc/{pid}/ns/net", str(pid)[:7])
+        for ifname in ("ethwe", "ethwe0"):
+            try:
+                got = container_addrs(ref, ifname)
+            except HostError:
+                got = None
+            if got is not None:
+                out.append(" ".join([cid[:12], got[0], *got[1]]))
+                break
+    return out

@@ -664,8 +664,6 @@ class ProxyStatus:
     GO_TYPE: ClassVar[str] = "proxy.Status"
 
     addresses: list[str] = field(default_factory=list, metadata=_go("Addresses", "[]string", "slice"))
-    # weavenet's own: engine, event stream and proxy counters, attach failures (absent from Go's, hence omitempty)
-    diagnostics: Any = field(default=None, metadata=_go("Diagnostics", "interface {}", "iface", omitempty=True))
 
 
 @dataclass
@@ -695,8 +693,6 @@ class PluginStatus:
     )
     driver_name: str = field(default="weave", metadata=_go("DriverName", "string"))
     mesh_driver_name: str = field(default="weavemesh", metadata=_go("MeshDriverName", "string", omitempty=True))
-    # weavenet's own: calls served and the last refusal (absent from Go's report, hence omitempty)
-    diagnostics: Any = field(default=None, metadata=_go("Diagnostics", "interface {}", "iface", omitempty=True))
 
 
 @dataclass

@@ -179,7 +179,6 @@ class Plugin:
                 "ProcPath": "/proc",
             },
             "DriverName": ep_names.driver_name(self.opts.plugin_socket) if self.opts.plugin_socket else "",
-            "Diagnostics": {"Calls": dict(self.calls), "LastError": self.last_error},
             "MeshDriverName": ep_names.driver_name(self.opts.plugin_mesh_socket)
             if self.opts.plugin_mesh_socket
             else "",

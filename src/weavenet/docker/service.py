@@ -15,7 +15,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from weavenet.docker import weavewait
+from weavenet.docker import status_page, weavewait
 from weavenet.docker.api import DockerClient, DockerError
 from weavenet.docker.attacher import Attacher, RouterAPI
 from weavenet.docker.endpoints import DEFAULT_DOCKER_API, parse_endpoint
@@ -229,9 +229,10 @@ class DockerIntegration:
         """The report's ``Proxy`` and ``Plugin`` sections (only the services that run), as Weave's."""
         out: dict[str, Any] = {}
         if self.proxy is not None:
-            out["Proxy"] = {"Addresses": list(self.proxy.addresses), "Diagnostics": self.diagnostics()}
+            out["Proxy"] = {"Addresses": list(self.proxy.addresses)}
         if self.plugin is not None:
             out["Plugin"] = self.plugin.report()
+        out[status_page.KEY] = self.diagnostics()  # not part of Weave's report: only ``weave status docker`` shows it
         return out
 
     def proxy_addresses(self) -> list[str]:
@@ -253,4 +254,6 @@ class DockerIntegration:
             d["Proxy"] = {**self.proxy.stats, "Active": self.proxy.active}
         if self.attacher is not None:
             d["Attach"] = {**self.attacher.stats, "LastError": self.attacher.last_error}
+        if self.plugin is not None:
+            d["Plugin"] = {"Calls": dict(self.plugin.calls), "LastError": self.plugin.last_error}
         return d
