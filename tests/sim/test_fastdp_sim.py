@@ -95,3 +95,14 @@ def test_peer_without_fastdp_uses_sleeve() -> None:
     net.run_for(5)
     assert overlay(net, 0, 1) == ("sleeve", "the peer does not offer the fast datapath")
     assert overlay(net, 1, 0) == ("sleeve", "fast datapath disabled on this peer")
+
+
+def test_a_dead_link_is_torn_down_rather_than_kept_on_a_fastdp_on_hold() -> None:
+    net = net3()
+    net.run_for(5)
+    net.cut(1, 2)  # nothing gets through: sleeve and VXLAN both die, so the connection must go
+    gone = net.run_until_true(lambda: net.peers[2].name not in net.peers[1].router.by_peer, 30)
+    assert gone is not None and gone < 15
+    # traffic between 1 and 2 now routes through 0, which both still reach over fastdp
+    assert net.peers[1].router.routes.unicast(net.peers[2].name) == net.peers[0].name
+    assert overlay(net, 1, 0)[0] == "fastdp"

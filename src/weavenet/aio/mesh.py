@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from weavenet.core.connection_maker import PeerAddr, join_host_port, parse_peer_spec
-from weavenet.core.router import Close, Dial, MeshRouter, SendDatagram, SendSpecial, Write
+from weavenet.core.router import Close, Dial, MeshRouter, SendDatagram, SendSpecial, SendVxlan, Write
 
 log = logging.getLogger("weavenet.mesh")
 
@@ -116,6 +116,7 @@ class MeshDriver:
         self.wall_offset = time.time() - self.loop.time()
         self.closed = False
         self.after_input: list[Callable[[], None]] = []
+        self.send_vxlan: Callable[[SendVxlan], None] | None = None  # the fast datapath's heartbeats
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -243,6 +244,8 @@ class MeshDriver:
                 self._spawn(self._dial(action.conn_id, action.address))
             elif isinstance(action, SendSpecial) and self.send_special is not None:
                 self.send_special(action)
+            elif isinstance(action, SendVxlan) and self.send_vxlan is not None:
+                self.send_vxlan(action)
         for cb in self.after_input:
             cb()
         self._arm_timer()

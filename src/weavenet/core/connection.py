@@ -83,16 +83,14 @@ class LocalConnection:
     def best_forwarder(self) -> SleeveForwarder | FastdpForwarder | None:
         """Weave's chooseBest: the most preferred established forwarder, else the most preferred working one.
 
-        A fast-datapath forwarder that was established but has lost its path is *on hold*: passed over while
-        anything else works, so the connection moves to the sleeve until heartbeats come back.
+        A fast-datapath forwarder that was established but has lost its path is *on hold*: it does not count as
+        working, so the connection moves to the sleeve until heartbeats come back -- or, if the sleeve is gone
+        too, the connection has no working forwarder and is torn down (then re-dialled), as in Weave.
         """
-        working = [f for f in self.forwarders if f is not None and not f.stopped]
-        usable = [f for f in working if not (isinstance(f, FastdpForwarder) and f.on_hold)]
-        for f in usable:
+        working = [f for f in self.forwarders if f is not None and not f.stopped and not _on_hold(f)]
+        for f in working:
             if f.established:
                 return f
-        if usable:
-            return usable[0]
         return working[0] if working else None
 
     def fastdp_forwarder(self) -> FastdpForwarder | None:
@@ -106,3 +104,7 @@ class LocalConnection:
         if s is None:
             s = self.senders[channel] = GossipSender()
         return s
+
+
+def _on_hold(fwd: SleeveForwarder | FastdpForwarder) -> bool:
+    return isinstance(fwd, FastdpForwarder) and fwd.on_hold

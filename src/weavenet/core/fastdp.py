@@ -53,6 +53,7 @@ QUICK_RX_TIMEOUT = 6.0  # weavenet peer: three heartbeats missed -> on hold
 GRACE = 3.0  # weavenet peer: how long a first exchange may take before a fallback reason is shown
 GO_GRACE = 10.0
 SEND_ERROR_TTL = 10.0  # a local send error explains the state for this long
+PROBES_ALONE = 1.5 * QUICK_RETRY  # probes still arriving this long after heartbeats stopped: heartbeats are too big
 
 CONTROL_HEARTBEAT_ACK = 0
 CONTROL_CRYPTO_INIT_SA_REMOTE = 1
@@ -196,18 +197,19 @@ class FastdpForwarder:
             return self.send_error
         if self.vnis is None:
             return "no short ID to build a VXLAN network identifier"
-        young = now - self.created_at < (GRACE if self.weavenet else GO_GRACE)
+        if now - self.created_at < (GRACE if self.weavenet else GO_GRACE):
+            return None  # the first exchange is still under way
         if not self.weavenet:
             if not self.established:
-                if young:
-                    return None
                 return f"no acknowledgement of {size}-byte VXLAN heartbeats (UDP port {port} blocked or MTU too small?)"
             return f"VXLAN heartbeats from the peer stopped (UDP port {port} blocked?)"
         got = self._recent(self.last_rx, now, QUICK_RX_TIMEOUT)
-        probes = self._recent(self.last_probe_rx, now, QUICK_RX_TIMEOUT)
+        # probes count as getting through on their own only if they kept coming after the last heartbeat did
+        # (when a path closes, the last probe often arrives just after the last heartbeat)
+        probes = self._recent(self.last_probe_rx, now, QUICK_RX_TIMEOUT) and (
+            self.last_rx is None or self.last_probe_rx > self.last_rx + PROBES_ALONE  # type: ignore[operator]
+        )
         flags = self._peer_flags(now)
-        if young and not self.established:
-            return None
         if not got and not probes:
             if flags is not None and flags & RX_PROBES:
                 return f"no VXLAN packets arrive from the peer, though it gets ours (UDP port {port} blocked one way?)"

@@ -119,6 +119,7 @@ class MeshRouter(GossipMixin):
         self.maker = ConnectionMaker(config.port, config.discovery, rng)
         self.sleeve = SleeveOverlay(config.name, external=config.external_datapath)
         self.fastdp: FastdpOverlay | None = None
+        self.fastdp_off_reason = "fast datapath disabled on this peer"
         if "fastdp" in config.overlays:
             self.fastdp = FastdpOverlay(ourself, config.fastdp_mtu, config.port + 1, self.topology.by_short_id)
         self.timers = Timers()
@@ -261,6 +262,12 @@ class MeshRouter(GossipMixin):
         if fwd is not None:
             fwd.set_device(error, now)
         self._after_input(now)
+
+    def disable_fastdp(self, reason: str = "fast datapath disabled on this peer") -> None:
+        """Offer only the sleeve from now on (the host cannot run VXLAN); call before any connection forms."""
+        self.fastdp = None
+        self.fastdp_off_reason = reason
+        self.config.overlays = tuple(o for o in self.config.overlays if o != "fastdp")
 
     def _fastdp_forwarder(self, peer: int, conn_uid: int) -> FastdpForwarder | None:
         conn = self.by_peer.get(PeerName(peer))
@@ -426,9 +433,9 @@ class MeshRouter(GossipMixin):
             common = list(dict.fromkeys(n for n in order if n in self.config.overlays and n in features.overlays))
             if not common:
                 raise HandshakeError("no overlays in common with peer")
-            if "fastdp" not in common:
-                conn.fastdp_refusal = (
-                    "fast datapath disabled on this peer"
+            if "fastdp" not in common and ("fastdp" in self.config.overlays or "fastdp" in features.overlays):
+                conn.fastdp_refusal = (  # only worth a word if one side offers it
+                    self.fastdp_off_reason
                     if "fastdp" not in self.config.overlays
                     else "the peer does not offer the fast datapath"
                 )
@@ -774,10 +781,14 @@ class MeshRouter(GossipMixin):
             return
         reason = None if best.name == "fastdp" else self.fallback_reason(conn, now)
         shown = (best.name, reason)
-        if shown == conn.overlay_shown:
+        before = conn.overlay_shown
+        if shown == before:
             return
         conn.overlay_shown = shown
-        if reason is None:
+        if before is not None and before[0] == best.name and before[1] is not None:
+            # same overlay, a new explanation: the state evolved within one fallback (status shows it)
+            log.debug("overlay_switch ->[%s] still using %s (fastdp: %s)", conn.remote, best.name, reason)
+        elif reason is None:
             log.info("overlay_switch ->[%s] using %s", conn.remote, best.name)
         else:
             log.info("overlay_switch ->[%s] using %s (fastdp: %s)", conn.remote, best.name, reason)

@@ -1,9 +1,14 @@
-"""From the mesh router's state to the data plane's tables (links and routes), pushed only when they change."""
+"""From the mesh router's state to the data plane's tables (links and routes), pushed only when they change.
+
+Every connection with a working sleeve forwarder gets a sleeve link, also when the connection itself is on the
+fast datapath: relayed traffic and broadcasts for peers the kernel does not reach still travel through it.
+Which peers the kernel floods to (``fastdp``) and which VNIs it receives (``vxlan_rx``) are set by the fast
+datapath's host side once it has programmed them, so the sleeve never assumes more than the kernel does.
+"""
 
 from __future__ import annotations
 
 from weavenet.core.router import FAST_SLEEVE_FEATURE, MeshRouter
-from weavenet.core.sleeve import SleeveForwarder
 from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD
 from weavenet.dataplane import udp
 from weavenet.dataplane.tables import DEFAULT_MAX_PAYLOAD, Link, Tables
@@ -22,6 +27,8 @@ class TableBuilder:
         self._routes: tuple[dict[int, int], dict[int, list[int]]] | None = None
         self._routes_generation = -1
         self.generation = 0
+        self.fastdp: frozenset[int] = frozenset()  # peers the kernel floods broadcasts to (set by FastdpLink)
+        self.vxlan_rx: frozenset[int] = frozenset()  # short IDs with a kernel VXLAN device (set by FastdpLink)
 
     def max_payload(self, peer: int, ip: str) -> int:
         if peer in self.pmtu:
@@ -36,8 +43,8 @@ class TableBuilder:
         router = self.router
         links: dict[int, Link] = {}
         for conn in router.ready_connections():
-            fwd = conn.best_forwarder()
-            if not isinstance(fwd, SleeveForwarder) or conn.remote is None:
+            fwd = conn.sleeve_forwarder()
+            if fwd is None or conn.remote is None:
                 continue
             key = conn.session_key if (router.config.password is not None and conn.untrusted) else None
             fast = bool(
@@ -70,6 +77,13 @@ class TableBuilder:
             broadcast = {int(s): [int(h) for h in hops] for s, hops in routes.broadcast_table().items()}
             self._routes = (unicast, broadcast)
         unicast, broadcast = self._routes
+        me = router.ourself
+        me_short = me.short_id if me.has_short_id and router.fastdp is not None else None
+        short_ids = (
+            {p.short_id: int(p.name) for p in router.topology.by_name.values() if p.has_short_id}
+            if me_short is not None
+            else {}
+        )
         signature = (
             tuple(
                 sorted(
@@ -78,11 +92,23 @@ class TableBuilder:
             ),
             tuple(sorted(unicast.items())),
             tuple(sorted((s, tuple(h)) for s, h in broadcast.items())),
+            self.fastdp,
+            self.vxlan_rx,
+            me_short,
+            tuple(sorted(short_ids.items())),
         )
         if signature == self._last:
             return None
         self._last = signature
         self.generation += 1
         return Tables(
-            me=int(router.name), generation=self.generation, links=links, unicast=unicast, broadcast=broadcast
+            me=int(router.name),
+            generation=self.generation,
+            links=links,
+            unicast=unicast,
+            broadcast=broadcast,
+            fastdp=self.fastdp,
+            vxlan_rx=self.vxlan_rx,
+            me_short=me_short,
+            short_ids=short_ids,
         )

@@ -1,5 +1,9 @@
 """Forwarding decisions of the sleeve (port of Weave's ``router/network_router.go``), pure.
 
+With the fast datapath, frames from our bridge that reach the sleeve are those the kernel did not carry: known
+unicast for peers reached through the sleeve, unknown unicast (the VXLAN ports do not flood it), and every
+broadcast/multicast -- of which the peers in ``tables.fastdp`` already got a copy over VXLAN.
+
 A decision is a list of ``(next_hop, src_peer, dst_peer)``: the frame goes to ``next_hop`` labelled with the peer
 where it entered the overlay and the peer it is for. Broadcasts are labelled with each next hop as destination, so
 every peer on the spanning tree receives them "for itself", injects them and passes them on along the broadcast
@@ -26,7 +30,11 @@ def from_local(tables: Tables, macs: MacCache, dst: bytes, src: bytes, now: floa
     if owner == LOCAL:
         return []
     if owner is None:
-        return [(hop, me, hop) for hop in tables.broadcast.get(me, ())]
+        hops = tables.broadcast.get(me, ())
+        if tables.fastdp and is_group(dst):
+            # the bridge flooded it over VXLAN to these peers already (unknown unicast it does not: flood off)
+            return [(hop, me, hop) for hop in hops if hop not in tables.fastdp]
+        return [(hop, me, hop) for hop in hops]
     hop = tables.unicast.get(owner)
     return [] if hop is None else [(hop, me, owner)]
 

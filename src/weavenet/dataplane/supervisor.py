@@ -3,6 +3,9 @@
 Runs inside the router's asyncio loop; all of its I/O with the workers is non-blocking on the loop except
 ``Channel.send`` of small messages on a local socketpair. If a worker dies, the router logs it and restarts the
 pair (the TAP and socket stay), so a data-plane crash never takes the control plane down.
+
+With the fast datapath it also owns the VXLAN sniffer (handed to the rx worker) and the socket heartbeats are sent
+from; the VXLAN devices themselves are the host side's (``weavenet.host.vxlan``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from weavenet.dataplane import tap as tapdev
-from weavenet.dataplane import udp
+from weavenet.dataplane import udp, vxlan
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.tables import Tables
 
@@ -36,6 +39,8 @@ class Datapath:
         on_special: Callable[[int, int, bytes, tuple[str, int]], None],
         tap_name: str = TAP_NAME,
         offloads: bool = True,
+        vxlan_port: int | None = None,
+        on_vxlan_special: Callable[[str, int, bytes, int], None] | None = None,
     ) -> None:
         self.bridge = bridge
         self.host = host
@@ -55,6 +60,10 @@ class Datapath:
         self.pmtu: dict[int, int] = {}  # peer -> max UDP payload learned by the workers
         self.on_pmtu: Callable[[int, int], None] | None = None
         self._stopping = False
+        self.vxlan_port = vxlan_port  # None: no fast datapath
+        self.on_vxlan_special = on_vxlan_special
+        self.sniffer: socket.socket | None = None
+        self.vxlan_sender: socket.socket | None = None
 
     async def start(self) -> None:
         self.tap_fd, self.offloads = tapdev.open_tap(self.tap_name, self.offloads_wanted)
@@ -62,6 +71,8 @@ class Datapath:
         for argv in (
             ["ip", "link", "set", self.tap_name, "mtu", str(bridge_mtu)],
             ["ip", "link", "set", self.tap_name, "master", self.bridge],
+            # split horizon with the fast datapath's VXLAN ports: what one delivers, the other never forwards
+            ["bridge", "link", "set", "dev", self.tap_name, "isolated", "on"],
             ["ip", "link", "set", self.tap_name, "up"],
         ):
             proc = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
@@ -69,6 +80,9 @@ class Datapath:
             if proc.returncode != 0:
                 raise OSError(f"{' '.join(argv)}: {err.decode().strip()}")
         self.sock, self.gro = udp.open_socket(self.host, self.port)
+        if self.vxlan_port is not None:
+            self.sniffer = vxlan.open_sniffer(self.vxlan_port)
+            self.vxlan_sender = vxlan.open_sender(self.host)
         log.info(
             "sleeve data plane on %s, UDP %s:%d (offloads 0x%x, GRO %s)",
             self.tap_name,
@@ -86,6 +100,10 @@ class Datapath:
         for role, peer_end in (("tx", peer_tx), ("rx", peer_rx)):
             ours, theirs = socket.socketpair()
             fds = [self.tap_fd, self.sock.fileno(), theirs.fileno(), peer_end.fileno()]
+            extra = []
+            if role == "rx" and self.sniffer is not None:
+                fds.append(self.sniffer.fileno())
+                extra = ["--sniff-fd", str(self.sniffer.fileno())]
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -100,6 +118,7 @@ class Datapath:
                     str(fds[2]),
                     "--peer-fd",
                     str(fds[3]),
+                    *extra,
                 ],
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
@@ -134,6 +153,10 @@ class Datapath:
         if kind == "special":
             _, peer, conn_uid, frame, addr = msg
             self.on_special(peer, conn_uid, frame, (str(addr[0]), int(addr[1])))
+        elif kind == "vxlan_special":
+            if self.on_vxlan_special is not None:
+                _, src_ip, vni, head, length = msg
+                self.on_vxlan_special(str(src_ip), int(vni), bytes(head), int(length))
         elif kind == "stats":
             _, _role, stats, macs, pmtus = msg
             self.stats.update(stats)
@@ -192,6 +215,12 @@ class Datapath:
     def send_special(self, peer: int, conn_uid: int, frame: bytes, df: bool) -> None:
         self._send("tx", ("special", peer, conn_uid, frame, df))
 
+    def send_vxlan(self, addr: tuple[str, int], vni: int, frame: bytes) -> str | None:
+        """Send a hand-made VXLAN packet (a heartbeat); returns why it could not leave, if so."""
+        if self.vxlan_sender is None:
+            return "no fast datapath"
+        return vxlan.send(self.vxlan_sender, addr, vni, frame)
+
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self._procs.values()]
 
@@ -202,6 +231,9 @@ class Datapath:
         self._kill_workers()
         if self.sock is not None:
             self.sock.close()
+        for extra in (self.sniffer, self.vxlan_sender):
+            if extra is not None:
+                extra.close()
         if self.tap_fd >= 0:
             os.close(self.tap_fd)
             self.tap_fd = -1

@@ -27,3 +27,10 @@ class Tables:
     links: dict[int, Link] = field(default_factory=dict)  # by peer name
     unicast: dict[int, int] = field(default_factory=dict)  # destination peer -> next hop peer
     broadcast: dict[int, list[int]] = field(default_factory=dict)  # source peer -> next hop peers
+    # Fast datapath. ``fastdp``: peers the kernel floods our broadcasts and multicasts to over VXLAN (the sleeve
+    # leaves them out of what it sends). ``vxlan_rx``: short IDs whose frames to us a kernel VXLAN device takes
+    # (VNI ``short | me_short << 12``). ``short_ids``: short ID -> peer, to name the sender of a VXLAN packet.
+    fastdp: frozenset[int] = frozenset()
+    vxlan_rx: frozenset[int] = frozenset()
+    me_short: int | None = None
+    short_ids: dict[int, int] = field(default_factory=dict)

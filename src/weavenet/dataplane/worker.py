@@ -7,6 +7,10 @@ workers what they need through a channel: links (peer, UDP address, key, format)
 each other the MACs they learn, and the rx worker hands the router the sleeve's special frames (heartbeats, MTU
 probes). Started as ``python -m weavenet.dataplane.worker tx|rx`` with the TAP, UDP socket and channel fds
 inherited.
+
+With the fast datapath the rx worker also reads the VXLAN sniffer (``weavenet.dataplane.vxlan``): heartbeats go
+to the router; broadcasts that came over VXLAN are passed on along the sender's broadcast routes through the
+sleeve (the kernel delivered them locally already), or injected here if no kernel device took them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 import traceback
 from typing import Any
 
+from weavenet.core.fastdp_codec import is_special, parse_ipv4_vxlan, split_vni
 from weavenet.core.sleeve_codec import NAME_SIZE, Decryptor, iter_frames
 from weavenet.dataplane import fastwire, forward, frames, toobig, udp
 from weavenet.dataplane.channel import Channel
@@ -74,6 +79,9 @@ class _Base:
 
     def on_message(self, msg: tuple[Any, ...]) -> None:
         pass
+
+    def run(self) -> None:
+        raise NotImplementedError
 
     def housekeeping(self, now: float) -> None:
         if now - self._last_housekeeping >= HOUSEKEEPING:
@@ -208,8 +216,11 @@ class TxWorker(_Base):
 class RxWorker(_Base):
     """Peers → bridge: receive (GRO), decrypt, reassemble, inject or relay; specials go to the router."""
 
-    def __init__(self, tap: int, sock: socket.socket, ctl: Channel, peer: Channel) -> None:
+    def __init__(
+        self, tap: int, sock: socket.socket, ctl: Channel, peer: Channel, sniffer: socket.socket | None = None
+    ) -> None:
         super().__init__(tap, sock, ctl, peer)
+        self.sniffer = sniffer
         self.sender = Sender(sock, 0, RX_STREAM)
         self.reasm = fastwire.Reassembler()
         self._by_bin: dict[bytes, Link] = {}
@@ -236,10 +247,15 @@ class RxWorker(_Base):
         poller = select.poll()
         for fd in (self.sock.fileno(), self.ctl.fileno(), self.peer.fileno()):
             poller.register(fd, select.POLLIN)
+        sniff_fd = self.sniffer.fileno() if self.sniffer is not None else -1
+        if sniff_fd >= 0:
+            poller.register(sniff_fd, select.POLLIN)
         cmsg = socket.CMSG_SPACE(4)
         while self.running:
             for fd, _ in poller.poll(int(HOUSEKEEPING * 1000)):
-                if fd == self.sock.fileno():
+                if fd == sniff_fd:
+                    self.read_sniffer()
+                elif fd == self.sock.fileno():
                     for _ in range(64):
                         try:
                             data, anc, _flags, addr = self.sock.recvmsg(65535 + 64, cmsg)
@@ -416,6 +432,10 @@ class RxWorker(_Base):
         if not hops:
             return
         frame = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
+        self.relay(hops, vnet, frame)
+
+    def relay(self, hops: list[tuple[int, int, int]], vnet: bytes, frame: bytes | memoryview) -> None:
+        """Pass a frame on through the sleeve: (next hop, source peer, destination peer) each."""
         for hop, s, d in hops:
             link = self.tables.links.get(hop)
             if link is None:
@@ -425,6 +445,53 @@ class RxWorker(_Base):
             else:
                 self.peer.send(("relay", hop, s, d, vnet, bytes(frame)))
             self.count("relayed")
+
+    def read_sniffer(self) -> None:
+        assert self.sniffer is not None
+        for _ in range(64):
+            try:
+                data = self.sniffer.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.count("vxlan_recv_errors")
+                return
+            try:
+                self.vxlan(data, time.monotonic())
+            except RemoteProtocolError:
+                self.count("vxlan_malformed")
+            except Exception:  # a bug must cost one packet, never the data plane
+                self.internal_error()
+
+    def vxlan(self, data: bytes, now: float) -> None:
+        """A special or broadcast frame that came over VXLAN (a copy: the kernel has it too)."""
+        t = self.tables
+        pkt = parse_ipv4_vxlan(data)
+        src_short, dst_short = split_vni(pkt.vni)
+        if t.me_short is None or dst_short != t.me_short:
+            self.count("vxlan_not_for_us")
+            return
+        frame = pkt.frame
+        if is_special(frame):
+            self.ctl.send(("vxlan_special", pkt.src_ip, pkt.vni, bytes(frame[:64]), len(frame)))
+            return
+        src_peer = t.short_ids.get(src_short)
+        if src_peer is None or src_peer == t.me:
+            self.count("vxlan_unknown_sender")
+            return
+        src_mac = bytes(frame[6:12])
+        if self.macs.add_forced(src_mac, src_peer, now):
+            self.peer.send(("mac", src_mac, src_peer))
+        if src_short not in t.vxlan_rx:  # no device of ours took it (relayed by a Go peer): deliver it here
+            try:
+                os.writev(self.tap, [ZERO_VNET, frame])
+                self.count("vxlan_injected")
+            except OSError:
+                self.count("inject_errors")
+        self.count("vxlan_broadcasts")
+        hops = [(hop, src_peer, hop) for hop in t.broadcast.get(src_peer, ()) if hop != src_peer]
+        if hops:
+            self.relay(hops, ZERO_VNET, frame)
 
     def report(self) -> None:
         stats = {"rx_" + k: v for k, v in self.counters.items()}
@@ -441,13 +508,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--udp-fd", type=int, required=True)
     ap.add_argument("--ctl-fd", type=int, required=True)
     ap.add_argument("--peer-fd", type=int, required=True)
+    ap.add_argument("--sniff-fd", type=int, default=-1)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=args.udp_fd)
     ctl = Channel(socket.socket(fileno=args.ctl_fd))
     peer = Channel(socket.socket(fileno=args.peer_fd))
-    worker = (TxWorker if args.role == "tx" else RxWorker)(args.tap_fd, sock, ctl, peer)
+    if args.role == "tx":
+        worker: _Base = TxWorker(args.tap_fd, sock, ctl, peer)
+    else:
+        sniffer = socket.socket(fileno=args.sniff_fd) if args.sniff_fd >= 0 else None
+        worker = RxWorker(args.tap_fd, sock, ctl, peer, sniffer)
     profile = os.environ.get("WEAVENET_DATAPLANE_PROFILE")  # a directory: write a cProfile per worker there
     prof = None
     if profile:

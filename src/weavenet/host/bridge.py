@@ -42,6 +42,9 @@ def ensure_bridge(mac: str, mtu: int = DEFAULT_MTU, name: str = BRIDGE) -> None:
         run(["ip", "link", "set", name, "address", mac])
     if info.get("mtu") != mtu:
         run(["ip", "link", "set", name, "mtu", str(mtu)])
+    # Multicast goes everywhere, as on Weave's own switch: with snooping, a group joined over the sleeve and one
+    # joined over VXLAN would each be forwarded to one path only.
+    run(["ip", "link", "set", name, "type", "bridge", "mcast_snooping", "0"])
     sysctl(f"net/ipv6/conf/{name}/accept_ra", "0", must=False)
     arp_sysctls(name)
     run(["ip", "link", "set", name, "up"])

@@ -1,0 +1,285 @@
+"""The fast datapath's host side: keeps the kernel's VXLAN devices in step with the router's forwarders.
+
+The router core decides, per connection, whether fastdp works (``weavenet.core.fastdp``); this module makes the
+kernel match, asynchronously (each change is an ``ip``/``bridge`` command), and only then tells the others:
+
+* a device per live fast-datapath forwarder, created receive-only; once it exists the forwarder may acknowledge
+  the peer's heartbeats (which invites the peer's traffic);
+* kernel forwarding (learning, broadcast flooding) on for peers whose connection is on fastdp and that are
+  direct neighbours, off for the rest;
+* the data plane's tables say which peers the kernel floods to (the sleeve leaves them out of broadcasts) --
+  narrowed *before* flooding is switched off and widened *after* it is switched on, so a change of path may
+  duplicate a broadcast for a moment but never drops one.
+
+It also probes the host at start: whether a VXLAN device can bind UDP port+1 (else the router offers only the
+sleeve, as Weave does without the ODP module), and whether the kernel has IPsec ESP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from weavenet.core.fastdp import SendVxlan
+from weavenet.core.names import PeerName
+from weavenet.errors import HostError
+from weavenet.host import vxlan as host
+
+if TYPE_CHECKING:
+    from weavenet.daemon.weaver import Daemon
+
+log = logging.getLogger("weavenet.fastdp")
+
+MAC_REFRESH = 10.0  # how often the MACs learned behind VXLAN ports are read for `weave report`
+OVERLAYS = ("fastdp", "sleeve")
+
+
+def overlays(no_fastdp: bool) -> tuple[str, ...]:
+    """The overlays a router offers: Weave's ``fastdp sleeve``, or just the sleeve with ``--no-fastdp``."""
+    return ("sleeve",) if no_fastdp else OVERLAYS
+
+
+class FastdpLink:
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.router = daemon.router
+        self.bridge = daemon.datapath.bridge
+        self.port = daemon.config.port + 1
+        self.mtu = daemon.config.mtu
+        self.local = daemon.config.host
+        self.enabled = self.router.fastdp is not None
+        self.unavailable: str | None = None  # why this host cannot run the fast datapath
+        self.esp = (False, "not probed")
+        self.applied: dict[str, host.DeviceSpec] = {}
+        self.owners: dict[str, tuple[int, int]] = {}  # device -> (peer, connection UID) told it is ready
+        self.failed: dict[tuple[int, int], str] = {}  # (peer, connection UID) -> why its device failed
+        self.learned: list[tuple[str, int]] = []  # (MAC hex, peer) behind VXLAN ports
+        self._macs_at = 0.0
+        self._event = asyncio.Event()
+        self._wanted: object = None
+        self._task: asyncio.Task[None] | None = None
+        if self.enabled:
+            daemon.datapath.vxlan_port = self.port
+            daemon.datapath.on_vxlan_special = self._on_special
+            daemon.driver.send_vxlan = self._send
+            daemon.driver.after_input.append(self.kick)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Probe the host and clear devices a crashed router left; falls back to sleeve-only if VXLAN cannot run."""
+        self.esp = await asyncio.to_thread(host.esp_support)
+        self.router.config.esp = self.esp[0]
+        if not self.enabled:
+            return
+        log.info("IPsec ESP: %s", "available" if self.esp[0] else f"unavailable ({self.esp[1]})")
+        await asyncio.to_thread(host.delete_all)
+        problem = await asyncio.to_thread(host.probe, self.port, self.local)
+        if problem is not None:
+            self.unavailable = problem
+            log.warning("fast datapath unavailable, using the sleeve only: %s", problem)
+            self.router.disable_fastdp(f"fast datapath unavailable on this peer: {problem}")
+            self.daemon.datapath.vxlan_port = None
+            self.enabled = False
+            return
+        log.info("fast datapath: VXLAN on UDP port %d, MTU %d", self.port, self.mtu)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.enabled:
+            with contextlib.suppress(HostError):
+                await asyncio.to_thread(host.delete_all)
+
+    # -- I/O for the router -----------------------------------------------------------------------------------------
+
+    def _send(self, action: SendVxlan) -> None:
+        error = self.daemon.datapath.send_vxlan(action.addr, action.vni, action.frame)
+        if error is not None:
+            peer, uid = int(action.peer), action.conn_uid
+            self.daemon.driver.run(lambda now: self.router.fastdp_send_failed(peer, uid, error, now))
+
+    def _on_special(self, src_ip: str, vni: int, head: bytes, length: int) -> None:
+        self.daemon.driver.run(lambda now: self.router.vxlan_special_received(src_ip, vni, head, length, now))
+
+    # -- reconciliation ---------------------------------------------------------------------------------------------
+
+    def desired(self) -> dict[str, tuple[host.DeviceSpec, int, int]]:
+        """device name -> (spec, peer, connection UID), from the router's live forwarders."""
+        out: dict[str, tuple[host.DeviceSpec, int, int]] = {}
+        routes = self.router.routes
+        for conn, fwd in self.router.fastdp_forwarders():
+            vnis = fwd.vnis
+            peer = int(fwd.remote.name)
+            if vnis is None or fwd.remote_addr is None or (peer, fwd.conn_uid) in self.failed:
+                continue
+            forwarding = (
+                fwd.healthy and conn.best_forwarder() is fwd and routes.unicast(fwd.remote.name) == fwd.remote.name
+            )
+            name = host.device_name(fwd.remote.short_id)
+            spec = host.DeviceSpec(name, vnis[0], vnis[1], fwd.remote_addr[0], fwd.remote_addr[1], forwarding)
+            out[name] = (spec, peer, fwd.conn_uid)
+        return out
+
+    def kick(self) -> None:
+        """After every router input: reconcile if what the kernel should look like changed."""
+        if self._task is None:
+            return
+        wanted = self.desired()
+        if wanted != self._wanted or any(self.owners.get(n) != (p, u) for n, (_, p, u) in wanted.items()):
+            self._wanted = wanted
+            self._event.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout=MAC_REFRESH)
+            except TimeoutError:
+                pass
+            self._event.clear()
+            try:
+                await self._reconcile()
+                if time.monotonic() - self._macs_at >= MAC_REFRESH:
+                    await self._refresh_macs()
+            except Exception:  # a failed command must not end the loop that retries it
+                log.exception("fast datapath: reconciling the VXLAN devices failed")
+                await asyncio.sleep(1.0)
+                self._event.set()
+
+    async def _reconcile(self) -> None:
+        desired = self.desired()
+        tables = self.daemon.tables
+        keep = {p for n, (spec, p, _) in desired.items() if spec.forwarding and self._forwarding(n)}
+        if tables.fastdp - keep:  # the sleeve resumes these peers' broadcasts before the kernel stops
+            tables.fastdp = frozenset(tables.fastdp & keep)
+            self.daemon._push_tables()
+        for name in [n for n in self.applied if n not in desired]:
+            await asyncio.to_thread(host.delete, name)
+            del self.applied[name]
+            self.owners.pop(name, None)
+        for name, (spec, peer, uid) in desired.items():
+            error = await self._apply(spec)
+            if error is not None:
+                self.failed[(peer, uid)] = error
+                log.warning("fast datapath to %s: cannot create %s: %s", PeerName(peer), name, error)
+                self._tell(peer, uid, error)
+                continue
+            if self.owners.get(name) != (peer, uid):
+                self.owners[name] = (peer, uid)
+                self._tell(peer, uid, None)
+        tables.fastdp = frozenset(p for n, (_, p, _) in desired.items() if self._forwarding(n))
+        tables.vxlan_rx = frozenset(spec.rx_vni & 0xFFF for spec in self.applied.values())
+        self.daemon._push_tables()
+
+    def _forwarding(self, name: str) -> bool:
+        spec = self.applied.get(name)
+        return spec is not None and spec.forwarding
+
+    async def _apply(self, spec: host.DeviceSpec) -> str | None:
+        old = self.applied.get(spec.name)
+        if old == spec:
+            return None
+        try:
+            if old is None or (old.rx_vni, old.tx_vni) != (spec.rx_vni, spec.tx_vni):
+                if old is not None:
+                    await asyncio.to_thread(host.delete, spec.name)
+                    self.applied.pop(spec.name, None)
+                    self.owners.pop(spec.name, None)
+                await asyncio.to_thread(host.create, spec, self.port, self.mtu, self.bridge, self.local)
+                log.info("fast datapath: created %s (VNI in %#x, out %#x)", spec.name, spec.rx_vni, spec.tx_vni)
+            else:
+                if (old.remote_ip, old.remote_port) != (spec.remote_ip, spec.remote_port):
+                    await asyncio.to_thread(host.set_remote, old, spec)
+                if old.forwarding != spec.forwarding:
+                    await asyncio.to_thread(host.set_forwarding, spec.name, self.bridge, spec.forwarding)
+        except HostError as e:
+            return str(e)
+        self.applied[spec.name] = spec
+        return None
+
+    def _tell(self, peer: int, uid: int, error: str | None) -> None:
+        self.daemon.driver.run(lambda now: self.router.fastdp_device_ready(peer, uid, error, now))
+
+    async def _refresh_macs(self) -> None:
+        self._macs_at = time.monotonic()
+        pairs = await asyncio.to_thread(host.learned_macs, self.bridge)
+        self.learned = [
+            (mac.replace(":", ""), self.owners[dev][0]) for mac, dev in pairs if dev in self.owners and len(mac) == 17
+        ]
+
+    # -- status -------------------------------------------------------------------------------------------------
+
+    def diagnostics(self) -> dict[str, Any]:
+        """``OverlayDiagnostics.fastdp`` of ``weave report``: the kernel's devices and each connection's state."""
+        now = self.daemon.driver.loop.time()
+        ov = self.router.fastdp
+        conns = []
+        for conn in self.router.by_peer.values():
+            fwd = conn.fastdp_forwarder()
+            best = conn.best_forwarder()
+            row: dict[str, Any] = {
+                "Peer": str(conn.remote.name) if conn.remote else "",
+                "NickName": conn.remote.nickname if conn.remote else "",
+                "Using": best.name if best is not None else "none",
+                "Reason": self.router.fallback_reason(conn, now),
+            }
+            if fwd is not None:
+                vnis = fwd.vnis
+                row.update(
+                    Established=fwd.established,
+                    Healthy=fwd.healthy,
+                    Remote=f"{fwd.remote_addr[0]}:{fwd.remote_addr[1]}" if fwd.remote_addr else "",
+                    VNIs={"In": vnis[0], "Out": vnis[1]} if vnis else None,
+                    LastHeartbeat=round(now - fwd.last_rx, 1) if fwd.last_rx is not None else None,
+                    PeerReceives=fwd.peer_flags,
+                    Weavenet=fwd.weavenet,
+                )
+            conns.append(row)
+        return {
+            "Enabled": self.enabled,
+            "Unavailable": self.unavailable,
+            "Port": self.port,
+            "MTU": self.mtu,
+            "ESP": {"Supported": self.esp[0], "Detail": self.esp[1]},
+            "Vports": [self._vport(s) for s in self.applied.values()],
+            "Flooding": sorted(str(PeerName(p)) for p in self.daemon.tables.fastdp),
+            "Connections": conns,
+            "Counters": ov.counters.as_dict() if ov is not None else {},
+            "MACs": len(self.learned),
+            "Failed": {f"{PeerName(p)}/{u:x}": e for (p, u), e in self.failed.items()},
+        }
+
+    def _vport(self, s: host.DeviceSpec) -> dict[str, Any]:
+        owner = self.owners.get(s.name)
+        return {
+            "Name": s.name,
+            "TypeName": "vxlan",
+            "RxVNI": s.rx_vni,
+            "TxVNI": s.tx_vni,
+            "Remote": f"{s.remote_ip}:{s.remote_port}",
+            "Forwarding": s.forwarding,
+            "Peer": str(PeerName(owner[0])) if owner else "",
+        }
+
+    def add_to_report(self, report: dict[str, Any]) -> None:
+        router = report.get("Router") or {}
+        diags = router.get("OverlayDiagnostics")
+        if isinstance(diags, dict):
+            diags["fastdp"] = self.diagnostics()
+        if self.learned:
+            known = {m.get("Mac") for m in router.get("MACs") or []}
+            extra = []
+            for mac_hex, peer in self.learned:
+                mac = ":".join(mac_hex[i : i + 2] for i in range(0, 12, 2))
+                if mac in known:
+                    continue
+                p = self.router.topology.get(PeerName(peer))
+                nick = p.nickname if p else ""
+                extra.append({"Mac": mac, "Name": str(PeerName(peer)), "NickName": nick, "LastSeen": ""})
+            router["MACs"] = (router.get("MACs") or []) + extra or None

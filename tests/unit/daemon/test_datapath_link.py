@@ -1,0 +1,55 @@
+"""Tables for the data plane from the router's state: sleeve links also for connections on the fast datapath,
+and the fast-datapath facts the sleeve needs (who the kernel floods to, which VNIs it takes, short IDs)."""
+
+from __future__ import annotations
+
+from weavenet.core.names import PeerName
+from weavenet.core.router import MeshConfig
+from weavenet.daemon.datapath_link import TableBuilder
+from weavenet.sim.network import SimNetwork
+
+
+def mesh(fastdp: bool) -> SimNetwork:
+    overlays = ("fastdp", "sleeve") if fastdp else ("sleeve",)
+    net = SimNetwork(
+        2,
+        seed=7,
+        config=lambda i: MeshConfig(name=PeerName(0x0A0000000001 + i), nickname=f"p{i + 1}", overlays=overlays),
+    )
+    net.connect(1, [0])
+    ok = net.run_until_true(
+        lambda: all(
+            p.router.by_peer
+            and all(
+                c.best_forwarder().name == ("fastdp" if fastdp else "sleeve")  # type: ignore[union-attr]
+                for c in p.router.by_peer.values()
+            )
+            for p in net.peers
+        ),
+        30,
+    )
+    assert ok is not None
+    return net
+
+
+def test_connections_on_fastdp_keep_their_sleeve_link() -> None:
+    net = mesh(fastdp=True)
+    router = net.peers[0].router
+    builder = TableBuilder(router)
+    builder.fastdp = frozenset({int(net.peers[1].name)})
+    builder.vxlan_rx = frozenset({net.peers[1].router.ourself.short_id})
+    t = builder.build()
+    assert t is not None
+    other = int(net.peers[1].name)
+    assert other in t.links and t.links[other].addr is not None  # relays and broadcasts still need it
+    assert t.fastdp == {other} and t.me_short == router.ourself.short_id
+    assert t.short_ids[net.peers[1].router.ourself.short_id] == other
+    assert builder.build() is None  # nothing changed: nothing to push
+    builder.fastdp = frozenset()
+    assert builder.build() is not None  # the kernel stopped flooding: the sleeve must know at once
+
+
+def test_without_fastdp_there_are_no_vxlan_facts() -> None:
+    net = mesh(fastdp=False)
+    t = TableBuilder(net.peers[0].router).build()
+    assert t is not None and t.me_short is None and not t.short_ids and not t.fastdp
