@@ -215,7 +215,7 @@ def test_attach_bad_input_leaves_nothing(make_testbed) -> None:
         (["10.2.1.1/33", c.netns_path], "invalid address"),
         (["10.2.1.1/24", "/etc/hostname"], "not a network namespace"),
         (["10.2.1.1/24", "999999"], "no process"),
-        (["net:10.2.0.0/16", c.netns_path], "allocation must be enabled"),
+        (["net:10.2.0.0/16", c.netns_path], "out of bounds: 10.32.0.0/12"),  # IPAM is on by default
         (["10.2.1.1/24", "/proc/1/ns/net"], ""),
     ):
         res = h1.weave("attach", *args)

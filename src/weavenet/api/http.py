@@ -100,6 +100,10 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
         from weavenet.api.dns_routes import add_dns_routes
 
         add_dns_routes(routes, daemon.dns)
+    if not read_only:
+        from weavenet.api.ipam_routes import add_routes as add_ipam_routes
+
+        add_ipam_routes(routes, daemon)
     app.add_routes(routes)
     return app
 

@@ -1,52 +1,28 @@
 """``weave attach|detach|expose|hide|ps``: containers and the host on the weave network.
 
-These run in the CLI process (as root, in the host's namespaces), like Weave's ``weaveutil``; only the router's
-API is asked for what it owns (address allocation, names) once IPAM and DNS exist. Without IPAM, ``net:`` forms
-and attaching without an address are refused with Weave's message.
+These run in the CLI process (as root, in the host's namespaces), like Weave's ``weaveutil``; the router's API
+is asked for what it owns: addresses (``weavenet.cli.ipam_cmds``) and names. Without IPAM, ``net:`` forms and
+attaching without an address are refused with Weave's message. Attached containers are recorded in the
+registry (``weavenet.host.attached``) that ``weave ps`` lists and the router watches for containers that die.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import click
 
 from weavenet.errors import HostError
 
 NO_IPAM = "IP address allocation must be enabled to use 'net:'"
-
-
-def _registry_path() -> Path:
-    from weavenet.daemon.config import run_dir_default
-
-    return Path(run_dir_default()) / "attached.json"
-
-
-def _load_registry() -> dict[str, str]:
-    try:
-        return dict(json.loads(_registry_path().read_text()))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def _save_registry(reg: dict[str, str]) -> None:
-    path = _registry_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(reg))
-    os.replace(tmp, path)
+EXPOSE = "weave:expose"
 
 
 def _split_addrs(args: Sequence[str]) -> tuple[list[str], str]:
     if not args:
         raise HostError("no container given")
     *addrs, container = args
-    for a in addrs:
-        if a.startswith("net:") or a == "net:default":
-            raise HostError(NO_IPAM)
     return addrs, container
 
 
@@ -55,58 +31,76 @@ def _ips(cidrs: Sequence[str]) -> str:
 
 
 def attach_cmd(args: Sequence[str], multicast_route: bool) -> None:
-    from weavenet.host.attach import attach, parse_cidr, resolve_container
+    """Addresses from IPAM (``net:``, or none given) or claimed in it (plain ones), then the interface."""
+    from weavenet.cli import ipam_cmds
+    from weavenet.host import attached
+    from weavenet.host.attach import attach, resolve_container
 
-    addrs, container = _split_addrs(args)
-    if not addrs:
-        raise HostError(NO_IPAM)
+    words, container = _split_addrs(args)
+    ipam_cmds.parse_args(words)  # a typo is refused before anything changes
     ref = resolve_container(container)
-    attach(ref, addrs, multicast_route=multicast_route)
-    reg = _load_registry()
-    reg[ref.netns] = ref.id
-    _save_registry(reg)
-    click.echo(_ips([str(parse_cidr(a)) for a in addrs]))
+    all_cidrs, from_ipam = ipam_cmds.allocate(ref.id, words, check_alive=True)
+    ipam_cmds.warn_overlap([c for c in all_cidrs if c not in from_ipam])
+    try:
+        attach(ref, all_cidrs, multicast_route=multicast_route)
+    except BaseException:
+        ipam_cmds.release(ref.id, from_ipam)
+        raise
+    attached.record(ipam_cmds.run_dir(), ref.netns, ref.id)
+    click.echo(_ips(all_cidrs))
 
 
 def detach_cmd(args: Sequence[str]) -> None:
-    from weavenet.host.attach import detach, resolve_container
+    """The given addresses (no address: IPAM's in the default subnet, or all when IPAM holds none there)."""
+    from weavenet.cli import ipam_cmds
+    from weavenet.host import attached
+    from weavenet.host.attach import container_addrs, detach, resolve_container
 
-    addrs, container = _split_addrs(args)
+    words, container = _split_addrs(args)
+    ipam_cmds.parse_args(words)
     ref = resolve_container(container)
-    removed = detach(ref, addrs or None)
-    if not addrs:
-        reg = _load_registry()
-        reg.pop(ref.netns, None)
-        _save_registry(reg)
-    click.echo(_ips(removed))
-
-
-def expose_cmd(addrs: Sequence[str], without_masquerade: bool) -> None:
-    from weavenet.cli.client import request
-    from weavenet.host.attach import parse_cidr
-
-    if not addrs:
-        raise HostError(NO_IPAM)
-    for a in addrs:
-        if a.startswith("net:"):
-            raise HostError(NO_IPAM)
-    shown = []
-    for a in addrs:
-        addr = parse_cidr(a)
-        query = "?skipNAT=true" if without_masquerade else ""
-        reply = request("POST", f"/expose/{addr.ip}/{addr.network.prefixlen}{query}")
-        if reply.status >= 300:
-            raise HostError(reply.body.strip() or f"expose failed ({reply.status})")
-        shown.append(str(addr))
+    wanted, _, _ = ipam_cmds.lookup(ref.id, words)
+    if not words and not wanted:
+        removed = detach(ref, None)
+        shown = removed
+    else:
+        removed = detach(ref, wanted)
+        shown = wanted
+    ipam_cmds.release(ref.id, shown)
+    if container_addrs(ref) is None:  # nothing left on the weave network
+        ipam_cmds.release_all(ref.id)
+        attached.forget(ipam_cmds.run_dir(), ref.netns)
     click.echo(_ips(shown))
 
 
+def expose_cmd(addrs: Sequence[str], without_masquerade: bool) -> None:
+    """``weave:expose`` addresses from IPAM (``net:``, or none given) or claimed in it, on the bridge."""
+    from weavenet.cli import ipam_cmds
+
+    all_cidrs, from_ipam = ipam_cmds.allocate(EXPOSE, list(addrs), check_alive=False)
+    query = "?skipNAT=true" if without_masquerade else ""
+    try:
+        for cidr in all_cidrs:
+            reply = ipam_cmds._req("POST", f"/expose/{cidr}{query}")
+            if reply.status >= 300:
+                raise HostError(reply.body.strip() or f"expose failed ({reply.status})")
+    except HostError:
+        ipam_cmds.release(EXPOSE, from_ipam)
+        raise
+    click.echo(_ips(all_cidrs))
+
+
 def hide_cmd(addrs: Sequence[str]) -> None:
+    """The given addresses (no address: IPAM's in the default subnet, or all when IPAM holds none there)."""
+    from weavenet.cli import ipam_cmds
     from weavenet.host.expose import exposed, hide
 
-    targets = list(addrs) or exposed()
-    removed = [str(hide(a)) for a in targets]
-    click.echo(_ips(removed))
+    wanted, _, _ = ipam_cmds.lookup(EXPOSE, list(addrs))
+    targets = wanted if (addrs or wanted) else exposed()
+    for cidr in targets:
+        hide(cidr)
+    ipam_cmds.release(EXPOSE, targets)
+    click.echo(_ips(targets))
 
 
 def ps_cmd(containers: Sequence[str]) -> None:
@@ -120,24 +114,27 @@ def ps_cmd(containers: Sequence[str]) -> None:
         info = link_info(BRIDGE)
         if info is not None:
             lines.append(" ".join(["weave:expose", info.get("address", ""), *exposed()]).rstrip())
-    reg = _load_registry()
-    changed = False
-    for netns, cid in list(reg.items()):
+    from weavenet.cli.ipam_cmds import run_dir
+    from weavenet.host import attached
+
+    gone = []
+    for netns, entry in sorted(attached.load(run_dir()).items()):
+        cid = entry.ident
         if wanted and cid not in wanted and netns not in wanted:
             continue
         try:
             ref = resolve_container(netns)
-            got = container_addrs(ref)
+            got = container_addrs(ref) if attached.alive(entry) else None
         except HostError:
             got = None
         if got is None:
-            del reg[netns]
-            changed = True
+            gone.append(netns)
             continue
         mac, cidrs = got
         lines.append(" ".join([_short(cid), mac, *cidrs]))
-    if changed:
-        _save_registry(reg)
+    if gone:
+        attached.prune(run_dir())
+
     for line in lines:
         click.echo(line)
 

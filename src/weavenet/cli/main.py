@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -92,6 +93,7 @@ where <peer>     = <ip_address_or_fqdn>[:<port>]
 weavenet launch options: [--port <port>] [--conn-limit <n>] [--min-protocol-version <1|2>]
                     [--http-addr <ip>:<port>] [--status-addr <ip>:<port>] [--metrics-addr <ip>:<port>]
                     [--state-dir <dir>] [--run-dir <dir>] [--host-root <dir>]
+                    [--ipalloc-reclaim-after <duration>]
 environment: WEAVE_PASSWORD WEAVE_PORT WEAVE_HTTP_ADDR WEAVE_STATUS_ADDR WEAVE_STATE_DIR WEAVE_RUN_DIR
 """
 
@@ -104,6 +106,18 @@ class UsageExit(Exception):
 
 def _run_dir() -> str:
     return run_dir_default()
+
+
+def _ipam_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from weavenet.cli.ipam_cmds import launch_options
+
+    return launch_options(fn)
+
+
+def _ipam_launch_args(opts: dict[str, Any], fail: Callable[[str], None]) -> list[str]:
+    from weavenet.cli.ipam_cmds import launch_args
+
+    return launch_args(opts, fail)
 
 
 @click.group(context_settings=CONTEXT, invoke_without_command=True, add_help_option=False)
@@ -157,6 +171,7 @@ def version() -> None:
 @click.option("--dns-fallback-timeout", default="5s")
 @click.option("--resolv-conf", default="/etc/resolv.conf")
 @click.option("--dns-upstream", multiple=True)
+@_ipam_launch_options
 @click.argument("peers", nargs=-1)
 def launch(**opts: Any) -> None:
     """Start the router for this host in the background."""
@@ -202,6 +217,7 @@ def launch(**opts: Any) -> None:
     if opts["resume"]:
         args.append("--resume")
     args += _dns_args(opts)
+    args += _ipam_launch_args(opts, _fail)
     args += ["--", *cfg.peers]
     env = dict(os.environ)
     env.pop("WEAVE_PASSWORD", None)
@@ -257,6 +273,7 @@ def reset(force: bool) -> None:
     run_dir = _run_dir()
     if daemonctl.running_pid(run_dir) is not None:
         call("DELETE", "/peer")
+        time.sleep(0.5)  # as Weave's script: let the broadcast handing our IP ranges to a live peer go out
         daemonctl.stop(run_dir)
     elif not force:
         _fail("ERROR: weave is not running; unable to remove from cluster.")
@@ -396,6 +413,23 @@ def dns_args() -> None:
     from weavenet.cli.dns_cmds import dns_args_cmd
 
     _host(dns_args_cmd)
+
+
+@weave.command(context_settings=CONTEXT)
+def prime() -> None:
+    """Wait until the IPAM ring exists (forces the election)."""
+    from weavenet.cli.ipam_cmds import prime_cmd
+
+    sys.exit(prime_cmd())
+
+
+@weave.command(context_settings=CONTEXT)
+@click.argument("peers", nargs=-1, required=True)
+def rmpeer(peers: Sequence[str]) -> None:
+    """Take over the IP space of dead peers (``<nickname>`` or peer name); run it on one peer only."""
+    from weavenet.cli.ipam_cmds import rmpeer_cmd
+
+    sys.exit(rmpeer_cmd(list(peers)))
 
 
 @weave.command(context_settings=CONTEXT)

@@ -14,6 +14,9 @@ from ipaddress import IPv4Network
 
 from weavenet.core.connection_maker import parse_peer_spec
 from weavenet.core.names import PeerName
+from weavenet.daemon.ipam_options import IpamOptions
+from weavenet.daemon.ipam_options import add_arguments as add_ipam_arguments
+from weavenet.daemon.ipam_options import from_namespace as ipam_options
 from weavenet.errors import ConfigError
 
 DEFAULT_STATE_DIR = "/var/lib/weave"
@@ -80,6 +83,8 @@ class DaemonConfig:
     dns_fallback_timeout: float = DEFAULT_DNS_FALLBACK_TIMEOUT
     resolv_conf: str = DEFAULT_RESOLV_CONF
     dns_upstream: list[str] = field(default_factory=list)
+    # IPAM: --ipalloc-range/-default-subnet/-init/-reclaim-after (weavenet.daemon.ipam_options)
+    ipam: IpamOptions = field(default_factory=IpamOptions)
 
 
 def parse_trusted_subnets(text: str) -> list[IPv4Network]:
@@ -167,6 +172,9 @@ def validate(cfg: DaemonConfig) -> DaemonConfig:
         if addr and not addr.startswith("/"):
             parse_addr(addr, what)
     _validate_dns(cfg)
+    from weavenet.daemon.ipam_options import resolve as resolve_ipam
+
+    resolve_ipam(cfg.ipam)  # raises ConfigError with Weave's messages
     return cfg
 
 
@@ -199,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-fallback-timeout", default="5s")
     p.add_argument("--resolv-conf", default=DEFAULT_RESOLV_CONF)
     p.add_argument("--dns-upstream", action="append", default=[])
+    add_ipam_arguments(p)
     return p
 
 
@@ -234,5 +243,6 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         dns_fallback_timeout=parse_duration(ns.dns_fallback_timeout),
         resolv_conf=ns.resolv_conf,
         dns_upstream=list(ns.dns_upstream),
+        ipam=ipam_options(ns),
     )
     return validate(cfg)

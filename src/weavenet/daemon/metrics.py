@@ -63,6 +63,41 @@ class ReportCollector:
                 dropped.add_metric([reason], value)
         yield dropped
         yield from _dns_metrics(report.get("DNS"))
+        yield from _ipam_metrics(report.get("IPAM"))
+
+
+def _ipam_metrics(ipam: dict[str, Any] | None) -> Iterator[Metric]:
+    """IPAM: Weave's gauges, and nothing at all when IPAM is off (Weave's collector dereferenced a nil status
+    there and broke ``/metrics``); plus weavenet's reclaim and refusal counters."""
+    if ipam is None:
+        return
+    ips = GaugeMetricFamily("weave_ips", "Number of IP addresses.", labels=["state"])
+    ips.add_metric(["local-used"], ipam.get("ActiveIPs", 0))
+    yield ips
+    total = ipam.get("RangeNumIPs", 0)
+    yield GaugeMetricFamily("weave_max_ips", "Size of IP address space used by allocator.", value=total)
+    owners: dict[str, list[Any]] = {}
+    for e in ipam.get("Entries") or []:
+        o = owners.setdefault(e.get("Peer", ""), [0, bool(e.get("IsKnownPeer"))])
+        o[0] += e.get("Size", 0)
+    unreachable = [size for size, known in owners.values() if not known]
+    yield GaugeMetricFamily("weave_ipam_unreachable_count", "Number of unreachable peers.", value=len(unreachable))
+    yield GaugeMetricFamily(
+        "weave_ipam_unreachable_percentage",
+        "Percentage of IP addresses owned  by unreachable peers.",
+        value=sum(unreachable) * 100.0 / total if total else 0.0,
+    )
+    for name, key, doc in (
+        ("weave_ipam_pending_allocates", "PendingAllocates", "Number of pending allocates."),
+        ("weave_ipam_pending_claims", "PendingClaims", "Number of pending claims."),
+    ):
+        yield GaugeMetricFamily(name, doc, value=len(ipam.get(key) or []))
+    for name, key, doc in (
+        ("weave_ipam_reclaims", "Reclaims", "Peers whose IP space this peer reclaimed automatically."),
+        ("weave_ipam_reclaimed_ips", "ReclaimedIPs", "IP addresses this peer reclaimed automatically."),
+        ("weave_ipam_refused_messages", "Refused", "IPAM messages refused (malformed, or conflicting with our ring)."),
+    ):
+        yield CounterMetricFamily(name, doc, value=ipam.get(key, 0))
 
 
 def _dns_metrics(dns: dict[str, Any] | None) -> Iterator[Metric]:

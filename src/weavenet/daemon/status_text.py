@@ -283,6 +283,30 @@ def render_ipam(report: Report) -> str:
         out.append(line(our_name, stats[our_name], f"({ipam.get('ActiveIPs', 0)} active)"))
     for peer in sorted(p for p in stats if p != our_name):
         out.append(line(peer, stats[peer], "" if stats[peer][2] else "- unreachable!"))
+    return "".join(out) + _ipam_trouble(ipam)
+
+
+def _ipam_trouble(ipam: Mapping[str, Any]) -> str:
+    """weavenet's addition to ``status ipam``, only when something needs attention: space stuck on
+    unreachable peers (for how long, what will happen to it, the manual remedy), refused ring gossip, and
+    addresses found in use twice. Weave's own lines above are unchanged."""
+    from weavenet.ipam.reclaim import duration
+
+    stuck = _list(ipam.get("Unreachable"))
+    out = []
+    if stuck:
+        out.append(f"\nIP space on unreachable peers: {sum(int(s.get('IPs', 0)) for s in stuck)} IPs\n")
+        for s in stuck:
+            who = f"{s.get('Peer', '')}({s.get('Nickname', '')})"
+            out.append(f"  {who}: unreachable for {duration(float(s.get('AbsentFor', 0)))}; {s.get('Plan', '')}\n")
+        names = " ".join(str(s.get("Nickname") or s.get("Peer", "")) for s in stuck)
+        out.append(f"  if a peer is gone for good: 'weave rmpeer {names}' on one peer only frees its space now\n")
+    refused = int(ipam.get("Refused", 0) or 0)
+    if refused:
+        last = _list(ipam.get("Refusals"))
+        out.append(f"\nRefused IPAM messages: {refused}{f' (last: {last[-1]})' if last else ''}\n")
+    for c in _list(ipam.get("Conflicts")):
+        out.append(f"\nAddress conflict: {c}\n")
     return "".join(out)
 
 

@@ -24,6 +24,7 @@ from weavenet.daemon.config import DaemonConfig, pid_file
 from weavenet.daemon.datapath_link import TableBuilder
 from weavenet.daemon.dns_service import DNSService
 from weavenet.daemon.identity import resolve_peer_name
+from weavenet.daemon.ipam_service import ipam_for
 from weavenet.daemon.persistence import Store
 from weavenet.dataplane.supervisor import Datapath
 from weavenet.errors import ConfigError
@@ -78,6 +79,7 @@ class Daemon:
         self._servers: list[Any] = []
         self.container_events = ContainerEvents()
         self.dns = None if config.no_dns else DNSService(self)  # registers its gossip channel before we listen
+        self.ipam = ipam_for(self)  # None when IPAM is off; registers its gossip channel before we listen
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -100,6 +102,8 @@ class Daemon:
         self._tasks.append(asyncio.get_running_loop().create_task(self._canary_watch()))
         if self.dns is not None:
             await self.dns.start()
+        if self.ipam is not None:
+            await self.ipam.start()  # persisted ring and addresses, pre-claims, before any peer connects
         peers = self.store.load_direct_peers() if self.config.resume else self.config.peers
         errors = await self.driver.connect(list(peers), replace=False)
         if errors:
@@ -126,6 +130,8 @@ class Daemon:
                 await server.cleanup()
         if self.dns is not None:
             await self.dns.close()
+        if self.ipam is not None:
+            await self.ipam.close()
         await self.driver.close()
         await self.datapath.stop()
         self.store.close()
@@ -183,8 +189,10 @@ class Daemon:
             await self.dns.refresh_listeners()  # weaveDNS follows the bridge's addresses
 
     def remove_from_cluster(self) -> None:
-        """``DELETE /peer`` (``weave reset``): hand our state to others before going (IPAM comes later)."""
+        """``DELETE /peer`` (``weave reset``): hand our state to others before going."""
         log.info("leaving the cluster")
+        if self.ipam is not None:
+            self.ipam.shutdown()  # our IP ranges go to a live peer
 
     # -- status -----------------------------------------------------------------------------------------------------
 
@@ -195,4 +203,6 @@ class Daemon:
         )
         if self.dns is not None:
             report["DNS"] = self.dns.status()
+        if self.ipam is not None:
+            report["IPAM"] = self.ipam.status()
         return report

@@ -84,7 +84,8 @@ class Allocate(Operation):
             alloc.dead.pop(self.ident, None)  # heard it died? it is back
             self._send(alloc, Result(cidr=owned[0]))
             return True
-        if not alloc.universe.range().overlaps(self.subnet.range()):
+        u, r = alloc.universe.range(), self.subnet.range()
+        if not (u.start <= r.start and r.end <= u.end):  # Weave asked only for an overlap
             self._send(alloc, Result(error=f"range {self.subnet} out of bounds: {alloc.universe}"))
             return True
         alloc.establish_ring()

@@ -1,0 +1,276 @@
+"""IPAM in the router daemon: the allocator on the mesh, its timer, its store, and awaitables for the API.
+
+Wiring, as Weave's ``prog/weaver/main.go`` does it: the allocator is registered on gossip channel
+``IPallocation`` before any connection forms; the topology's peer removals prune its nicknames; it is started
+with the persisted ring and owned addresses (``ring``, ``ownedAddresses``, ``peername`` in the state store,
+written in one transaction whenever they change) and with *pre-claims*: the addresses of containers still
+attached (from the attach registry) and of the bridge (``weave:expose``), so a restarted router never hands
+them out again. Containers that went away while it was down are pruned.
+
+Every call into the allocator runs through ``MeshDriver.run``, so the gossip it causes goes out at once and the
+allocator's timer is re-armed afterwards (``after_input``). Results come back through callbacks, turned into
+futures here; a caller that disconnects while its request waits (for consensus, for space) cancels it.
+
+Container lifecycle comes from ``daemon.container_events``: ``die`` frees a container's addresses after 30 s
+unless it ``start``\\ s again, ``destroy`` at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from weavenet.core.container_events import DESTROY, DIE, START, ContainerEvent
+from weavenet.core.names import PeerName
+from weavenet.daemon import container_watch
+from weavenet.daemon.ipam_options import IpamSetup
+from weavenet.host import attached
+from weavenet.ipam.address import CIDR
+from weavenet.ipam.allocator import Allocator, AllocatorConfig, PreClaim
+from weavenet.ipam.operations import Operation, Result
+from weavenet.ipam.wire import CHANNEL
+
+if TYPE_CHECKING:
+    from weavenet.core.router import MeshRouter
+    from weavenet.daemon.weaver import Daemon
+
+log = logging.getLogger("weavenet.ipam")
+
+EXPOSE_IDENT = "weave:expose"
+CANCEL_POLL = 0.5
+STORE_KEYS = ("peername", "ring", "ownedAddresses")
+
+
+def ipam_for(daemon: Daemon) -> IPAMService | None:
+    """The daemon's IPAM, or None when it is off (no ``--ipalloc-*`` option)."""
+    from weavenet.daemon.ipam_options import resolve
+
+    setup = resolve(daemon.config.ipam)
+    return None if setup is None else IPAMService(daemon, setup)
+
+
+class RouterView:
+    """The allocator's view of the mesh: the router's topology and routes."""
+
+    def __init__(self, router: MeshRouter) -> None:
+        self.router = router
+
+    def is_known_peer(self, name: PeerName) -> bool:
+        return self.router.topology.get(name) is not None
+
+    def is_reachable(self, name: PeerName) -> bool:
+        return name == self.router.name or self.router.routes.unicast_all(name) is not None
+
+    def target_count(self) -> int:
+        return len(self.router.maker.direct_targets(True))
+
+
+class IPAMService:
+    def __init__(self, daemon: Daemon, setup: IpamSetup) -> None:
+        self.daemon = daemon
+        self.setup = setup
+        self.router = daemon.router
+        self.driver = daemon.driver
+        self.store = daemon.store
+        self.default_subnet = setup.default_subnet
+        loop = asyncio.get_running_loop()
+        self.loop = loop
+        cfg = AllocatorConfig(
+            name=daemon.name,
+            uid=self.router.ourself.uid,
+            nickname=daemon.config.nickname,
+            universe=setup.universe,
+            seed=list(setup.seed),
+            observer=setup.observer,
+            peer_count=setup.peer_count,
+            reclaim_after=setup.reclaim_after,
+            wall_offset=self.driver.wall_offset,
+        )
+        self.allocator = Allocator(
+            cfg,
+            RouterView(self.router),
+            random.Random(random.SystemRandom().getrandbits(64)),
+            loop.time(),
+            persist=self._persist,
+        )
+        self.allocator.set_sink(self.router.new_gossip(CHANNEL, self.allocator))
+        self.router.on_peer_removed.append(lambda peer: self.allocator.peer_gone(peer.name))
+        daemon.container_events.subscribe(self._on_container_event)
+        self.watch = container_watch.ContainerWatch(daemon.config.run_dir, daemon.container_events, loop.time)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self.persist_failures = 0
+        self.driver.after_input.append(self._arm)
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the store, pre-claim what is in use, prune what is gone, start watching containers."""
+        stored = {k: v for k in STORE_KEYS if (v := self.store.get_raw(k)) is not None}
+        live, preclaims = await asyncio.to_thread(_in_use, self.daemon.config.run_dir)
+        registered = {e.ident for e in attached.load(self.daemon.config.run_dir).values()}
+        for p in preclaims:
+            log.info("[allocator %s] Found address %s for ID %s", self.daemon.name, p.cidr, p.ident)
+        self._run(lambda now: self.allocator.start(stored, preclaims, now))
+        live_idents = {e.ident for e in live.values()}
+        keep = {
+            ident
+            for ident in self.allocator.owned_all()
+            if ident in live_idents
+            or not container_watch.checkable(ident)
+            or (ident not in registered and container_watch.ident_alive(ident))
+        }
+        self._run(lambda now: self.allocator.prune_owned(keep, now))
+        self.watch.start(live)
+
+    async def close(self) -> None:
+        await self.watch.close()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # -- plumbing -----------------------------------------------------------------------------------------------
+
+    def _run(self, fn: Callable[[float], object]) -> None:
+        self.driver.run(fn)
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.allocator.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._run(self.allocator.handle_timer)
+
+    def _persist(self, items: dict[str, bytes]) -> None:
+        try:
+            self.store.set_many_raw(items)
+        except Exception as e:  # a full disk must not take the router down; it is logged and counted
+            self.persist_failures += 1
+            log.error("[allocator] Error persisting IPAM data: %s", e)
+
+    def _on_container_event(self, ev: ContainerEvent) -> None:
+        if ev.kind == DIE:
+            self._run(lambda now: self.allocator.container_died(ev.ident, now))
+        elif ev.kind == START:
+            self._run(lambda now: self.allocator.container_started(ev.ident, now))
+        elif ev.kind == DESTROY:
+            self._run(lambda now: self.allocator.container_destroyed(ev.ident, now))
+
+    async def _wait(
+        self, submit: Callable[[float, Callable[[Result], None]], Operation], disconnected: Callable[[], bool]
+    ) -> Result:
+        fut: asyncio.Future[Result] = self.loop.create_future()
+
+        def done(result: Result) -> None:
+            if not fut.done():
+                fut.set_result(result)
+
+        ops: list[Operation] = []
+        self._run(lambda now: ops.append(submit(now, done)))
+        while not fut.done():
+            await asyncio.wait([fut], timeout=CANCEL_POLL)
+            if not fut.done() and disconnected():
+                self._run(lambda now: self.allocator.cancel(ops[0], now))
+        return fut.result()
+
+    # -- what the API asks ----------------------------------------------------------------------------------
+
+    async def allocate(
+        self, ident: str, subnet: CIDR | None, check_alive: bool, disconnected: Callable[[], bool]
+    ) -> Result:
+        if check_alive and not container_watch.ident_alive(ident):
+            return Result(error=f"Allocate request for {ident} cancelled", cancelled=True)
+        net = subnet or self.default_subnet
+        return await self._wait(
+            lambda now, done: self.allocator.allocate(ident, net, check_alive, now, done), disconnected
+        )
+
+    async def claim(
+        self, ident: str, cidr: CIDR, check_alive: bool, no_error_on_unknown: bool, disconnected: Callable[[], bool]
+    ) -> Result:
+        if check_alive and not container_watch.ident_alive(ident):
+            return Result(error=f"Claim request for {ident} cancelled", cancelled=True)
+        return await self._wait(
+            lambda now, done: self.allocator.claim(ident, cidr, check_alive, now, done, no_error_on_unknown),
+            disconnected,
+        )
+
+    async def prime(self, disconnected: Callable[[], bool]) -> Result:
+        return await self._wait(self.allocator.prime, disconnected)
+
+    def lookup(self, ident: str, subnet: CIDR | None) -> list[CIDR]:
+        return self.allocator.lookup(ident, (subnet or self.default_subnet).host_range())
+
+    def owned(self) -> dict[str, list[CIDR]]:
+        return self.allocator.owned_all()
+
+    def free(self, ident: str, addr: int) -> str | None:
+        out: list[str | None] = []
+        self._run(lambda now: out.append(self.allocator.free(ident, addr, now)))
+        return out[0] if out else "IPAM is shutting down"
+
+    def delete(self, ident: str) -> str | None:
+        out: list[str | None] = []
+        self._run(lambda now: out.append(self.allocator.delete(ident, now)))
+        return out[0] if out else "IPAM is shutting down"
+
+    def rmpeer(self, peer: str) -> int:
+        """``DELETE /peer/<id>``; raises ``TakeoverError`` for ourselves, a live peer or an unknown name."""
+        out: list[int] = []
+        errors: list[Exception] = []
+
+        def take(now: float) -> None:
+            try:
+                out.append(self.allocator.admin_takeover(peer, now))
+            except Exception as e:
+                errors.append(e)
+
+        self._run(take)
+        if errors:
+            raise errors[0]
+        log.info("[allocator] %d IPs taken over from %s", out[0], peer)
+        return out[0]
+
+    def shutdown(self) -> None:
+        """``DELETE /peer`` (``weave reset``): hand our ranges to a live peer."""
+        self._run(self.allocator.shutdown)
+
+    def status(self) -> dict[str, Any]:
+        st = self.allocator.status(self.default_subnet, self.loop.time())
+        st["PersistFailures"] = self.persist_failures
+        st["ContainerDeaths"] = self.watch.deaths
+        return st
+
+
+def _in_use(run_dir: str) -> tuple[dict[str, attached.Attached], list[PreClaim]]:
+    """Containers still attached and their addresses, plus the bridge's (Weave's ``findExistingAddresses``)."""
+    from weavenet.errors import HostError
+    from weavenet.host.attach import ContainerRef, container_addrs
+    from weavenet.host.bridge import BRIDGE
+    from weavenet.host.expose import exposed
+
+    live = container_watch.live_entries(run_dir)
+    claims: list[PreClaim] = []
+    try:
+        for cidr in exposed(BRIDGE):
+            claims.append(PreClaim(EXPOSE_IDENT, CIDR.parse(cidr), is_container=False))
+    except HostError as e:
+        log.warning("cannot read the addresses of bridge %s: %s", BRIDGE, e)
+    for e in live.values():
+        try:
+            got = container_addrs(ContainerRef(e.ident, e.netns, ""))
+        except HostError:
+            continue
+        for cidr in got[1] if got else []:
+            claims.append(PreClaim(e.ident, CIDR.parse(cidr), is_container=True))
+    return live, claims

@@ -1,0 +1,237 @@
+"""The daemon side of IPAM without a daemon process: options, the service on a real router core, driver and
+store (no sockets opened), its HTTP routes, persistence across a restart, the container watch and registry,
+status text and metrics."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from weavenet.aio.mesh import MeshDriver
+from weavenet.api.ipam_routes import add_routes
+from weavenet.core.container_events import DIE, START, ContainerEvent, ContainerEvents
+from weavenet.core.names import PeerName
+from weavenet.core.router import MeshConfig, MeshRouter
+from weavenet.daemon import metrics, status_text
+from weavenet.daemon.config import DaemonConfig, from_args
+from weavenet.daemon.container_watch import WatchState, ident_alive
+from weavenet.daemon.ipam_options import IpamOptions, parse_go_duration, resolve
+from weavenet.daemon.ipam_service import IPAMService
+from weavenet.daemon.persistence import Store
+from weavenet.errors import ConfigError
+from weavenet.host import attached
+from weavenet.host.attached import Attached
+
+NAME = PeerName(0xAABBCCDDEEFF)
+
+
+def test_options() -> None:
+    cfg = from_args(["--ipalloc-range=10.2.0.0/16", "--ipalloc-init=seed=::1,::2", "--ipalloc-reclaim-after=90m"], {})
+    setup = resolve(cfg.ipam)
+    assert setup is not None and str(setup.universe) == "10.2.0.0/16" and str(setup.default_subnet) == "10.2.0.0/16"
+    assert setup.seed == [PeerName(1), PeerName(2)] and setup.reclaim_after == 5400
+    assert resolve(IpamOptions()) is None  # IPAM off
+    assert resolve(IpamOptions(range="10.2.0.0/16", init="consensus=5")).peer_count == 5  # type: ignore[union-attr]
+    assert resolve(IpamOptions(range="10.2.0.0/16", init="observer")).observer  # type: ignore[union-attr]
+    assert [parse_go_duration(t) for t in ("1h", "1h30m", "45s", "0", "2.5", "500ms")] == [
+        3600,
+        5400,
+        45,
+        0,
+        2.5,
+        0.5,
+    ]
+    for bad in ("1x", "h", "", "1h 2m"):
+        with pytest.raises(ConfigError):
+            parse_go_duration(bad)
+    with pytest.raises(ConfigError, match=r"^--ipalloc-range: invalid subnet - bits after"):
+        resolve(IpamOptions(range="10.2.0.1/16"))
+
+
+# ------------------------------------------------------------------------------------------------ the service
+
+
+def daemon(tmp: Path, store: Store, setup_range: str = "10.32.0.0/12") -> SimpleNamespace:
+    router = MeshRouter(MeshConfig(name=NAME, nickname="h1"), rng=random.Random(1), now=0.0)
+    driver = MeshDriver(router, "", 0)
+    return SimpleNamespace(
+        config=DaemonConfig(run_dir=str(tmp / "run"), nickname="h1", ipam=IpamOptions(range=setup_range)),
+        router=router,
+        driver=driver,
+        store=store,
+        name=NAME,
+        container_events=ContainerEvents(),
+    )
+
+
+async def make_service(tmp: Path, store: Store) -> IPAMService:
+    d = daemon(tmp, store)
+    setup = resolve(d.config.ipam)
+    assert setup is not None
+    svc = IPAMService(d, setup)  # type: ignore[arg-type]
+    d.ipam = svc
+    await svc.start()
+    return svc
+
+
+async def test_routes_persistence_and_events(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state")
+    svc = await make_service(tmp_path, store)
+    routes = web.RouteTableDef()
+    add_routes(routes, svc.daemon)  # type: ignore[arg-type]
+    app = web.Application()
+    app.add_routes(routes)
+    ns = "%2Fproc%2Fself%2Fns%2Fnet"  # an ident with slashes, percent-encoded; it exists, so it is alive
+    async with TestClient(TestServer(app)) as client:
+        assert await (await client.get("/ipinfo/defaultsubnet")).text() == "10.32.0.0/12"
+        assert await (await client.get("/ring")).text() == ""  # quorum 1: the ring forms at once
+        r = await client.post(f"/ip/{ns}?check-alive=true")
+        assert (r.status, await r.text()) == (200, "10.32.0.1/12")
+        r = await client.post("/ip/c2/10.32.5.0/24")
+        assert (r.status, await r.text()) == (200, "10.32.5.1/24")
+        r = await client.post("/ip/%2Fnonexistent%2Fns?check-alive=true")
+        assert (r.status, await r.text()) == (200, "cancelled")
+        r = await client.post("/ip/c3/10.32.5.1/24")
+        assert r.status == 400 and "bits after network prefix" in await r.text()
+        r = await client.post("/ip/c3/10.2.0.0/16")
+        assert (r.status, await r.text()) == (400, "range 10.2.0.0/16 out of bounds: 10.32.0.0/12\n")
+        assert (await client.put("/ip/c4/10.32.0.9/12")).status == 204
+        r = await client.put("/ip/c5/10.32.0.9/12")
+        assert (r.status, await r.text()) == (400, "Unable to claim: address 10.32.0.9/12 is already owned by c4\n")
+        assert await (await client.get(f"/ip/{ns}")).text() == "10.32.0.1/12"
+        assert await (await client.get("/ip/c2/10.32.5.0/24")).text() == "10.32.5.1/24"
+        owned = json.loads(await (await client.get("/ip")).text())["owned"]
+        assert {m["containerid"]: m["addrs"] for m in owned} == {
+            "/proc/self/ns/net": ["10.32.0.1/12"],
+            "c2": ["10.32.5.1/24"],
+            "c4": ["10.32.0.9/12"],
+        }
+        r = await client.delete("/ip/c4/10.32.0.8")
+        assert (r.status, await r.text()) == (400, "Unable to free: Free: address 10.32.0.8 not found for c4\n")
+        assert (await client.delete("/ip/c4/10.32.0.9")).status == 204
+        assert (await client.delete("/ip/c2")).status == 204
+        r = await client.delete("/ip/c2")
+        assert (r.status, await r.text()) == (400, "Delete: no addresses for c2\n")
+        r = await client.delete("/peer/h1")
+        assert r.status == 400 and "it is this peer" in await r.text()
+        assert (
+            await (await client.delete("/peer/7e:00:00:00:00:01")).text() == "0 IPs taken over from 7e:00:00:00:00:01\n"
+        )
+    st = svc.status()
+    assert st["ActiveIPs"] == 1 and st["Entries"][0]["Peer"] == str(NAME)
+    # die, then the grace period: the address goes (driven by the allocator's timer)
+    svc.daemon.container_events.publish(ContainerEvent(DIE, "/proc/self/ns/net", 0.0))
+    assert svc.allocator.dead
+    await svc.close()
+    store.close()
+    # a restarted router finds its ring and addresses in the store
+    store2 = Store(tmp_path / "state")
+    svc2 = await make_service(tmp_path, store2)
+    assert {k: [str(c) for c in v] for k, v in svc2.owned().items()} == {"/proc/self/ns/net": ["10.32.0.1/12"]}
+    assert not svc2.allocator.ring.empty()
+    await svc2.close()
+    store2.close()
+
+
+def test_status_text_and_metrics() -> None:
+    ipam = {
+        "Range": "10.32.0.0/12",
+        "RangeNumIPs": 1 << 20,
+        "ActiveIPs": 3,
+        "DefaultSubnet": "10.32.0.0/12",
+        "Entries": [
+            {"Token": "10.32.0.0", "Size": 1 << 19, "Peer": "aa:bb:cc:dd:ee:ff", "Nickname": "h1", "IsKnownPeer": True},
+            {
+                "Token": "10.40.0.0",
+                "Size": 1 << 19,
+                "Peer": "7e:00:00:00:00:03",
+                "Nickname": "h3",
+                "IsKnownPeer": False,
+            },
+        ],
+        "PendingAllocates": ["c 10.32.0.0/12"],
+        "Unreachable": [
+            {
+                "Peer": "7e:00:00:00:00:03",
+                "Nickname": "h3",
+                "IPs": 1 << 19,
+                "AbsentFor": 3723.0,
+                "Plan": "this peer reclaims its space in 57m",
+            }
+        ],
+        "Refused": 2,
+        "Refusals": ["Incompatible IP allocation ranges (received: 10.2.0.0/16, ours: 10.32.0.0/12)"],
+    }
+    report = {"Router": {"Name": "aa:bb:cc:dd:ee:ff"}, "IPAM": ipam}
+    text = status_text.render_ipam(report)
+    lines = text.splitlines()
+    assert lines[0] == "aa:bb:cc:dd:ee:ff(h1)                   524288 IPs (50.0% of total) (3 active)"
+    assert lines[1] == "7e:00:00:00:00:03(h3)                   524288 IPs (50.0% of total) - unreachable!"
+    assert "IP space on unreachable peers: 524288 IPs" in text
+    assert "7e:00:00:00:00:03(h3): unreachable for 1h2m3s; this peer reclaims its space in 57m" in text
+    assert "'weave rmpeer h3' on one peer only" in text and "Refused IPAM messages: 2 (last: Incompatible" in text
+    plain = dict(ipam, Unreachable=[], Refused=0)
+    assert status_text.render_ipam({"Router": {"Name": "aa:bb:cc:dd:ee:ff"}, "IPAM": plain}).count("\n") == 2
+    out = metrics.render(lambda: report).decode()
+    assert 'weave_ips{state="local-used"} 3.0' in out and "weave_max_ips 1.048576e+06" in out
+    assert "weave_ipam_unreachable_count 1.0" in out and "weave_ipam_unreachable_percentage 50.0" in out
+    assert "weave_ipam_pending_allocates 1.0" in out and "weave_ipam_refused_messages_total 2.0" in out
+    off = metrics.render(lambda: {"Router": {}}).decode()  # IPAM off: no IPAM metrics, and no crash
+    assert "weave_ips" not in off and "weave_ipam" not in off
+
+
+# ------------------------------------------------------------------------------------------------ registry, watch
+
+
+def test_registry_records_inode_and_reads_the_old_format(tmp_path: Path) -> None:
+    run = str(tmp_path)
+    attached.record(run, "/proc/self/ns/net", "me")
+    entries = attached.load(run)
+    assert entries["/proc/self/ns/net"].ident == "me" and entries["/proc/self/ns/net"].inode > 0
+    assert attached.alive(entries["/proc/self/ns/net"])
+    attached.record(run, "/nonexistent/ns", "ghost")
+    assert [e.ident for e in attached.prune(run)] == ["ghost"]
+    attached.forget(run, "/proc/self/ns/net")
+    assert attached.load(run) == {}
+    attached.path(run).write_text(json.dumps({"/proc/self/ns/net": "old"}))
+    assert attached.load(run) == {"/proc/self/ns/net": Attached("/proc/self/ns/net", "old", 0)}
+    attached.path(run).write_text("not json")
+    assert attached.load(run) == {}
+
+
+def test_watch_state_turns_scans_into_events() -> None:
+    w = WatchState()
+    a = Attached("/run/netns/a", "/run/netns/a", 11)
+    b = Attached("/proc/42/ns/net", "42", 12)
+    live = {a.netns: True, b.netns: True}
+
+    def alive(e: Attached) -> bool:
+        return live.get(e.netns, False) and e.inode in (11, 12, 13)
+
+    ev, drop = w.observe({a.netns: a, b.netns: b}, alive, 1.0)
+    assert [(e.kind, e.ident) for e in ev] == [(START, a.ident), (START, "42")] and drop == []
+    assert w.observe({a.netns: a, b.netns: b}, alive, 2.0) == ([], [])
+    live[b.netns] = False  # the process is gone
+    ev, drop = w.observe({a.netns: a, b.netns: b}, alive, 3.0)
+    assert [(e.kind, e.ident) for e in ev] == [(DIE, "42")] and drop == [b.netns]
+    a2 = Attached(a.netns, a.ident, 13)  # the namespace was re-created and attached again
+    ev, _ = w.observe({a.netns: a2}, alive, 4.0)
+    assert [(e.kind, e.ident) for e in ev] == [(START, a.ident)]
+    ev, _ = w.observe({}, alive, 5.0)  # detached while alive: not a death
+    assert ev == []
+    w.observe({a.netns: a2}, alive, 6.0)
+    live[a.netns] = False
+    ev, _ = w.observe({}, alive, 7.0)  # removed from the registry by `weave ps` and dead: still a death
+    assert [(e.kind, e.ident) for e in ev] == [(DIE, a.ident)]
+
+
+def test_ident_alive() -> None:
+    assert ident_alive("1") and not ident_alive("999999999")
+    assert ident_alive("/proc/self/ns/net") and not ident_alive("/nonexistent")
+    assert ident_alive("weave:expose") and ident_alive("0123456789ab")
