@@ -585,3 +585,6 @@ class Testbed:
         self._closed = True
         with _claim_lock():
             _teardown(self.prefix, [self.workdir])
+        for h in self.hosts:
+            if h.docker is not None:
+                h.docker.reap()  # dockerd was killed with the host: collect its exit status

@@ -244,6 +244,14 @@ class DockerEngine:
                 self.proc.wait(5)
         remove_cgroups(self.host.bed.prefix, self.host.name)
 
+    def reap(self, timeout: float = 5.0) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+
     def _pid(self) -> int | None:
         try:
             return int(self.pidfile.read_text().strip())
