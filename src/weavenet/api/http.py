@@ -63,6 +63,16 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
     async def metrics_handler(request: web.Request) -> web.Response:
         return _metrics_response(daemon)
 
+    from weavenet.docker import status_page
+
+    status_text.STATUS_PAGES.setdefault("docker", status_page.render)  # ``weave status docker`` (weavenet's own)
+
+    @routes.get("/proxyaddrs")
+    async def proxyaddrs(request: web.Request) -> web.Response:
+        docker = getattr(daemon, "docker", None)
+        addrs = docker.proxy_addresses() if docker is not None else []
+        return _text("".join(f"{a}\n" for a in addrs))
+
     if not read_only:
 
         @routes.post("/connect")

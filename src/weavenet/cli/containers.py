@@ -33,12 +33,13 @@ def _ips(cidrs: Sequence[str]) -> str:
 def attach_cmd(args: Sequence[str], multicast_route: bool) -> None:
     """Addresses from IPAM (``net:``, or none given) or claimed in it (plain ones), then the interface."""
     from weavenet.cli import ipam_cmds
+    from weavenet.cli.docker_cmds import docker_lookup
     from weavenet.host import attached
     from weavenet.host.attach import attach, resolve_container
 
     words, container = _split_addrs(args)
     ipam_cmds.parse_args(words)  # a typo is refused before anything changes
-    ref = resolve_container(container)
+    ref = resolve_container(container, docker_lookup)
     all_cidrs, from_ipam = ipam_cmds.allocate(ref.id, words, check_alive=True)
     ipam_cmds.warn_overlap([c for c in all_cidrs if c not in from_ipam])
     try:
@@ -53,12 +54,13 @@ def attach_cmd(args: Sequence[str], multicast_route: bool) -> None:
 def detach_cmd(args: Sequence[str]) -> None:
     """The given addresses (no address: IPAM's in the default subnet, or all when IPAM holds none there)."""
     from weavenet.cli import ipam_cmds
+    from weavenet.cli.docker_cmds import docker_lookup
     from weavenet.host import attached
     from weavenet.host.attach import container_addrs, detach, resolve_container
 
     words, container = _split_addrs(args)
     ipam_cmds.parse_args(words)
-    ref = resolve_container(container)
+    ref = resolve_container(container, docker_lookup)
     wanted, _, _ = ipam_cmds.lookup(ref.id, words)
     if not words and not wanted:
         removed = detach(ref, None)
@@ -134,7 +136,9 @@ def ps_cmd(containers: Sequence[str]) -> None:
         lines.append(" ".join([_short(cid), mac, *cidrs]))
     if gone:
         attached.prune(run_dir())
+    from weavenet.cli.docker_cmds import docker_ps_lines
 
+    lines += docker_ps_lines(containers, lines)  # Docker containers, named or not, wherever they were attached
     for line in lines:
         click.echo(line)
 

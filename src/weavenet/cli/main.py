@@ -108,6 +108,28 @@ def _run_dir() -> str:
     return run_dir_default()
 
 
+def _docker_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Weave's proxy and plugin options of ``weave launch`` (booleans also as ``--proxy=false``)."""
+    gobool = {"is_flag": False, "flag_value": "true"}
+    for name, default in (
+        ("--proxy", "true"),
+        ("--plugin", "true"),
+        ("--rewrite-inspect", "false"),
+        ("--no-default-ipalloc", "false"),
+        ("--no-rewrite-hosts", "false"),
+        ("--without-dns", "false"),
+        ("--no-multicast-route", "false"),
+        ("--tls", "false"),
+        ("--tlsverify", "false"),
+    ):
+        fn = click.option(name, default=default, **gobool)(fn)  # type: ignore[call-overload]
+    for name in ("--hostname-from-label", "--hostname-match", "--hostname-replacement", "--docker-api"):
+        fn = click.option(name, default=None)(fn)
+    for name in ("--tlscacert", "--tlscert", "--tlskey", "--plugin-socket", "--plugin-mesh-socket"):
+        fn = click.option(name, default=None)(fn)
+    return click.option("-H", "proxy_listen", multiple=True)(fn)
+
+
 def _ipam_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     from weavenet.cli.ipam_cmds import launch_options
 
@@ -172,6 +194,7 @@ def version() -> None:
 @click.option("--resolv-conf", default="/etc/resolv.conf")
 @click.option("--dns-upstream", multiple=True)
 @_ipam_launch_options
+@_docker_launch_options
 @click.argument("peers", nargs=-1)
 def launch(**opts: Any) -> None:
     """Start the router for this host in the background."""
@@ -218,6 +241,7 @@ def launch(**opts: Any) -> None:
         args.append("--resume")
     args += _dns_args(opts)
     args += _ipam_launch_args(opts, _fail)
+    args += _docker_args(opts)
     args += ["--", *cfg.peers]
     env = dict(os.environ)
     env.pop("WEAVE_PASSWORD", None)
@@ -226,6 +250,56 @@ def launch(**opts: Any) -> None:
     ok, error = daemonctl.start(args, run_dir, cfg.http_addr, env)
     if not ok:
         _fail(error)
+
+
+_DOCKER_BOOLS = (
+    "proxy",
+    "plugin",
+    "rewrite_inspect",
+    "no_default_ipalloc",
+    "no_rewrite_hosts",
+    "without_dns",
+    "no_multicast_route",
+    "tls",
+    "tlsverify",
+)
+_DOCKER_VALUES = (
+    "hostname_from_label",
+    "hostname_match",
+    "hostname_replacement",
+    "docker_api",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "plugin_socket",
+    "plugin_mesh_socket",
+)
+
+
+def _docker_args(opts: dict[str, Any]) -> list[str]:
+    """The Docker options for the daemon, each only when given; booleans checked here for one-line errors."""
+    from weavenet.docker.options import go_bool
+
+    out = [arg for h in opts["proxy_listen"] for arg in ("-H", h)]
+    for key in _DOCKER_BOOLS:
+        flag = "--" + key.replace("_", "-")
+        try:
+            value = go_bool(opts[key])
+        except ValueError:
+            _fail(f"weave launch: invalid value {opts[key]!r} for {flag}: use true or false")
+        if value != (key in ("proxy", "plugin")):
+            out.append(f"{flag}={'true' if value else 'false'}")
+    for key in _DOCKER_VALUES:
+        if opts[key] is not None:
+            out.append(f"--{key.replace('_', '-')}={opts[key]}")
+    try:
+        from weavenet.daemon.config import build_parser
+        from weavenet.docker.options import from_namespace
+
+        from_namespace(build_parser().parse_args(out))  # the daemon's own checks, before it is started
+    except ConfigError as e:
+        _fail(str(e))
+    return out
 
 
 def _dns_config(opts: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +335,10 @@ def _dns_args(opts: dict[str, Any]) -> list[str]:
 
 @weave.command(context_settings=CONTEXT)
 def stop() -> None:
+    if daemonctl.running_pid(_run_dir()) is not None:
+        from weavenet.cli.docker_cmds import stop_docker
+
+        stop_docker()
     if not daemonctl.stop(_run_dir()):
         click.echo("Weave is not running (ignore on Kubernetes).", err=True)
 
@@ -406,6 +484,21 @@ def dns_lookup(name: str) -> None:
     from weavenet.cli.dns_cmds import dns_lookup_cmd
 
     _host(dns_lookup_cmd, name)
+
+
+@weave.command(context_settings=CONTEXT)
+@click.option("--restore", is_flag=True)
+def env(restore: bool) -> None:
+    from weavenet.cli.docker_cmds import env_cmd
+
+    sys.exit(env_cmd(restore))
+
+
+@weave.command(context_settings=CONTEXT)
+def config() -> None:
+    from weavenet.cli.docker_cmds import config_cmd
+
+    sys.exit(config_cmd())
 
 
 @weave.command("dns-args", context_settings=CONTEXT)

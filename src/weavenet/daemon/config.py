@@ -17,6 +17,9 @@ from weavenet.core.names import PeerName
 from weavenet.daemon.ipam_options import IpamOptions
 from weavenet.daemon.ipam_options import add_arguments as add_ipam_arguments
 from weavenet.daemon.ipam_options import from_namespace as ipam_options
+from weavenet.docker.options import DockerOptions
+from weavenet.docker.options import add_arguments as add_docker_arguments
+from weavenet.docker.options import from_namespace as docker_options
 from weavenet.errors import ConfigError
 
 DEFAULT_STATE_DIR = "/var/lib/weave"
@@ -83,6 +86,8 @@ class DaemonConfig:
     dns_fallback_timeout: float = DEFAULT_DNS_FALLBACK_TIMEOUT
     resolv_conf: str = DEFAULT_RESOLV_CONF
     dns_upstream: list[str] = field(default_factory=list)
+    # Docker: --docker-api, the API proxy and the network plugin (weavenet.docker.options)
+    docker: DockerOptions = field(default_factory=DockerOptions)
     # IPAM: --ipalloc-range/-default-subnet/-init/-reclaim-after (weavenet.daemon.ipam_options)
     ipam: IpamOptions = field(default_factory=IpamOptions)
 
@@ -208,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolv-conf", default=DEFAULT_RESOLV_CONF)
     p.add_argument("--dns-upstream", action="append", default=[])
     add_ipam_arguments(p)
+    add_docker_arguments(p)
     return p
 
 
@@ -244,5 +250,6 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         resolv_conf=ns.resolv_conf,
         dns_upstream=list(ns.dns_upstream),
         ipam=ipam_options(ns),
+        docker=docker_options(ns),
     )
     return validate(cfg)

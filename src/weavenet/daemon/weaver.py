@@ -27,6 +27,7 @@ from weavenet.daemon.identity import resolve_peer_name
 from weavenet.daemon.ipam_service import ipam_for
 from weavenet.daemon.persistence import Store
 from weavenet.dataplane.supervisor import Datapath
+from weavenet.docker.service import DockerIntegration
 from weavenet.errors import ConfigError
 from weavenet.host.bridge import BRIDGE, ensure_bridge
 from weavenet.host.expose import expose, reexpose
@@ -80,6 +81,7 @@ class Daemon:
         self.container_events = ContainerEvents()
         self.dns = None if config.no_dns else DNSService(self)  # registers its gossip channel before we listen
         self.ipam = ipam_for(self)  # None when IPAM is off; registers its gossip channel before we listen
+        self.docker = DockerIntegration(config.docker, config.http_addr, config.run_dir, self.container_events)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -110,6 +112,7 @@ class Daemon:
             raise ConfigError("; ".join(errors))
         self._save_peers()
         self._servers = await start_api(self)
+        await self.docker.start()  # proxy and plugin use the API above; ready only once they run, as Weave's
         self.ready = True
         Path(pid_file(self.config.run_dir)).write_text(f"{os.getpid()}\n")
         log.info("weavenet router ready (version %s)", snapshot.VERSION)
@@ -128,6 +131,7 @@ class Daemon:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.cleanup()
+        await self.docker.close()
         if self.dns is not None:
             await self.dns.close()
         if self.ipam is not None:
@@ -205,4 +209,5 @@ class Daemon:
             report["DNS"] = self.dns.status()
         if self.ipam is not None:
             report["IPAM"] = self.ipam.status()
+        report.update(self.docker.report())  # "Proxy" and "Plugin", each only when it runs
         return report
