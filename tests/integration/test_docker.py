@@ -205,14 +205,18 @@ def test_docker_run_net_weave_through_the_plugin(hosts: tuple[Host, Host]) -> No
     h1, h2 = hosts
     for h in hosts:
         wait_until(lambda h=h: "weave" in dk(h, "network", "ls", "--format", "{{.Name}}").stdout.split(), 20, "net")
-    dk(h1, "run", "-d", "--net=weave", "--name", "p1", IMAGE, "sleep", "3600", proxy=False)
-    dk(h2, "run", "-d", "--net=weave", "--name", "p2", IMAGE, "sleep", "3600", proxy=False)
+    for h, name in ((h1, "p1"), (h2, "p2")):  # as Weave's 800_plugin_cross_hosts test runs them
+        assert h.docker is not None
+        dns = ("--hostname", f"{name}.weave.local", "--dns", h.docker.bridge_ip)
+        dk(h, "run", "-d", "--net=weave", "--name", name, *dns, IMAGE, "sleep", "3600", proxy=False)
     fmt = "{{.NetworkSettings.Networks.weave.IPAddress}}"
     assert h1.docker is not None and h2.docker is not None
     ip1, ip2 = h1.docker.inspect("p1", fmt), h2.docker.inspect("p2", fmt)
     assert ip1.startswith("10.2.3.") and ip2.startswith("10.2.3.") and ip1 != ip2
     wait_until(lambda: pings(h1, "p1", ip2), 20, "p1 pings p2")
     wait_until(lambda: pings(h2, "p2", ip1), 20, "p2 pings p1")
+    wait_until(lambda: pings(h1, "p1", "p2.weave.local"), 30, "p1 pings p2 by name")
+    wait_until(lambda: pings(h2, "p2", "p1.weave.local"), 30, "p2 pings p1 by name")
     # a network of one's own, with Docker's IPAM and explicit addresses
     for h in hosts:
         dk(h, "network", "create", "-d", "weavemesh", "--subnet", "10.40.0.0/24", "own", proxy=False)

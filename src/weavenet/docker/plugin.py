@@ -237,7 +237,6 @@ class Plugin:
             out: dict[str, Any] = {"InterfaceName": {"SrcName": guest, "DstPrefix": "ethwe"}}
             if await self._network_multicast(str(body.get("NetworkID", ""))):
                 out["StaticRoutes"] = [{"Destination": "224.0.0.0/4", "RouteType": 1}]
-            out["DisableGatewayService"] = True
             return out
         if call == "NetworkDriver.EndpointOperInfo":
             return {"Value": {}}

@@ -11,10 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
+
+from weavenet.core.container_events import DESTROY, ContainerEvent
 from weavenet.docker import status_page, weavewait
 from weavenet.docker.api import DockerClient, DockerError
 from weavenet.docker.attacher import Attacher, RouterAPI
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("weavenet.docker")
 ENGINE_WAIT = 2.0
+DOCKER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _host_attach_sync(cid: str, pid: int, cidrs: list[str], multicast: bool) -> list[str]:
@@ -208,14 +214,32 @@ class DockerIntegration:
                 await self.docker.kill(cid)
 
     async def reattach(self) -> None:
-        """Containers made through the proxy that already run (router restarted): on the network again."""
+        """On (re)connecting to the engine: containers that already run get on the network again (router
+        restarted), and addresses held for Docker containers that no longer run are freed (Weave's
+        ``PruneOwned``), since their ``die``/``destroy`` events may have come while nobody listened."""
         if self.docker is None:
             return
         try:
-            for c in await self.docker.containers():
-                await self._on_start(str(c.get("Id", "")))
+            running = {str(c.get("Id", "")) for c in await self.docker.containers()}
+            for ident in running:
+                await self._on_start(ident)
+            await self._prune(running)
         except DockerError as e:
             log.warning("re-attaching running containers: %s", e.message)
+
+    async def _prune(self, running: set[str]) -> None:
+        try:
+            reply = await self.api.call("GET", "/ip")
+            owned = json.loads(reply.body).get("owned") or [] if reply.status == 200 else []
+        except (ValueError, AttributeError, OSError, aiohttp.ClientError):
+            return
+        now = asyncio.get_running_loop().time()
+        for entry in owned:
+            ident = str(entry.get("containerid", ""))
+            if DOCKER_ID.fullmatch(ident) and ident not in running:
+                log.info("container %s is not running: releasing its addresses", ident[:12])
+                with contextlib.suppress(Exception):
+                    self.hub.publish(ContainerEvent(DESTROY, ident, now))
 
     async def _inspect_addrs(self, info: dict[str, Any]) -> tuple[str, str] | None:
         pid = int((info.get("State") or {}).get("Pid") or 0)
