@@ -87,6 +87,8 @@ def test_three_hosts_consensus_partition_restart_reset_rmpeer(make_testbed) -> N
     wait_until(lambda: ping(cs["h1"], ips["h3"]) and ping(cs["h3"], ips["h2"]), 30, "containers to reach each other")
     wait_until(lambda: ipam_lines(h1) == ipam_lines(h2) == ipam_lines(h3), 20, "the same ring everywhere")
     assert "Status: ready" in h2.weave("status").stdout
+    report = json.loads(h2.weave("report").stdout)["IPAM"]
+    assert report["Range"] == "10.32.0.0/12" and report["ActiveIPs"] == 1 and len(report["Entries"]) >= 3
     metrics = api(h1, "GET", "/metrics")
     assert 'weave_ips{state="local-used"} 1.0' in metrics and "weave_max_ips 1.048576e+06" in metrics
 

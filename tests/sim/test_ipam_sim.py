@@ -9,6 +9,7 @@ once, never in a minority, never in a two-owner cluster.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
@@ -264,3 +265,85 @@ def test_peer_cut_off_too_long_yields_and_reclaims_its_addresses() -> None:
     assert all(c.peers[0].alloc.ring.owner(a) == c.peers[3].name for a in addrs)
     c.run_for(150)
     assert c.rings_converged()
+
+
+# ------------------------------------------------------------------------------------------------ on the real mesh
+
+
+class MeshIpam:
+    """Allocators on real router cores in ``SimNetwork``: the daemon's wiring (``RouterView``, the channel, topology
+    GC), with allocator timers driven between steps of the network."""
+
+    def __init__(self, n: int, seed: int, reclaim_after: float = 0.0) -> None:
+        from weavenet.daemon.ipam_service import RouterView
+        from weavenet.ipam.allocator import Allocator
+        from weavenet.ipam.wire import CHANNEL
+        from weavenet.sim.network import SimNetwork
+
+        self.net = SimNetwork(n, seed=seed)
+        self.allocs = []
+        universe = CIDR.parse_subnet("10.32.0.0/12")
+        for p in self.net.peers:
+            r = p.router
+            cfg = AllocatorConfig(
+                r.name, r.ourself.uid, r.ourself.nickname, universe, peer_count=n, reclaim_after=reclaim_after
+            )
+            a = Allocator(cfg, RouterView(r), random.Random(seed + p.index), 0.0)
+            a.set_sink(r.new_gossip(CHANNEL, a))
+            r.on_peer_removed.append(lambda peer, a=a: a.peer_gone(peer.name))
+            a.start({}, [], 0.0)
+            self.allocs.append(a)
+        for i in range(1, n):
+            self.net.connect(i, [0])
+
+    def call(self, i: int, fn) -> None:
+        self.net._input(self.net.peers[i], lambda r, now: fn(now))
+
+    def run_for(self, seconds: float, step: float = 0.5) -> None:
+        end = self.net.now() + seconds
+        while self.net.now() < end:
+            self.net.run_for(step)
+            for i, a in enumerate(self.allocs):
+                t = a.get_timer()
+                if self.net.peers[i].up and t is not None and t <= self.net.now():
+                    self.call(i, a.handle_timer)
+
+    def allocate(self, i: int, ident: str) -> list[Result]:
+        box: list[Result] = []
+        self.call(i, lambda now: self.allocs[i].allocate(ident, self.allocs[i].universe, True, now, box.append))
+        return box
+
+
+def test_on_the_real_mesh_consensus_donation_partition_and_reclaim() -> None:
+    m = MeshIpam(5, seed=21, reclaim_after=60)
+    m.run_for(20)
+    boxes = [m.allocate(i, f"c{i}") for i in range(5)]
+    m.run_for(20)
+    assert all(b and b[0].ok for b in boxes), boxes
+    addrs = [b[0].cidr for b in boxes]
+    assert len(set(addrs)) == 5
+    # a subnet that only one peer's range covers: the others get space there by donation, over the mesh
+    sub = CIDR.parse_subnet("10.32.7.0/24")
+    more = []
+    for i, a in enumerate(m.allocs):
+        box: list[Result] = []
+        m.call(i, lambda now, a=a, box=box: a.allocate(f"sub{id(box)}", sub, True, now, box.append))
+        more.append(box)
+    m.run_for(20)
+    assert all(b and b[0].ok for b in more), more
+    assert len({b[0].cidr for b in more}) == 5
+    assert len({m.allocs[0].ring.owner(b[0].cidr.addr) for b in more}) == 5, "each peer got a piece of it"
+    # peer 4 is cut off: after the absence the lowest reachable owner takes its space, exactly once
+    m.net.partition([0, 1, 2, 3], [4])
+    m.run_for(150)
+    assert [a.reclaims for a in m.allocs[:4]].count(1) == 1 and m.allocs[4].reclaims == 0
+    m.net.heal_all()
+    m.run_for(120)
+    live = {}
+    for i, a in enumerate(m.allocs):
+        for ident, cidrs in a.owned_all().items():
+            for c in cidrs:
+                assert c.addr not in live, f"{c} held by {live[c.addr]} and {i}/{ident}"
+                live[c.addr] = (i, ident)
+    rings = [[(e.token, e.peer) for e in a.ring.entries] for a in m.allocs]
+    assert all(r == rings[0] for r in rings)

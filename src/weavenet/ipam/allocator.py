@@ -161,6 +161,8 @@ class Allocator:
         self._now = now
         self._next_tick = now + config.tick
         self._dirty: set[str] = set()
+        self._owned_frags: dict[str, bytes] = {}  # each ident's encoded entry, so a save re-encodes only changes
+        self._owned_dirty: dict[str, None] = {}  # idents changed since the last save, in order
         self._results: list[tuple[Done, Result]] = []
         self._depth = 0
 
@@ -214,6 +216,7 @@ class Allocator:
         self.space.update_ranges(ring.owned_ranges())
         if owned is not None:
             self.owned = owned
+            self._owned_dirty.update(dict.fromkeys(owned))
             for o in owned.values():
                 for c in o.cidrs:
                     if self.space.is_free(c.addr):
@@ -257,7 +260,7 @@ class Allocator:
                 items[NAME_KEY] = wire.encode_peer_name(self.name)
                 items[RING_KEY] = wire.encode_ring(self.ring)
             if OWNED_KEY in self._dirty:
-                items[OWNED_KEY] = wire.encode_owned(self.owned)
+                items[OWNED_KEY] = self._encode_owned()
             self._dirty.clear()
             if self.persist is not None:
                 self.persist(items)
@@ -265,11 +268,25 @@ class Allocator:
             done, result = self._results.pop(0)
             done(result)
 
+    def _encode_owned(self) -> bytes:
+        frags = self._owned_frags
+        for ident in self._owned_dirty:
+            o = self.owned.get(ident)
+            if o is None:
+                frags.pop(ident, None)
+            else:
+                frags[ident] = wire.owned_fragment(ident, o)
+        self._owned_dirty.clear()
+        if list(frags) != list(self.owned):  # an order changed behind our back: rebuild (never expected)
+            self._owned_frags = frags = {k: wire.owned_fragment(k, o) for k, o in self.owned.items()}
+        return wire.encode_owned_fragments(list(frags.values()))
+
     def _persist_ring(self) -> None:
         self._dirty.add(RING_KEY)
 
-    def _persist_owned(self) -> None:
+    def _persist_owned(self, *idents: str) -> None:
         self._dirty.add(OWNED_KEY)
+        self._owned_dirty.update(dict.fromkeys(idents))
 
     # ===================================================================================== operations (API)
 
@@ -373,7 +390,7 @@ class Allocator:
                     for c in o.cidrs:
                         self._free_space(c.addr)
                     del self.owned[ident]
-                    self._persist_owned()
+                    self._persist_owned(ident)
 
     def _cancel_ops_for(self, queue: list[Operation], ident: str) -> bool:
         found = False
@@ -527,11 +544,11 @@ class Allocator:
             o = self.owned[ident] = Owned(is_container, [])
         o.is_container = is_container
         o.cidrs.append(cidr)
-        self._persist_owned()
+        self._persist_owned(ident)
 
     def _remove_all_owned(self, ident: str) -> list[CIDR]:
         o = self.owned.pop(ident, None)
-        self._persist_owned()
+        self._persist_owned(ident)
         return o.cidrs if o is not None else []
 
     def remove_owned(self, ident: str, addr: int) -> bool:
@@ -543,7 +560,7 @@ class Allocator:
                 del o.cidrs[i]
                 if not o.cidrs:
                     del self.owned[ident]
-                self._persist_owned()
+                self._persist_owned(ident)
                 return True
         return False
 

@@ -172,7 +172,21 @@ def _cidr(c: CIDR) -> dict[str, int]:
     return {"Addr": c.addr, "PrefixLen": c.prefix_len}
 
 
+def owned_fragment(ident: str, o: Owned) -> bytes:
+    """One ident's entry of the ``ownedAddresses`` map, encoded (the allocator keeps these per ident)."""
+    return wire_fast.encode_owned_entry(ident, o.is_container, [(c.addr, c.prefix_len) for c in o.cidrs])
+
+
+def encode_owned_fragments(fragments: list[bytes]) -> bytes:
+    """The stored ``ownedAddresses`` value from its encoded entries (same bytes as ``encode_owned_generic``)."""
+    return _OWNED_PREFIX + wire_fast.encode_map_value(_OWNED_ID, len(fragments), fragments)
+
+
 def encode_owned(owned: dict[str, Owned]) -> bytes:
+    return encode_owned_fragments([owned_fragment(k, o) for k, o in owned.items()])
+
+
+def encode_owned_generic(owned: dict[str, Owned]) -> bytes:
     value = [
         (ident, {"IsContainer": o.is_container, "Cidrs": [_cidr(c) for c in o.cidrs]}) for ident, o in owned.items()
     ]
@@ -241,6 +255,9 @@ _SAMPLE_STATE = {
 }
 _GOSSIP_PREFIX = wire_fast._canonical_prefix(GOSSIP_STATE, _SAMPLE_STATE)
 _RING_PREFIX = wire_fast._canonical_prefix(RING, _SAMPLE_STATE["Ring"])
+_OWNED_SAMPLE = encode_stream([(OWNED, [("x", {"IsContainer": True, "Cidrs": [{"Addr": 1, "PrefixLen": 1}]})])])
+_OWNED_PREFIX = wire_fast._canonical_prefix(OWNED, [("x", {"IsContainer": True, "Cidrs": [{"Addr": 1}]})])
+_OWNED_ID = wire_fast.value_type_id(_OWNED_SAMPLE)
 _CACHE: dict[bytes, GossipMessage] = {}
 _CACHE_SIZE = 32
 
@@ -288,8 +305,18 @@ def _decode_fast(payload: bytes) -> GossipMessage:
     ring = None
     if d["Ring"] is not None:
         rd = d["Ring"]
-        rd["Entries"] = [{"Token": t, "Peer": p, "Version": v, "Free": f} for t, p, v, f in rd["Entries"]]
+        names: dict[int, PeerName] = {}  # a ring names few peers many times
+        entries = []
+        for t, p, v, f in rd["Entries"]:
+            if t > MAX_U32 or v > MAX_U32 or f > MAX_U32:
+                raise RemoteProtocolError(f"IPAM: ring entry out of range: {t} {v} {f}")
+            name = names.get(p)
+            if name is None:
+                name = names[p] = _peer(p, "entry owner")
+            entries.append(Entry(t, name, v, f))
+        rd["Entries"] = []
         ring = _ring_from(rd)
+        ring.entries = entries
         if ring.start >= ring.end:
             raise RemoteProtocolError("IPAM: ring with an empty universe")
     return GossipMessage(_now(d["Now"]), nicknames, paxos, ring)

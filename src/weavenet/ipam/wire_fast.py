@@ -173,6 +173,58 @@ def _ring_body(out: bytearray, ring: Any) -> None:
     out.append(0)
 
 
+def encode_owned_entry(ident: str, is_container: bool, cidrs: list[tuple[int, int]]) -> bytes:
+    """One ``ident -> ownedData`` pair of the persisted ``ownedAddresses`` map (key, then the struct)."""
+    out = bytearray()
+    key = ident.encode()
+    _put_uint(out, len(key))
+    out += key
+    last = -1
+    if is_container:
+        out.append(1)
+        out.append(1)
+        last = 0
+    if cidrs:
+        out.append(1 - last)
+        _put_uint(out, len(cidrs))
+        for addr, plen in cidrs:
+            cl = -1
+            if addr:
+                out.append(1)
+                _put_uint(out, addr)
+                cl = 0
+            if plen:
+                out.append(1 - cl)
+                _put_int(out, plen)
+            out.append(0)
+    out.append(0)
+    return bytes(out)
+
+
+def encode_map_value(type_id: int, count: int, fragments: list[bytes]) -> bytes:
+    """A top-level map value message from its encoded entries."""
+    out = bytearray()
+    _put_int(out, type_id)
+    out.append(0)  # singleton: a non-struct value follows
+    _put_uint(out, count)
+    body = bytes(out) + b"".join(fragments)
+    head = bytearray()
+    _put_uint(head, len(body))
+    return bytes(head) + body
+
+
+def value_type_id(stream: bytes) -> int:
+    """The type id of the last (value) message of a stream."""
+    pos, last = 0, 0
+    while pos < len(stream):
+        last = pos
+        n, pos = _uint(stream, pos)
+        pos += n
+    _, body = _uint(stream, last)
+    u, _ = _uint(stream, body)
+    return ~(u >> 1) if u & 1 else u >> 1
+
+
 # ------------------------------------------------------------------------------------------------ decoding
 
 
@@ -252,6 +304,41 @@ def _proposal_d(r: _R) -> list[Any]:
     return v
 
 
+def _entries(buf: bytes, pos: int, end: int, count: int) -> tuple[list[list[int]], int]:
+    """``count`` ring entries (structs of four uints), parsed in one tight loop: the bulk of every ring."""
+    out = []
+    try:
+        for _ in range(count):
+            e = [0, 0, 0, 0]
+            field = -1
+            while True:
+                d = buf[pos]
+                pos += 1
+                if d == 0:
+                    break
+                field += d
+                if field > 3:
+                    raise NotCanonical()
+                b = buf[pos]
+                if b < 0x80:
+                    e[field] = b
+                    pos += 1
+                else:
+                    n = 256 - b
+                    if n > 8 or pos + 1 + n > end:
+                        raise GobError("gob: bad or truncated uint")
+                    e[field] = int.from_bytes(buf[pos + 1 : pos + 1 + n], "big")
+                    pos += 1 + n
+            if pos > end:
+                raise GobError("gob: unexpected end of message")
+            out.append(e)
+    except IndexError as err:
+        raise GobError("gob: unexpected end of message") from err
+    if pos > end:
+        raise GobError("gob: unexpected end of message")
+    return out, pos
+
+
 def decode_body(payload: bytes, prefix: bytes) -> dict[str, Any]:
     """Decode a canonical ``gossipState`` message into plain values (the caller validates and converts)."""
     if not payload.startswith(prefix):
@@ -300,14 +387,8 @@ def decode_body(payload: bytes, prefix: bytes) -> dict[str, Any]:
                 if j < 3:
                     ring[("Start", "End", "Peer")[j]] = r.u()
                 elif j == 3:
-                    for _ in range(r.count()):
-                        e = [0, 0, 0, 0]
-
-                        def h(m: int, e: list[int] = e) -> None:
-                            e[m] = r.u()
-
-                        _struct(r, 4, h)
-                        ring["Entries"].append(e)
+                    n = r.count()
+                    ring["Entries"], r.pos = _entries(r.buf, r.pos, r.end, n)
                 else:
                     ring["Seeds"] = [r.u() for _ in range(r.count())]
 
