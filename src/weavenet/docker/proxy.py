@@ -104,7 +104,14 @@ class Proxy:
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._unix_paths: list[str] = []
-        self.stats = {"requests": 0, "hijacked": 0, "intercepted": 0, "errors": 0, "upstream_errors": 0}
+        self.stats = {
+            "requests": 0,
+            "hijacked": 0,
+            "intercepted": 0,
+            "errors": 0,
+            "upstream_errors": 0,
+            "client_gone": 0,
+        }
         self.active = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
@@ -233,11 +240,14 @@ class Proxy:
             length = up.headers.get("Content-Length")
             if length is not None and length.isdigit():
                 resp.content_length = int(length)
-            await resp.prepare(request)
-            if up.status not in (204, 304) and request.method != "HEAD":
-                async for chunk in up.content.iter_any():
-                    await resp.write(chunk)
-            await resp.write_eof()
+            try:
+                await resp.prepare(request)
+                if up.status not in (204, 304) and request.method != "HEAD":
+                    async for chunk in up.content.iter_any():
+                        await resp.write(chunk)
+                await resp.write_eof()
+            except ConnectionResetError:  # the client went away: leaving the block closes the upstream side
+                self.stats["client_gone"] += 1
             return resp
 
     async def _call(self, request: web.Request, body: bytes | None) -> tuple[int, str, dict[str, str], bytes]:
@@ -290,7 +300,7 @@ class Proxy:
             except DockerError:
                 raise
             except Exception as e:  # attach failed: the container must not run half-attached
-                log.error("Attaching container %s to weave failed: %s; killing it", ident, e)
+                log.error("Attaching container %s to weave failed: %s; killing it", ident, e, exc_info=True)
                 with contextlib.suppress(DockerError):
                     await self.client.kill(ident)
                 return docker_error(500, f"weave: attaching container {ident} to the weave network failed: {e}")

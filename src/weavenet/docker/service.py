@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ipaddress
 import json
 import logging
@@ -40,12 +41,11 @@ DOCKER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _host_attach_sync(cid: str, pid: int, cidrs: list[str], multicast: bool) -> list[str]:
-    from weavenet.host.attach import ContainerRef, attach
+    from weavenet.docker import fast_attach
 
-    ref = ContainerRef(cid, f"/proc/{pid}/ns/net", str(pid)[:7])
     try:
-        return attach(ref, cidrs, multicast_route=multicast)
-    except HostError:
+        return fast_attach.attach(pid, cidrs, multicast)
+    except (HostError, OSError):
         if not os.path.exists(f"/proc/{pid}/ns/net"):
             return cidrs  # it ran its (short) command and exited as soon as it was on the network: not a failure
         raise
@@ -119,6 +119,9 @@ class DockerIntegration:
         if problem:
             self.wait_problem, self.wait_dir = problem, ""
             log.warning("proxy: %s", problem)
+        await asyncio.to_thread(importlib.import_module, "weavenet.docker.fast_attach")  # not on the first start
+        import pyroute2  # noqa: F401  (loaded above, in a thread: importing it costs a few hundred ms)
+
         self.attacher = Attacher(docker, self.api, self.settings, host_attach, write_hosts)
         self.watcher = EventWatcher(
             docker, self.hub, on_start=self._on_start, on_destroy=self.attacher.forget, on_connected=self.reattach
@@ -209,7 +212,7 @@ class DockerIntegration:
         except DockerError as e:
             log.info("container %s started: %s", cid[:12], e.message)
         except Exception as e:
-            log.error("Attaching container %s to weave failed: %s; killing it", cid[:12], e)
+            log.error("Attaching container %s to weave failed: %s; killing it", cid[:12], e, exc_info=True)
             with contextlib.suppress(DockerError):
                 await self.docker.kill(cid)
 
