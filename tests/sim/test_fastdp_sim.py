@@ -106,3 +106,18 @@ def test_a_dead_link_is_torn_down_rather_than_kept_on_a_fastdp_on_hold() -> None
     # traffic between 1 and 2 now routes through 0, which both still reach over fastdp
     assert net.peers[1].router.routes.unicast(net.peers[2].name) == net.peers[0].name
     assert overlay(net, 1, 0)[0] == "fastdp"
+
+
+def test_control_messages_match_weaves_bytes() -> None:
+    """HeartbeatAck and the sleeve's ConnectionEstablished, wrapped as Weave 2.8 wraps them for "fastdp sleeve"."""
+    from tests.golden.wire_vectors import case
+
+    net = SimNetwork(2, seed=9, config=lambda i: cfg(i))
+    sent: list[bytes] = []
+    router = net.peers[1].router
+    original = router.send_message
+    router.send_message = lambda conn, msg: (sent.append(bytes(msg)), original(conn, msg))[1]  # type: ignore[method-assign]
+    net.connect(1, [0])
+    assert net.run_until_true(lambda: overlay(net, 1, 0)[0] == "fastdp" if net.peers[1].router.by_peer else False, 20)
+    for name in ("overlay_control_fastdp_heartbeat_ack", "overlay_control_sleeve_connection_established"):
+        assert bytes.fromhex(case("gossip", name)["output_hex"]) in sent, name

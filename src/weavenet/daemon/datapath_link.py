@@ -29,6 +29,13 @@ class TableBuilder:
         self.generation = 0
         self.fastdp: frozenset[int] = frozenset()  # peers the kernel floods broadcasts to (set by FastdpLink)
         self.vxlan_rx: frozenset[int] = frozenset()  # short IDs with a kernel VXLAN device (set by FastdpLink)
+        self._short_ids: dict[int, int] | None = None  # short ID -> peer, rebuilt when routes or short IDs change
+        self._short_ids_gen = 0
+        self._short_ids_last: dict[int, int] = {}
+        router.on_short_ids_changed.append(self._forget_short_ids)
+
+    def _forget_short_ids(self) -> None:
+        self._short_ids = None
 
     def max_payload(self, peer: int, ip: str) -> int:
         if peer in self.pmtu:
@@ -73,17 +80,24 @@ class TableBuilder:
         table = routes.unicast_table()
         if routes.generation != self._routes_generation or self._routes is None:
             self._routes_generation = routes.generation
+            self._short_ids = None
             unicast = {int(d): int(h) for d, h in table.items() if h}
             broadcast = {int(s): [int(h) for h in hops] for s, hops in routes.broadcast_table().items()}
             self._routes = (unicast, broadcast)
         unicast, broadcast = self._routes
         me = router.ourself
         me_short = me.short_id if me.has_short_id and router.fastdp is not None else None
-        short_ids = (
-            {p.short_id: int(p.name) for p in router.topology.by_name.values() if p.has_short_id}
-            if me_short is not None
-            else {}
-        )
+        if self._short_ids is None:
+            fresh = (
+                {p.short_id: int(p.name) for p in router.topology.by_name.values() if p.has_short_id}
+                if me_short is not None
+                else {}
+            )
+            if fresh != self._short_ids_last:
+                self._short_ids_gen += 1
+                self._short_ids_last = fresh
+            self._short_ids = fresh
+        short_ids = self._short_ids
         signature = (
             tuple(
                 sorted(
@@ -95,7 +109,7 @@ class TableBuilder:
             self.fastdp,
             self.vxlan_rx,
             me_short,
-            tuple(sorted(short_ids.items())),
+            self._short_ids_gen,
         )
         if signature == self._last:
             return None
