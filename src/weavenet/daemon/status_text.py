@@ -196,7 +196,11 @@ def render_connections(report: Report) -> str:
     out = []
     for c in _list(router.get("Connections")):
         attrs = c.get("Attrs") or {}
-        attr_text = "".join(f"{k}={go_value_string(attrs[k])}" for k in sorted(attrs) if k != "name")
+        attr_text = "".join(
+            f"{k}={go_value_string(attrs[k])}" for k in sorted(attrs) if k not in ("name", "fallback")
+        )
+        if attrs.get("fallback"):  # weavenet: why a connection is not on the fast datapath, after Weave's columns
+            attr_text += f" (fallback: {attrs['fallback']})"
         out.append(
             f"{_arrow(c.get('Outbound'))} {go_sprintf('%-21v', c.get('Address', ''))} "
             f"{go_sprintf('%-11v', c.get('State', ''))} {c.get('Info', '')} {attr_text}\n"
