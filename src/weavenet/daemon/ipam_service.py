@@ -134,8 +134,10 @@ class IPAMService:
     # -- plumbing -----------------------------------------------------------------------------------------------
 
     def _run(self, fn: Callable[[float], object]) -> None:
-        self.driver.run(fn)
-        self._arm()
+        try:
+            self.driver.run(fn)
+        finally:
+            self._arm()  # even after a failure, so the allocator's timer keeps running
 
     def _arm(self) -> None:
         deadline = self.allocator.get_timer()
@@ -149,7 +151,10 @@ class IPAMService:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._run(self.allocator.handle_timer)
+        try:
+            self._run(self.allocator.handle_timer)
+        except Exception:
+            log.exception("[allocator] tick failed; trying again on the next one")
 
     def _persist(self, items: dict[str, bytes]) -> None:
         try:

@@ -22,10 +22,11 @@ counted and listed, and nicknames from a refused message are not merged either.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -600,7 +601,7 @@ class Allocator:
     # ===================================================================================== Gossiper
 
     def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
-        with self._entry():
+        with self._entry(), self._guard(src):
             if not msg:
                 raise self._refuse(src, RemoteProtocolError("empty IPAM unicast"))
             kind, body = msg[0], msg[1:]
@@ -618,7 +619,7 @@ class Allocator:
                 log.info("[allocator %s] ignoring IPAM unicast of unknown kind %d from %s", self.name, kind, src)
 
     def on_gossip_broadcast(self, src: PeerName, update: bytes) -> GossipData | None:
-        with self._entry():
+        with self._entry(), self._guard(src):
             self._update(src, update)
         return self.gossip_data()
 
@@ -626,9 +627,21 @@ class Allocator:
         return self.gossip_data()
 
     def on_gossip(self, update: bytes) -> GossipData | None:
-        with self._entry():
+        with self._entry(), self._guard(UNKNOWN_PEER):
             self._update(UNKNOWN_PEER, update)
         return None
+
+    @contextlib.contextmanager
+    def _guard(self, src: PeerName) -> Iterator[None]:
+        """Wire input must never take the router down: a failure of ours while handling it (a bug) is logged
+        with its traceback, counted, and refuses the message like malformed input would."""
+        try:
+            yield
+        except RemoteProtocolError:
+            raise
+        except Exception as e:
+            log.exception("[allocator %s] internal error handling an IPAM message from %s", self.name, src)
+            raise self._refuse(src, RemoteProtocolError(f"IPAM could not handle the message: {e!r}")) from e
 
     def _decode_range(self, src: PeerName, body: bytes) -> Range:
         try:

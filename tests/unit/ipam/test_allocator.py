@@ -88,8 +88,7 @@ def test_claim_from_an_unreachable_owner_fails_after_five_tries() -> None:
     box = c.claim(0, "mine", CIDR.parse("10.44.0.7/12"))
     c.run_for(40)
     assert box[0].error == (
-        "address 10.44.0.7/12 is owned by other peer 0a:00:00:00:00:02 - unknown relay destination: "
-        "0a:00:00:00:00:02"
+        "address 10.44.0.7/12 is owned by other peer 0a:00:00:00:00:02 - unknown relay destination: 0a:00:00:00:00:02"
     )
 
 
@@ -232,3 +231,17 @@ def test_status_shapes() -> None:
         }
     ]
     assert st["ActiveIPs"] == 1 and st["RangeNumIPs"] == 1 << 20
+
+
+def test_an_internal_error_on_wire_input_refuses_the_message_instead_of_crashing() -> None:
+    a = IpamCluster(1, seed=7, seed_peers=1)
+    alloc = a.peers[0].alloc
+    payload = alloc.encode_state()  # a ring, so the merge runs
+
+    def broken(*args: object, **kw: object) -> None:
+        raise ValueError("a bug")
+
+    alloc.ring.merge = broken  # type: ignore[method-assign]
+    with pytest.raises(RemoteProtocolError, match="IPAM could not handle the message"):
+        alloc.on_gossip_broadcast(PeerName(0x0B0000000001), payload)
+    assert alloc.refused_count == 1
