@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from weavenet import demo_docker
 from weavenet.testbed import Host, Testbed
 
 
@@ -33,6 +34,47 @@ def established(host: Host) -> int:
     return sum(1 for c in report["Router"]["Connections"] or [] if c["State"] == "established")
 
 
+def namespace_walkthrough(tb: Testbed) -> bool:
+    """Containers as bare network namespaces, on an exposed subnet where weaveDNS listens."""
+    first = tb.hosts[0]
+    say("the mesh is formed; each host exposes 10.2.1.10N/24 on its bridge, where weaveDNS listens")
+    for i, h in enumerate(tb.hosts, 1):
+        print(f"   {h.name}: weave expose -> {weave(h, 'expose', f'10.2.1.{100 + i}/24').strip()}")
+    say("one container per host, all on 10.2.1.0/24, named aN.weave.local")
+    containers = []
+    for i, h in enumerate(tb.hosts, 1):
+        c = h.container(f"a{i}")
+        # what `ip netns exec` shows the container as /etc/hostname (weave attach registers it in weaveDNS)
+        # and /etc/resolv.conf (its host's weaveDNS), like `docker run --dns`
+        os.makedirs(f"/etc/netns/{c.netns}", exist_ok=True)
+        with open(f"/etc/netns/{c.netns}/hostname", "w") as f:
+            f.write(f"a{i}.weave.local\n")
+        with open(f"/etc/netns/{c.netns}/resolv.conf", "w") as f:
+            f.write(f"nameserver 10.2.1.{100 + i}\nsearch weave.local.\n")
+        ips = weave(h, "attach", f"10.2.1.{i}/24", c.netns_path).strip()
+        print(f"   {h.name}: container a{i} (network namespace {c.netns}) attached: {ips}")
+        containers.append((f"a{i}", f"10.2.1.{i}", c))
+    say(f"{first.name}: weave ps")
+    print(weave(first, "ps"), end="")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(weave(first, "status", "dns").splitlines()) < len(containers):
+        time.sleep(0.3)
+    say(f"{first.name}: weave status dns (names gossiped from every host)")
+    print(weave(first, "status", "dns"), end="")
+    say(f"{tb.hosts[-1].name}: weave dns-lookup a1")
+    print(weave(tb.hosts[-1], "dns-lookup", "a1"), end="")
+    ok = True
+    for name, _ip, c in containers:
+        for other, _oip, _ in containers:
+            if other == name:
+                continue
+            res = c.run(["ping", "-c", "2", "-i", "0.2", "-W", "2", other], check=False)
+            line = next((ln for ln in res.stdout.splitlines() if "packets transmitted" in ln), res.stderr.strip())
+            print(f"   {name} ping {other}: {line}")
+            ok = ok and res.returncode == 0
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m weavenet.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--hosts", type=int, default=3)
@@ -40,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--keep", action="store_true", help="leave the hosts running (remove with: python -m weavenet.testbed down)"
     )
+    ap.add_argument("--no-docker", action="store_true", help="containers as network namespaces even with Docker")
     args = ap.parse_args(argv)
     env = {"WEAVE_PASSWORD": args.password} if args.password else None
     say(f"creating {args.hosts} simulated hosts (network namespaces on an underlay switch)")
@@ -48,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for h in tb.hosts:
             print(f"   {h.name}  {h.ip}")
         first, rest = tb.hosts[0], tb.hosts[1:]
+        docker = not args.no_docker and demo_docker.start(tb, say)  # engines first: launch then starts the proxy
         # weaveDNS answers the containers' names itself; with no upstream configured (an empty resolv.conf)
         # nothing leaves the simulated hosts, even for names outside weave.local
         dns_opts = ["--resolv-conf=/dev/null"]
@@ -74,41 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print(weave(h, "status", "peers"), end="")
         say(f"{tb.hosts[-1].name}: weave status connections")
         print(weave(tb.hosts[-1], "status", "connections"), end="")
-        say("the mesh is formed; each host exposes 10.2.1.10N/24 on its bridge, where weaveDNS listens")
-        for i, h in enumerate(tb.hosts, 1):
-            print(f"   {h.name}: weave expose -> {weave(h, 'expose', f'10.2.1.{100 + i}/24').strip()}")
-        say("one container per host, all on 10.2.1.0/24, named aN.weave.local")
-        containers = []
-        for i, h in enumerate(tb.hosts, 1):
-            c = h.container(f"a{i}")
-            # what `ip netns exec` shows the container as /etc/hostname (weave attach registers it in weaveDNS)
-            # and /etc/resolv.conf (its host's weaveDNS), like `docker run --dns`
-            os.makedirs(f"/etc/netns/{c.netns}", exist_ok=True)
-            with open(f"/etc/netns/{c.netns}/hostname", "w") as f:
-                f.write(f"a{i}.weave.local\n")
-            with open(f"/etc/netns/{c.netns}/resolv.conf", "w") as f:
-                f.write(f"nameserver 10.2.1.{100 + i}\nsearch weave.local.\n")
-            ips = weave(h, "attach", f"10.2.1.{i}/24", c.netns_path).strip()
-            print(f"   {h.name}: container a{i} (network namespace {c.netns}) attached: {ips}")
-            containers.append((f"a{i}", f"10.2.1.{i}", c))
-        say(f"{first.name}: weave ps")
-        print(weave(first, "ps"), end="")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(weave(first, "status", "dns").splitlines()) < len(containers):
-            time.sleep(0.3)
-        say(f"{first.name}: weave status dns (names gossiped from every host)")
-        print(weave(first, "status", "dns"), end="")
-        say(f"{tb.hosts[-1].name}: weave dns-lookup a1")
-        print(weave(tb.hosts[-1], "dns-lookup", "a1"), end="")
-        ok = True
-        for name, _ip, c in containers:
-            for other, _oip, _ in containers:
-                if other == name:
-                    continue
-                res = c.run(["ping", "-c", "2", "-i", "0.2", "-W", "2", other], check=False)
-                line = next((ln for ln in res.stdout.splitlines() if "packets transmitted" in ln), res.stderr.strip())
-                print(f"   {name} ping {other}: {line}")
-                ok = ok and res.returncode == 0
+        ok = demo_docker.walkthrough(tb, say, weave) if docker else namespace_walkthrough(tb)
         say("containers on different hosts reach each other by name" if ok else "some pings failed")
         if args.keep:
             tb.leave_running()
