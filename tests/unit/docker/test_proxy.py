@@ -110,6 +110,8 @@ class FakeEngine:
         elif path.endswith("/kill"):
             self.killed.append(path.split("/")[2])
             writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        elif path == "/containers/cid/json":
+            send("200 OK", b'{"Id":"cid","State":{"Pid":1},"NetworkSettings":{"IPAddress":"172.18.1.2"}}')
         elif path == "/images/bb/json":
             send("200 OK", b'{"Config":{"Cmd":["sh"],"Entrypoint":null}}')
         elif path == "/images/nope/json":
@@ -302,3 +304,107 @@ async def test_declined_upgrade_is_relayed(h: Harness) -> None:
     length = int(next(ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")).split(b":")[1])
     assert b"page not found" in await asyncio.wait_for(reader.readexactly(length), 5)
     writer.close()
+
+
+def _certs(d: Path) -> dict[str, str] | None:
+    """A CA and a server and client certificate signed by it (openssl), or None without openssl."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        return None
+
+    def ossl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    ossl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+    )
+    for who in ("server", "client"):
+        ossl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{who}-key.pem",
+            "-out",
+            f"{who}.csr",
+            "-subj",
+            f"/CN={who}",
+        )
+        ossl(
+            "x509",
+            "-req",
+            "-in",
+            f"{who}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            f"{who}.pem",
+            "-days",
+            "2",
+        )
+    return {k: str(d / f"{k}.pem") for k in ("ca", "server", "server-key", "client", "client-key")}
+
+
+async def test_tls_listener_requires_a_client_certificate_with_tlsverify(tmp_path: Path) -> None:
+    import socket
+    import ssl
+
+    from weavenet.docker.options import DockerOptions, server_ssl
+
+    certs = _certs(tmp_path)
+    if certs is None:
+        pytest.skip("needs openssl")
+    opts = DockerOptions(tlsverify=True, tlscacert=certs["ca"], tlscert=certs["server"], tlskey=certs["server-key"])
+    h = Harness(tmp_path)
+    h.proxy.server_ssl = server_ssl(opts)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    await h.engine.start()
+    await h.proxy.start([Endpoint("tcp", host="127.0.0.1", port=port)])
+    try:
+        good = ssl.create_default_context(cafile=certs["ca"])
+        good.check_hostname = False
+        good.load_cert_chain(certs["client"], certs["client-key"])
+        async with aiohttp.ClientSession() as c, c.get(f"https://127.0.0.1:{port}/_ping", ssl=good) as r:
+            assert r.status == 200
+        anonymous = ssl.create_default_context(cafile=certs["ca"])
+        anonymous.check_hostname = False
+        with pytest.raises(aiohttp.ClientError):
+            async with aiohttp.ClientSession() as c, c.get(f"https://127.0.0.1:{port}/_ping", ssl=anonymous) as r:
+                await r.read()
+    finally:
+        await h.proxy.close()
+        await h.engine.close()
+
+
+async def test_rewrite_inspect_shows_the_weave_address(h: Harness) -> None:
+    async def addrs(info: dict[str, Any]) -> tuple[str, str] | None:
+        return ("aa:bb:cc:dd:ee:ff", "10.2.1.1/24")
+
+    h.proxy.inspect_addrs = addrs
+    async with h.client() as c:
+        async with c.get("http://docker/v1.41/containers/cid/json") as r:
+            assert (await r.json())["NetworkSettings"]["IPAddress"] == "172.18.1.2"  # not asked for
+        h.settings = ProxySettings(rewrite_inspect=True)
+        async with c.get("http://docker/v1.41/containers/cid/json") as r:
+            ns = (await r.json())["NetworkSettings"]
+    assert ns == {"IPAddress": "10.2.1.1", "IPPrefixLen": 24, "MacAddress": "aa:bb:cc:dd:ee:ff"}
