@@ -5,7 +5,8 @@ namespaces; not ``ip netns exec``, whose fresh mount namespace hides the cgroup 
 "Devices cgroup isn't mounted"). The host's mount namespace already gives it a private ``/run``, so the engine
 has its own ``/run/docker/plugins`` (a plugin socket of one host is never seen by another engine),
 ``/var/run/docker.sock`` and ``/run/weave`` where an unmodified ``weave launch`` in that host looks for them.
-Its data root, exec root and pid file live under the host's work directory; ``docker0`` gets an address of its
+Its data root, exec root, pid file and ``/etc/docker`` (a bind mount in a mount namespace of its own, for the
+trust key dockerd writes there) live under the host's work directory; ``docker0`` gets an address of its
 own per host (``--bip``), because weaveDNS listens on the docker bridge's address as in Weave. Docker's
 iptables and masquerading are off: nothing may leave the namespaces the test bed made.
 
@@ -25,6 +26,7 @@ import hashlib
 import io
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -165,8 +167,24 @@ class DockerEngine:
             f"--cgroup-parent=/{self.cgroup_parent}",
             "--exec-opt=native.cgroupdriver=cgroupfs",
         ]
+        # dockerd writes its trust key to /etc/docker/key.json, which no flag moves: give it a private /etc/docker
+        # in a mount namespace of its own (slave of the host's, so it sees everything the host mounts later)
+        etc = self.root / "etc-docker"
+        etc.mkdir(exist_ok=True)
+        Path("/etc/docker").mkdir(exist_ok=True)  # a mount point; stays empty in the machine's own namespace
+        wrapped = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "slave",
+            "sh",
+            "-c",
+            f'mount --bind {shlex.quote(str(etc))} /etc/docker && exec "$@"',
+            "sh",
+            *argv,
+        ]
         with open(self.log_path, "ab") as log:
-            self.proc = self.host.popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, text=False)
+            self.proc = self.host.popen(wrapped, stdin=subprocess.DEVNULL, stdout=log, stderr=log, text=False)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
