@@ -186,6 +186,15 @@ def test_restart_keeps_address_and_name(hosts: tuple[Host, Host]) -> None:
     dk(h1, "restart", "-t", "0", "a2", proxy=False)  # behind its back: the start event re-attaches it
     wait_until(lambda: ethwe(h1, "a2") == [before], 20, "a2 re-attached after a restart outside the proxy")
     wait_until(lambda: pings(h2, "a3", "a2"), 30, "a3 pings a2 after its restarts")
+    # a restart policy: the engine restarts the container by itself, the start event attaches it again
+    dk(h1, "run", "-d", "--restart=always", "--name", "r1", IMAGE, "sleep", "3600")
+    (addr,) = ethwe(h1, "r1")
+    assert h1.docker is not None
+    pid = h1.docker.pid("r1")
+    os.kill(pid, 9)
+    wait_until(lambda: h1.docker.pid("r1") not in (0, pid), 20, "r1 restarted by its policy")  # type: ignore[union-attr]
+    wait_until(lambda: ethwe(h1, "r1") == [addr], 20, "r1 back on the network with its address")
+    dk(h1, "rm", "-f", "r1")
 
 
 def test_rm_releases_address_and_name_on_both_hosts(hosts: tuple[Host, Host]) -> None:
@@ -216,6 +225,7 @@ def test_docker_run_net_weave_through_the_plugin(hosts: tuple[Host, Host]) -> No
     wait_until(lambda: pings(h1, "p1", ip2), 20, "p1 pings p2")
     wait_until(lambda: pings(h2, "p2", ip1), 20, "p2 pings p1")
     wait_until(lambda: pings(h1, "p1", "p2.weave.local"), 30, "p1 pings p2 by name")
+    assert re.search(rf"^{cid(h1, 'p1')[:12]} \S+ {re.escape(ip1)}/", weave(h1, "ps").stdout, re.M)
     wait_until(lambda: pings(h2, "p2", "p1.weave.local"), 30, "p2 pings p1 by name")
     # a network of one's own, with Docker's IPAM and explicit addresses
     for h in hosts:
