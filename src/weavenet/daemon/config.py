@@ -21,6 +21,7 @@ from weavenet.docker.options import DockerOptions
 from weavenet.docker.options import add_arguments as add_docker_arguments
 from weavenet.docker.options import from_namespace as docker_options
 from weavenet.errors import ConfigError
+from weavenet.host.bridge import env_mtu
 
 DEFAULT_STATE_DIR = "/var/lib/weave"
 DEFAULT_RUN_DIR = "/run/weave"
@@ -78,6 +79,7 @@ class DaemonConfig:
     resume: bool = False
     log_file: str | None = None
     mtu: int = 1376
+    no_fastdp: bool = False  # --no-fastdp / WEAVE_NO_FASTDP: offer only the sleeve
     # weaveDNS; dns_listen_address "" = automatic (see weavenet.daemon.dns_service)
     no_dns: bool = False
     dns_listen_address: str = ""
@@ -205,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--log-file")
     p.add_argument("--mtu", type=int, default=0)
+    p.add_argument("--no-fastdp", action="store_true")
     p.add_argument("--no-dns", action="store_true")
     p.add_argument("--dns-listen-address", default="")
     p.add_argument("--dns-domain", default=DEFAULT_DNS_DOMAIN)
@@ -212,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-fallback-timeout", default="5s")
     p.add_argument("--resolv-conf", default=DEFAULT_RESOLV_CONF)
     p.add_argument("--dns-upstream", action="append", default=[])
-    add_ipam_arguments(p)
     add_docker_arguments(p)
+    add_ipam_arguments(p)
     return p
 
 
@@ -241,7 +244,8 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         host_root=ns.host_root,
         resume=ns.resume,
         log_file=ns.log_file,
-        mtu=ns.mtu or int(env.get("WEAVE_MTU") or DEFAULT_MTU),
+        mtu=ns.mtu or env_mtu(env),
+        no_fastdp=ns.no_fastdp or bool(env.get("WEAVE_NO_FASTDP")),
         no_dns=ns.no_dns,
         dns_listen_address=ns.dns_listen_address,
         dns_domain=ns.dns_domain,
@@ -249,7 +253,7 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         dns_fallback_timeout=parse_duration(ns.dns_fallback_timeout),
         resolv_conf=ns.resolv_conf,
         dns_upstream=list(ns.dns_upstream),
-        ipam=ipam_options(ns),
         docker=docker_options(ns),
+        ipam=ipam_options(ns),
     )
     return validate(cfg)

@@ -23,6 +23,7 @@ from weavenet.daemon import snapshot
 from weavenet.daemon.config import DaemonConfig, pid_file
 from weavenet.daemon.datapath_link import TableBuilder
 from weavenet.daemon.dns_service import DNSService
+from weavenet.daemon.fastdp_link import FastdpLink, overlays
 from weavenet.daemon.identity import resolve_peer_name
 from weavenet.daemon.ipam_service import ipam_for
 from weavenet.daemon.persistence import Store
@@ -63,6 +64,8 @@ class Daemon:
                 min_protocol_version=config.min_protocol_version,
                 external_datapath=True,
                 fast_sleeve=True,
+                overlays=overlays(config.no_fastdp),
+                fastdp_mtu=config.mtu,
             ),
             rng=rng,
             now=loop.time(),
@@ -74,6 +77,7 @@ class Daemon:
         self.tables = TableBuilder(self.router)
         self.datapath.on_pmtu = self._on_pmtu
         self.driver.after_input.append(self._push_tables)
+        self.fastdp = FastdpLink(self)  # VXLAN devices, heartbeat socket and sniffer, if fastdp is offered
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
         self.stopping = asyncio.Event()
@@ -96,6 +100,7 @@ class Daemon:
         await asyncio.to_thread(ensure_bridge, str(self.name), self.config.mtu)
         await asyncio.to_thread(ensure_iptables, BRIDGE)
         await asyncio.to_thread(reexpose, BRIDGE)
+        await self.fastdp.start()  # probes VXLAN and ESP; falls back to sleeve-only before anything connects
         try:
             await self.datapath.start()
             await self.driver.start()
@@ -137,6 +142,7 @@ class Daemon:
         if self.ipam is not None:
             await self.ipam.close()
         await self.driver.close()
+        await self.fastdp.close()
         await self.datapath.stop()
         self.store.close()
         with contextlib.suppress(FileNotFoundError):
@@ -210,4 +216,5 @@ class Daemon:
         if self.ipam is not None:
             report["IPAM"] = self.ipam.status()
         report.update(self.docker.report())  # "Proxy" and "Plugin", each only when it runs
+        self.fastdp.add_to_report(report)
         return report
