@@ -27,6 +27,7 @@ from weavenet.daemon.config import (
     validate,
 )
 from weavenet.errors import ConfigError
+from weavenet.host.bridge import env_mtu
 
 USAGE = """Usage:
 
@@ -92,9 +93,10 @@ where <peer>     = <ip_address_or_fqdn>[:<port>]
 
 weavenet launch options: [--port <port>] [--conn-limit <n>] [--min-protocol-version <1|2>]
                     [--http-addr <ip>:<port>] [--status-addr <ip>:<port>] [--metrics-addr <ip>:<port>]
-                    [--state-dir <dir>] [--run-dir <dir>] [--host-root <dir>]
+                    [--state-dir <dir>] [--run-dir <dir>] [--host-root <dir>] [--no-fastdp] [--mtu <mtu>]
                     [--ipalloc-reclaim-after <duration>]
 environment: WEAVE_PASSWORD WEAVE_PORT WEAVE_HTTP_ADDR WEAVE_STATUS_ADDR WEAVE_STATE_DIR WEAVE_RUN_DIR
+             WEAVE_MTU WEAVE_NO_FASTDP
 """
 
 CONTEXT = {"help_option_names": [], "max_content_width": 110}
@@ -106,6 +108,18 @@ class UsageExit(Exception):
 
 def _run_dir() -> str:
     return run_dir_default()
+
+
+def _ipam_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    from weavenet.cli.ipam_cmds import launch_options
+
+    return launch_options(fn)
+
+
+def _ipam_launch_args(opts: dict[str, Any], fail: Callable[[str], None]) -> list[str]:
+    from weavenet.cli.ipam_cmds import launch_args
+
+    return launch_args(opts, fail)
 
 
 def _docker_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -128,18 +142,6 @@ def _docker_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for name in ("--tlscacert", "--tlscert", "--tlskey", "--plugin-socket", "--plugin-mesh-socket"):
         fn = click.option(name, default=None)(fn)
     return click.option("-H", "proxy_listen", multiple=True)(fn)
-
-
-def _ipam_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from weavenet.cli.ipam_cmds import launch_options
-
-    return launch_options(fn)
-
-
-def _ipam_launch_args(opts: dict[str, Any], fail: Callable[[str], None]) -> list[str]:
-    from weavenet.cli.ipam_cmds import launch_args
-
-    return launch_args(opts, fail)
 
 
 @click.group(context_settings=CONTEXT, invoke_without_command=True, add_help_option=False)
@@ -186,6 +188,8 @@ def version() -> None:
 @click.option("--state-dir", default=state_dir_default)
 @click.option("--run-dir", default=run_dir_default)
 @click.option("--host-root", default="/")
+@click.option("--no-fastdp", is_flag=True)
+@click.option("--mtu", type=int, default=0)
 @click.option("--no-dns", is_flag=True)
 @click.option("--dns-listen-address", default="")
 @click.option("--dns-domain", default="weave.local.")
@@ -193,8 +197,8 @@ def version() -> None:
 @click.option("--dns-fallback-timeout", default="5s")
 @click.option("--resolv-conf", default="/etc/resolv.conf")
 @click.option("--dns-upstream", multiple=True)
-@_ipam_launch_options
 @_docker_launch_options
+@_ipam_launch_options
 @click.argument("peers", nargs=-1)
 def launch(**opts: Any) -> None:
     """Start the router for this host in the background."""
@@ -216,6 +220,7 @@ def launch(**opts: Any) -> None:
                 status_addr=opts["status_addr"],
                 metrics_addr=opts["metrics_addr"],
                 resume=opts["resume"],
+                mtu=opts["mtu"] or env_mtu(os.environ),
                 **_dns_config(opts),
             )
         )
@@ -239,9 +244,13 @@ def launch(**opts: Any) -> None:
         args.append("--no-discovery")
     if opts["resume"]:
         args.append("--resume")
+    if opts["no_fastdp"]:
+        args.append("--no-fastdp")  # WEAVE_NO_FASTDP reaches the daemon through its environment
+    if opts["mtu"]:
+        args.append(f"--mtu={opts['mtu']}")
     args += _dns_args(opts)
-    args += _ipam_launch_args(opts, _fail)
     args += _docker_args(opts)
+    args += _ipam_launch_args(opts, _fail)
     args += ["--", *cfg.peers]
     env = dict(os.environ)
     env.pop("WEAVE_PASSWORD", None)
