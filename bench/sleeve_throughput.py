@@ -87,9 +87,12 @@ def vxlan_overlay(tb: Testbed) -> list:
 
 
 def weavenet_overlay(tb: Testbed, password: str | None) -> list:
-    env = {"WEAVE_PASSWORD": password} if password else None
+    env = {"WEAVE_NO_FASTDP": "1", **({"WEAVE_PASSWORD": password} if password else {})}  # the sleeve, always
     h1, h2 = tb.hosts
     for h in tb.hosts:
+        for old in [c for c in h.containers if c.name.startswith("wn")]:  # the previous run's: free their addresses
+            h.weave("detach", old.netns_path)
+            old.remove()
         h.weave("stop")
     h1.weave("launch", env=env, check=True)
     h2.weave("launch", h1.ip, env=env, check=True)
