@@ -238,6 +238,36 @@ def test_docker_run_net_weave_through_the_plugin(hosts: tuple[Host, Host]) -> No
     dk(h1, "rm", "-f", "p1", "o1", proxy=False)
     wait_until(lambda: links() == 0, 10, "the plugin's veths removed with their containers")
     dk(h2, "rm", "-f", "p2", "o2", proxy=False)
+    for h in hosts:
+        dk(h, "network", "rm", "own", proxy=False)
+
+
+def test_network_of_driver_weave_with_a_subnet_and_no_swarm(hosts: tuple[Host, Host]) -> None:
+    """The issue's ``docker network create -d weave --subnet ...``: the engines run no swarm and no cluster store,
+    so the ``weave`` driver answers "local" scope (a "global" one is refused there), and the mesh still joins the
+    two hosts' networks of that name."""
+    h1, h2 = hosts
+    assert h1.docker is not None and h2.docker is not None
+    for h in hosts:
+        assert h.docker is not None
+        assert h.docker.docker("info", "-f", "{{.Swarm.LocalNodeState}}").stdout.strip() == "inactive"
+        dk(h, "network", "create", "-d", "weave", "--subnet", "10.40.0.0/24", "wl", proxy=False)
+        assert h.docker.docker("network", "inspect", "-f", "{{.Scope}}", "wl").stdout.strip() == "local"
+    dk(h1, "run", "-d", "--net=wl", "--ip", "10.40.0.21", "--name", "w1", IMAGE, "sleep", "3600", proxy=False)
+    dk(h2, "run", "-d", "--net=wl", "--ip", "10.40.0.22", "--name", "w2", IMAGE, "sleep", "3600", proxy=False)
+    wait_until(lambda: pings(h1, "w1", "10.40.0.22"), 20, "w1 on h1 pings w2 on h2")
+    assert pings(h2, "w2", "10.40.0.21")
+    assert "Scope=local" in weave(h1, "status", "docker").stdout
+
+    def veths(h: Host) -> list[str]:
+        return re.findall(r"^\d+: (vethw[lg]\w*)", h.run(["ip", "-o", "link"]).stdout, re.M)
+
+    assert [v[:6] for v in veths(h1)] == ["vethwl"]  # w1's bridge side; its other end is w1's ethwe0
+    dk(h1, "rm", "-f", "w1", proxy=False)
+    dk(h2, "rm", "-f", "w2", proxy=False)
+    for h in hosts:
+        dk(h, "network", "rm", "wl", proxy=False)
+        wait_until(lambda h=h: veths(h) == [], 10, f"no plugin veth left on {h.name}")
 
 
 def _tar(files: dict[str, bytes], mode: int = 0o755) -> bytes:

@@ -17,6 +17,24 @@ def driver_name(socket_path: str) -> str:
     return os.path.basename(socket_path).removesuffix(".sock")
 
 
+def driver_scope(info: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The ``weave`` driver's scope for this engine, and why (for the log).
+
+    Weave always answered "global", which makes every network of the driver a swarm-wide one: Docker then
+    refuses ``docker network create -d weave`` outright unless the engine is in swarm mode (there is no cluster
+    store any more). So "global" only when ``GET /info`` says this node is an active swarm member, as Weave
+    behaved there; otherwise "local", under which ``--subnet`` networks work on each engine and the mesh carries
+    their traffic between hosts all the same. ``info`` is None when the engine did not answer.
+    """
+    if info is None:
+        return "local", "the engine's swarm state is unknown"
+    swarm = info.get("Swarm")
+    state = str(swarm.get("LocalNodeState") or "") if isinstance(swarm, Mapping) else ""
+    if state == "active":
+        return "global", "the engine is in swarm mode"
+    return "local", f"the engine is not in swarm mode (swarm state {state or 'unknown'!r})"
+
+
 def veth_names(endpoint_id: str) -> tuple[str, str]:
     """(bridge side, container side): ``vethwl<eid[:9]>`` and ``vethwg<eid[:9]>``, 15 characters at most."""
     short = endpoint_id[:9]

@@ -1,9 +1,14 @@
 """The Docker network plugin v1 (Weave's ``plugin/``): ``docker run --net=weave`` with no cluster store.
 
-Two sockets in ``/run/docker/plugins``: ``weave.sock`` (network driver ``weave``, global scope) and
-``weavemesh.sock`` (network driver ``weavemesh``, local scope, and IPAM driver ``weavemesh`` backed by the
-router's IPAM). At start the network ``weave`` (driver and IPAM ``weavemesh``, the default subnet, multicast
-on) is created if missing; ``weave stop`` removes it.
+Two sockets in ``/run/docker/plugins``: ``weave.sock`` (network driver ``weave``) and ``weavemesh.sock`` (network
+driver ``weavemesh``, local scope, and IPAM driver ``weavemesh`` backed by the router's IPAM). At start the
+network ``weave`` (driver and IPAM ``weavemesh``, the default subnet, multicast on) is created if missing;
+``weave stop`` removes it.
+
+The ``weave`` driver's scope is decided once, at start, from the engine's ``GET /info``: "global" (Weave's
+answer) only when the engine is an active swarm member, "local" otherwise, because Docker refuses to create a
+global-scope network without swarm and ``docker network create -d weave --subnet ...`` must work on a plain
+engine. Docker asks ``GetCapabilities`` once per activation, so the answer must not change while we run.
 
 Endpoints are veth pairs ``vethwl<eid>`` (a port of the weave bridge) / ``vethwg<eid>`` (handed to Docker, which
 moves it into the container as ``ethwe0``), created in the engine's network namespace (which is ours: the
@@ -37,6 +42,7 @@ MULTICAST_OPT = "works.weave.multicast"
 GENERIC = "com.docker.network.generic"
 GATEWAY_TYPE = "com.docker.network.gateway"
 CREATE_RETRY = 2.0
+INFO_TIMEOUT = 5.0  # for the scope decision at start: an engine that hangs must not hold the daemon's start up
 
 
 def _reply(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -110,11 +116,17 @@ class Plugin:
         self.default_subnet = ""
         self.calls: dict[str, int] = {}
         self.last_error = ""
+        self.scope = "local"  # the ``weave`` driver's, decided in start()
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.opts.plugin_socket:
+            self.scope, why = await self._decide_scope()
+            log.info(
+                "plugin: driver %s has %s scope: %s", ep_names.driver_name(self.opts.plugin_socket), self.scope, why
+            )
         for path, mesh in ((self.opts.plugin_socket, False), (self.opts.plugin_mesh_socket, True)):
             if not path:
                 continue
@@ -129,6 +141,19 @@ class Plugin:
             log.info("plugin: driver %s listening on %s", ep_names.driver_name(path), path)
         if self.opts.plugin_mesh_socket:
             self._task = asyncio.get_running_loop().create_task(self._ensure_network())
+
+    async def _decide_scope(self) -> tuple[str, str]:
+        """Before the sockets listen, so the engine never sees an undecided answer."""
+        try:
+            info = await asyncio.wait_for(self.docker.request("GET", "/info"), INFO_TIMEOUT)
+        except DockerError as e:
+            problem = e.message
+        except TimeoutError:
+            problem = f"GET /info got no answer in {INFO_TIMEOUT:.0f} s"
+        else:
+            return ep_names.driver_scope(info if isinstance(info, dict) else None)
+        scope, why = ep_names.driver_scope(None)
+        return scope, f"{why}: {problem}"
 
     async def close(self) -> None:
         if self._task is not None:
@@ -213,7 +238,7 @@ class Plugin:
         if call == "Plugin.Activate":
             return {"Implements": ["NetworkDriver", "IpamDriver"] if mesh else ["NetworkDriver"]}
         if call == "NetworkDriver.GetCapabilities":
-            return {"Scope": "local" if mesh else "global"}
+            return {"Scope": "local" if mesh else self.scope}
         if call == "NetworkDriver.CreateNetwork":
             opts = (body.get("Options") or {}).get(GENERIC) or {}
             self.multicast[str(body["NetworkID"])] = ep_names.parse_multicast(opts.get(MULTICAST_OPT))

@@ -282,5 +282,9 @@ class DockerIntegration:
         if self.attacher is not None:
             d["Attach"] = {**self.attacher.stats, "LastError": self.attacher.last_error}
         if self.plugin is not None:
-            d["Plugin"] = {"Calls": dict(self.plugin.calls), "LastError": self.plugin.last_error}
+            d["Plugin"] = {
+                "Scope": self.plugin.scope,
+                "Calls": dict(self.plugin.calls),
+                "LastError": self.plugin.last_error,
+            }
         return d

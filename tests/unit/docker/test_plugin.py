@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from weavenet.docker.api import DockerUnreachable
 from weavenet.docker.attacher import RouterReply
 from weavenet.docker.options import DockerOptions
 from weavenet.docker.plugin import CONTENT_TYPE, Plugin
@@ -34,8 +35,9 @@ class FakeRouter:
 
 
 class FakeDocker:
-    def __init__(self) -> None:
+    def __init__(self, swarm: str | None = "inactive") -> None:
         self.created: list[dict[str, Any]] = []
+        self.swarm = swarm  # Swarm.LocalNodeState in GET /info; None: the engine does not answer
 
     async def networks(self) -> list[dict[str, Any]]:
         return [{"Name": "bridge"}]
@@ -45,6 +47,10 @@ class FakeDocker:
         return {"Id": "n1"}
 
     async def request(self, method: str, path: str, **kw: Any) -> Any:
+        if path == "/info":
+            if self.swarm is None:
+                raise DockerUnreachable("Cannot connect to the Docker daemon")
+            return {"ID": "x", "Swarm": {"LocalNodeState": self.swarm}}
         return {"Driver": "weavemesh", "Options": {"works.weave.multicast": "true"}}
 
 
@@ -83,8 +89,37 @@ async def test_activation_and_capabilities(plugin: tuple[Plugin, list[str], Fake
     assert await call(p.opts.plugin_socket, "Plugin.Activate") == {"Implements": ["NetworkDriver"]}
     mesh = p.opts.plugin_mesh_socket
     assert await call(mesh, "Plugin.Activate") == {"Implements": ["NetworkDriver", "IpamDriver"]}
-    assert await call(p.opts.plugin_socket, "NetworkDriver.GetCapabilities") == {"Scope": "global"}
+    # no swarm: "local", or Docker refuses ``docker network create -d weave --subnet ...``
+    assert await call(p.opts.plugin_socket, "NetworkDriver.GetCapabilities") == {"Scope": "local"}
     assert await call(mesh, "NetworkDriver.GetCapabilities") == {"Scope": "local"}
+
+
+@pytest.mark.parametrize(
+    ("swarm", "scope", "why"),
+    [
+        ("active", "global", "in swarm mode"),  # Weave's answer, where Docker accepts it
+        ("inactive", "local", "not in swarm mode"),
+        ("pending", "local", "not in swarm mode"),  # joining is not membership yet
+        ("locked", "local", "not in swarm mode"),
+        (None, "local", "unknown: Cannot connect"),  # an engine that does not answer: what works without swarm
+    ],
+)
+async def test_weave_driver_scope_follows_the_engines_swarm_mode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, swarm: str | None, scope: str, why: str
+) -> None:
+    opts = DockerOptions(
+        plugin_socket=str(tmp_path / "weave.sock"), plugin_mesh_socket=str(tmp_path / "weavemesh.sock")
+    )
+    p = Plugin(opts, FakeDocker(swarm), FakeRouter())  # type: ignore[arg-type]
+    with caplog.at_level("INFO", logger="weavenet.plugin"):
+        await p.start()
+    try:
+        assert await call(opts.plugin_socket, "NetworkDriver.GetCapabilities") == {"Scope": scope}
+        assert await call(opts.plugin_mesh_socket, "NetworkDriver.GetCapabilities") == {"Scope": "local"}
+    finally:
+        await p.close()
+    (line,) = [r.getMessage() for r in caplog.records if " scope: " in r.getMessage()]
+    assert line.startswith(f"plugin: driver weave has {scope} scope: ") and why in line, line
 
 
 async def test_endpoint_lifecycle_cleans_up(plugin: tuple[Plugin, list[str], FakeRouter, FakeDocker]) -> None:

@@ -174,6 +174,9 @@ def test_endpoint_forms_and_env() -> None:
 
 def test_plugin_names_pools_and_dns() -> None:
     assert endpoints_plugin.driver_name("/run/docker/plugins/weavemesh.sock") == "weavemesh"
+    assert endpoints_plugin.driver_scope({"Swarm": {"LocalNodeState": "active"}})[0] == "global"
+    for info in ({"Swarm": {"LocalNodeState": "inactive"}}, {"Swarm": None}, {}, None):
+        assert endpoints_plugin.driver_scope(info)[0] == "local"
     assert endpoints_plugin.veth_names("0123456789abcdef") == ("vethwl012345678", "vethwg012345678")
     with pytest.raises(WeavenetError):
         endpoints_plugin.veth_names("../x")
