@@ -27,6 +27,11 @@ class Sealer:
             raise ValueError("secretbox failed")
         return memoryview(self._out)[: n + MAC]
 
+    @property
+    def buffer(self) -> bytearray:
+        """The buffer the last ``seal`` wrote into (its result is ``buffer[:len(message) + MAC]``)."""
+        return self._out
+
     def open(self, sealed: bytes | bytearray | memoryview, nonce: bytes, key: bytes) -> memoryview | None:
         """The plaintext (a view into the buffer), or None if the MAC does not verify."""
         n = len(sealed) - MAC

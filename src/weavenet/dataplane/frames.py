@@ -31,6 +31,18 @@ def is_group(mac: bytes) -> bool:
     return bool(mac[0] & 1)
 
 
+def is_bare_tcp_ack(frame: bytes | memoryview) -> bool:
+    """An IPv4 TCP segment without payload (an ACK, a window update): nothing in it asks for an answer."""
+    if len(frame) < ETH_HLEN + 40 or frame[12:14] != b"\x08\x00" or frame[ETH_HLEN + 9] != 6:
+        return False
+    ihl = (frame[ETH_HLEN] & 0x0F) * 4
+    total = int.from_bytes(frame[ETH_HLEN + 2 : ETH_HLEN + 4], "big")
+    if len(frame) < ETH_HLEN + ihl + 13:
+        return False
+    thl = (frame[ETH_HLEN + ihl + 12] >> 4) * 4
+    return total == ihl + thl
+
+
 def checksum_fold(total: int) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 
 from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD, Encryptor, encode_frames
-from weavenet.dataplane import fastcrypto, fastwire, frames, udp
+from weavenet.dataplane import fastcrypto, fastwire, frames, gso, udp
 from weavenet.dataplane.tables import Link
 
 FRAME_HDR = 14
@@ -47,6 +47,7 @@ class Sender:
         self._state: dict[tuple[int, int], _LinkState] = {}  # (peer, conn uid) -> counters
         self._sealer = fastcrypto.Sealer()
         self._plain = bytearray(70000)
+        self._chunks = gso.ChunkWriter()
 
     def _link_state(self, link: Link) -> _LinkState:
         key = (link.peer, link.conn_uid)
@@ -66,34 +67,37 @@ class Sender:
             self.stats.no_address += 1
             return
         st = self._link_state(link)
-        head = fastwire.SUPER.pack(src.to_bytes(6, "big"), dst.to_bytes(6, "big")) + vnet
+        total = fastwire.SUPER_LEN + frames.VNET_LEN + len(frame)
+        plain = self._plain
+        if len(plain) < total:
+            plain = self._plain = bytearray(total)
+        fastwire.SUPER.pack_into(plain, 0, src.to_bytes(6, "big"), dst.to_bytes(6, "big"))
+        plain[fastwire.SUPER_LEN : fastwire.SUPER_LEN + frames.VNET_LEN] = vnet
+        plain[fastwire.SUPER_LEN + frames.VNET_LEN : total] = frame  # one copy; the chunks are views of it
         seq = st.seq
         st.seq += 1
+        payload, flags = plain, 0
         if link.key:
-            plain = self._plain
-            n = len(head) + len(frame)
-            if len(plain) < n:
-                plain = self._plain = bytearray(n)
-            plain[: len(head)] = head
-            plain[len(head) : n] = frame
             nonce = fastwire.nonce(link.outbound, self.stream, seq)
-            payload: bytes | memoryview = self._sealer.seal(memoryview(plain)[:n], nonce, link.key)
-            prefix = b""
-        else:
-            payload, prefix = frame, head  # no copy of the frame: chunks are views into it
+            total = len(self._sealer.seal(memoryview(plain)[:total], nonce, link.key))
+            payload, flags = self._sealer.buffer, fastwire.FLAG_ENCRYPTED
         for _attempt in range(3):
-            segment, iov = fastwire.chunks(
-                self.me_bin, self.stream, seq, payload, link.max_payload, bool(link.key), prefix
-            )
+            room = link.max_payload - fastwire.HDR_LEN
+            count = max(1, -(-total // room))
+            if count > fastwire.MAX_CHUNKS:
+                self.stats.too_big += 1
+                return
+            common = fastwire.COMMON.pack(self.me_bin, fastwire.MAGIC, self.stream, count, flags, seq)
+            iov = self._chunks.iov(common, payload, total, room)
             try:
-                self.stats.bytes += udp.send_gso(self.sock, link.addr, segment, iov)
+                self.stats.bytes += udp.send_gso(self.sock, link.addr, fastwire.HDR_LEN + room, iov, stride=2)
             except OSError as e:
                 if udp.is_too_big(e) and self._shrink(link):
                     continue
                 self.stats.errors += 1
                 return
             self.stats.super_frames += 1
-            self.stats.datagrams += len(iov) // 3
+            self.stats.datagrams += count
             return
 
     def _shrink(self, link: Link) -> bool:

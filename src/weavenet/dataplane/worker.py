@@ -29,7 +29,7 @@ from typing import Any
 
 from weavenet.core.fastdp_codec import is_special, parse_ipv4_vxlan, split_vni
 from weavenet.core.sleeve_codec import NAME_SIZE, Decryptor, iter_frames
-from weavenet.dataplane import fastwire, forward, frames, toobig, udp
+from weavenet.dataplane import fastwire, forward, frames, gso, toobig, udp
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.frames import ETH_HLEN, VNET_LEN, ZERO_VNET
 from weavenet.dataplane.mac_cache import LOCAL, MacCache
@@ -42,6 +42,7 @@ HOUSEKEEPING = 1.0
 STATS_INTERVAL = 2.0
 TX_STREAM, RX_STREAM = 0, 1
 ANNOUNCE_EVERY = 60.0
+ANSWER_READS = 4  # frames the rx worker takes from the TAP after each injection
 
 
 class _Base:
@@ -56,6 +57,8 @@ class _Base:
         self.counters: dict[str, int] = {}
         self._last_housekeeping = 0.0
         self._last_stats = 0.0
+        self._announced: dict[bytes, float] = {}
+        self._rbuf = bytearray(TAP_READ)
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
@@ -94,6 +97,40 @@ class _Base:
     def report(self) -> None:
         pass
 
+    # -- frames from our bridge (both workers: see RxWorker.frame_parts) ----------------------------------------
+
+    def read_tap(self, limit: int = 64) -> int:
+        """Read up to ``limit`` frames from the TAP and send each where it goes; returns how many were read."""
+        now = time.monotonic()
+        rbuf = self._rbuf
+        for i in range(limit):
+            try:
+                n = os.readv(self.tap, [rbuf])  # into one reused buffer: what we read is sent before the next read
+            except BlockingIOError:
+                return i
+            except OSError as e:
+                if e.errno in (errno.EIO, errno.EBADFD):
+                    self.count("tap_errors")
+                    return i
+                raise
+            if n < VNET_LEN + ETH_HLEN:
+                continue
+            mv = memoryview(rbuf)[:n]
+            vnet, frame = bytes(mv[:VNET_LEN]), mv[VNET_LEN:]
+            dst, src = bytes(frame[0:6]), bytes(frame[6:12])
+            try:
+                for hop, s, d in forward.from_local(self.tables, self.macs, dst, src, now):
+                    self.send(hop, s, d, vnet, frame)
+            except Exception:  # a bug must cost one frame, never the data plane
+                self.internal_error()
+            if self.macs.lookup(src) == LOCAL and now - self._announced.get(src, -1e9) > ANNOUNCE_EVERY:
+                self._announced[src] = now  # the other worker needs our local MACs too (to relay unknown unicast)
+                self.peer.send(("local", src))
+        return limit
+
+    def send(self, hop: int, src: int, dst: int, vnet: bytes, frame: bytes | memoryview) -> None:
+        raise NotImplementedError
+
     def pump_channels(self, fd: int) -> None:
         for chan in (self.ctl, self.peer):
             if fd == chan.fileno():
@@ -110,8 +147,6 @@ class TxWorker(_Base):
     def __init__(self, tap: int, sock: socket.socket, ctl: Channel, peer: Channel) -> None:
         super().__init__(tap, sock, ctl, peer)
         self.sender = Sender(sock, 0, TX_STREAM)
-        self._announced: dict[bytes, float] = {}
-        self._rbuf = bytearray(TAP_READ)
 
     def on_tables(self, tables: Tables) -> None:
         self.tables = tables
@@ -122,6 +157,8 @@ class TxWorker(_Base):
         kind = msg[0]
         if kind == "mac":  # learned by rx: a remote MAC and its peer
             self.macs.add_forced(msg[1], msg[2], time.monotonic())
+        elif kind == "local":  # rx read a frame of a local MAC from the TAP
+            self.macs.add_local(msg[1], time.monotonic())
         elif kind == "special":  # from the router: (peer, conn_uid, frame, df)
             link = self.tables.links.get(msg[1])
             if link is not None and link.conn_uid == msg[2]:
@@ -141,33 +178,6 @@ class TxWorker(_Base):
                 else:
                     self.pump_channels(fd)
             self.housekeeping(time.monotonic())
-
-    def read_tap(self) -> None:
-        now = time.monotonic()
-        rbuf = self._rbuf
-        for _ in range(64):
-            try:
-                n = os.readv(self.tap, [rbuf])  # into one reused buffer: what we read is sent before the next read
-            except BlockingIOError:
-                return
-            except OSError as e:
-                if e.errno in (errno.EIO, errno.EBADFD):
-                    self.count("tap_errors")
-                    return
-                raise
-            if n < VNET_LEN + ETH_HLEN:
-                continue
-            mv = memoryview(rbuf)[:n]
-            vnet, frame = bytes(mv[:VNET_LEN]), mv[VNET_LEN:]
-            dst, src = bytes(frame[0:6]), bytes(frame[6:12])
-            try:
-                for hop, s, d in forward.from_local(self.tables, self.macs, dst, src, now):
-                    self.send(hop, s, d, vnet, frame)
-            except Exception:  # a bug must cost one frame, never the data plane
-                self.internal_error()
-            if self.macs.lookup(src) == LOCAL and now - self._announced.get(src, -1e9) > ANNOUNCE_EVERY:
-                self._announced[src] = now  # rx needs our local MACs too (to relay unknown unicast)
-                self.peer.send(("local", src))
 
     def send(self, hop: int, src: int, dst: int, vnet: bytes, frame: bytes | memoryview) -> None:
         link = self.tables.links.get(hop)
@@ -223,6 +233,7 @@ class RxWorker(_Base):
         self.sniffer = sniffer
         self.sender = Sender(sock, 0, RX_STREAM)
         self.reasm = fastwire.Reassembler()
+        self.reader = gso.ChunkReader()
         self._by_bin: dict[bytes, Link] = {}
         self._classic_dec: dict[tuple[int, int], Decryptor] = {}
         self._fast_dec: dict[tuple[int, int], fastwire.FastDecryptor] = {}
@@ -244,6 +255,7 @@ class RxWorker(_Base):
 
     def run(self) -> None:
         self.sock.setblocking(False)
+        os.set_blocking(self.tap, False)  # it reads the TAP too (after injecting), never waiting on it
         poller = select.poll()
         for fd in (self.sock.fileno(), self.ctl.fileno(), self.peer.fileno()):
             poller.register(fd, select.POLLIN)
@@ -256,26 +268,47 @@ class RxWorker(_Base):
                 if fd == sniff_fd:
                     self.read_sniffer()
                 elif fd == self.sock.fileno():
-                    for _ in range(64):
-                        try:
-                            data, anc, _flags, addr = self.sock.recvmsg(65535 + 64, cmsg)
-                        except (BlockingIOError, InterruptedError):
-                            break
-                        except OSError:
-                            self.count("recv_errors")
-                            break
-                        now = time.monotonic()
-                        try:
-                            self.buffer(data, udp.gro_size(anc), addr, now)
-                        except RemoteProtocolError:
-                            self.count("malformed")
-                        except Exception:  # a bug must cost one packet, never the data plane
-                            self.internal_error()
+                    self.read_socket(cmsg)
                 else:
                     self.pump_channels(fd)
             now = time.monotonic()
             self.reasm.expire(now)
             self.housekeeping(now)
+
+    def read_socket(self, cmsg: int) -> None:
+        reader = self.reader
+        for _ in range(64):
+            try:
+                nbytes, anc, addr = reader.receive(self.sock, cmsg)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.count("recv_errors")
+                return
+            now = time.monotonic()
+            size = udp.gro_size(anc)
+            try:
+                whole = reader.whole(nbytes, size)
+                if whole is not None:  # the common case: one complete super-frame, its payload contiguous
+                    self.whole_super_frame(*whole, now)
+                    continue
+                self.buffer(reader.data(nbytes), size, addr, now)
+                if size and size != reader.segment:
+                    reader.set_segment(size)  # our peers' chunk size changed (path MTU): follow it
+            except RemoteProtocolError:
+                self.count("malformed")
+            except Exception:  # a bug must cost one packet, never the data plane
+                self.internal_error()
+
+    def whole_super_frame(
+        self, sender: bytes, stream: int, seq: int, flags: int, payload: memoryview, now: float
+    ) -> None:
+        link = self._by_bin.get(sender)
+        if link is None:
+            self.count("unknown_sender")
+            return
+        self.super_frame(link, stream, seq, flags, [payload], now)
+        self.salvage(link, sender, stream, seq, now)
 
     def buffer(self, data: bytes, size: int, addr: tuple[str, int], now: float) -> None:
         """One ``recvmsg`` result: a single datagram, or (GRO) a run of ``size``-byte datagrams from one sender."""
@@ -300,7 +333,8 @@ class RxWorker(_Base):
     def super_frame(self, link: Link, stream: int, seq: int, flags: int, pieces: list[memoryview], now: float) -> None:
         """A complete fast-format super-frame: decrypt (if sealed) and hand on; unsealed ones are not copied."""
         if flags & fastwire.FLAG_ENCRYPTED or link.key is not None:
-            self.sealed_or_plain(link, stream, seq, flags, b"".join(pieces), now)
+            sealed = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            self.sealed_or_plain(link, stream, seq, flags, sealed, now)
             return
         first = pieces[0]
         if len(first) < fastwire.SUPER_LEN + VNET_LEN + ETH_HLEN:
@@ -345,7 +379,9 @@ class RxWorker(_Base):
             for f in rebuilt:
                 self.frame_parts(src_peer, dst_peer, ZERO_VNET, [memoryview(f)], now)
 
-    def sealed_or_plain(self, link: Link, stream: int, seq: int, flags: int, payload: bytes, now: float) -> None:
+    def sealed_or_plain(
+        self, link: Link, stream: int, seq: int, flags: int, payload: bytes | memoryview, now: float
+    ) -> None:
         """A reassembled super-frame: open it if sealed (an encrypted link accepts nothing else)."""
         if flags & fastwire.FLAG_ENCRYPTED:
             if link.key is None:
@@ -429,22 +465,37 @@ class RxWorker(_Base):
                 self.injected += 1
             except OSError:
                 self.count("inject_errors")
+            else:
+                if not frames.is_bare_tcp_ack(head):
+                    # What a container answers at once (an ACK, an echo reply) is already on the TAP when writev
+                    # returns: the kernel ran the container's stack inside it. Sending it from here saves waking
+                    # the tx worker, on an idle machine the costliest step of a round trip. A bare ACK is left
+                    # alone: what it releases is a sender's next data, the tx worker's bulk.
+                    self.count("answers_sent", self.read_tap(ANSWER_READS))
         if not hops:
             return
         frame = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
         self.relay(hops, vnet, frame)
 
+    def send(self, hop: int, src: int, dst: int, vnet: bytes, frame: bytes | memoryview) -> None:
+        """A frame from our bridge: fast links directly (stream 1), classic ones through the tx worker."""
+        self._through_sleeve(hop, src, dst, vnet, frame)
+
     def relay(self, hops: list[tuple[int, int, int]], vnet: bytes, frame: bytes | memoryview) -> None:
         """Pass a frame on through the sleeve: (next hop, source peer, destination peer) each."""
         for hop, s, d in hops:
-            link = self.tables.links.get(hop)
-            if link is None:
-                continue
-            if link.fast:
-                self.sender.send_fast(link, s, d, vnet, frame)
-            else:
-                self.peer.send(("relay", hop, s, d, vnet, bytes(frame)))
-            self.count("relayed")
+            if self._through_sleeve(hop, s, d, vnet, frame):
+                self.count("relayed")
+
+    def _through_sleeve(self, hop: int, src: int, dst: int, vnet: bytes, frame: bytes | memoryview) -> bool:
+        link = self.tables.links.get(hop)
+        if link is None:
+            return False
+        if link.fast:
+            self.sender.send_fast(link, src, dst, vnet, frame)
+        else:  # the tx worker owns the classic format's sequence numbers and nonces
+            self.peer.send(("relay", hop, src, dst, vnet, bytes(frame)))
+        return True
 
     def read_sniffer(self) -> None:
         assert self.sniffer is not None
@@ -497,6 +548,8 @@ class RxWorker(_Base):
         stats = {"rx_" + k: v for k, v in self.counters.items()}
         stats["rx_reassembly_dropped"] = self.reasm.dropped
         stats["rx_injected"] = self.injected
+        st = self.sender.stats
+        stats.update(rx_sent_super_frames=st.super_frames, rx_sent_datagrams=st.datagrams, rx_sent_bytes=st.bytes)
         self.ctl.send(("stats", "rx", stats, [], list(self.sender.stats.pmtu_updates)))
         self.sender.stats.pmtu_updates.clear()
 

@@ -7,6 +7,7 @@ socket on loopback) and is driven through the same entry point its poll loop use
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weavenet.core.sleeve_codec import Encryptor, encode_frames
-from weavenet.dataplane import fastwire
+from weavenet.dataplane import fastwire, udp
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.frames import ZERO_VNET
+from weavenet.dataplane.sender import Sender
 from weavenet.dataplane.tables import Link, Tables
 from weavenet.dataplane.worker import RxWorker
 from weavenet.errors import RemoteProtocolError
@@ -34,15 +36,17 @@ class Rig:
         # a datagram-preserving socket pair stands in for the TAP: one write, one frame
         self.tap_sock, self.tap_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.tap_far.setblocking(False)
+        self.tap_sock.setblocking(False)  # as the worker keeps the TAP
         tap_w = self.tap_sock.fileno()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock, _gro = udp.open_socket("127.0.0.1", 0)  # as the router opens it: GRO on
         self.ends = [socket.socketpair() for _ in range(2)]
         self.worker = RxWorker(tap_w, self.sock, Channel(self.ends[0][0]), Channel(self.ends[1][0]))
         for _, far in self.ends:
             far.setblocking(False)
         link = Link(PEER, 1, outbound=False, addr=self.sock.getsockname(), key=key, fast=True)
-        self.worker.on_tables(Tables(me=ME, links={PEER: link}, unicast={PEER: PEER}, broadcast={PEER: []}))
+        self.worker.on_tables(
+            Tables(me=ME, links={PEER: link}, unicast={PEER: PEER}, broadcast={PEER: [], ME: [PEER]})
+        )
 
     def feed(self, data: bytes, size: int = 0) -> None:
         try:
@@ -144,3 +148,38 @@ def test_hostile_datagrams_never_reach_internal_errors(plain: Rig, body: bytes, 
     plain.feed(data * repeat, size if repeat > 1 else 0)
     plain.injected()
     assert plain.worker.counters.get("internal_errors", 0) == 0
+
+
+def test_an_answer_waiting_on_the_tap_after_an_injection_is_sent_at_once(plain: Rig) -> None:
+    """The kernel runs the container's stack inside the injecting writev: its reply is sent by rx, not tx."""
+    answer = bytes.fromhex("0a1122334455" "0a0000000002" "0800") + bytes(50)
+    plain.tap_far.send(ZERO_VNET + answer)  # what the container put on the bridge in answer
+    plain.feed(PEER_BIN + encode_frames([(PEER_BIN, ME_BIN, FRAME)]))
+    assert plain.injected() == [ZERO_VNET + FRAME]
+    plain.sock.settimeout(2)
+    sent = plain.sock.recv(65535)
+    assert fastwire.is_fast(sent) and sent.endswith(answer)
+    assert plain.worker.counters.get("answers_sent") == 1
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "sealed"])
+def test_super_frames_from_the_socket_take_the_prebuilt_path_and_reach_the_tap(key: bytes | None) -> None:
+    rig = Rig(key)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer_sender = Sender(tx, PEER, 0)  # the peer's own tx worker
+        link = Link(ME, 1, outbound=True, addr=rig.sock.getsockname(), key=key, fast=True, max_payload=1472)
+        big, odd = FRAME + bytes(30000), FRAME + bytes(5000)
+        peer_sender.send_fast(link, PEER, ME, ZERO_VNET, big)
+        link.max_payload = 1000  # another chunk size: the general path, then the reader follows it
+        peer_sender.send_fast(link, PEER, ME, ZERO_VNET, odd)
+        peer_sender.send_fast(link, PEER, ME, ZERO_VNET, odd)
+        rig.sock.setblocking(False)
+        time.sleep(0.1)
+        rig.worker.read_socket(socket.CMSG_SPACE(4))
+        assert rig.injected() == [ZERO_VNET + big, ZERO_VNET + odd, ZERO_VNET + odd]
+        assert rig.worker.reader.segment == 1000
+        assert rig.worker.counters.get("internal_errors", 0) == 0
+    finally:
+        tx.close()
+        rig.close()
