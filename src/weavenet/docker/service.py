@@ -41,10 +41,10 @@ DOCKER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def _host_attach_sync(cid: str, pid: int, cidrs: list[str], multicast: bool) -> list[str]:
-    from weavenet.docker import fast_attach
+    from weavenet.host import attach
 
     try:
-        return fast_attach.attach(pid, cidrs, multicast)
+        return attach.attach(attach.pid_ref(cid, pid), cidrs, multicast_route=multicast)
     except (HostError, OSError):
         if not os.path.exists(f"/proc/{pid}/ns/net"):
             return cidrs  # it ran its (short) command and exited as soon as it was on the network: not a failure
@@ -68,9 +68,9 @@ async def write_hosts(pid: int, text: str) -> None:
 
 
 def _addrs_sync(pid: int) -> tuple[str, str] | None:
-    from weavenet.host.attach import ContainerRef, container_addrs
+    from weavenet.host.attach import container_addrs, pid_ref
 
-    got = container_addrs(ContainerRef("", f"/proc/{pid}/ns/net", str(pid)[:7]))
+    got = container_addrs(pid_ref("", pid))
     if got is None or not got[1]:
         return None
     return got[0], got[1][0]
@@ -119,8 +119,8 @@ class DockerIntegration:
         if problem:
             self.wait_problem, self.wait_dir = problem, ""
             log.warning("proxy: %s", problem)
-        await asyncio.to_thread(importlib.import_module, "weavenet.docker.fast_attach")  # not on the first start
-        import pyroute2  # noqa: F401  (loaded above, in a thread: importing it costs a few hundred ms)
+        # weavenet.host.attach imports pyroute2 on first use, which costs a few hundred ms: not on the first start
+        await asyncio.to_thread(importlib.import_module, "pyroute2")
 
         self.attacher = Attacher(docker, self.api, self.settings, host_attach, write_hosts)
         self.watcher = EventWatcher(

@@ -27,8 +27,12 @@ def env_mtu(env: Mapping[str, str]) -> int:
     return int(text)
 
 
+# Short ARP cache lifetimes (``net/ipv4/neigh/<ifname>/<key>``), for the bridge and every container's ethwe.
+ARP_SYSCTLS = (("base_reachable_time", "5"), ("delay_first_probe_time", "2"), ("ucast_solicit", "1"))
+
+
 def arp_sysctls(ifname: str, netns: str | None = None) -> None:
-    for key, value in (("base_reachable_time", "5"), ("delay_first_probe_time", "2"), ("ucast_solicit", "1")):
+    for key, value in ARP_SYSCTLS:
         sysctl(f"net/ipv4/neigh/{ifname}/{key}", value, netns=netns, must=False)
 
 

@@ -228,19 +228,3 @@ def test_docker_events_become_hub_events() -> None:
     assert to_event({"Type": "network", "Action": "destroy", "Actor": {"ID": "n"}}, 1.0) is None
     assert to_event({"Type": "container", "Action": "exec_start", "Actor": {"ID": "abc"}}, 1.0) is None
     assert to_event({"Type": "container", "Action": "start"}, 1.0) is None
-
-
-def test_fast_attach_rules_and_namespace_errors() -> None:
-    from weavenet.docker import fast_attach
-
-    rules = fast_attach._iptables_rules(["10.2.1.0/24"], new_link=True)
-    assert rules.splitlines() == [
-        "*filter",
-        "-I INPUT 1 -i ethwe -s 10.2.1.0/24 -d 224.0.0.0/4 -j ACCEPT",
-        "-A INPUT -i ethwe -d 224.0.0.0/4 -j DROP",
-        "COMMIT",
-    ]
-    assert "DROP" not in fast_attach._iptables_rules(["10.2.2.0/24"], new_link=False)
-    with pytest.raises(WeavenetError, match="/nonexistent"):
-        fast_attach.in_netns("/nonexistent/ns/net", lambda: None)
-    assert fast_attach.in_netns("/proc/self/ns/net", lambda: 42) == 42  # our own namespace: a no-op join
