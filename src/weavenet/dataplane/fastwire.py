@@ -33,7 +33,6 @@ from weavenet.errors import RemoteProtocolError
 MAGIC = b"\xff\xfe"
 COMMON = struct.Struct(">6s2sBBBQ")  # sender, magic, stream, count, flags, seq
 HDR_LEN = COMMON.size + 1  # 20
-_IDX = [bytes((i,)) for i in range(256)]
 SUPER = struct.Struct(">6s6s")
 SUPER_LEN = SUPER.size  # 12
 FLAG_ENCRYPTED = 1
@@ -53,32 +52,6 @@ def nonce(sender_outbound: bool, stream: int, seq: int) -> bytes:
 
 def seal(plain: bytes, key: bytes, sender_outbound: bool, stream: int, seq: int) -> bytes:
     return crypto_secretbox(plain, nonce(sender_outbound, stream, seq), key)
-
-
-def chunks(
-    sender: bytes,
-    stream: int,
-    seq: int,
-    payload: bytes | memoryview,
-    max_payload: int,
-    encrypted: bool,
-    prefix: bytes = b"",
-) -> tuple[int, list[bytes | memoryview]]:
-    """Split ``prefix + payload`` into datagrams for UDP GSO: (segment size, [hdr0, piece0, hdr1, piece1, ...]).
-
-    Only the first piece is copied (to join the short prefix); the rest are views into ``payload``.
-    """
-    room = max_payload - HDR_LEN
-    total = len(prefix) + len(payload)
-    n = max(1, -(-total // room))
-    if n > MAX_CHUNKS:
-        raise ValueError(f"super-frame of {total} bytes needs {n} chunks")
-    mv = memoryview(payload)
-    common = COMMON.pack(sender, MAGIC, stream, n, FLAG_ENCRYPTED if encrypted else 0, seq)
-    first = room - len(prefix)
-    iov: list[bytes | memoryview] = [common, _IDX[0], prefix + bytes(mv[:first])]
-    iov += [x for i in range(1, n) for x in (common, _IDX[i], mv[first + (i - 1) * room : first + i * room])]
-    return HDR_LEN + room, iov
 
 
 def unpack_header(buf: bytes | memoryview, pos: int = 0) -> tuple[bytes, bytes, int, int, int, int, int]:

@@ -90,7 +90,7 @@ class Sender:
             common = fastwire.COMMON.pack(self.me_bin, fastwire.MAGIC, self.stream, count, flags, seq)
             iov = self._chunks.iov(common, payload, total, room)
             try:
-                self.stats.bytes += udp.send_gso(self.sock, link.addr, fastwire.HDR_LEN + room, iov, stride=2)
+                self.stats.bytes += udp.send_gso(self.sock, link.addr, fastwire.HDR_LEN + room, iov)
             except OSError as e:
                 if udp.is_too_big(e) and self._shrink(link):
                     continue

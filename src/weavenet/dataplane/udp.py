@@ -50,14 +50,14 @@ def path_mtu(ip: str, port: int) -> int | None:
         probe.close()
 
 
-def send_gso(sock: socket.socket, addr: tuple[str, int], segment: int, iov: list, stride: int = 3) -> int:  # type: ignore[type-arg]
-    """Send datagrams given as ``stride`` buffers each (all but the last datagram exactly ``segment`` bytes)."""
+def send_gso(sock: socket.socket, addr: tuple[str, int], segment: int, iov: list) -> int:  # type: ignore[type-arg]
+    """Send datagrams given as two buffers each, header and piece (all but the last exactly ``segment`` bytes)."""
     sent = 0
     per_send = max(1, min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // segment))
-    count = len(iov) // stride
+    count = len(iov) // 2
     for start in range(0, count, per_send):
-        batch = iov[stride * start : stride * min(count, start + per_send)]
-        if len(batch) == stride:
+        batch = iov[2 * start : 2 * min(count, start + per_send)]
+        if len(batch) == 2:
             sent += sock.sendto(b"".join(batch), addr)  # one datagram: no GSO needed
             continue
         anc = [(SOL_UDP, UDP_SEGMENT, struct.pack("H", segment))]

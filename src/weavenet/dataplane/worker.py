@@ -550,8 +550,8 @@ class RxWorker(_Base):
         stats["rx_injected"] = self.injected
         st = self.sender.stats
         stats.update(rx_sent_super_frames=st.super_frames, rx_sent_datagrams=st.datagrams, rx_sent_bytes=st.bytes)
-        self.ctl.send(("stats", "rx", stats, [], list(self.sender.stats.pmtu_updates)))
-        self.sender.stats.pmtu_updates.clear()
+        self.ctl.send(("stats", "rx", stats, [], list(st.pmtu_updates)))
+        st.pmtu_updates.clear()
 
 
 def main(argv: list[str] | None = None) -> int:

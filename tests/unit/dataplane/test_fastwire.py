@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.dataplane.chunking import chunks
 from weavenet.dataplane import fastwire
 from weavenet.errors import RemoteProtocolError
 
@@ -37,9 +38,9 @@ def test_chunks_reassemble_in_any_order(size: int, max_payload: int, prefix: byt
     room = max_payload - fastwire.HDR_LEN
     if -(-(len(prefix) + size) // room) > fastwire.MAX_CHUNKS:
         with pytest.raises(ValueError):
-            fastwire.chunks(SENDER, 1, 7, payload, max_payload, False, prefix)
+            chunks(SENDER, 1, 7, payload, max_payload, False, prefix)
         return
-    segment, iov = fastwire.chunks(SENDER, 1, 7, payload, max_payload, False, prefix)
+    segment, iov = chunks(SENDER, 1, 7, payload, max_payload, False, prefix)
     dgrams = datagrams(iov)
     assert all(len(d) <= segment for d in dgrams) and segment <= max_payload
     assert all(len(d) == segment for d in dgrams[:-1])  # GSO: all but the last are full size
@@ -57,7 +58,7 @@ def test_chunks_reassemble_in_any_order(size: int, max_payload: int, prefix: byt
 @given(size=st.integers(min_value=1, max_value=66000), drop=st.data())
 def test_gro_runs_are_recognised_and_a_missing_datagram_leaves_a_pending_frame(size: int, drop: st.DataObject) -> None:
     payload = random.Random(size).randbytes(size)
-    segment, iov = fastwire.chunks(SENDER, 0, 99, payload, 1400, False)
+    segment, iov = chunks(SENDER, 0, 99, payload, 1400, False)
     dgrams = datagrams(iov)
     whole = memoryview(b"".join(bytes(d) for d in dgrams))
     items = fastwire.runs(whole, segment)

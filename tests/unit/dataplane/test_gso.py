@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.dataplane.chunking import chunks
 from weavenet.dataplane import fastwire, gso, udp
 from weavenet.dataplane.frames import ZERO_VNET
 from weavenet.dataplane.sender import Sender
@@ -36,7 +37,7 @@ def test_writer_iov_is_what_the_general_chunker_sends(total: int, room: int, seq
     common = fastwire.COMMON.pack(ME.to_bytes(6, "big"), fastwire.MAGIC, 1, n, 0, seq)
     for _ in range(2):  # the second call reuses the prebuilt list
         iov = writer.iov(common, payload, total, room)
-        _, ref = fastwire.chunks(ME.to_bytes(6, "big"), 1, seq, bytes(payload[:total]), room + fastwire.HDR_LEN, False)
+        _, ref = chunks(ME.to_bytes(6, "big"), 1, seq, bytes(payload[:total]), room + fastwire.HDR_LEN, False)
         assert len(iov) == 2 * n
         assert b"".join(bytes(v) for v in iov) == b"".join(bytes(v) for v in ref)
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.dataplane.chunking import chunks
 from weavenet.core.sleeve_codec import Encryptor, encode_frames
 from weavenet.dataplane import fastwire, udp
 from weavenet.dataplane.channel import Channel
@@ -95,7 +96,7 @@ def sealed() -> Iterator[Rig]:
 def fast_datagrams(seq: int, frame: bytes = FRAME, key: bytes | None = None) -> list[bytes]:
     body = fastwire.SUPER.pack(PEER_BIN, ME_BIN) + ZERO_VNET + frame
     payload = fastwire.seal(body, key, sender_outbound=True, stream=0, seq=seq) if key else body
-    _, iov = fastwire.chunks(PEER_BIN, 0, seq, payload, 1400, key is not None)
+    _, iov = chunks(PEER_BIN, 0, seq, payload, 1400, key is not None)
     return [b"".join(bytes(p) for p in iov[i : i + 3]) for i in range(0, len(iov), 3)]
 
 
