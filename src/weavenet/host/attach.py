@@ -37,8 +37,8 @@ from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from weavenet.errors import HostError
-from weavenet.host.bridge import ARP_SYSCTLS, BRIDGE
-from weavenet.host.run import ok, run
+from weavenet.host.bridge import BRIDGE, arp_sysctls
+from weavenet.host.run import ok, run, sysctl
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -191,12 +191,6 @@ def _nl_message(e: Exception) -> str:
     return os.strerror(code) if isinstance(code, int) and code > 0 else str(e)
 
 
-def _sysctl(key: str, value: str) -> None:
-    """Best effort: a kernel without the knob (no IPv6) must not stop the attach."""
-    with contextlib.suppress(OSError), open(f"/proc/sys/{key}", "w") as f:
-        f.write(value)
-
-
 def _gratuitous_arp(ifname: str, mac: bytes, ip: bytes) -> None:
     """A gratuitous ARP (broadcast request, sender and target both ``ip``) as ``arping -U`` sends it, without
     that process and the second it waits for answers."""
@@ -289,7 +283,7 @@ def _create_pair(ref: ContainerRef, bridge: str, mtu: int | None, ifname: str) -
             index = _index(ipr, host_end)
             if index is None:
                 raise HostError(f"{host_end} vanished as it was created")
-            _sysctl(f"net/ipv6/conf/{host_end}/accept_ra", "0")
+            sysctl(f"net/ipv6/conf/{host_end}/accept_ra", "0", must=False)
             ipr.link("set", index=index, master=br)
             with contextlib.suppress(NetlinkError):  # an old kernel without hairpin mode: still usable
                 ipr.brport("set", index=index, mode=BRPORT_HAIRPIN)
@@ -317,9 +311,8 @@ def _configure(
         if index is None:
             raise HostError(f"{ifname} did not appear in the container")
         if new_link:
-            _sysctl(f"net/ipv6/conf/{ifname}/accept_ra", "0")
-            for key, value in ARP_SYSCTLS:
-                _sysctl(f"net/ipv4/neigh/{ifname}/{key}", value)
+            sysctl(f"net/ipv6/conf/{ifname}/accept_ra", "0", must=False)
+            arp_sysctls(ifname)  # in this thread's namespace: the container's
         # An address it has is not added again, whatever prefix length it is asked with now (Weave compares
         # addresses without their masks too): a restarted container asks IPAM for its address back.
         have_ips = {c.split("/")[0] for c in have}
