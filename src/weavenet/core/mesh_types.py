@@ -72,6 +72,7 @@ class MeshConfig:
     topology_relay_fanout: int = 2  # neighbours a received topology change is passed on to (with gossip_filter)
     external_datapath: bool = False  # sleeve packets are encoded by data-plane workers (see SleeveOverlay)
     fast_sleeve: bool = False  # advertise weavenet's fast sleeve format (needs the external data plane)
+    fast_sleeve_ciphers: tuple[str, ...] = ()  # faster AEADs than secretbox we can seal super-frames with
     fastdp_mtu: int = 1376  # the overlay MTU the fast datapath's heartbeats prove (the bridge's MTU)
     esp: bool = False  # the kernel can do IPsec ESP (else encrypted connections cannot use the fast datapath)
 

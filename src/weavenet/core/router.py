@@ -83,6 +83,7 @@ log = logging.getLogger("weavenet.mesh")
 
 INBOUND_FAILURES_KEPT = 16
 FAST_SLEEVE_FEATURE = "WeavenetSleeve"
+FAST_SLEEVE_CIPHERS_FEATURE = "WeavenetSleeveCiphers"  # comma-separated; secretbox is implied and always there
 FASTDP_FEATURE = "WeavenetFastdp"  # speaks weavenet's fast-datapath heartbeat extension (flags, probes)
 PASSWORD_HINT = " (do both peers use the same --password?)"
 
@@ -718,6 +719,8 @@ class MeshRouter(GossipMixin):
             extra[tg.DIGEST_FEATURE] = "1"
         if self.config.fast_sleeve:
             extra[FAST_SLEEVE_FEATURE] = "1"
+            if self.config.fast_sleeve_ciphers:
+                extra[FAST_SLEEVE_CIPHERS_FEATURE] = ",".join(self.config.fast_sleeve_ciphers)
         if self.fastdp is not None:
             extra[FASTDP_FEATURE] = "1"
         return extra

@@ -27,6 +27,7 @@ from weavenet.daemon.fastdp_link import FastdpLink, overlays
 from weavenet.daemon.identity import resolve_peer_name
 from weavenet.daemon.ipam_service import ipam_for
 from weavenet.daemon.persistence import Store
+from weavenet.dataplane import fastcrypto
 from weavenet.dataplane.supervisor import Datapath
 from weavenet.docker.service import DockerIntegration
 from weavenet.errors import ConfigError
@@ -64,6 +65,7 @@ class Daemon:
                 min_protocol_version=config.min_protocol_version,
                 external_datapath=True,
                 fast_sleeve=True,
+                fast_sleeve_ciphers=(fastcrypto.AEGIS256,) if fastcrypto.aegis_available() else (),
                 overlays=overlays(config.no_fastdp),
                 fastdp_mtu=config.mtu,
             ),
@@ -208,9 +210,7 @@ class Daemon:
 
     def report(self) -> dict[str, Any]:
         dp = self.datapath
-        report = snapshot.weave_status(
-            self.router, self.ready, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs
-        )
+        report = snapshot.weave_status(self.router, self.ready, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
         if self.dns is not None:
             report["DNS"] = self.dns.status()
         if self.ipam is not None:

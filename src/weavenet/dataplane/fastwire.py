@@ -6,7 +6,8 @@ each side, instead of ~45 of each. A super-frame is::
 
     src peer (6) ‖ dst peer (6) ‖ virtio_net_hdr (10) ‖ Ethernet frame
 
-optionally sealed with NaCl secretbox under the connection's session key, then cut into chunks that fit the path
+optionally sealed (flag 1) with NaCl secretbox under the connection's session key, or, when both peers offer
+it, with AEGIS-256 under a key derived from it (flags 1 | 2; see ``fastcrypto``), then cut into chunks that fit the path
 MTU and sent with UDP GSO (one ``sendmsg`` for all chunks). Each UDP datagram is::
 
     sender name (6) ‖ FF FE ‖ stream (1) ‖ chunk count (1) ‖ flags (1) ‖ seq (8) ‖ chunk index (1) ‖ chunk
@@ -24,8 +25,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from nacl.bindings import crypto_secretbox
-
 from weavenet.core.sleeve_codec import ReplayWindow
 from weavenet.dataplane import fastcrypto
 from weavenet.errors import RemoteProtocolError
@@ -36,10 +35,10 @@ HDR_LEN = COMMON.size + 1  # 20
 SUPER = struct.Struct(">6s6s")
 SUPER_LEN = SUPER.size  # 12
 FLAG_ENCRYPTED = 1
+FLAG_AEGIS = 2  # with FLAG_ENCRYPTED: sealed with AEGIS-256, not secretbox
 MAX_CHUNKS = 255
 REASSEMBLY_TIMEOUT = 1.0
 MAX_PENDING = 512
-MAC_LEN = 16
 
 
 def is_fast(datagram: bytes | memoryview) -> bool:
@@ -50,8 +49,17 @@ def nonce(sender_outbound: bool, stream: int, seq: int) -> bytes:
     return bytes(((0x80 if sender_outbound else 0) | 0x20 | (stream & 3),)) + bytes(15) + seq.to_bytes(8, "big")
 
 
-def seal(plain: bytes, key: bytes, sender_outbound: bool, stream: int, seq: int) -> bytes:
-    return crypto_secretbox(plain, nonce(sender_outbound, stream, seq), key)
+def seal(
+    plain: bytes, key: bytes, sender_outbound: bool, stream: int, seq: int, cipher: str = fastcrypto.SECRETBOX
+) -> bytes:
+    """A sealed super-frame payload (``key`` is the session key; the cipher's own key is derived here)."""
+    box = fastcrypto.make(cipher)
+    return bytes(box.seal(plain, nonce(sender_outbound, stream, seq), fastcrypto.cipher_key(cipher, key)))
+
+
+def cipher_flags(cipher: str) -> int:
+    """The header flags of a super-frame sealed with ``cipher``."""
+    return FLAG_ENCRYPTED | (FLAG_AEGIS if cipher == fastcrypto.AEGIS256 else 0)
 
 
 def unpack_header(buf: bytes | memoryview, pos: int = 0) -> tuple[bytes, bytes, int, int, int, int, int]:
@@ -191,11 +199,13 @@ def runs(buf: memoryview, size: int) -> list[tuple[bytes, int, int, int, int, in
 class FastDecryptor:
     """Opens sealed super-frames of one link, with a replay window per stream."""
 
-    def __init__(self, key: bytes, remote_outbound: bool) -> None:
-        self.key = key
+    def __init__(self, key: bytes, remote_outbound: bool, cipher: str = fastcrypto.SECRETBOX) -> None:
+        self.cipher = cipher
+        self.flags = cipher_flags(cipher)
+        self.key = fastcrypto.cipher_key(cipher, key)
         self.remote_outbound = remote_outbound
         self._windows: dict[int, ReplayWindow] = {}
-        self._opener = fastcrypto.Sealer()
+        self._opener = fastcrypto.make(cipher)
 
     def open(self, stream: int, seq: int, sealed: bytes | memoryview) -> memoryview | None:
         """Plaintext (valid until the next call), or None for a replay; raises RemoteProtocolError for a forgery."""

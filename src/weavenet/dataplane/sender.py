@@ -30,10 +30,12 @@ class SendStats:
 
 
 class _LinkState:
-    __slots__ = ("enc", "enc_df", "seq")
+    __slots__ = ("enc", "enc_df", "fast_flags", "fast_key", "seq")
 
     def __init__(self, link: Link) -> None:
         self.seq = 0
+        self.fast_key = fastcrypto.cipher_key(link.cipher, link.key) if link.key else None
+        self.fast_flags = fastwire.cipher_flags(link.cipher) if link.key else 0
         self.enc = Encryptor(link.key, link.outbound, df=False) if link.key else None
         self.enc_df = Encryptor(link.key, link.outbound, df=True) if link.key else None
 
@@ -45,7 +47,7 @@ class Sender:
         self.stream = stream
         self.stats = SendStats()
         self._state: dict[tuple[int, int], _LinkState] = {}  # (peer, conn uid) -> counters
-        self._sealer = fastcrypto.Sealer()
+        self._ciphers: dict[str, fastcrypto.Cipher] = {}
         self._plain = bytearray(70000)
         self._chunks = gso.ChunkWriter()
 
@@ -77,10 +79,13 @@ class Sender:
         seq = st.seq
         st.seq += 1
         payload, flags = plain, 0
-        if link.key:
+        if st.fast_key is not None:
+            box = self._ciphers.get(link.cipher)
+            if box is None:
+                box = self._ciphers[link.cipher] = fastcrypto.make(link.cipher)
             nonce = fastwire.nonce(link.outbound, self.stream, seq)
-            total = len(self._sealer.seal(memoryview(plain)[:total], nonce, link.key))
-            payload, flags = self._sealer.buffer, fastwire.FLAG_ENCRYPTED
+            total = len(box.seal(memoryview(plain)[:total], nonce, st.fast_key))
+            payload, flags = box.buffer, st.fast_flags
         for _attempt in range(3):
             room = link.max_payload - fastwire.HDR_LEN
             count = max(1, -(-total // room))

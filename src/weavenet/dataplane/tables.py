@@ -18,6 +18,7 @@ class Link:
     key: bytes | None  # session key if the link is encrypted (untrusted), else None
     fast: bool  # both ends speak weavenet's fast format
     max_payload: int = DEFAULT_MAX_PAYLOAD  # UDP payload that fits the path (PMTU - 28)
+    cipher: str = "secretbox"  # what seals fast super-frames when ``key`` is set (negotiated; see fastcrypto)
 
 
 @dataclass(slots=True)

@@ -388,6 +388,9 @@ class RxWorker(_Base):
                 self.count("unexpected_encryption")
                 return
             dec = self._fast_decryptor(link)
+            if flags != dec.flags:
+                self.count("cipher_mismatch")  # not the cipher this link negotiated: refused, never downgraded
+                return
             try:
                 plain = dec.open(stream, seq, payload)
             except RemoteProtocolError:
@@ -445,7 +448,9 @@ class RxWorker(_Base):
         dec = self._fast_dec.get(key)
         if dec is None:
             assert link.key is not None
-            dec = self._fast_dec[key] = fastwire.FastDecryptor(link.key, remote_outbound=not link.outbound)
+            dec = self._fast_dec[key] = fastwire.FastDecryptor(
+                link.key, remote_outbound=not link.outbound, cipher=link.cipher
+            )
         return dec
 
     def frame_parts(self, src_peer: int, dst_peer: int, vnet: bytes, parts: list[memoryview], now: float) -> None:

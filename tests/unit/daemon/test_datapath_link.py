@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig
-from weavenet.daemon.datapath_link import TableBuilder
+from weavenet.daemon.datapath_link import TableBuilder, fast_cipher
+from weavenet.dataplane.fastcrypto import AEGIS256, SECRETBOX
 from weavenet.sim.network import SimNetwork
 
 
@@ -53,3 +54,42 @@ def test_without_fastdp_there_are_no_vxlan_facts() -> None:
     net = mesh(fastdp=False)
     t = TableBuilder(net.peers[0].router).build()
     assert t is not None and t.me_short is None and not t.short_ids and not t.fastdp
+
+
+def encrypted_pair(ciphers: tuple[tuple[str, ...], tuple[str, ...]]) -> SimNetwork:
+    net = SimNetwork(
+        2,
+        seed=11,
+        config=lambda i: MeshConfig(
+            name=PeerName(0x0A0000000001 + i),
+            nickname=f"p{i + 1}",
+            password=b"secret",
+            fast_sleeve=True,
+            fast_sleeve_ciphers=ciphers[i],
+        ),
+    )
+    net.connect(1, [0])
+    assert net.run_until_true(lambda: all(p.router.by_peer for p in net.peers), 30) is not None
+    return net
+
+
+def test_encrypted_fast_links_take_aegis_only_when_both_peers_offer_it() -> None:
+    both = encrypted_pair(((AEGIS256,), (AEGIS256,)))
+    for i in (0, 1):
+        t = TableBuilder(both.peers[i].router).build()
+        assert t is not None
+        (link,) = t.links.values()
+        assert link.key is not None and link.fast and link.cipher == AEGIS256
+    one = encrypted_pair(((AEGIS256,), ()))
+    for i in (0, 1):
+        t = TableBuilder(one.peers[i].router).build()
+        assert t is not None
+        (link,) = t.links.values()
+        assert link.cipher == SECRETBOX
+
+
+def test_fast_cipher_prefers_ours_in_order_and_defaults_to_secretbox() -> None:
+    assert fast_cipher((AEGIS256,), {"WeavenetSleeveCiphers": "x,aegis256"}) == AEGIS256
+    assert fast_cipher((AEGIS256,), {"WeavenetSleeveCiphers": "x"}) == SECRETBOX
+    assert fast_cipher((), {"WeavenetSleeveCiphers": "aegis256"}) == SECRETBOX
+    assert fast_cipher((AEGIS256,), {}) == SECRETBOX

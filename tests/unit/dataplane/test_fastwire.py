@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.dataplane.chunking import chunks
-from weavenet.dataplane import fastwire
+from weavenet.dataplane import fastcrypto, fastwire
 from weavenet.errors import RemoteProtocolError
 
 SENDER = bytes.fromhex("ce1234567801")
@@ -142,6 +142,26 @@ def test_sealed_super_frames_open_once_and_forgeries_fail() -> None:
     other_stream = fastwire.FastDecryptor(KEY, remote_outbound=True)
     with pytest.raises(RemoteProtocolError):
         other_stream.open(2, 42, sealed)  # the stream is part of the nonce
+
+
+@pytest.mark.skipif(not fastcrypto.aegis_available(), reason="no AEGIS-256 (libsodium) or no AES instructions")
+def test_aegis_super_frames_use_a_derived_key_and_fail_under_the_other_cipher() -> None:
+    plain = os.urandom(5000)
+    sealed = fastwire.seal(plain, KEY, sender_outbound=False, stream=0, seq=7, cipher=fastcrypto.AEGIS256)
+    assert len(sealed) == len(plain) + fastcrypto.AEGIS_TAG
+    assert fastcrypto.cipher_key(fastcrypto.AEGIS256, KEY) != KEY
+    dec = fastwire.FastDecryptor(KEY, remote_outbound=False, cipher=fastcrypto.AEGIS256)
+    assert dec.flags == fastwire.FLAG_ENCRYPTED | fastwire.FLAG_AEGIS
+    assert bytes(dec.open(0, 7, sealed) or b"") == plain
+    assert dec.open(0, 7, sealed) is None  # replay
+    tampered = bytearray(sealed)
+    tampered[3] ^= 1
+    with pytest.raises(RemoteProtocolError):
+        dec.open(0, 8, bytes(tampered))
+    with pytest.raises(RemoteProtocolError):
+        fastwire.FastDecryptor(KEY, remote_outbound=False).open(0, 7, sealed)  # secretbox cannot open it
+    with pytest.raises(RemoteProtocolError):
+        fastwire.FastDecryptor(bytes(32), remote_outbound=False, cipher=fastcrypto.AEGIS256).open(0, 9, sealed)
 
 
 def test_nonces_never_collide_between_directions_streams_and_the_classic_format() -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.unit.dataplane.chunking import chunks
 from weavenet.core.sleeve_codec import Encryptor, encode_frames
-from weavenet.dataplane import fastwire, udp
+from weavenet.dataplane import fastcrypto, fastwire, udp
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.frames import ZERO_VNET
 from weavenet.dataplane.sender import Sender
@@ -29,11 +29,11 @@ PEER = 0xCE1234567802
 PEER_BIN = PEER.to_bytes(6, "big")
 ME_BIN = ME.to_bytes(6, "big")
 KEY = bytes(range(32))
-FRAME = bytes.fromhex("ffffffffffff" "0a1122334455" "0806") + bytes(range(46))  # a broadcast: always injected
+FRAME = bytes.fromhex("ffffffffffff0a11223344550806") + bytes(range(46))  # a broadcast: always injected
 
 
 class Rig:
-    def __init__(self, key: bytes | None) -> None:
+    def __init__(self, key: bytes | None, cipher: str = fastcrypto.SECRETBOX) -> None:
         # a datagram-preserving socket pair stands in for the TAP: one write, one frame
         self.tap_sock, self.tap_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.tap_far.setblocking(False)
@@ -44,10 +44,8 @@ class Rig:
         self.worker = RxWorker(tap_w, self.sock, Channel(self.ends[0][0]), Channel(self.ends[1][0]))
         for _, far in self.ends:
             far.setblocking(False)
-        link = Link(PEER, 1, outbound=False, addr=self.sock.getsockname(), key=key, fast=True)
-        self.worker.on_tables(
-            Tables(me=ME, links={PEER: link}, unicast={PEER: PEER}, broadcast={PEER: [], ME: [PEER]})
-        )
+        link = Link(PEER, 1, outbound=False, addr=self.sock.getsockname(), key=key, fast=True, cipher=cipher)
+        self.worker.on_tables(Tables(me=ME, links={PEER: link}, unicast={PEER: PEER}, broadcast={PEER: [], ME: [PEER]}))
 
     def feed(self, data: bytes, size: int = 0) -> None:
         try:
@@ -143,8 +141,9 @@ def test_unknown_senders_and_short_datagrams_are_counted(plain: Rig) -> None:
     size=st.sampled_from([0, 0, 40, 100]),
     repeat=st.integers(min_value=1, max_value=3),
 )
-def test_hostile_datagrams_never_reach_internal_errors(plain: Rig, body: bytes, fast: bool, size: int,
-                                                       repeat: int) -> None:
+def test_hostile_datagrams_never_reach_internal_errors(
+    plain: Rig, body: bytes, fast: bool, size: int, repeat: int
+) -> None:
     data = PEER_BIN + (fastwire.MAGIC if fast else b"") + body
     plain.feed(data * repeat, size if repeat > 1 else 0)
     plain.injected()
@@ -153,7 +152,7 @@ def test_hostile_datagrams_never_reach_internal_errors(plain: Rig, body: bytes, 
 
 def test_an_answer_waiting_on_the_tap_after_an_injection_is_sent_at_once(plain: Rig) -> None:
     """The kernel runs the container's stack inside the injecting writev: its reply is sent by rx, not tx."""
-    answer = bytes.fromhex("0a1122334455" "0a0000000002" "0800") + bytes(50)
+    answer = bytes.fromhex("0a11223344550a00000000020800") + bytes(50)
     plain.tap_far.send(ZERO_VNET + answer)  # what the container put on the bridge in answer
     plain.feed(PEER_BIN + encode_frames([(PEER_BIN, ME_BIN, FRAME)]))
     assert plain.injected() == [ZERO_VNET + FRAME]
@@ -181,6 +180,39 @@ def test_super_frames_from_the_socket_take_the_prebuilt_path_and_reach_the_tap(k
         assert rig.injected() == [ZERO_VNET + big, ZERO_VNET + odd, ZERO_VNET + odd]
         assert rig.worker.reader.segment == 1000
         assert rig.worker.counters.get("internal_errors", 0) == 0
+    finally:
+        tx.close()
+        rig.close()
+
+
+@pytest.mark.skipif(not fastcrypto.aegis_available(), reason="no AEGIS-256 (libsodium) or no AES instructions")
+@pytest.mark.parametrize(
+    ("sent", "expected", "injected"),
+    [
+        (fastcrypto.AEGIS256, fastcrypto.AEGIS256, True),
+        (fastcrypto.SECRETBOX, fastcrypto.AEGIS256, False),  # a downgrade is refused
+        (fastcrypto.AEGIS256, fastcrypto.SECRETBOX, False),
+    ],
+    ids=["aegis", "secretbox-on-aegis-link", "aegis-on-secretbox-link"],
+)
+def test_sealed_super_frames_open_only_with_the_negotiated_cipher(sent: str, expected: str, injected: bool) -> None:
+    rig = Rig(KEY, cipher=expected)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer_sender = Sender(tx, PEER, 0)
+        link = Link(
+            ME, 1, outbound=True, addr=rig.sock.getsockname(), key=KEY, fast=True, max_payload=1472, cipher=sent
+        )
+        big = FRAME + bytes(30000)
+        peer_sender.send_fast(link, PEER, ME, ZERO_VNET, big)
+        peer_sender.send_fast(link, PEER, ME, ZERO_VNET, FRAME)
+        rig.sock.setblocking(False)
+        time.sleep(0.1)
+        rig.worker.read_socket(socket.CMSG_SPACE(4))
+        assert rig.injected() == ([ZERO_VNET + big, ZERO_VNET + FRAME] if injected else [])
+        c = rig.worker.counters
+        assert c.get("cipher_mismatch", 0) == (0 if injected else 2)
+        assert c.get("internal_errors", 0) == 0
     finally:
         tx.close()
         rig.close()
