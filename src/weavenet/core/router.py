@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import ip_address
 
 from weavenet.core import gossip as g
+from weavenet.core import sleeve_cipher
 from weavenet.core import topology_gossip as tg
 from weavenet.core.connection import (
     HANDSHAKE_TIMEOUT,
@@ -83,7 +84,6 @@ log = logging.getLogger("weavenet.mesh")
 
 INBOUND_FAILURES_KEPT = 16
 FAST_SLEEVE_FEATURE = "WeavenetSleeve"
-FAST_SLEEVE_CIPHERS_FEATURE = "WeavenetSleeveCiphers"  # comma-separated; secretbox is implied and always there
 FASTDP_FEATURE = "WeavenetFastdp"  # speaks weavenet's fast-datapath heartbeat extension (flags, probes)
 PASSWORD_HINT = " (do both peers use the same --password?)"
 
@@ -720,7 +720,7 @@ class MeshRouter(GossipMixin):
         if self.config.fast_sleeve:
             extra[FAST_SLEEVE_FEATURE] = "1"
             if self.config.fast_sleeve_ciphers:
-                extra[FAST_SLEEVE_CIPHERS_FEATURE] = ",".join(self.config.fast_sleeve_ciphers)
+                extra[sleeve_cipher.CIPHERS_FEATURE] = ",".join(self.config.fast_sleeve_ciphers)
         if self.fastdp is not None:
             extra[FASTDP_FEATURE] = "1"
         return extra
@@ -767,6 +767,13 @@ class MeshRouter(GossipMixin):
             self._connection_established(conn, now)
         self._log_overlay_choice(conn, best, now)
         self._schedule_conn(conn)
+
+    def fast_sleeve_cipher(self, conn: LocalConnection) -> str:
+        """What seals this connection's fast sleeve super-frames (secretbox unless both peers offer better)."""
+        features = conn.features.raw if conn.features else {}
+        if not self.config.fast_sleeve or features.get(FAST_SLEEVE_FEATURE) != "1":
+            return sleeve_cipher.SECRETBOX
+        return sleeve_cipher.negotiate(self.config.fast_sleeve_ciphers, features)
 
     def fallback_reason(self, conn: LocalConnection, now: float) -> str | None:
         """Why a connection is not on the fast datapath (None if it is, or while fastdp is still being tried)."""

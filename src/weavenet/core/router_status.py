@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from weavenet.core.gotime import go_time_string
+from weavenet.core.sleeve_cipher import SECRETBOX
 
 if TYPE_CHECKING:
     from weavenet.core.router import MeshRouter
@@ -29,6 +30,9 @@ def connection_status(self: MeshRouter) -> list[dict[str, object]]:
                 info = f"{'encrypted':<11} {info}"
                 if attrs is not None:
                     attrs["encrypted"] = True
+                    cipher = self.fast_sleeve_cipher(conn)
+                    if attrs.get("name") == "sleeve" and cipher != SECRETBOX:
+                        attrs["cipher"] = cipher  # weavenet's fast sleeve seals with a faster AEAD than Weave's
             else:
                 info = f"{'unencrypted':<11} {info}"
         state = "established" if conn.established else "pending"

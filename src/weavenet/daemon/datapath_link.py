@@ -8,19 +8,12 @@ datapath's host side once it has programmed them, so the sleeve never assumes mo
 
 from __future__ import annotations
 
-from weavenet.core.router import FAST_SLEEVE_CIPHERS_FEATURE, FAST_SLEEVE_FEATURE, MeshRouter
+from weavenet.core.router import FAST_SLEEVE_FEATURE, MeshRouter
 from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD
 from weavenet.dataplane import udp
-from weavenet.dataplane.fastcrypto import SECRETBOX
 from weavenet.dataplane.tables import DEFAULT_MAX_PAYLOAD, Link, Tables
 
 ETH_AND_FRAME_HEADERS = 14 + 14
-
-
-def fast_cipher(ours: tuple[str, ...], remote_features: dict[str, str]) -> str:
-    """The fast sleeve's cipher on a connection: the first of ours the remote peer also offers, else secretbox."""
-    theirs = set(remote_features.get(FAST_SLEEVE_CIPHERS_FEATURE, "").split(","))
-    return next((c for c in ours if c in theirs), SECRETBOX)
 
 
 class TableBuilder:
@@ -64,7 +57,7 @@ class TableBuilder:
             fast = bool(
                 router.config.fast_sleeve and conn.features and conn.features.raw.get(FAST_SLEEVE_FEATURE) == "1"
             )
-            cipher = fast_cipher(router.config.fast_sleeve_ciphers, conn.features.raw if conn.features else {})
+            cipher = router.fast_sleeve_cipher(conn)
             addr = fwd.remote_addr
             overhead = (NACL_OVERHEAD if key else PLAIN_OVERHEAD) + ETH_AND_FRAME_HEADERS
             route_payload = self.max_payload(conn.remote.name, addr[0]) if addr else DEFAULT_MAX_PAYLOAD

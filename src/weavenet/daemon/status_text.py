@@ -197,8 +197,10 @@ def render_connections(report: Report) -> str:
     for c in _list(router.get("Connections")):
         attrs = c.get("Attrs") or {}
         attr_text = "".join(
-            f"{k}={go_value_string(attrs[k])}" for k in sorted(attrs) if k not in ("name", "fallback")
+            f"{k}={go_value_string(attrs[k])}" for k in sorted(attrs) if k not in ("name", "fallback", "cipher")
         )
+        if attrs.get("cipher"):  # weavenet: the fast sleeve's AEAD when it is not Weave's secretbox
+            attr_text += f" (cipher: {attrs['cipher']})"
         if attrs.get("fallback"):  # weavenet: why a connection is not on the fast datapath, after Weave's columns
             attr_text += f" (fallback: {attrs['fallback']})"
         out.append(

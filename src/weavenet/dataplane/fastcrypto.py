@@ -20,8 +20,8 @@ from nacl.bindings import sodium_init
 from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 
-SECRETBOX = "secretbox"
-AEGIS256 = "aegis256"
+from weavenet.core.sleeve_cipher import AEGIS256, SECRETBOX
+
 MAC = 16
 AEGIS_TAG = 32
 NONCE = 24  # what fastwire.nonce gives; AEGIS-256 takes 32 bytes, the rest zero

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig
-from weavenet.daemon.datapath_link import TableBuilder, fast_cipher
-from weavenet.dataplane.fastcrypto import AEGIS256, SECRETBOX
+from weavenet.core.sleeve_cipher import AEGIS256, SECRETBOX, negotiate
+from weavenet.daemon.datapath_link import TableBuilder
 from weavenet.sim.network import SimNetwork
 
 
@@ -80,16 +80,22 @@ def test_encrypted_fast_links_take_aegis_only_when_both_peers_offer_it() -> None
         assert t is not None
         (link,) = t.links.values()
         assert link.key is not None and link.fast and link.cipher == AEGIS256
+    both.run_until_true(lambda: all(c.established for p in both.peers for c in p.router.by_peer.values()), 30)
+    (status,) = [s for s in both.peers[0].router.connection_status() if s["State"] == "established"]
+    assert status["Attrs"]["cipher"] == AEGIS256 and status["Attrs"]["encrypted"] is True  # type: ignore[index]
     one = encrypted_pair(((AEGIS256,), ()))
     for i in (0, 1):
         t = TableBuilder(one.peers[i].router).build()
         assert t is not None
         (link,) = t.links.values()
         assert link.cipher == SECRETBOX
+    one.run_until_true(lambda: all(c.established for p in one.peers for c in p.router.by_peer.values()), 30)
+    (status,) = [s for s in one.peers[0].router.connection_status() if s["State"] == "established"]
+    assert "cipher" not in status["Attrs"]  # type: ignore[operator]
 
 
 def test_fast_cipher_prefers_ours_in_order_and_defaults_to_secretbox() -> None:
-    assert fast_cipher((AEGIS256,), {"WeavenetSleeveCiphers": "x,aegis256"}) == AEGIS256
-    assert fast_cipher((AEGIS256,), {"WeavenetSleeveCiphers": "x"}) == SECRETBOX
-    assert fast_cipher((), {"WeavenetSleeveCiphers": "aegis256"}) == SECRETBOX
-    assert fast_cipher((AEGIS256,), {}) == SECRETBOX
+    assert negotiate((AEGIS256,), {"WeavenetSleeveCiphers": "x,aegis256"}) == AEGIS256
+    assert negotiate((AEGIS256,), {"WeavenetSleeveCiphers": "x"}) == SECRETBOX
+    assert negotiate((), {"WeavenetSleeveCiphers": "aegis256"}) == SECRETBOX
+    assert negotiate((AEGIS256,), {}) == SECRETBOX

@@ -45,6 +45,11 @@ def test_fallback_reason_follows_weaves_columns() -> None:
     assert render_connections(report({"name": "fastdp", "mtu": 1376})).endswith("(h3) mtu=1376\n")
 
 
+def test_fast_sleeve_cipher_follows_weaves_columns() -> None:
+    line = render_connections(report({"name": "sleeve", "mtu": 1376, "encrypted": True, "cipher": "aegis256"}))
+    assert line.endswith("(h3) encrypted=truemtu=1376 (cipher: aegis256)\n")
+
+
 def test_fastdp_diagnostics_through_a_template() -> None:
     out = format_report(report({"name": "sleeve", "mtu": 1438}), "{{json .Router.OverlayDiagnostics.fastdp}}")
     assert '"Enabled":true' in out and '"Using":"sleeve"' in out
