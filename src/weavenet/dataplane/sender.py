@@ -8,6 +8,7 @@ over fast links on stream 1 (classic relays are handed to the transmit worker).
 from __future__ import annotations
 
 import socket
+import struct
 from dataclasses import dataclass, field
 
 from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD, Encryptor, encode_frames
@@ -15,6 +16,10 @@ from weavenet.dataplane import fastcrypto, fastwire, frames, gso, udp
 from weavenet.dataplane.tables import Link
 
 FRAME_HDR = 14
+# A super-frame that fits one datagram, unsealed: its chunk header (count 1, index 0) and the super-frame header
+# (source and destination peer) in one pack. Same bytes as the general path; far fewer steps, which counts on an
+# idle machine where every step of a round trip runs with cold caches (measured: ~10x slower than warm).
+SINGLE = struct.Struct(">6s2sBBBQB6s6s")
 
 
 @dataclass
@@ -69,6 +74,20 @@ class Sender:
             self.stats.no_address += 1
             return
         st = self._link_state(link)
+        if st.fast_key is None and SINGLE.size + frames.VNET_LEN + len(frame) <= link.max_payload:
+            seq = st.seq
+            st.seq = seq + 1
+            head = SINGLE.pack(
+                self.me_bin, fastwire.MAGIC, self.stream, 1, 0, seq, 0, src.to_bytes(6, "big"), dst.to_bytes(6, "big")
+            )
+            try:
+                self.stats.bytes += self.sock.sendmsg((head, vnet, frame), (), 0, link.addr)
+            except OSError:
+                pass  # the general path below sorts it out (path MTU) and counts it
+            else:
+                self.stats.super_frames += 1
+                self.stats.datagrams += 1
+                return
         total = fastwire.SUPER_LEN + frames.VNET_LEN + len(frame)
         plain = self._plain
         if len(plain) < total:

@@ -104,3 +104,19 @@ def test_a_run_of_two_super_frames_is_not_taken_for_one() -> None:
         reader.body[i * room : (i + 1) * room] = bytes(room)
     assert reader.whole(200, 100) is None
     assert reader.whole(100, 0) is not None
+
+
+@pytest.mark.parametrize("size", [14, 60, 1400, 1472 - 20 - 12 - 10])
+def test_single_datagram_super_frames_are_the_bytes_of_the_general_format(pair, size: int) -> None:
+    """Small unsealed frames skip the chunk machinery; what they send must not differ by a bit."""
+    tx, rx = pair
+    sender = Sender(tx, ME, 1)
+    vnet = bytes(range(1, 11))
+    frame = random.Random(size).randbytes(size)
+    for seq in range(3):
+        sender.send_fast(link_to(rx), ME, PEER, vnet, memoryview(frame))
+        got = rx.recv(70000)
+        body = fastwire.SUPER.pack(ME.to_bytes(6, "big"), PEER.to_bytes(6, "big")) + vnet + frame
+        _, ref = chunks(ME.to_bytes(6, "big"), 1, seq, body, 1472, False)
+        assert got == b"".join(bytes(v) for v in ref)
+    assert sender.stats.super_frames == 3 and sender.stats.datagrams == 3
