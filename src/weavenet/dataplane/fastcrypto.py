@@ -130,6 +130,11 @@ class Aegis256(_Buffered):
         return None if rc != 0 else memoryview(out)[:n]
 
 
+def overhead(cipher: str) -> int:
+    """Bytes a cipher adds to what it seals (its tag)."""
+    return AEGIS_TAG if cipher == AEGIS256 else MAC
+
+
 def make(cipher: str) -> Cipher:
     if cipher == AEGIS256:
         return Aegis256()

@@ -106,17 +106,20 @@ def test_a_run_of_two_super_frames_is_not_taken_for_one() -> None:
     assert reader.whole(100, 0) is not None
 
 
-@pytest.mark.parametrize("size", [14, 60, 1400, 1472 - 20 - 12 - 10])
-def test_single_datagram_super_frames_are_the_bytes_of_the_general_format(pair, size: int) -> None:
-    """Small unsealed frames skip the chunk machinery; what they send must not differ by a bit."""
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "sealed"])
+@pytest.mark.parametrize("size", [14, 60, 1400, 1472 - 20 - 12 - 10 - 16])
+def test_single_datagram_super_frames_are_the_bytes_of_the_general_format(pair, key: bytes | None, size: int) -> None:
+    """Small frames skip the chunk machinery; what they send must not differ by a bit."""
     tx, rx = pair
     sender = Sender(tx, ME, 1)
     vnet = bytes(range(1, 11))
     frame = random.Random(size).randbytes(size)
     for seq in range(3):
-        sender.send_fast(link_to(rx), ME, PEER, vnet, memoryview(frame))
+        sender.send_fast(link_to(rx, key), ME, PEER, vnet, memoryview(frame))
         got = rx.recv(70000)
         body = fastwire.SUPER.pack(ME.to_bytes(6, "big"), PEER.to_bytes(6, "big")) + vnet + frame
-        _, ref = chunks(ME.to_bytes(6, "big"), 1, seq, body, 1472, False)
+        if key is not None:
+            body = fastwire.seal(body, key, sender_outbound=True, stream=1, seq=seq)
+        _, ref = chunks(ME.to_bytes(6, "big"), 1, seq, body, 1472, key is not None)
         assert got == b"".join(bytes(v) for v in ref)
     assert sender.stats.super_frames == 3 and sender.stats.datagrams == 3
