@@ -62,9 +62,9 @@ def iperf(client, server, ip: str, seconds: int) -> tuple[float, float]:
 def rtt(client, ip: str, interval: float = 0.01, count: int = 100) -> float:
     """Median of ``count`` pings, ``interval`` seconds apart, after a few to warm the ARP and MAC caches.
 
-    The interval matters on this VM: after ~10 ms idle every step (the kernel's too) runs several times slower
-    than on a busy machine, so the bench measures both 10 ms (the issue's method) and 2 ms apart, for both
-    overlays."""
+    The interval matters on this VM: after ~10 ms idle every step runs slower than on a busy machine, the
+    kernel's too (kernel VXLAN's round trip grows 2-4x), so the bench measures both 10 ms (the issue's method)
+    and 2 ms apart, for both overlays."""
     client.run(["ping", "-c", "3", "-i", "0.01", ip], check=False)
     times = []
     out = client.run(["ping", "-n", "-c", str(count), "-i", str(interval), ip], check=False, timeout=60).stdout
