@@ -216,3 +216,26 @@ def test_sealed_super_frames_open_only_with_the_negotiated_cipher(sent: str, exp
     finally:
         tx.close()
         rig.close()
+
+
+def test_receives_switch_between_the_plain_buffer_and_the_scatter_list_as_traffic_changes() -> None:
+    """Single datagrams come through one plain buffer, chunk runs through the scatter list; either may come first."""
+    rig = Rig(None)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer_sender = Sender(tx, PEER, 0)
+        link = Link(ME, 1, outbound=True, addr=rig.sock.getsockname(), key=None, fast=True, max_payload=1472)
+        big = FRAME + bytes(20000)
+        rig.sock.setblocking(False)
+        modes = []
+        for frame in (FRAME, big, big, FRAME, FRAME, big):
+            peer_sender.send_fast(link, PEER, ME, ZERO_VNET, frame)
+            time.sleep(0.02)
+            rig.worker.read_socket(socket.CMSG_SPACE(4))
+            modes.append(rig.worker._single_mode)
+        assert rig.injected() == [ZERO_VNET + f for f in (FRAME, big, big, FRAME, FRAME, big)]
+        assert modes == [True, False, False, True, True, False]
+        assert rig.worker.counters.get("internal_errors", 0) == 0
+    finally:
+        tx.close()
+        rig.close()
