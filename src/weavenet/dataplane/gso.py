@@ -15,6 +15,11 @@ instead keep one list of buffer views, made once, and reuse it for every super-f
 
 Anything that does not fit the pattern (a chunk size the prebuilt list does not match, a partial or mixed run,
 a classic-format packet) is turned back into the datagram's bytes and takes the general path.
+
+The scatter list has ~90 pieces and every ``recvmsg_into`` walks all of them, the final EAGAIN one too: ~4 us
+warm, ~18 us in a wake after 10 ms idle (measured in the rx worker). After a receive that brought a single
+datagram (pings, ACKs, DNS: what arrives when the machine is idle) the reader therefore receives into one plain
+buffer instead, and goes back to the scatter list as soon as a run arrives (``follow``).
 """
 
 from __future__ import annotations
@@ -74,6 +79,9 @@ class ChunkReader:
     def __init__(self, segment: int = 1472) -> None:
         self.segment = 0
         self.set_segment(segment)
+        self.single = False  # the next receive goes into the plain buffer
+        self._plain = [bytearray(MAX_DATAGRAM)]
+        self._in_plain = False  # the last receive went there
 
     def set_segment(self, segment: int) -> None:
         """Expect runs of ``segment``-byte datagrams (the chunk size our peers' path MTU gives)."""
@@ -90,11 +98,18 @@ class ChunkReader:
         self.scatter = _interleave(hdrs, body, room, cap)
 
     def receive(self, sock: socket.socket, cmsg_space: int) -> tuple[int, list, tuple[str, int]]:  # type: ignore[type-arg]
-        nbytes, anc, _flags, addr = sock.recvmsg_into(self.scatter, cmsg_space)
+        self._in_plain = self.single
+        nbytes, anc, _flags, addr = sock.recvmsg_into(self._plain if self.single else self.scatter, cmsg_space)
         return nbytes, anc, addr
+
+    def follow(self, nbytes: int, gso: int) -> None:
+        """Choose the buffer of the next receive from what this one brought: a run (GRO) or a single datagram."""
+        self.single = not 0 < gso < nbytes
 
     def data(self, nbytes: int) -> bytes:
         """The received bytes as they were on the wire (the general path's input)."""
+        if self._in_plain:
+            return bytes(memoryview(self._plain[0])[:nbytes])
         seg, room = self.segment, self.segment - HDR_LEN
         out = []
         left = nbytes
@@ -111,6 +126,8 @@ class ChunkReader:
 
         The payload is a view into the receive buffer, valid until the next ``receive``.
         """
+        if self._in_plain:
+            return None  # not scattered: the general path
         seg = self.segment
         if gso:
             if gso != seg:

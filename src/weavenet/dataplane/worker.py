@@ -238,12 +238,6 @@ class RxWorker(_Base):
         self._classic_dec: dict[tuple[int, int], Decryptor] = {}
         self._fast_dec: dict[tuple[int, int], fastwire.FastDecryptor] = {}
         self.injected = 0
-        # Single datagrams (pings, ACKs, DNS) are received into one plain buffer, runs of chunks (GRO) into the
-        # chunk reader's scatter list. The scatter list has ~90 pieces and each receive into it, the final
-        # EAGAIN included, walks all of them: measured ~4 us warm and ~18 us per wake after 10 ms idle, where the
-        # one-buffer receive needs a fraction. The mode follows what the last receive brought.
-        self._single = [bytearray(TAP_READ)]
-        self._single_mode = True
 
     def on_tables(self, tables: Tables) -> None:
         self.tables = tables
@@ -284,12 +278,8 @@ class RxWorker(_Base):
     def read_socket(self, cmsg: int) -> None:
         reader = self.reader
         for _ in range(64):
-            single = self._single_mode
             try:
-                if single:
-                    nbytes, anc, _flags, addr = self.sock.recvmsg_into(self._single, cmsg)
-                else:
-                    nbytes, anc, addr = reader.receive(self.sock, cmsg)
+                nbytes, anc, addr = reader.receive(self.sock, cmsg)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -297,14 +287,8 @@ class RxWorker(_Base):
                 return
             now = time.monotonic()
             size = udp.gro_size(anc)
-            run = 0 < size < nbytes
-            self._single_mode = not run
+            reader.follow(nbytes, size)  # a single datagram: the next receive skips the scatter list
             try:
-                if single:  # copied: reassembly may keep pieces of it past the next receive
-                    self.buffer(bytes(memoryview(self._single[0])[:nbytes]), size, addr, now)
-                    if run and size != reader.segment:
-                        reader.set_segment(size)
-                    continue
                 whole = reader.whole(nbytes, size)
                 if whole is not None:  # the common case: one complete super-frame, its payload contiguous
                     self.whole_super_frame(*whole, now)

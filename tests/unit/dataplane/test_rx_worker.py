@@ -232,7 +232,7 @@ def test_receives_switch_between_the_plain_buffer_and_the_scatter_list_as_traffi
             peer_sender.send_fast(link, PEER, ME, ZERO_VNET, frame)
             time.sleep(0.02)
             rig.worker.read_socket(socket.CMSG_SPACE(4))
-            modes.append(rig.worker._single_mode)
+            modes.append(rig.worker.reader.single)
         assert rig.injected() == [ZERO_VNET + f for f in (FRAME, big, big, FRAME, FRAME, big)]
         assert modes == [True, False, False, True, True, False]
         assert rig.worker.counters.get("internal_errors", 0) == 0
