@@ -73,7 +73,9 @@ class Daemon:
             now=loop.time(),
             secret_bytes=os.urandom,
         )
-        self.datapath = Datapath(BRIDGE, config.host, config.port, on_special=self._on_special)
+        self.datapath = Datapath(
+            BRIDGE, config.host, config.port, on_special=self._on_special, steering=config.tap_steering
+        )
         self.driver = MeshDriver(self.router, config.host, config.port, send_special=self._send_special)
         self.router.wall_offset = self.driver.wall_offset
         self.tables = TableBuilder(self.router)

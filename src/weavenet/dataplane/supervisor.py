@@ -23,6 +23,7 @@ from typing import Any
 from weavenet.dataplane import tap as tapdev
 from weavenet.dataplane import udp, vxlan
 from weavenet.dataplane.channel import Channel
+from weavenet.dataplane.steering import SMALL_FRAME, TapSteering, wanted
 from weavenet.dataplane.tables import Tables
 
 log = logging.getLogger("weavenet.dataplane")
@@ -41,6 +42,7 @@ class Datapath:
         offloads: bool = True,
         vxlan_port: int | None = None,
         on_vxlan_special: Callable[[str, int, bytes, int], None] | None = None,
+        steering: bool = True,
     ) -> None:
         self.bridge = bridge
         self.host = host
@@ -51,6 +53,9 @@ class Datapath:
         self.offloads = 0
         self.gro = False
         self.tap_fd = -1
+        self.steering_wanted = steering
+        self.steering: TapSteering | None = None  # the TAP's second queue is the rx worker's (steering.py)
+        self.rx_tap_fd = -1
         self.sock: socket.socket | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ctl: dict[str, Channel] = {}
@@ -66,7 +71,9 @@ class Datapath:
         self.vxlan_sender: socket.socket | None = None
 
     async def start(self) -> None:
-        self.tap_fd, self.offloads = tapdev.open_tap(self.tap_name, self.offloads_wanted)
+        self.tap_fd, self.offloads = tapdev.open_tap(self.tap_name, self.offloads_wanted, self.steering_wanted)
+        if self.steering_wanted:
+            self._open_rx_queue()
         bridge_mtu = await _link_mtu(self.bridge)
         for argv in (
             ["ip", "link", "set", self.tap_name, "mtu", str(bridge_mtu)],
@@ -84,14 +91,47 @@ class Datapath:
             self.sniffer = vxlan.open_sniffer(self.vxlan_port)
             self.vxlan_sender = vxlan.open_sender(self.host)
         log.info(
-            "sleeve data plane on %s, UDP %s:%d (offloads 0x%x, GRO %s)",
+            "sleeve data plane on %s, UDP %s:%d (offloads 0x%x, GRO %s, TAP queues %d)",
             self.tap_name,
             self.host or "0.0.0.0",
             self.port,
             self.offloads,
             "on" if self.gro else "off",
+            2 if self.rx_tap_fd >= 0 else 1,
         )
         self._spawn()
+
+    def _open_rx_queue(self) -> None:
+        """The rx worker's TAP queue and the programs that steer small frames to it; without them, one queue."""
+        try:
+            steer = TapSteering()
+            try:
+                steer.attach(self.tap_fd, split=False)  # nothing goes to the new queue until the tables allow it
+                self.rx_tap_fd = tapdev.open_queue(self.tap_name)
+            except BaseException:
+                steer.close()
+                raise
+        except OSError as e:
+            log.warning("TAP steering unavailable (%s): every frame from the bridge goes to the tx worker", e)
+            self.stats["tap_queues"] = 1
+            return
+        self.steering = steer
+        self.stats["tap_queues"] = 2
+
+    def _steer(self, tables: Tables) -> None:
+        if self.steering is None:
+            return
+        split = wanted(tables)
+        try:
+            changed = self.steering.attach(self.tap_fd, split)
+        except OSError as e:
+            log.warning("TAP steering: could not attach the program (%s)", e)
+            return
+        self.stats["tap_steering"] = int(split)
+        if changed and split:
+            log.info("TAP steering: frames of up to %d bytes from the bridge go to the rx worker", SMALL_FRAME)
+        elif changed:
+            log.info("TAP steering off: a peer speaks Weave's classic format, whose frames only the tx worker sends")
 
     def _spawn(self) -> None:
         assert self.sock is not None
@@ -100,10 +140,13 @@ class Datapath:
         for role, peer_end in (("tx", peer_tx), ("rx", peer_rx)):
             ours, theirs = socket.socketpair()
             fds = [self.tap_fd, self.sock.fileno(), theirs.fileno(), peer_end.fileno()]
-            extra = []
+            extra: list[str] = []
             if role == "rx" and self.sniffer is not None:
                 fds.append(self.sniffer.fileno())
-                extra = ["--sniff-fd", str(self.sniffer.fileno())]
+                extra += ["--sniff-fd", str(self.sniffer.fileno())]
+            if role == "rx" and self.rx_tap_fd >= 0:
+                fds.append(self.rx_tap_fd)
+                extra += ["--tap-rx-fd", str(self.rx_tap_fd)]
             proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -209,6 +252,7 @@ class Datapath:
 
     def update(self, tables: Tables) -> None:
         self._tables = tables
+        self._steer(tables)
         for role in ("tx", "rx"):
             self._send(role, ("tables", tables))
 
@@ -224,6 +268,11 @@ class Datapath:
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self._procs.values()]
 
+    def worker_args(self, role: str) -> list[str]:
+        """The command line the ``tx`` or ``rx`` worker runs with ([] if it does not run)."""
+        proc = self._procs.get(role)
+        return [str(a) for a in proc.args] if proc is not None else []
+
     async def stop(self) -> None:
         self._stopping = True
         for role in list(self._ctl):
@@ -234,9 +283,13 @@ class Datapath:
         for extra in (self.sniffer, self.vxlan_sender):
             if extra is not None:
                 extra.close()
-        if self.tap_fd >= 0:
-            os.close(self.tap_fd)
-            self.tap_fd = -1
+        for fd in (self.rx_tap_fd, self.tap_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.tap_fd = self.rx_tap_fd = -1
+        if self.steering is not None:
+            self.steering.close()
+            self.steering = None
 
 
 async def _link_mtu(name: str) -> int:

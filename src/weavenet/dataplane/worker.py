@@ -29,7 +29,7 @@ from typing import Any
 
 from weavenet.core.fastdp_codec import is_special, parse_ipv4_vxlan, split_vni
 from weavenet.core.sleeve_codec import NAME_SIZE, Decryptor, iter_frames
-from weavenet.dataplane import fastwire, forward, frames, gso, toobig, udp
+from weavenet.dataplane import fastwire, forward, frames, gso, steering, toobig, udp
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.frames import ETH_HLEN, VNET_LEN, ZERO_VNET
 from weavenet.dataplane.mac_cache import LOCAL, MacCache
@@ -99,13 +99,15 @@ class _Base:
 
     # -- frames from our bridge (both workers: see RxWorker.frame_parts) ----------------------------------------
 
-    def read_tap(self, limit: int = 64) -> int:
-        """Read up to ``limit`` frames from the TAP and send each where it goes; returns how many were read."""
+    def read_tap(self, limit: int = 64, queue: int = -1) -> int:
+        """Read up to ``limit`` frames from a TAP queue (default: ours, the first) and send each where it goes;
+        returns how many were read."""
         now = time.monotonic()
         rbuf = self._rbuf
+        fd = self.tap if queue < 0 else queue
         for i in range(limit):
             try:
-                n = os.readv(self.tap, [rbuf])  # into one reused buffer: what we read is sent before the next read
+                n = os.readv(fd, [rbuf])  # into one reused buffer: what we read is sent before the next read
             except BlockingIOError:
                 return i
             except OSError as e:
@@ -224,13 +226,25 @@ class TxWorker(_Base):
 
 
 class RxWorker(_Base):
-    """Peers → bridge: receive (GRO), decrypt, reassemble, inject or relay; specials go to the router."""
+    """Peers → bridge: receive (GRO), decrypt, reassemble, inject or relay; specials go to the router.
+
+    With TAP steering (``steering.py``) it also reads the TAP's second queue, where small frames from the bridge
+    land, and sends them itself.
+    """
 
     def __init__(
-        self, tap: int, sock: socket.socket, ctl: Channel, peer: Channel, sniffer: socket.socket | None = None
+        self,
+        tap: int,
+        sock: socket.socket,
+        ctl: Channel,
+        peer: Channel,
+        sniffer: socket.socket | None = None,
+        tap_rx: int = -1,
     ) -> None:
         super().__init__(tap, sock, ctl, peer)
         self.sniffer = sniffer
+        self.tap_rx = tap_rx  # our TAP queue, -1 without steering
+        self.answers = tap  # where the answer to an injected frame is read from: the queue small frames go to
         self.sender = Sender(sock, 0, RX_STREAM)
         self.reasm = fastwire.Reassembler()
         self.reader = gso.ChunkReader()
@@ -248,6 +262,7 @@ class RxWorker(_Base):
         for cache in (self._classic_dec, self._fast_dec):
             for key in [k for k in cache if k not in live]:
                 del cache[key]
+        self.answers = self.tap_rx if self.tap_rx >= 0 and steering.wanted(tables) else self.tap
 
     def on_message(self, msg: tuple[Any, ...]) -> None:
         if msg[0] == "local":
@@ -262,10 +277,16 @@ class RxWorker(_Base):
         sniff_fd = self.sniffer.fileno() if self.sniffer is not None else -1
         if sniff_fd >= 0:
             poller.register(sniff_fd, select.POLLIN)
+        tap_rx = self.tap_rx
+        if tap_rx >= 0:
+            os.set_blocking(tap_rx, False)
+            poller.register(tap_rx, select.POLLIN)
         cmsg = socket.CMSG_SPACE(4)
         while self.running:
             for fd, _ in poller.poll(int(HOUSEKEEPING * 1000)):
-                if fd == sniff_fd:
+                if fd == tap_rx:
+                    self.read_tap(queue=tap_rx)
+                elif fd == sniff_fd:
                     self.read_sniffer()
                 elif fd == self.sock.fileno():
                     self.read_socket(cmsg)
@@ -477,7 +498,7 @@ class RxWorker(_Base):
                     # returns: the kernel ran the container's stack inside it. Sending it from here saves waking
                     # the tx worker, on an idle machine the costliest step of a round trip. A bare ACK is left
                     # alone: what it releases is a sender's next data, the tx worker's bulk.
-                    self.count("answers_sent", self.read_tap(ANSWER_READS))
+                    self.count("answers_sent", self.read_tap(ANSWER_READS, self.answers))
         if not hops:
             return
         frame = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
@@ -568,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ctl-fd", type=int, required=True)
     ap.add_argument("--peer-fd", type=int, required=True)
     ap.add_argument("--sniff-fd", type=int, default=-1)
+    ap.add_argument("--tap-rx-fd", type=int, default=-1)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -578,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         worker: _Base = TxWorker(args.tap_fd, sock, ctl, peer)
     else:
         sniffer = socket.socket(fileno=args.sniff_fd) if args.sniff_fd >= 0 else None
-        worker = RxWorker(args.tap_fd, sock, ctl, peer, sniffer)
+        worker = RxWorker(args.tap_fd, sock, ctl, peer, sniffer, args.tap_rx_fd)
     profile = os.environ.get("WEAVENET_DATAPLANE_PROFILE")  # a directory: write a cProfile per worker there
     prof = None
     if profile:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,15 +34,24 @@ FRAME = bytes.fromhex("ffffffffffff0a11223344550806") + bytes(range(46))  # a br
 
 
 class Rig:
-    def __init__(self, key: bytes | None, cipher: str = fastcrypto.SECRETBOX) -> None:
+    def __init__(self, key: bytes | None, cipher: str = fastcrypto.SECRETBOX, steered: bool = False) -> None:
         # a datagram-preserving socket pair stands in for the TAP: one write, one frame
         self.tap_sock, self.tap_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.tap_far.setblocking(False)
         self.tap_sock.setblocking(False)  # as the worker keeps the TAP
         tap_w = self.tap_sock.fileno()
+        # with steering, a second pair stands in for the TAP queue where small frames from the bridge land
+        self.rxq_sock, self.rxq_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.rxq_sock.setblocking(False)
         self.sock, _gro = udp.open_socket("127.0.0.1", 0)  # as the router opens it: GRO on
         self.ends = [socket.socketpair() for _ in range(2)]
-        self.worker = RxWorker(tap_w, self.sock, Channel(self.ends[0][0]), Channel(self.ends[1][0]))
+        self.worker = RxWorker(
+            tap_w,
+            self.sock,
+            Channel(self.ends[0][0]),
+            Channel(self.ends[1][0]),
+            tap_rx=self.rxq_sock.fileno() if steered else -1,
+        )
         for _, far in self.ends:
             far.setblocking(False)
         link = Link(PEER, 1, outbound=False, addr=self.sock.getsockname(), key=key, fast=True, cipher=cipher)
@@ -69,8 +79,8 @@ class Rig:
                 return out
 
     def close(self) -> None:
-        self.tap_sock.close()
-        self.tap_far.close()
+        for s in (self.tap_sock, self.tap_far, self.rxq_sock, self.rxq_far):
+            s.close()
         self.sock.close()
         for a, b in self.ends:
             a.close()
@@ -160,6 +170,31 @@ def test_an_answer_waiting_on_the_tap_after_an_injection_is_sent_at_once(plain: 
     sent = plain.sock.recv(65535)
     assert fastwire.is_fast(sent) and sent.endswith(answer)
     assert plain.worker.counters.get("answers_sent") == 1
+
+
+@pytest.mark.parametrize("classic", [False, True], ids=["all-fast", "classic-link"])
+def test_with_steering_the_answer_is_read_from_the_queue_small_frames_go_to(classic: bool) -> None:
+    """All links fast: small frames from the bridge land on the rx worker's queue, so its answer is there; with
+    a link to a Go peer every frame goes to the shared queue, and the answer is read from that one."""
+    rig = Rig(None, steered=True)
+    try:
+        if classic:
+            go = Link(0xCE1234567803, 1, outbound=True, addr=("127.0.0.1", 9), key=None, fast=False)
+            rig.worker.on_tables(replace(rig.worker.tables, links={**rig.worker.tables.links, go.peer: go}))
+        answer = bytes.fromhex("0a11223344550a00000000020800") + bytes(50)
+        other = bytes.fromhex("0a11223344550a00000000020800") + bytes(1400)  # on the queue answers don't go to
+        answers, elsewhere = (rig.tap_far, rig.rxq_far) if classic else (rig.rxq_far, rig.tap_far)
+        answers.send(ZERO_VNET + answer)
+        elsewhere.send(ZERO_VNET + other)
+        rig.feed(PEER_BIN + encode_frames([(PEER_BIN, ME_BIN, FRAME)]))
+        assert rig.injected() == [ZERO_VNET + FRAME]
+        rig.sock.settimeout(2)
+        assert rig.sock.recv(65535).endswith(answer)
+        assert rig.worker.counters.get("answers_sent") == 1
+        untouched = rig.rxq_sock if classic else rig.tap_sock
+        assert untouched.recv(65535) == ZERO_VNET + other  # still queued: the answer read took only its own queue
+    finally:
+        rig.close()
 
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["plain", "sealed"])
