@@ -31,16 +31,38 @@ def is_group(mac: bytes) -> bool:
     return bool(mac[0] & 1)
 
 
-def is_bare_tcp_ack(frame: bytes | memoryview) -> bool:
-    """An IPv4 TCP segment without payload (an ACK, a window update): nothing in it asks for an answer."""
-    if len(frame) < ETH_HLEN + 40 or frame[12:14] != b"\x08\x00" or frame[ETH_HLEN + 9] != 6:
+def answered_in_kernel(frame: bytes | memoryview) -> bool:
+    """Whether the receiving kernel may answer this frame at once, inside the ``writev`` that injects it.
+
+    Only the kernel answers that fast: ARP requests, echo requests, neighbour solicitations, TCP segments with
+    data or SYN/FIN (their ACK). Anything a process has to answer (a DNS query) comes later, through the poll
+    loop; anything that asks for nothing (an echo reply, a bare ACK, most UDP) gets no answer at all, so looking
+    for one would cost a failed read.
+    """
+    if len(frame) < ETH_HLEN + 8:
         return False
-    ihl = (frame[ETH_HLEN] & 0x0F) * 4
-    total = int.from_bytes(frame[ETH_HLEN + 2 : ETH_HLEN + 4], "big")
-    if len(frame) < ETH_HLEN + ihl + 13:
+    kind = frame[12:14]
+    if kind == b"\x08\x06":
+        return frame[ETH_HLEN + 6 : ETH_HLEN + 8] == b"\x00\x01"  # ARP request
+    if kind == b"\x08\x00" and len(frame) >= ETH_HLEN + 20:
+        proto, ihl = frame[ETH_HLEN + 9], (frame[ETH_HLEN] & 0x0F) * 4
+        l4, total = ETH_HLEN + ihl, int.from_bytes(frame[ETH_HLEN + 2 : ETH_HLEN + 4], "big")
+        if proto == 1:
+            return len(frame) > l4 and frame[l4] == 8  # echo request
+        return proto == 6 and _tcp_answered(frame, l4, total - ihl)
+    if kind == b"\x86\xdd" and len(frame) >= ETH_HLEN + 41:
+        nh, l4 = frame[ETH_HLEN + 6], ETH_HLEN + 40
+        if nh == 58:
+            return frame[l4] in (128, 135)  # echo request, neighbour solicitation
+        return nh == 6 and _tcp_answered(frame, l4, int.from_bytes(frame[ETH_HLEN + 4 : ETH_HLEN + 6], "big"))
+    return False
+
+
+def _tcp_answered(frame: bytes | memoryview, l4: int, segment: int) -> bool:
+    """A TCP segment (``segment`` bytes from ``l4``) that gets an ACK: it carries data, a SYN or a FIN."""
+    if len(frame) < l4 + 14:
         return False
-    thl = (frame[ETH_HLEN + ihl + 12] >> 4) * 4
-    return total == ihl + thl
+    return segment > (frame[l4 + 12] >> 4) * 4 or bool(frame[l4 + 13] & 0x03)
 
 
 def checksum_fold(total: int) -> int:

@@ -127,7 +127,7 @@ class ChunkReader:
         The payload is a view into the receive buffer, valid until the next ``receive``.
         """
         if self._in_plain:
-            return None  # not scattered: the general path
+            return self._whole_plain(nbytes, gso)
         seg = self.segment
         if gso:
             if gso != seg:
@@ -150,3 +150,13 @@ class ChunkReader:
                 return None
         seq = int.from_bytes(hdrs[SEQ_AT:IDX_AT], "big")
         return bytes(hdrs[:6]), hdrs[STREAM_AT], seq, hdrs[FLAGS_AT], self._body[: nbytes - end]
+
+    def _whole_plain(self, nbytes: int, gso: int) -> tuple[bytes, int, int, int, memoryview] | None:
+        """``whole`` for a receive into the plain buffer: a super-frame that fits one datagram (a ping, an ACK)."""
+        buf = self._plain[0]
+        if 0 < gso < nbytes or nbytes <= HDR_LEN or buf[MAGIC_AT : MAGIC_AT + 2] != MAGIC:
+            return None
+        if buf[COUNT_AT] != 1 or buf[IDX_AT] != 0:
+            return None  # a chunk of a larger super-frame: the general path reassembles it
+        seq = int.from_bytes(buf[SEQ_AT:IDX_AT], "big")
+        return bytes(buf[:6]), buf[STREAM_AT], seq, buf[FLAGS_AT], memoryview(buf)[HDR_LEN:nbytes]

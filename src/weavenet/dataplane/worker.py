@@ -42,7 +42,7 @@ HOUSEKEEPING = 1.0
 STATS_INTERVAL = 2.0
 TX_STREAM, RX_STREAM = 0, 1
 ANNOUNCE_EVERY = 60.0
-ANSWER_READS = 4  # frames the rx worker takes from the TAP after each injection
+ANSWER_READS = 1  # frames the rx worker takes from the TAP after each injection (more: the poll loop sees them)
 
 
 class _Base:
@@ -285,7 +285,7 @@ class RxWorker(_Base):
         while self.running:
             for fd, _ in poller.poll(int(HOUSEKEEPING * 1000)):
                 if fd == tap_rx:
-                    self.read_tap(queue=tap_rx)
+                    self.read_tap(1, tap_rx)  # small frames, one per wake: see read_socket
                 elif fd == sniff_fd:
                     self.read_sniffer()
                 elif fd == self.sock.fileno():
@@ -313,6 +313,11 @@ class RxWorker(_Base):
                 whole = reader.whole(nbytes, size)
                 if whole is not None:  # the common case: one complete super-frame, its payload contiguous
                     self.whole_super_frame(*whole, now)
+                    if reader.single:
+                        # One datagram (a ping, an ACK) and not a run: back to poll, which returns at once if more
+                        # are queued, rather than a receive that fails with EAGAIN. On an idle machine that failed
+                        # receive, its exception included, is one more cold step of every round trip.
+                        return
                     continue
                 self.buffer(reader.data(nbytes), size, addr, now)
                 if size and size != reader.segment:
@@ -493,11 +498,12 @@ class RxWorker(_Base):
             except OSError:
                 self.count("inject_errors")
             else:
-                if not frames.is_bare_tcp_ack(head):
-                    # What a container answers at once (an ACK, an echo reply) is already on the TAP when writev
-                    # returns: the kernel ran the container's stack inside it. Sending it from here saves waking
-                    # the tx worker, on an idle machine the costliest step of a round trip. A bare ACK is left
-                    # alone: what it releases is a sender's next data, the tx worker's bulk.
+                if frames.answered_in_kernel(head):
+                    # What a container's kernel answers at once (an ACK, an echo reply) is already on the TAP when
+                    # writev returns: it ran the container's stack inside it. Sending it from here saves waking
+                    # another process, on an idle machine the costliest step of a round trip. Frames nobody
+                    # answers at once (a bare ACK: what it releases is a sender's next data, the tx worker's bulk;
+                    # an echo reply; a DNS query, answered by a process later) are not followed by a failed read.
                     self.count("answers_sent", self.read_tap(ANSWER_READS, self.answers))
         if not hops:
             return

@@ -155,3 +155,57 @@ def test_fragments_fit_and_reassemble(size: int, mtu: int) -> None:
 def test_too_big_rules_never_fail_on_odd_frames(frame: bytes, mtu: int) -> None:
     frags, reply = toobig.handle(frame, mtu)
     assert isinstance(frags, list) and (reply is None or isinstance(reply, bytes))
+
+
+def _ipv4(proto: int, l4: bytes) -> bytes:
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0, SRC_IP, DST_IP)
+    return ETH + ip + l4
+
+
+def _ipv6(nh: int, l4: bytes) -> bytes:
+    ip = struct.pack(">IHBB16s16s", 6 << 28, len(l4), nh, 64, bytes(15) + b"\x01", bytes(15) + b"\x02")
+    return ETH[:12] + b"\x86\xdd" + ip + l4
+
+
+def _tcp(flags: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">HHIIBBHHH", 40000, 5001, 1, 7, 5 << 4, flags, 65000, 0, 0) + payload
+
+
+def _arp(op: int) -> bytes:
+    return ETH[:12] + b"\x08\x06" + struct.pack(">HHBBH", 1, 0x0800, 6, 4, op) + bytes(20)
+
+
+ACK, SYN, FIN = 0x10, 0x02, 0x01
+
+
+def test_an_answer_is_looked_for_only_where_the_kernel_gives_one_at_once() -> None:
+    answered = [
+        _arp(1),
+        _ipv4(1, bytes([8, 0]) + bytes(62)),  # echo request
+        _ipv4(6, _tcp(ACK | 0x08, b"data")),
+        _ipv4(6, _tcp(SYN)),
+        _ipv4(6, _tcp(ACK | FIN)),
+        _ipv6(58, bytes([128, 0]) + bytes(62)),  # echo request
+        _ipv6(58, bytes([135, 0]) + bytes(30)),  # neighbour solicitation
+        _ipv6(6, _tcp(ACK, b"data")),
+    ]
+    not_answered = [
+        _arp(2),
+        _ipv4(1, bytes([0, 0]) + bytes(62)),  # echo reply
+        _ipv4(6, _tcp(ACK)),  # a bare ACK
+        _ipv4(17, struct.pack(">HHHH", 5353, 53, 20, 0) + bytes(12)),  # a DNS query: a process answers, later
+        _ipv6(58, bytes([129, 0]) + bytes(62)),
+        _ipv6(6, _tcp(ACK)),
+        _ipv6(0, bytes(48)),  # an extension header: not looked into
+        ETH[:12] + b"\x88\xcc" + bytes(40),  # LLDP
+    ]
+    assert [frames.answered_in_kernel(f) for f in answered] == [True] * len(answered)
+    assert [frames.answered_in_kernel(f) for f in not_answered] == [False] * len(not_answered)
+    for f in answered + not_answered:  # truncated anywhere: an answer or not, never an error
+        for n in range(len(f)):
+            frames.answered_in_kernel(f[:n])
+
+
+@given(st.binary(max_size=200))
+def test_looking_for_an_answer_never_fails_on_arbitrary_frames(data: bytes) -> None:
+    assert frames.answered_in_kernel(data) in (True, False)
