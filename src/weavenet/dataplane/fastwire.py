@@ -84,7 +84,7 @@ class Reassembler:
     """
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[bytes, int, int], _Pending] = {}
+        self.pending: dict[tuple[bytes, int, int], _Pending] = {}  # empty: nothing to salvage or expire
         self.dropped = 0
 
     def add(self, datagram: memoryview, now: float) -> tuple[bytes, int, int, int, list[memoryview]] | None:
@@ -113,46 +113,46 @@ class Reassembler:
         if idx == 0 and len(pieces) == count:
             return sender, stream, seq, flags, pieces
         key = (sender, stream, seq)
-        pending = self._pending.get(key)
+        pending = self.pending.get(key)
         if pending is None:
-            if len(self._pending) >= MAX_PENDING:
+            if len(self.pending) >= MAX_PENDING:
                 self.expire(now, force=True)
-            pending = self._pending[key] = _Pending(count, flags, started=now)
+            pending = self.pending[key] = _Pending(count, flags, started=now)
         elif pending.count != count:
-            del self._pending[key]
+            del self.pending[key]
             raise RemoteProtocolError("fast sleeve chunk count changed")
         for i, piece in enumerate(pieces, idx):
             if i not in pending.parts:
                 pending.parts[i] = piece
                 pending.size += len(piece)
         if pending.size > 1 << 17:
-            del self._pending[key]
+            del self.pending[key]
             raise RemoteProtocolError("fast sleeve super-frame too large")
         if len(pending.parts) < count:
             return None
-        del self._pending[key]
+        del self.pending[key]
         return sender, stream, seq, pending.flags, [pending.parts[i] for i in range(count)]
 
     def take_stale(self, sender: bytes, stream: int, seq: int) -> list[tuple[int, int, dict[int, memoryview]]]:
         """Incomplete super-frames of this sender and stream older than ``seq``: their missing chunks are lost
         (chunks of one stream arrive in order on one path), so hand back what arrived, as (flags, count, parts),
         for salvage."""
-        stale = [k for k in self._pending if k[0] == sender and k[1] == stream and k[2] < seq]
+        stale = [k for k in self.pending if k[0] == sender and k[1] == stream and k[2] < seq]
         out = []
         for k in stale:
-            p = self._pending.pop(k)
+            p = self.pending.pop(k)
             self.dropped += 1
             out.append((p.flags, p.count, p.parts))
         return out
 
     def expire(self, now: float, force: bool = False) -> None:
         cutoff = now - REASSEMBLY_TIMEOUT
-        for key in [k for k, p in self._pending.items() if p.started < cutoff]:
-            del self._pending[key]
+        for key in [k for k, p in self.pending.items() if p.started < cutoff]:
+            del self.pending[key]
             self.dropped += 1
-        if force and len(self._pending) >= MAX_PENDING:
-            oldest = min(self._pending, key=lambda k: self._pending[k].started)
-            del self._pending[oldest]
+        if force and len(self.pending) >= MAX_PENDING:
+            oldest = min(self.pending, key=lambda k: self.pending[k].started)
+            del self.pending[oldest]
             self.dropped += 1
 
 

@@ -39,18 +39,20 @@ def answered_in_kernel(frame: bytes | memoryview) -> bool:
     loop; anything that asks for nothing (an echo reply, a bare ACK, most UDP) gets no answer at all, so looking
     for one would cost a failed read.
     """
-    if len(frame) < ETH_HLEN + 8:
+    n = len(frame)
+    if n < ETH_HLEN + 20:
         return False
-    kind = frame[12:14]
-    if kind == b"\x08\x06":
-        return frame[ETH_HLEN + 6 : ETH_HLEN + 8] == b"\x00\x01"  # ARP request
-    if kind == b"\x08\x00" and len(frame) >= ETH_HLEN + 20:
-        proto, ihl = frame[ETH_HLEN + 9], (frame[ETH_HLEN] & 0x0F) * 4
-        l4, total = ETH_HLEN + ihl, int.from_bytes(frame[ETH_HLEN + 2 : ETH_HLEN + 4], "big")
+    kind = frame[12] << 8 | frame[13]
+    if kind == ETHERTYPE_IPV4:  # the common case first: one wake of a round trip runs this
+        proto, l4 = frame[ETH_HLEN + 9], ETH_HLEN + (frame[ETH_HLEN] & 0x0F) * 4
         if proto == 1:
-            return len(frame) > l4 and frame[l4] == 8  # echo request
-        return proto == 6 and _tcp_answered(frame, l4, total - ihl)
-    if kind == b"\x86\xdd" and len(frame) >= ETH_HLEN + 41:
+            return n > l4 and frame[l4] == 8  # echo request
+        if proto != 6:
+            return False
+        return _tcp_answered(frame, l4, int.from_bytes(frame[ETH_HLEN + 2 : ETH_HLEN + 4], "big") + ETH_HLEN - l4)
+    if kind == 0x0806:
+        return frame[ETH_HLEN + 6] == 0 and frame[ETH_HLEN + 7] == 1  # ARP request
+    if kind == ETHERTYPE_IPV6 and n >= ETH_HLEN + 41:
         nh, l4 = frame[ETH_HLEN + 6], ETH_HLEN + 40
         if nh == 58:
             return frame[l4] in (128, 135)  # echo request, neighbour solicitation

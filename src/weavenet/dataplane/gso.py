@@ -80,8 +80,9 @@ class ChunkReader:
         self.segment = 0
         self.set_segment(segment)
         self.single = False  # the next receive goes into the plain buffer
-        self._plain = [bytearray(MAX_DATAGRAM)]
-        self._in_plain = False  # the last receive went there
+        self.plain = bytearray(MAX_DATAGRAM)
+        self._plain = [self.plain]
+        self.in_plain = False  # the last receive went there
 
     def set_segment(self, segment: int) -> None:
         """Expect runs of ``segment``-byte datagrams (the chunk size our peers' path MTU gives)."""
@@ -98,7 +99,7 @@ class ChunkReader:
         self.scatter = _interleave(hdrs, body, room, cap)
 
     def receive(self, sock: socket.socket, cmsg_space: int) -> tuple[int, list, tuple[str, int]]:  # type: ignore[type-arg]
-        self._in_plain = self.single
+        self.in_plain = self.single
         nbytes, anc, _flags, addr = sock.recvmsg_into(self._plain if self.single else self.scatter, cmsg_space)
         return nbytes, anc, addr
 
@@ -108,8 +109,8 @@ class ChunkReader:
 
     def data(self, nbytes: int) -> bytes:
         """The received bytes as they were on the wire (the general path's input)."""
-        if self._in_plain:
-            return bytes(memoryview(self._plain[0])[:nbytes])
+        if self.in_plain:
+            return bytes(memoryview(self.plain)[:nbytes])
         seg, room = self.segment, self.segment - HDR_LEN
         out = []
         left = nbytes
@@ -126,7 +127,7 @@ class ChunkReader:
 
         The payload is a view into the receive buffer, valid until the next ``receive``.
         """
-        if self._in_plain:
+        if self.in_plain:
             return self._whole_plain(nbytes, gso)
         seg = self.segment
         if gso:
@@ -153,7 +154,7 @@ class ChunkReader:
 
     def _whole_plain(self, nbytes: int, gso: int) -> tuple[bytes, int, int, int, memoryview] | None:
         """``whole`` for a receive into the plain buffer: a super-frame that fits one datagram (a ping, an ACK)."""
-        buf = self._plain[0]
+        buf = self.plain
         if 0 < gso < nbytes or nbytes <= HDR_LEN or buf[MAGIC_AT : MAGIC_AT + 2] != MAGIC:
             return None
         if buf[COUNT_AT] != 1 or buf[IDX_AT] != 0:

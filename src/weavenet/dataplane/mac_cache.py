@@ -16,27 +16,27 @@ LOCAL = 0  # the "peer" of MACs that live on this host
 
 
 @dataclass(slots=True)
-class _Entry:
+class Entry:
     peer: int
     seen: float
 
 
 class MacCache:
     def __init__(self) -> None:
-        self._entries: dict[bytes, _Entry] = {}
+        self.entries: dict[bytes, Entry] = {}  # read directly by the workers' express paths
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def lookup(self, mac: bytes) -> int | None:
-        e = self._entries.get(mac)
+        e = self.entries.get(mac)
         return None if e is None else e.peer
 
     def add_local(self, mac: bytes, now: float) -> bool:
         """Learn a local MAC. Returns False if the MAC is known to live on another peer (drop the frame)."""
-        e = self._entries.get(mac)
+        e = self.entries.get(mac)
         if e is None:
-            self._entries[mac] = _Entry(LOCAL, now)
+            self.entries[mac] = Entry(LOCAL, now)
             return True
         if e.peer != LOCAL:
             return False
@@ -46,9 +46,9 @@ class MacCache:
 
     def add_forced(self, mac: bytes, peer: int, now: float) -> bool:
         """Learn a remote MAC; True if it is new or moved (callers may need to invalidate cached decisions)."""
-        e = self._entries.get(mac)
+        e = self.entries.get(mac)
         if e is None:
-            self._entries[mac] = _Entry(peer, now)
+            self.entries[mac] = Entry(peer, now)
             return True
         moved = e.peer != peer
         if moved or now - e.seen > REFRESH:
@@ -56,14 +56,14 @@ class MacCache:
         return moved
 
     def expire(self, now: float) -> list[bytes]:
-        old = [mac for mac, e in self._entries.items() if now - e.seen > MAC_MAX_AGE]
+        old = [mac for mac, e in self.entries.items() if now - e.seen > MAC_MAX_AGE]
         for mac in old:
-            del self._entries[mac]
+            del self.entries[mac]
         return old
 
     def purge_peer(self, peer: int) -> None:
-        for mac in [m for m, e in self._entries.items() if e.peer == peer]:
-            del self._entries[mac]
+        for mac in [m for m, e in self.entries.items() if e.peer == peer]:
+            del self.entries[mac]
 
     def items(self) -> list[tuple[bytes, int, float]]:
-        return [(mac, e.peer, e.seen) for mac, e in self._entries.items()]
+        return [(mac, e.peer, e.seen) for mac, e in self.entries.items()]

@@ -75,7 +75,7 @@ class Sender:
         if link.addr is None:
             self.stats.no_address += 1
             return
-        st = self._link_state(link)
+        st = self._state.get((link.peer, link.conn_uid)) or self._link_state(link)
         if SINGLE.size + frames.VNET_LEN + len(frame) + st.fast_overhead <= link.max_payload:
             seq = st.seq
             st.seq = seq + 1

@@ -102,9 +102,9 @@ def test_pending_super_frames_are_bounded_and_expire() -> None:
     for seq in range(fastwire.MAX_PENDING * 3):
         hdr = fastwire.COMMON.pack(SENDER, fastwire.MAGIC, 0, 3, 0, seq) + b"\x00"
         assert reasm.add(memoryview(hdr + b"x" * 100), float(seq) * 1e-4) is None
-    assert len(reasm._pending) <= fastwire.MAX_PENDING
+    assert len(reasm.pending) <= fastwire.MAX_PENDING
     reasm.expire(1000.0)
-    assert not reasm._pending and reasm.dropped >= fastwire.MAX_PENDING * 3
+    assert not reasm.pending and reasm.dropped >= fastwire.MAX_PENDING * 3
 
 
 def test_a_super_frame_cannot_grow_past_its_bound() -> None:
