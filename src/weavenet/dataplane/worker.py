@@ -32,7 +32,7 @@ from weavenet.core.sleeve_codec import NAME_SIZE, Decryptor, iter_frames
 from weavenet.dataplane import fastwire, forward, frames, gso, steering, toobig, udp
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.frames import ETH_HLEN, VNET_LEN, ZERO_VNET
-from weavenet.dataplane.gso import COUNT_AT, FLAGS_AT, IDX_AT, MAGIC_AT
+from weavenet.dataplane.gso import COUNT_AT, FLAGS_AT, IDX_AT, MAGIC_AT, SEQ_AT, STREAM_AT
 from weavenet.dataplane.mac_cache import LOCAL, REFRESH, MacCache
 from weavenet.dataplane.sender import Sender, classic_frames
 from weavenet.dataplane.tables import Link, Tables
@@ -382,26 +382,41 @@ class RxWorker(_Base):
                 self.internal_error()
 
     def express_in(self, buf: bytearray, nbytes: int, now: float) -> bool:
-        """A one-datagram unsealed super-frame from a known peer's MAC for a local one, injected in one step (and
-        its answer sent, see frame_parts); False, having changed nothing, for anything else (see EXPRESS_MAX)."""
-        if not IN_FRAME + ETH_HLEN <= nbytes <= EXPRESS_MAX or buf[COUNT_AT] != 1 or buf[IDX_AT] or buf[FLAGS_AT]:
+        """A one-datagram super-frame from a peer, handled in fewer steps: unsealed, from a known MAC for a local
+        one, injected at once (``deliver_known``); sealed, opened at once (``sealed_or_plain``). False, having
+        changed nothing, for anything else (see EXPRESS_MAX)."""
+        if not IN_FRAME + ETH_HLEN <= nbytes <= EXPRESS_MAX or buf[COUNT_AT] != 1 or buf[IDX_AT]:
             return False
-        if buf[MAGIC_AT : MAGIC_AT + 2] != fastwire.MAGIC or buf[IN_FRAME] & 1 or self.reasm.pending:
-            return False  # not the fast format, a group address, something to salvage
+        if buf[MAGIC_AT : MAGIC_AT + 2] != fastwire.MAGIC or self.reasm.pending:
+            return False  # not the fast format, or something to salvage
         link = self._by_bin.get(bytes(buf[:6]))
-        if link is None or link.key is not None or buf[IN_PEERS + 6 : IN_VNET] != self.sender.me_bin:
-            return False  # unknown, sealed or to relay
+        if link is None:
+            return False
+        mv = memoryview(buf)
+        flags = buf[FLAGS_AT]
+        if flags & fastwire.FLAG_ENCRYPTED or link.key is not None:
+            seq = int.from_bytes(buf[SEQ_AT:IDX_AT], "big")
+            self.sealed_or_plain(link, buf[STREAM_AT], seq, flags, mv[fastwire.HDR_LEN : nbytes], now)
+            return True
+        if flags or buf[IN_PEERS + 6 : IN_VNET] != self.sender.me_bin:
+            return False  # to relay
+        src_peer = int.from_bytes(buf[IN_PEERS : IN_PEERS + 6], "big")
+        return self.deliver_known(src_peer, mv[IN_VNET:IN_FRAME], mv[IN_FRAME:nbytes], now)
+
+    def deliver_known(self, src_peer: int, vnet: bytes | memoryview, frame: memoryview, now: float) -> bool:
+        """A frame for us from a MAC known behind ``src_peer`` to a local one: inject it (and send what the kernel
+        answers, see frame_parts); False, having changed nothing, for anything else (see EXPRESS_MAX)."""
+        if not ETH_HLEN <= len(frame) <= EXPRESS_MAX or frame[0] & 1:
+            return False
         entries = self.macs.entries
-        de = entries.get(bytes(buf[IN_FRAME : IN_FRAME + 6]))
+        de = entries.get(bytes(frame[0:6]))
         if de is None or de.peer != LOCAL:
             return False
-        se = entries.get(bytes(buf[IN_FRAME + 6 : IN_FRAME + 12]))
-        if se is None or now - se.seen > REFRESH or se.peer != int.from_bytes(buf[IN_PEERS : IN_PEERS + 6], "big"):
+        se = entries.get(bytes(frame[6:12]))
+        if se is None or se.peer != src_peer or now - se.seen > REFRESH:
             return False  # to learn, refresh or move
-        mv = memoryview(buf)
-        frame = mv[IN_FRAME:nbytes]
         try:
-            os.writev(self.tap, [mv[IN_VNET:IN_FRAME], frame])
+            os.writev(self.tap, [vnet, frame])
             self.injected += 1
         except OSError:
             self.count("inject_errors")
@@ -566,6 +581,13 @@ class RxWorker(_Base):
     def frame_parts(self, src_peer: int, dst_peer: int, vnet: bytes, parts: list[memoryview], now: float) -> None:
         """A frame (given as consecutive pieces) from the overlay: inject it here and/or pass it on."""
         head = parts[0]
+        if (
+            len(parts) == 1
+            and dst_peer == self.tables.me
+            and self.express
+            and self.deliver_known(src_peer, vnet, head, now)
+        ):
+            return
         if len(head) < ETH_HLEN:
             self.count("malformed")
             return

@@ -160,7 +160,9 @@ IN_CASES = {
     "broadcast": Case(express=False, frame=b"\xff" * 6 + ECHO_REQUEST[6:]),
     "for-another-peer": Case(express=False, dst_peer=OTHER),
     "reassembly-pending": Case(express=False, pending=True),
-    "sealed": Case(express=False, key=KEY),
+    "sealed": Case(express=True, key=KEY),  # opened at once, then decided as any other frame
+    "sealed-source-unknown": Case(express=True, key=KEY, remote=None),
+    "sealed-answered-at-once": Case(express=True, key=KEY, answer=ECHO_REPLY),
     "too-short": Case(express=False, frame=ECHO_REQUEST[:13]),
 }
 
