@@ -307,3 +307,32 @@ def test_receives_switch_between_the_plain_buffer_and_the_scatter_list_as_traffi
     finally:
         tx.close()
         rig.close()
+
+
+@pytest.mark.parametrize("express", [True, False], ids=["express", "general"])
+def test_an_idle_worker_takes_one_datagram_per_wake_and_a_busy_one_drains_the_socket(express: bool) -> None:
+    """Idle: one datagram, then back to poll (no receive that fails); in a burst, until EAGAIN (see BURST_GAP)."""
+    rig = Rig(None)
+    rig.worker.express = express
+    local, remote = bytes.fromhex("0a0000000002"), bytes.fromhex("0a0000000001")
+    rig.worker.macs.add_local(local, time.monotonic())
+    rig.worker.macs.add_forced(remote, PEER, time.monotonic())
+    unicast = local + remote + bytes.fromhex("0800") + bytes(46)  # known MACs: the express path's, if on
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer_sender = Sender(tx, PEER, 0)
+        link = Link(ME, 1, outbound=True, addr=rig.sock.getsockname(), key=None, fast=True, max_payload=1472)
+        rig.sock.setblocking(False)
+        rig.worker.reader.single = True  # as after any single datagram
+        for _ in range(3):
+            peer_sender.send_fast(link, PEER, ME, ZERO_VNET, unicast)
+        time.sleep(0.05)
+        rig.worker.burst = False
+        rig.worker.read_socket(socket.CMSG_SPACE(4))
+        assert len(rig.injected()) == 1
+        rig.worker.burst = True
+        rig.worker.read_socket(socket.CMSG_SPACE(4))
+        assert len(rig.injected()) == 2
+    finally:
+        tx.close()
+        rig.close()
