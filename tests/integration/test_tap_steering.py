@@ -154,3 +154,21 @@ def test_where_bpf_is_refused_the_data_plane_keeps_one_queue_and_says_why(
     assert rx_fd == -1 and "--tap-rx-fd" not in argv
     assert before["tap_queues"] == 1 and "tap_steering" not in before
     assert any("TAP steering unavailable (" in r.getMessage() for r in caplog.records)
+
+
+def test_where_a_multi_queue_tap_is_refused_the_data_plane_opens_one_queue(
+    host: Host, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = tap.open_tap
+
+    def one_queue_only(name: str, offloads: bool = True, multi_queue: bool = False) -> tuple[int, int]:
+        if multi_queue:
+            raise OSError(22, "Invalid argument")  # as a kernel without IFF_MULTI_QUEUE answers
+        return real(name, offloads)
+
+    monkeypatch.setattr(tap, "open_tap", one_queue_only)
+    host.sh("ip link add wnstbr type bridge && ip link set wnstbr up")
+    with caplog.at_level(logging.WARNING, logger="weavenet.dataplane"):
+        rx_fd, before, argv, _ = _start_datapath(host)
+    assert rx_fd == -1 and "--tap-rx-fd" not in argv and before["tap_queues"] == 1
+    assert any("multi-queue TAP refused" in r.getMessage() for r in caplog.records)

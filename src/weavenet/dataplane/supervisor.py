@@ -71,9 +71,19 @@ class Datapath:
         self.vxlan_sender: socket.socket | None = None
 
     async def start(self) -> None:
-        self.tap_fd, self.offloads = tapdev.open_tap(self.tap_name, self.offloads_wanted, self.steering_wanted)
-        if self.steering_wanted:
+        multi_queue = self.steering_wanted
+        try:
+            self.tap_fd, self.offloads = tapdev.open_tap(self.tap_name, self.offloads_wanted, multi_queue)
+        except OSError as e:
+            if not multi_queue:
+                raise
+            log.warning("TAP steering unavailable (multi-queue TAP refused: %s): one queue", e)
+            self.tap_fd, self.offloads = tapdev.open_tap(self.tap_name, self.offloads_wanted)
+            multi_queue = False
+        if multi_queue:
             self._open_rx_queue()
+        else:
+            self.stats["tap_queues"] = 1
         bridge_mtu = await _link_mtu(self.bridge)
         for argv in (
             ["ip", "link", "set", self.tap_name, "mtu", str(bridge_mtu)],
