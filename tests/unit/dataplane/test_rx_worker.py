@@ -20,6 +20,7 @@ from weavenet.core.sleeve_codec import Encryptor, encode_frames
 from weavenet.dataplane import fastcrypto, fastwire, udp
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.frames import ZERO_VNET
+from weavenet.dataplane.mac_cache import REFRESH
 from weavenet.dataplane.sender import Sender
 from weavenet.dataplane.tables import Link, Tables
 from weavenet.dataplane.worker import RxWorker
@@ -336,3 +337,17 @@ def test_an_idle_worker_takes_one_datagram_per_wake_and_a_busy_one_drains_the_so
     finally:
         tx.close()
         rig.close()
+
+
+@pytest.mark.parametrize(("age", "told"), [(1.0, False), (REFRESH + 5, True)], ids=["fresh", "stale"])
+def test_a_remote_mac_refreshed_here_is_refreshed_for_the_tx_worker_too(plain: Rig, age: float, told: bool) -> None:
+    """The tx worker learns remote MACs only from rx: a refresh here is passed on, or its entry would expire while
+    the MAC still talks (and its frames would then be flooded to every peer)."""
+    mac = FRAME[6:12]
+    plain.worker.macs.add_forced(mac, PEER, 1.0 - age)  # feed() runs at 1.0 on the worker's clock
+    plain.feed(PEER_BIN + encode_frames([(PEER_BIN, ME_BIN, FRAME)]))
+    far = plain.ends[1][1]
+    msgs = Channel(far).receive()  # what rx told the tx worker (already queued: a local socket)
+    far.setblocking(False)  # as the rig keeps it (a Channel makes its socket blocking)
+    assert (("mac", mac, PEER) in msgs) == told
+    assert plain.injected() == [ZERO_VNET + FRAME]
