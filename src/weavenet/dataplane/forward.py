@@ -41,13 +41,14 @@ def from_local(tables: Tables, macs: MacCache, dst: bytes, src: bytes, now: floa
 
 def from_overlay(
     tables: Tables, macs: MacCache, src_peer: int, dst_peer: int, dst: bytes, src: bytes, now: float
-) -> tuple[bool, list[Hop]]:
-    """A frame received from a peer: (inject it into our bridge?, where to pass it on)."""
+) -> tuple[bool, list[Hop], bool]:
+    """A frame received from a peer: (inject it into our bridge?, where to pass it on, was the source MAC's entry
+    written?)."""
     me = tables.me
     if dst_peer != me:
         hop = tables.unicast.get(dst_peer)
-        return False, ([] if hop is None else [(hop, src_peer, dst_peer)])
-    macs.add_forced(src, src_peer, now)
+        return False, ([] if hop is None else [(hop, src_peer, dst_peer)]), False
+    learned = macs.add_forced(src, src_peer, now)
     if is_group(dst) or macs.lookup(dst) != LOCAL:
-        return True, [(hop, src_peer, hop) for hop in tables.broadcast.get(src_peer, ()) if hop != src_peer]
-    return True, []
+        return True, [(hop, src_peer, hop) for hop in tables.broadcast.get(src_peer, ()) if hop != src_peer], learned
+    return True, [], learned

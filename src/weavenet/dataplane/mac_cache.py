@@ -45,15 +45,16 @@ class MacCache:
         return True
 
     def add_forced(self, mac: bytes, peer: int, now: float) -> bool:
-        """Learn a remote MAC; True if it is new or moved (callers may need to invalidate cached decisions)."""
+        """Learn a remote MAC; True if the entry was written (new, moved or refreshed): the rx worker then tells
+        the tx worker, which learns remote MACs only from it."""
         e = self.entries.get(mac)
         if e is None:
             self.entries[mac] = Entry(peer, now)
             return True
-        moved = e.peer != peer
-        if moved or now - e.seen > REFRESH:
+        if e.peer != peer or now - e.seen > REFRESH:
             e.peer, e.seen = peer, now
-        return moved
+            return True
+        return False
 
     def expire(self, now: float) -> list[bytes]:
         old = [mac for mac, e in self.entries.items() if now - e.seen > MAC_MAX_AGE]

@@ -602,13 +602,13 @@ class RxWorker(_Base):
             self.count("malformed")
             return
         src_mac = bytes(head[6:12])
-        known = self.macs.entries.get(src_mac)
-        before, seen = (None, 0.0) if known is None else (known.peer, known.seen)
-        inject, hops = forward.from_overlay(self.tables, self.macs, src_peer, dst_peer, bytes(head[0:6]), src_mac, now)
+        inject, hops, learned = forward.from_overlay(
+            self.tables, self.macs, src_peer, dst_peer, bytes(head[0:6]), src_mac, now
+        )
         if inject:
-            if before != src_peer or (known is not None and known.seen != seen):
-                # learned, moved or refreshed: the tx worker learns remote MACs only from us, and without the
-                # refresh its entry would expire while the MAC still talks (then its frames would be flooded)
+            if learned:
+                # new, moved or refreshed: the tx worker learns remote MACs only from us, and without the refresh
+                # its entry would expire while the MAC still talks (then its frames would be flooded)
                 self.peer.send(("mac", src_mac, src_peer))
             try:
                 os.writev(self.tap, [vnet, *parts])
@@ -682,10 +682,8 @@ class RxWorker(_Base):
             self.count("vxlan_unknown_sender")
             return
         src_mac = bytes(frame[6:12])
-        known = self.macs.entries.get(src_mac)
-        seen = 0.0 if known is None else known.seen
-        if self.macs.add_forced(src_mac, src_peer, now) or (known is not None and known.seen != seen):
-            self.peer.send(("mac", src_mac, src_peer))  # learned, moved or refreshed (see frame_parts)
+        if self.macs.add_forced(src_mac, src_peer, now):
+            self.peer.send(("mac", src_mac, src_peer))  # new, moved or refreshed (see frame_parts)
         if src_short not in t.vxlan_rx:  # no device of ours took it (relayed by a Go peer): deliver it here
             try:
                 os.writev(self.tap, [ZERO_VNET, frame])
