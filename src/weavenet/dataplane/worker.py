@@ -364,28 +364,19 @@ class RxWorker(_Base):
                 return
             now = time.monotonic()
             try:
-                if not anc and reader.in_plain and self.express and self.express_in(reader.plain, nbytes, now):
-                    if self.burst:
+                took = not anc and reader.in_plain and self.express and self.express_in(reader.plain, nbytes, now)
+                if not took:
+                    size = udp.gro_size(anc)
+                    reader.follow(nbytes, size)  # a single datagram: the next receive skips the scatter list
+                    whole = reader.whole(nbytes, size)
+                    if whole is None:  # chunks of super-frames, or Weave's classic format: the general path
+                        self.buffer(reader.data(nbytes), size, addr, now)
+                        if size and size != reader.segment:
+                            reader.set_segment(size)  # our peers' chunk size changed (path MTU): follow it
                         continue
-                    return  # a single datagram and no burst: back to poll (see BURST_GAP)
-            except RemoteProtocolError:
-                self.count("malformed")
-                continue
-            except Exception:  # a bug must cost one packet, never the data plane
-                self.internal_error()
-                continue
-            size = udp.gro_size(anc)
-            reader.follow(nbytes, size)  # a single datagram: the next receive skips the scatter list
-            try:
-                whole = reader.whole(nbytes, size)
-                if whole is not None:  # the common case: one complete super-frame, its payload contiguous
-                    self.whole_super_frame(*whole, now)
-                    if reader.single and not self.burst:
-                        return  # one datagram (a ping, an ACK) and no burst: back to poll (see BURST_GAP)
-                    continue
-                self.buffer(reader.data(nbytes), size, addr, now)
-                if size and size != reader.segment:
-                    reader.set_segment(size)  # our peers' chunk size changed (path MTU): follow it
+                    self.whole_super_frame(*whole, now)  # the common case: one complete super-frame, contiguous
+                if reader.single and not self.burst:
+                    return  # one datagram (a ping, an ACK) and no burst: back to poll (see BURST_GAP)
             except RemoteProtocolError:
                 self.count("malformed")
             except Exception:  # a bug must cost one packet, never the data plane
@@ -425,15 +416,27 @@ class RxWorker(_Base):
         se = entries.get(bytes(frame[6:12]))
         if se is None or se.peer != src_peer or now - se.seen > REFRESH:
             return False  # to learn, refresh or move
+        self.inject([vnet, frame], frame)
+        return True
+
+    def inject(self, bufs: list[bytes | memoryview], head: bytes | memoryview) -> None:
+        """Write a frame (virtio-net header and pieces; ``head`` the first piece) into our bridge, then send what
+        the container's kernel answered at once.
+
+        What a container's kernel answers at once (an ACK, an echo reply) is already on the TAP when writev
+        returns: it ran the container's stack inside it. Sending it from here saves waking another process, on an
+        idle machine the costliest step of a round trip. Frames nobody answers at once (a bare ACK: what it
+        releases is a sender's next data, the tx worker's bulk; an echo reply; a DNS query, answered by a process
+        later) are not followed by a failed read.
+        """
         try:
-            os.writev(self.tap, [vnet, frame])
+            os.writev(self.tap, bufs)
             self.injected += 1
         except OSError:
             self.count("inject_errors")
-            return True
-        if frames.answered_in_kernel(frame):
+            return
+        if frames.answered_in_kernel(head):
             self.count("answers_sent", self.read_tap(ANSWER_READS, self.answers))
-        return True
 
     def whole_super_frame(
         self, sender: bytes, stream: int, seq: int, flags: int, payload: memoryview, now: float
@@ -610,19 +613,7 @@ class RxWorker(_Base):
                 # new, moved or refreshed: the tx worker learns remote MACs only from us, and without the refresh
                 # its entry would expire while the MAC still talks (then its frames would be flooded)
                 self.peer.send(("mac", src_mac, src_peer))
-            try:
-                os.writev(self.tap, [vnet, *parts])
-                self.injected += 1
-            except OSError:
-                self.count("inject_errors")
-            else:
-                if frames.answered_in_kernel(head):
-                    # What a container's kernel answers at once (an ACK, an echo reply) is already on the TAP when
-                    # writev returns: it ran the container's stack inside it. Sending it from here saves waking
-                    # another process, on an idle machine the costliest step of a round trip. Frames nobody
-                    # answers at once (a bare ACK: what it releases is a sender's next data, the tx worker's bulk;
-                    # an echo reply; a DNS query, answered by a process later) are not followed by a failed read.
-                    self.count("answers_sent", self.read_tap(ANSWER_READS, self.answers))
+            self.inject([vnet, *parts], head)
         if not hops:
             return
         frame = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
