@@ -16,30 +16,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sleeve_throughput import iperf
+from sleeve_throughput import iperf, weavenet_overlay
 from weavenet.testbed import Testbed
-
-
-def overlay(tb: Testbed, env: dict[str, str]) -> list:
-    """weavenet routers on both hosts of ``tb`` started with ``env``; a container on each, 10.2.1.1 and .2."""
-    h1, h2 = tb.hosts
-    h1.weave("launch", env={"WEAVE_NO_FASTDP": "1", **env}, check=True)
-    h2.weave("launch", h1.ip, env={"WEAVE_NO_FASTDP": "1", **env}, check=True)
-    cs = []
-    for i, h in enumerate(tb.hosts):
-        c = h.container(f"ab{i + 1}")
-        h.weave("attach", f"10.2.1.{i + 1}/24", c.netns_path, check=True)
-        cs.append(c)
-    deadline = time.monotonic() + 30
-    while cs[0].run(["ping", "-c", "1", "-W", "1", "10.2.1.2"], check=False).returncode:
-        if time.monotonic() > deadline:
-            raise SystemExit("the overlay did not come up")
-    time.sleep(2)  # path MTU discovery
-    return cs
 
 
 def pings(c, count: int, interval: float) -> list[float]:
@@ -65,11 +46,10 @@ def main() -> None:
     ap.add_argument("--password", default="")
     ap.add_argument("--iperf", type=int, default=0, metavar="SECONDS", help="also one iperf3 stream per round")
     args = ap.parse_args()
-    secret = {"WEAVE_PASSWORD": args.password} if args.password else {}
-    env_a, env_b = {**secret, **env_arg(args.a)}, {**secret, **env_arg(args.b)}
+    env_a, env_b = env_arg(args.a), env_arg(args.b)
     print(f"A: {env_a or 'defaults'}\nB: {env_b or 'defaults'}", flush=True)
     with Testbed(2, prefix="wnsa") as ta, Testbed(2, prefix="wnsb") as tb:
-        a, b = overlay(ta, env_a), overlay(tb, env_b)
+        a, b = weavenet_overlay(ta, args.password or None, env_a), weavenet_overlay(tb, args.password or None, env_b)
         pings(a[0], 10, 0.01)
         pings(b[0], 10, 0.01)
         for interval, count in ((0.01, 100), (0.002, 300)):

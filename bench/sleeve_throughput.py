@@ -91,8 +91,9 @@ def vxlan_overlay(tb: Testbed) -> list:
     return cs
 
 
-def weavenet_overlay(tb: Testbed, password: str | None) -> list:
-    env = {"WEAVE_NO_FASTDP": "1", **({"WEAVE_PASSWORD": password} if password else {})}  # the sleeve, always
+def weavenet_overlay(tb: Testbed, password: str | None, env: dict[str, str] | None = None) -> list:
+    """weavenet routers on both hosts (sleeve only, ``env`` added to their environment); a container on each."""
+    env = {"WEAVE_NO_FASTDP": "1", **({"WEAVE_PASSWORD": password} if password else {}), **(env or {})}
     h1, h2 = tb.hosts
     for h in tb.hosts:
         for old in [c for c in h.containers if c.name.startswith("wn")]:  # the previous run's: free their addresses
