@@ -123,7 +123,7 @@ def _start_datapath(host: Host) -> tuple[int, dict[str, int], list[str], dict[st
             fast = Link(2, 1, outbound=True, addr=("10.77.1.2", 6783), key=None, fast=True)
             dp.update(Tables(me=1, links={2: fast}))
             before = dict(dp.stats)
-            argv = dp.worker_args("rx")
+            argv = dp.worker_args("rx") + dp.worker_args("tx")
             classic = Link(3, 1, outbound=True, addr=("10.77.1.3", 6783), key=None, fast=False)
             dp.update(Tables(me=1, links={2: fast, 3: classic}))
             return dp.rx_tap_fd, before, argv, dict(dp.stats)
@@ -137,6 +137,7 @@ def test_the_data_plane_gives_the_rx_worker_its_queue_and_follows_the_links(host
     host.sh("ip link add wnstbr type bridge && ip link set wnstbr up")
     rx_fd, before, argv, after = _start_datapath(host)
     assert rx_fd >= 0 and "--tap-rx-fd" in argv
+    assert "--steered" in argv  # the tx worker leaves the warm tick to the rx worker while steering splits
     assert before["tap_queues"] == 2 and before["tap_steering"] == 1
     assert after["tap_steering"] == 0  # a Go peer's link: its frames are the tx worker's
 

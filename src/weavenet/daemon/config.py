@@ -81,6 +81,7 @@ class DaemonConfig:
     mtu: int = 1376
     no_fastdp: bool = False  # --no-fastdp / WEAVE_NO_FASTDP: offer only the sleeve
     tap_steering: bool = True  # WEAVE_NO_TAP_STEERING unsets it: one TAP queue (dataplane/steering.py)
+    warm_tick: bool = True  # WEAVE_NO_WARM_TICK unsets it: no idle wakes after traffic (dataplane/worker.py)
     # weaveDNS; dns_listen_address "" = automatic (see weavenet.daemon.dns_service)
     no_dns: bool = False
     dns_listen_address: str = ""
@@ -248,6 +249,7 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         mtu=ns.mtu or env_mtu(env),
         no_fastdp=ns.no_fastdp or bool(env.get("WEAVE_NO_FASTDP")),
         tap_steering=not env.get("WEAVE_NO_TAP_STEERING"),
+        warm_tick=not env.get("WEAVE_NO_WARM_TICK"),
         no_dns=ns.no_dns,
         dns_listen_address=ns.dns_listen_address,
         dns_domain=ns.dns_domain,

@@ -74,7 +74,12 @@ class Daemon:
             secret_bytes=os.urandom,
         )
         self.datapath = Datapath(
-            BRIDGE, config.host, config.port, on_special=self._on_special, steering=config.tap_steering
+            BRIDGE,
+            config.host,
+            config.port,
+            on_special=self._on_special,
+            steering=config.tap_steering,
+            warm_tick=config.warm_tick,
         )
         self.driver = MeshDriver(self.router, config.host, config.port, send_special=self._send_special)
         self.router.wall_offset = self.driver.wall_offset

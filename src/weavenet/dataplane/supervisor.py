@@ -43,6 +43,7 @@ class Datapath:
         vxlan_port: int | None = None,
         on_vxlan_special: Callable[[str, int, bytes, int], None] | None = None,
         steering: bool = True,
+        warm_tick: bool = True,
     ) -> None:
         self.bridge = bridge
         self.host = host
@@ -56,6 +57,7 @@ class Datapath:
         self.steering_wanted = steering
         self.steering: TapSteering | None = None  # the TAP's second queue is the rx worker's (steering.py)
         self.rx_tap_fd = -1
+        self.warm_tick = warm_tick  # the workers wake every millisecond for a while after traffic (worker.py)
         self.sock: socket.socket | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ctl: dict[str, Channel] = {}
@@ -157,6 +159,10 @@ class Datapath:
             if role == "rx" and self.rx_tap_fd >= 0:
                 fds.append(self.rx_tap_fd)
                 extra += ["--tap-rx-fd", str(self.rx_tap_fd)]
+            if role == "tx" and self.rx_tap_fd >= 0:
+                extra.append("--steered")  # small frames go to the rx worker's queue while steering splits
+            if not self.warm_tick:
+                extra.append("--no-warm-tick")
             proc = subprocess.Popen(
                 [
                     sys.executable,
