@@ -41,12 +41,15 @@ from weavenet.errors import RemoteProtocolError
 TAP_READ = 65536 + VNET_LEN + 64
 HOUSEKEEPING = 1.0
 IDLE_POLL_MS = int(HOUSEKEEPING * 1000)
-# After traffic the worker that reads small frames wakes every WARM_TICK_MS, with nothing to do, for WARM_FOR
-# seconds. Why: on a VM whose CPUs halt when idle, a packet after 10 ms of silence meets a halted CPU, and the
+# After a unicast frame from or to the bridge (a conversation; heartbeats and group-address chatter such as router
+# solicitations do not count) the worker that reads small frames wakes every WARM_TICK_MS, with nothing to do, for
+# WARM_FOR seconds. Why: on a VM whose CPUs halt when idle, a packet after 10 ms of silence meets a halted CPU, and the
 # host's wake-up of it is the costliest step of a round trip; measured on this machine kind with pings 10 ms apart,
-# 0.61 -> 0.51 ms per round trip, while the worker's own CPU per ping stayed the same (the gain is the wake, not
-# warm caches). Cost while warm: a wake per millisecond, ~3 % of a core; nothing when idle, nothing in bulk (poll
-# returns with events before the tick). WEAVE_NO_WARM_TICK turns it off.
+# 0.61 -> 0.55 ms per round trip (docs/benchmarks.md), while the worker's own CPU per ping stayed the same (the
+# gain is the wake, not warm caches); a 0.4 ms tick gained little more for 2.5 times the cost. Cost while warm:
+# a wake per millisecond, ~3 % of a core; nothing when idle (measured: no tick in 30 s of an idle test bed, whose
+# peers' heartbeats and containers' router solicitations had kept it warm ~40 % of the time when any datagram
+# counted), nothing in bulk (poll returns with events before the tick). WEAVE_NO_WARM_TICK turns it off.
 WARM_TICK_MS = 1
 WARM_FOR = 1.0
 CHORES = 0.1  # seconds between the rx worker's checks for expired reassemblies and housekeeping
@@ -96,6 +99,7 @@ class _Base:
         self._last_stats = 0.0
         self._announced: dict[bytes, float] = {}
         self._rbuf = bytearray(TAP_READ)
+        self.unicast = False  # a unicast frame from or to our bridge since the poll loop looked (WARM_TICK_MS)
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
@@ -155,6 +159,8 @@ class _Base:
             if n < VNET_LEN + ETH_HLEN:
                 continue
             mv = memoryview(rbuf)[:n]
+            if not rbuf[VNET_LEN] & 1:
+                self.unicast = True  # a conversation (not the group-address chatter of idle hosts): stay warm
             try:
                 if self.express and self.express_out(mv, n, now):
                     continue
@@ -251,10 +257,11 @@ class TxWorker(_Base):
                 self.count("warm_ticks")
             for fd, _ in events:
                 if fd == self.tap:
-                    traffic = now
                     self.read_tap()
                 else:
                     self.pump_channels(fd)
+            if self.unicast:
+                traffic, self.unicast = now, False
             self.housekeeping(now)
 
     def send(self, hop: int, src: int, dst: int, vnet: bytes, frame: bytes | memoryview) -> None:
@@ -372,15 +379,15 @@ class RxWorker(_Base):
                 self.count("warm_ticks")
             for fd, _ in events:
                 if fd == tap_rx:
-                    traffic = now
                     self.read_tap(64 if self.burst else 1, tap_rx)
                 elif fd == sniff_fd:
                     self.read_sniffer()
                 elif fd == self.sock.fileno():
-                    traffic = now
                     self.read_socket(cmsg)
                 else:
                     self.pump_channels(fd)
+            if self.unicast:  # not heartbeats, not router solicitations: alone, they leave an idle router asleep
+                traffic, self.unicast = now, False
             if now >= chores:  # not on every wake: each step of a wake costs (see EXPRESS_MAX)
                 chores = now + CHORES
                 self.reasm.expire(now)
@@ -466,6 +473,8 @@ class RxWorker(_Base):
         try:
             os.writev(self.tap, bufs)
             self.injected += 1
+            if not head[0] & 1:
+                self.unicast = True
         except OSError:
             self.count("inject_errors")
             return

@@ -1,5 +1,6 @@
-"""The warm tick: after traffic, the worker that reads small frames wakes every millisecond for a while, and only
-then; idle, it sleeps in poll (see worker.WARM_TICK_MS).
+"""The warm tick: after unicast traffic to or from the bridge, the worker that reads small frames wakes every
+millisecond for a while, and only then; idle, or with only group-address chatter (router solicitations, ARP
+requests), it sleeps in poll (see worker.WARM_TICK_MS).
 
 The workers run their real poll loops in a thread, on real file descriptors (socket pairs for the TAP and the
 channels, UDP sockets on loopback), with WARM_FOR shortened.
@@ -24,6 +25,7 @@ from weavenet.dataplane.tables import Link, Tables
 from weavenet.dataplane.worker import IDLE_POLL_MS, TxWorker, poll_timeout
 
 WARM_FOR = 0.05
+UNICAST = bytes.fromhex("0a0000000002" "0a1122334455" "0800") + bytes(46)  # to a MAC nobody knows yet: flooded
 
 
 @pytest.fixture(autouse=True)
@@ -73,21 +75,25 @@ def rig() -> Iterator[Rig]:
     r.close()
 
 
-def datagram_to(rig: Rig) -> None:
+def datagram_to(rig: Rig, frame: bytes = UNICAST) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
         link = Link(ME, 1, outbound=True, addr=rig.sock.getsockname(), key=None, fast=True)
-        Sender(tx, PEER, 0).send_fast(link, PEER, ME, ZERO_VNET, FRAME)
+        Sender(tx, PEER, 0).send_fast(link, PEER, ME, ZERO_VNET, frame)
     deadline = time.monotonic() + 2
     while not rig.worker.injected and time.monotonic() < deadline:
         time.sleep(0.005)
     assert rig.worker.injected == 1
 
 
-def test_the_rx_worker_ticks_after_a_datagram_and_stops_when_the_window_is_over(rig: Rig) -> None:
+def test_the_rx_worker_ticks_after_a_unicast_frame_and_stops_when_the_window_is_over(rig: Rig) -> None:
     before, within, after = ticks_around(rig.worker, rig.ends[0][1], lambda: datagram_to(rig))
     assert before == 0
     assert 0 < within <= WARM_FOR * 1000 + 5  # about one per millisecond of the window, never more
     assert after == within
+
+
+def test_a_broadcast_alone_leaves_the_rx_worker_asleep(rig: Rig) -> None:
+    assert ticks_around(rig.worker, rig.ends[0][1], lambda: datagram_to(rig, FRAME)) == (0, 0, 0)
 
 
 def test_without_the_warm_tick_the_rx_worker_only_wakes_for_events(rig: Rig) -> None:
@@ -110,8 +116,8 @@ class TxBed:
         link = Link(PEER, 1, outbound=True, addr=self.sink.getsockname(), key=None, fast=fast)
         self.worker.on_tables(Tables(me=ME, links={PEER: link}, unicast={PEER: PEER}, broadcast={ME: [PEER]}))
 
-    def frame_from_bridge(self) -> None:
-        self.tap_far.send(ZERO_VNET + FRAME)
+    def frame_from_bridge(self, frame: bytes = UNICAST) -> None:
+        self.tap_far.send(ZERO_VNET + frame)
         self.sink.settimeout(2)
         assert self.sink.recv(70000)  # flooded to the peer: the worker read it
 
@@ -136,6 +142,14 @@ def test_the_tx_worker_ticks_only_while_small_frames_come_to_it(steered: bool, f
         bed.close()
     assert before == 0 and after == within
     assert (within > 0) is ticks
+
+
+def test_a_broadcast_from_the_bridge_alone_leaves_the_tx_worker_asleep() -> None:
+    bed = TxBed(steered=False, fast=True)
+    try:
+        assert ticks_around(bed.worker, bed.ends[0][1], lambda: bed.frame_from_bridge(FRAME)) == (0, 0, 0)
+    finally:
+        bed.close()
 
 
 def test_weave_no_warm_tick_turns_it_off() -> None:
