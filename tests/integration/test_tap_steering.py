@@ -14,7 +14,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -114,19 +114,29 @@ def test_small_frames_may_go_to_the_rx_worker_only_while_every_link_is_fast() ->
 
 
 def _start_datapath(host: Host) -> tuple[int, dict[str, int], list[str], dict[str, int]]:
-    """Start a data plane in the host, switch its tables to a classic link; what it had before and after."""
+    """Start a data plane in the host, switch its tables to a classic link; what it had before and after (its
+    stats, and as ``told_tx`` what it last told the tx worker about steering)."""
 
     async def go() -> tuple[int, dict[str, int], list[str], dict[str, int]]:
         dp = Datapath("wnstbr", "", 0, on_special=lambda *_: None, tap_name=TAP)
         await dp.start()
+        told: list[bool] = []
+        real_send = dp._send
+
+        def send(role: str, msg: tuple[Any, ...]) -> None:
+            if role == "tx" and msg[0] == "steering":
+                told.append(msg[1])
+            real_send(role, msg)
+
+        dp._send = send  # type: ignore[method-assign]
         try:
             fast = Link(2, 1, outbound=True, addr=("10.77.1.2", 6783), key=None, fast=True)
             dp.update(Tables(me=1, links={2: fast}))
-            before = dict(dp.stats)
-            argv = dp.worker_args("rx") + dp.worker_args("tx")
+            before = {**dp.stats, "told_tx": told[-1]}
+            argv = dp.worker_args("rx")
             classic = Link(3, 1, outbound=True, addr=("10.77.1.3", 6783), key=None, fast=False)
             dp.update(Tables(me=1, links={2: fast, 3: classic}))
-            return dp.rx_tap_fd, before, argv, dict(dp.stats)
+            return dp.rx_tap_fd, before, argv, {**dp.stats, "told_tx": told[-1]}
         finally:
             await dp.stop()
 
@@ -137,9 +147,9 @@ def test_the_data_plane_gives_the_rx_worker_its_queue_and_follows_the_links(host
     host.sh("ip link add wnstbr type bridge && ip link set wnstbr up")
     rx_fd, before, argv, after = _start_datapath(host)
     assert rx_fd >= 0 and "--tap-rx-fd" in argv
-    assert "--steered" in argv  # the tx worker leaves the warm tick to the rx worker while steering splits
     assert before["tap_queues"] == 2 and before["tap_steering"] == 1
     assert after["tap_steering"] == 0  # a Go peer's link: its frames are the tx worker's
+    assert before["told_tx"] is True and after["told_tx"] is False  # and so is the warm tick then
 
 
 def test_where_bpf_is_refused_the_data_plane_keeps_one_queue_and_says_why(
@@ -153,7 +163,7 @@ def test_where_bpf_is_refused_the_data_plane_keeps_one_queue_and_says_why(
     with caplog.at_level(logging.WARNING, logger="weavenet.dataplane"):
         rx_fd, before, argv, _ = _start_datapath(host)
     assert rx_fd == -1 and "--tap-rx-fd" not in argv
-    assert before["tap_queues"] == 1 and "tap_steering" not in before
+    assert before["tap_queues"] == 1 and "tap_steering" not in before and before["told_tx"] is False
     assert any("TAP steering unavailable (" in r.getMessage() for r in caplog.records)
 
 
@@ -171,5 +181,5 @@ def test_where_a_multi_queue_tap_is_refused_the_data_plane_opens_one_queue(
     host.sh("ip link add wnstbr type bridge && ip link set wnstbr up")
     with caplog.at_level(logging.WARNING, logger="weavenet.dataplane"):
         rx_fd, before, argv, _ = _start_datapath(host)
-    assert rx_fd == -1 and "--tap-rx-fd" not in argv and before["tap_queues"] == 1
+    assert rx_fd == -1 and "--tap-rx-fd" not in argv and before["tap_queues"] == 1 and before["told_tx"] is False
     assert any("multi-queue TAP refused" in r.getMessage() for r in caplog.records)

@@ -159,8 +159,6 @@ class Datapath:
             if role == "rx" and self.rx_tap_fd >= 0:
                 fds.append(self.rx_tap_fd)
                 extra += ["--tap-rx-fd", str(self.rx_tap_fd)]
-            if role == "tx" and self.rx_tap_fd >= 0:
-                extra.append("--steered")  # small frames go to the rx worker's queue while steering splits
             if not self.warm_tick:
                 extra.append("--no-warm-tick")
             proc = subprocess.Popen(
@@ -271,6 +269,8 @@ class Datapath:
         self._steer(tables)
         for role in ("tx", "rx"):
             self._send(role, ("tables", tables))
+        # what the TAP runs, not what the tables want: an attach can fail, and then the old program stays
+        self._send("tx", ("steering", self.steering is not None and bool(self.steering.split)))
 
     def send_special(self, peer: int, conn_uid: int, frame: bytes, df: bool) -> None:
         self._send("tx", ("special", peer, conn_uid, frame, df))

@@ -42,14 +42,16 @@ TAP_READ = 65536 + VNET_LEN + 64
 HOUSEKEEPING = 1.0
 IDLE_POLL_MS = int(HOUSEKEEPING * 1000)
 # After a unicast frame from or to the bridge (a conversation; heartbeats and group-address chatter such as router
-# solicitations do not count) the worker that reads small frames wakes every WARM_TICK_MS, with nothing to do, for
-# WARM_FOR seconds. Why: on a VM whose CPUs halt when idle, a packet after 10 ms of silence meets a halted CPU, and the
-# host's wake-up of it is the costliest step of a round trip; measured on this machine kind with pings 10 ms apart,
-# 0.61 -> 0.55 ms per round trip (docs/benchmarks.md), while the worker's own CPU per ping stayed the same (the
+# solicitations do not count) the workers that read small frames (the rx worker; the tx worker too unless TAP
+# steering hands them all to the rx worker) wake every WARM_TICK_MS, with nothing to do, for WARM_FOR seconds.
+# Why: on a VM whose CPUs halt when idle, a packet after 10 ms of silence meets a halted CPU, and the host's
+# wake-up of it is the costliest step of a round trip; measured on this machine kind with pings 10 ms apart,
+# 0.57 -> 0.51 ms per round trip (docs/benchmarks.md), while the worker's own CPU per ping stayed the same (the
 # gain is the wake, not warm caches); a 0.4 ms tick gained little more for 2.5 times the cost. Cost while warm:
-# a wake per millisecond, ~3 % of a core; nothing when idle (measured: no tick in 30 s of an idle test bed, whose
-# peers' heartbeats and containers' router solicitations had kept it warm ~40 % of the time when any datagram
-# counted), nothing in bulk (poll returns with events before the tick). WEAVE_NO_WARM_TICK turns it off.
+# a wake per millisecond, ~3 % of a core per ticking worker. Nothing when idle (measured: no tick in 30 s of an
+# idle test bed, whose heartbeats and router solicitations had kept it warm ~40 % of the time when any datagram
+# counted), nothing in bulk (poll returns with events before the tick). With steering, frames over 256 bytes
+# (a 1 KB reply) still go to the tx worker, which then does not tick. WEAVE_NO_WARM_TICK turns it off.
 WARM_TICK_MS = 1
 WARM_FOR = 1.0
 CHORES = 0.1  # seconds between the rx worker's checks for expired reassemblies and housekeeping
@@ -218,17 +220,16 @@ class _Base:
 class TxWorker(_Base):
     """Bridge → peers: read the TAP, decide, encode, send. Also sends what the router and rx hand it."""
 
-    def __init__(self, tap: int, sock: socket.socket, ctl: Channel, peer: Channel, steered: bool = False) -> None:
+    def __init__(self, tap: int, sock: socket.socket, ctl: Channel, peer: Channel) -> None:
         super().__init__(tap, sock, ctl, peer)
         self.sender = Sender(sock, 0, TX_STREAM)
-        self.steered = steered  # the TAP has the rx worker's queue for small frames (steering.py)
-        self.reads_small = True  # small frames from the bridge come to us: the warm tick is ours (WARM_TICK_MS)
+        # small frames from the bridge come to us (not all to the rx worker's queue): the warm tick is ours too
+        self.reads_small = True  # until the data plane says the TAP runs the split program ("steering")
 
     def on_tables(self, tables: Tables) -> None:
         self.tables = tables
         self.sender.me_bin = tables.me.to_bytes(6, "big")
         self.sender.forget({(lk.peer, lk.conn_uid) for lk in tables.links.values()})
-        self.reads_small = not (self.steered and steering.wanted(tables))
 
     def on_message(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
@@ -242,6 +243,8 @@ class TxWorker(_Base):
                 self.sender.send_classic(link, [(self.tables.me, msg[1], msg[3])], df=msg[4])
         elif kind == "relay":  # from rx: a classic relay (hop, src, dst, vnet, frame)
             self.send(msg[1], msg[2], msg[3], msg[4], msg[5])
+        elif kind == "steering":  # from the router: whether the TAP hands every small frame to the rx worker
+            self.reads_small = not msg[1]
 
     def run(self) -> None:
         os.set_blocking(self.tap, False)
@@ -373,9 +376,10 @@ class RxWorker(_Base):
             timeout = poll_timeout(now, traffic, tick)
             events = poller.poll(timeout)
             now = time.monotonic()
-            self.burst = now - last < BURST_GAP
-            last = now
-            if not events and timeout != IDLE_POLL_MS:
+            if events:  # a tick is no traffic: a packet right after one is no burst
+                self.burst = now - last < BURST_GAP
+                last = now
+            elif timeout != IDLE_POLL_MS:
                 self.count("warm_ticks")
             for fd, _ in events:
                 if fd == tap_rx:
@@ -748,7 +752,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-fd", type=int, required=True)
     ap.add_argument("--sniff-fd", type=int, default=-1)
     ap.add_argument("--tap-rx-fd", type=int, default=-1)
-    ap.add_argument("--steered", action="store_true", help="tx: small frames may go to the rx worker's queue")
     ap.add_argument("--no-warm-tick", action="store_true", help="no wakes without events (see WARM_TICK_MS)")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -757,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     ctl = Channel(socket.socket(fileno=args.ctl_fd))
     peer = Channel(socket.socket(fileno=args.peer_fd))
     if args.role == "tx":
-        worker: _Base = TxWorker(args.tap_fd, sock, ctl, peer, args.steered)
+        worker: _Base = TxWorker(args.tap_fd, sock, ctl, peer)
     else:
         sniffer = socket.socket(fileno=args.sniff_fd) if args.sniff_fd >= 0 else None
         worker = RxWorker(args.tap_fd, sock, ctl, peer, sniffer, args.tap_rx_fd)

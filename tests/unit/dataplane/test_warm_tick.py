@@ -104,17 +104,17 @@ def test_without_the_warm_tick_the_rx_worker_only_wakes_for_events(rig: Rig) -> 
 class TxBed:
     """A tx worker whose TAP is a socket pair and whose one peer's address is a sink socket."""
 
-    def __init__(self, steered: bool, fast: bool) -> None:
+    def __init__(self, split: bool | None) -> None:
         self.tap, self.tap_far = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sink.bind(("127.0.0.1", 0))
         self.ends = [socket.socketpair() for _ in range(2)]
-        self.worker = TxWorker(
-            self.tap.fileno(), self.sock, Channel(self.ends[0][0]), Channel(self.ends[1][0]), steered=steered
-        )
-        link = Link(PEER, 1, outbound=True, addr=self.sink.getsockname(), key=None, fast=fast)
-        self.worker.on_tables(Tables(me=ME, links={PEER: link}, unicast={PEER: PEER}, broadcast={ME: [PEER]}))
+        self.worker = TxWorker(self.tap.fileno(), self.sock, Channel(self.ends[0][0]), Channel(self.ends[1][0]))
+        link = Link(PEER, 1, outbound=True, addr=self.sink.getsockname(), key=None, fast=True)
+        self.worker.handle(("tables", Tables(me=ME, links={PEER: link}, unicast={PEER: PEER}, broadcast={ME: [PEER]})))
+        if split is not None:
+            self.worker.handle(("steering", split))  # as the data plane says after each table update
 
     def frame_from_bridge(self, frame: bytes = UNICAST) -> None:
         self.tap_far.send(ZERO_VNET + frame)
@@ -127,15 +127,15 @@ class TxBed:
 
 
 @pytest.mark.parametrize(
-    ("steered", "fast", "ticks"),
+    ("split", "ticks"),
     [
-        (False, True, True),  # one TAP queue: the tx worker reads every small frame
-        (True, False, True),  # steering off while a link speaks the classic format
-        (True, True, False),  # small frames go to the rx worker, whose tick it is
+        (None, True),  # nothing said yet: the tx worker may read small frames
+        (False, True),  # one TAP queue, or steering off while a link speaks the classic format
+        (True, False),  # every small frame goes to the rx worker, whose tick it is
     ],
 )
-def test_the_tx_worker_ticks_only_while_small_frames_come_to_it(steered: bool, fast: bool, ticks: bool) -> None:
-    bed = TxBed(steered, fast)
+def test_the_tx_worker_ticks_only_while_small_frames_come_to_it(split: bool | None, ticks: bool) -> None:
+    bed = TxBed(split)
     try:
         before, within, after = ticks_around(bed.worker, bed.ends[0][1], bed.frame_from_bridge)
     finally:
@@ -145,7 +145,7 @@ def test_the_tx_worker_ticks_only_while_small_frames_come_to_it(steered: bool, f
 
 
 def test_a_broadcast_from_the_bridge_alone_leaves_the_tx_worker_asleep() -> None:
-    bed = TxBed(steered=False, fast=True)
+    bed = TxBed(split=False)
     try:
         assert ticks_around(bed.worker, bed.ends[0][1], lambda: bed.frame_from_bridge(FRAME)) == (0, 0, 0)
     finally:
