@@ -251,7 +251,7 @@ class TxWorker(_Base):
         poller = select.poll()
         for fd in (self.tap, self.ctl.fileno(), self.peer.fileno()):
             poller.register(fd, select.POLLIN)
-        now, traffic = 0.0, -WARM_FOR
+        now, traffic = 0.0, float("-inf")  # no traffic yet: no ticks
         while self.running:
             timeout = poll_timeout(now, traffic, self.warm_tick if self.reads_small else 0)
             events = poller.poll(timeout)
@@ -371,7 +371,7 @@ class RxWorker(_Base):
         cmsg = socket.CMSG_SPACE(4)
         tick = self.warm_tick
         chores = last = now = 0.0
-        traffic = -WARM_FOR
+        traffic = float("-inf")  # no traffic yet: no ticks
         while self.running:
             timeout = poll_timeout(now, traffic, tick)
             events = poller.poll(timeout)

@@ -39,7 +39,7 @@ def short_warm_window(monkeypatch: pytest.MonkeyPatch) -> None:
         (10.0, 10.0, 1, 1),  # just after traffic
         (10.0 + WARM_FOR / 2, 10.0, 1, 1),
         (10.0 + WARM_FOR, 10.0, 1, IDLE_POLL_MS),  # the window is over
-        (10.0, -WARM_FOR, 1, IDLE_POLL_MS),  # no traffic yet
+        (10.0, float("-inf"), 1, IDLE_POLL_MS),  # no traffic yet (as the loops start)
         (10.0, 10.0, 0, IDLE_POLL_MS),  # turned off
     ],
 )
