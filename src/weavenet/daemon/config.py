@@ -82,6 +82,7 @@ class DaemonConfig:
     no_fastdp: bool = False  # --no-fastdp / WEAVE_NO_FASTDP: offer only the sleeve
     tap_steering: bool = True  # WEAVE_NO_TAP_STEERING unsets it: one TAP queue (dataplane/steering.py)
     warm_tick: bool = True  # WEAVE_NO_WARM_TICK unsets it: no idle wakes after traffic (dataplane/worker.py)
+    rehearsal: bool = True  # WEAVE_NO_REHEARSAL unsets it: the warm ticks only wake (worker.REHEARSAL)
     # weaveDNS; dns_listen_address "" = automatic (see weavenet.daemon.dns_service)
     no_dns: bool = False
     dns_listen_address: str = ""
@@ -250,6 +251,7 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         no_fastdp=ns.no_fastdp or bool(env.get("WEAVE_NO_FASTDP")),
         tap_steering=not env.get("WEAVE_NO_TAP_STEERING"),
         warm_tick=not env.get("WEAVE_NO_WARM_TICK"),
+        rehearsal=not env.get("WEAVE_NO_REHEARSAL"),
         no_dns=ns.no_dns,
         dns_listen_address=ns.dns_listen_address,
         dns_domain=ns.dns_domain,

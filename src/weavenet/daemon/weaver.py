@@ -80,6 +80,7 @@ class Daemon:
             on_special=self._on_special,
             steering=config.tap_steering,
             warm_tick=config.warm_tick,
+            rehearsal=config.rehearsal,
         )
         self.driver = MeshDriver(self.router, config.host, config.port, send_special=self._send_special)
         self.router.wall_offset = self.driver.wall_offset

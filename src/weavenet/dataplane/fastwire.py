@@ -207,10 +207,15 @@ class FastDecryptor:
         self._windows: dict[int, ReplayWindow] = {}
         self._opener = fastcrypto.make(cipher)
 
-    def open(self, stream: int, seq: int, sealed: bytes | memoryview) -> memoryview | None:
-        """Plaintext (valid until the next call), or None for a replay; raises RemoteProtocolError for a forgery."""
+    def open(self, stream: int, seq: int, sealed: bytes | memoryview, record: bool = True) -> memoryview | None:
+        """Plaintext (valid until the next call), or None for a replay; raises RemoteProtocolError for a forgery.
+
+        ``record=False`` (a rehearsal of one already accepted, worker.REHEARSAL) opens without the replay window.
+        """
         plain = self._opener.open(sealed, nonce(self.remote_outbound, stream, seq), self.key)
         if plain is None:
             raise RemoteProtocolError("fast sleeve decryption failed")
+        if not record:
+            return plain
         window = self._windows.setdefault(stream & 3, ReplayWindow())
         return plain if window.accept(seq) else None

@@ -44,6 +44,7 @@ class Datapath:
         on_vxlan_special: Callable[[str, int, bytes, int], None] | None = None,
         steering: bool = True,
         warm_tick: bool = True,
+        rehearsal: bool = True,
     ) -> None:
         self.bridge = bridge
         self.host = host
@@ -58,6 +59,7 @@ class Datapath:
         self.steering: TapSteering | None = None  # the TAP's second queue is the rx worker's (steering.py)
         self.rx_tap_fd = -1
         self.warm_tick = warm_tick  # the workers wake every millisecond for a while after traffic (worker.py)
+        self.rehearsal = rehearsal  # and rehearse the express paths on those wakes (worker.REHEARSAL)
         self.sock: socket.socket | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ctl: dict[str, Channel] = {}
@@ -161,6 +163,8 @@ class Datapath:
                 extra += ["--tap-rx-fd", str(self.rx_tap_fd)]
             if not self.warm_tick:
                 extra.append("--no-warm-tick")
+            if not self.rehearsal:
+                extra.append("--no-rehearsal")
             proc = subprocess.Popen(
                 [
                     sys.executable,

@@ -1,0 +1,174 @@
+"""The warm tick's rehearsal (worker.REHEARSAL) replays the last frame an express path took and changes nothing.
+
+Each case of the express tests runs on two fresh workers fed the same frame twice; one of them rehearses three
+times in between. What leaves them (frames injected into the TAP, datagrams sent to the peer, messages to the
+other worker, counters but the ticks, MAC cache, sequence numbers and replay windows as the second frame shows
+them) must be the same: a rehearsal sends nothing (its UDP send is a MSG_PROBE), writes nothing and consumes no
+nonce. Real sockets on loopback throughout, as in the express tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.unit.dataplane.test_express import (
+    ECHO_REPLY,
+    IN_CASES,
+    OUT_CASES,
+    Bed,
+    Case,
+    from_bridge,
+    from_peer,
+)
+from tests.unit.dataplane.test_rx_worker import KEY
+from weavenet.dataplane import fastwire
+from weavenet.dataplane.gso import IDX_AT, SEQ_AT
+from weavenet.dataplane.sender import Sender
+from weavenet.dataplane.tables import Link
+
+REHEARSALS = 3
+
+
+def without_ticks(outcome: dict) -> dict:
+    outcome["counters"].pop("warm_ticks", None)
+    return outcome
+
+
+def twice(case: Case, feed: Callable[[Bed, Case], None], rehearse: bool) -> tuple[dict, list[bool], int]:
+    """Feed ``case`` twice (rehearsing in between if told); the outcome, what the rehearsals' express calls
+    returned, and how many frames the worker kept to rehearse (one per express path: in, and its answer out)."""
+    bed = Bed(case, express=True)
+    try:
+        feed(bed, case)
+        w = bed.w
+        kept = bool(w._in_len) + bool(w._out_len)
+        before = len(bed.took)
+        if rehearse:
+            for _ in range(REHEARSALS):
+                w.tick(time.monotonic())
+        replayed = bed.took[before:]
+        assert not w.rehearsing and not w.sender.rehearsing
+        feed(bed, case)
+        return without_ticks(bed.outcome()), replayed, kept
+    finally:
+        bed.close()
+
+
+def check(case: Case, feed: Callable[[Bed, Case], None]) -> None:
+    plain, _, _ = twice(case, feed, rehearse=False)
+    rehearsed, replayed, kept = twice(case, feed, rehearse=True)
+    assert rehearsed == plain
+    assert rehearsed["counters"].get("internal_errors") is None
+    if not case.express:
+        assert not kept  # only what an express path delivered is rehearsed
+    if kept:
+        assert replayed == [True] * (REHEARSALS * kept)  # and each rehearsal takes the express paths again
+
+
+@pytest.mark.parametrize("case", IN_CASES.values(), ids=IN_CASES.keys())
+def test_rehearsing_a_datagram_from_a_peer_changes_nothing(case: Case) -> None:
+    check(case, from_peer)
+
+
+@pytest.mark.parametrize("case", OUT_CASES.values(), ids=OUT_CASES.keys())
+def test_rehearsing_a_frame_from_the_bridge_changes_nothing(case: Case) -> None:
+    check(case, from_bridge)
+
+
+@pytest.mark.parametrize(
+    ("case", "feed"),
+    [
+        (IN_CASES["known-unicast"], from_peer),
+        (IN_CASES["sealed"], from_peer),
+        (OUT_CASES["known-unicast"], from_bridge),
+    ],
+    ids=["in", "in-sealed", "out"],
+)
+def test_the_common_frames_are_kept_and_replayed(case: Case, feed: Callable[[Bed, Case], None]) -> None:
+    _, replayed, kept = twice(case, feed, rehearse=True)
+    assert kept == 1 and replayed == [True] * REHEARSALS
+
+
+def test_new_tables_forget_the_frames_to_rehearse() -> None:
+    case = IN_CASES["known-unicast"]
+    bed = Bed(case, express=True)
+    try:
+        from_peer(bed, case)
+        assert bed.w._in_len
+        bed.w.on_tables(bed.w.tables)
+        assert not bed.w._in_len and not bed.w._out_len
+        before = len(bed.took)
+        bed.w.tick(time.monotonic())
+        assert bed.took[before:] == []
+    finally:
+        bed.close()
+
+
+def test_without_rehearsal_a_tick_only_counts() -> None:
+    case = OUT_CASES["known-unicast"]
+    bed = Bed(case, express=True)
+    try:
+        bed.w.rehearse = False
+        from_bridge(bed, case)
+        before = len(bed.took)
+        bed.w.tick(time.monotonic())
+        assert bed.took[before:] == []
+        assert not bed.w._out_len  # nothing is even kept
+        assert bed.w.counters["warm_ticks"] == 1
+    finally:
+        bed.close()
+
+
+def test_a_rehearsal_reads_what_waits_for_real() -> None:
+    """Its reads are real ones: a frame that came between the poll and the tick is handled, not lost."""
+    case = OUT_CASES["known-unicast"]
+    bed = Bed(case, express=True)
+    try:
+        bed.rig.rxq_far.send(bytes(10) + ECHO_REPLY)
+        bed.w.tick(time.monotonic())
+        assert len(bed.outcome()["sent"]) == 1
+    finally:
+        bed.close()
+
+
+def test_a_rehearsed_send_sends_nothing_and_uses_no_sequence_number() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(0.2)
+        for key in (None, KEY):
+            link = Link(7, 1, outbound=True, addr=sink.getsockname(), key=key, fast=True)
+            s = Sender(tx, 5, 0)
+            s.rehearsing = True
+            s.send_fast(link, 5, 7, bytes(10), ECHO_REPLY)
+            s.rehearsing = False
+            assert s.stats.datagrams == 0 and s.stats.bytes == 0
+            s.send_fast(link, 5, 7, bytes(10), ECHO_REPLY)
+            data = sink.recv(70000)  # the real one only: the rehearsal's probe left nothing on the socket
+            assert int.from_bytes(data[SEQ_AT:IDX_AT], "big") == 0
+            with pytest.raises(TimeoutError):
+                sink.recv(70000)
+
+
+def test_opening_without_recording_leaves_the_replay_window_alone() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+    ):
+        sink.bind(("127.0.0.1", 0))
+        link = Link(7, 1, outbound=True, addr=sink.getsockname(), key=KEY, fast=True)
+        Sender(tx, 5, 0).send_fast(link, 5, 7, bytes(10), ECHO_REPLY)
+        data = sink.recv(70000)
+    dec = fastwire.FastDecryptor(KEY, remote_outbound=True)
+    sealed = memoryview(data)[fastwire.HDR_LEN :]
+    for _ in range(2):
+        assert dec.open(0, 0, sealed, record=False) is not None
+    assert dec.open(0, 0, sealed) is not None  # still new to the window
+    assert dec.open(0, 0, sealed) is None  # now a replay
+    assert dec.open(0, 0, sealed, record=False) is not None  # what a rehearsal of it opens
