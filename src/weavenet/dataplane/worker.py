@@ -93,6 +93,11 @@ def poll_timeout(now: float, last_traffic: float, tick_ms: int) -> int:
     return IDLE_POLL_MS
 
 
+def tick_settings(no_warm_tick: bool, no_rehearsal: bool) -> tuple[int, bool]:
+    """The worker's tick (ms, 0 for none) and whether it rehearses, from its flags: no tick, no rehearsal."""
+    return (0 if no_warm_tick else WARM_TICK_MS), not (no_warm_tick or no_rehearsal)
+
+
 class _Base:
     express = True  # tests turn it off to check that the general path does the same
     sender: Sender
@@ -842,10 +847,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sniffer = socket.socket(fileno=args.sniff_fd) if args.sniff_fd >= 0 else None
         worker = RxWorker(args.tap_fd, sock, ctl, peer, sniffer, args.tap_rx_fd)
-    if args.no_warm_tick:
-        worker.warm_tick = 0
-    if args.no_warm_tick or args.no_rehearsal:
-        worker.rehearse = False
+    worker.warm_tick, worker.rehearse = tick_settings(args.no_warm_tick, args.no_rehearsal)
     profile = os.environ.get("WEAVENET_DATAPLANE_PROFILE")  # a directory: write a cProfile per worker there
     prof = None
     if profile:

@@ -24,8 +24,11 @@ from tests.unit.dataplane.test_express import (
     from_bridge,
     from_peer,
 )
-from tests.unit.dataplane.test_rx_worker import KEY
-from weavenet.dataplane import fastwire
+from tests.unit.dataplane.test_rx_worker import KEY, PEER
+from tests.unit.dataplane.test_warm_tick import TxBed
+from weavenet.daemon.config import from_args
+from weavenet.dataplane import fastwire, worker
+from weavenet.dataplane.frames import ZERO_VNET
 from weavenet.dataplane.gso import IDX_AT, SEQ_AT
 from weavenet.dataplane.sender import Sender
 from weavenet.dataplane.tables import Link
@@ -172,3 +175,56 @@ def test_opening_without_recording_leaves_the_replay_window_alone() -> None:
     assert dec.open(0, 0, sealed) is not None  # still new to the window
     assert dec.open(0, 0, sealed) is None  # now a replay
     assert dec.open(0, 0, sealed, record=False) is not None  # what a rehearsal of it opens
+
+
+def test_the_tx_worker_rehearses_its_express_path_too() -> None:
+    """Without steering the tx worker reads small frames and ticks: it rehearses them the same way."""
+    bed = TxBed(split=False)
+    try:
+        w, now = bed.worker, time.monotonic()
+        bed.tap.setblocking(False)  # as the worker's poll loop keeps it
+        w.macs.add_local(ECHO_REPLY[6:12], now)
+        w._announced[ECHO_REPLY[6:12]] = now
+        w.macs.add_forced(ECHO_REPLY[0:6], PEER, now)
+        took: list[bool] = []
+        real = w.express_out
+
+        def spy(*args: object) -> bool:
+            took.append(real(*args))  # type: ignore[arg-type]
+            return took[-1]
+
+        w.express_out = spy  # type: ignore[method-assign]
+        bed.sink.settimeout(1)
+        seqs = []
+        for rehearsals in (REHEARSALS, 0):
+            bed.tap_far.send(ZERO_VNET + ECHO_REPLY)
+            w.read_tap(1)
+            seqs.append(int.from_bytes(bed.sink.recv(70000)[SEQ_AT:IDX_AT], "big"))
+            for _ in range(rehearsals):
+                w.tick(time.monotonic())
+        assert took == [True] * (2 + REHEARSALS)
+        assert seqs == [0, 1]  # no datagram and no sequence number in between
+        assert w.sender.stats.datagrams == 2
+        bed.sink.settimeout(0.1)
+        with pytest.raises(TimeoutError):
+            bed.sink.recv(70000)
+    finally:
+        bed.close()
+
+
+@pytest.mark.parametrize(
+    ("no_warm_tick", "no_rehearsal", "expected"),
+    [
+        (False, False, (worker.WARM_TICK_MS, True)),
+        (False, True, (worker.WARM_TICK_MS, False)),
+        (True, False, (0, False)),
+    ],
+)
+def test_the_worker_flags(no_warm_tick: bool, no_rehearsal: bool, expected: tuple[int, bool]) -> None:
+    assert worker.tick_settings(no_warm_tick, no_rehearsal) == expected
+
+
+def test_weave_no_rehearsal_turns_it_off_and_keeps_the_tick() -> None:
+    assert from_args([], {}).rehearsal
+    config = from_args([], {"WEAVE_NO_REHEARSAL": "1"})
+    assert not config.rehearsal and config.warm_tick
