@@ -1,7 +1,7 @@
 """Two sleeve configurations side by side: two test beds alive at once, rounds interleaved A, B, A, B, ...
 
     sudo .venv/bin/python bench/sleeve_ab.py --a WEAVE_NO_TAP_STEERING=1 [--b VAR=VALUE ...] [--rounds 8]
-        [--password SECRET] [--iperf SECONDS]
+        [--password SECRET] [--iperf SECONDS] [--size BYTES]
 
 On this machine kind the round trip drifts by ±30 % within minutes (other tenants, the VM idling), so two
 configurations measured one after the other cannot be told apart; measured in alternating rounds of the same
@@ -22,9 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sleeve_throughput import iperf, weavenet_overlay
 from weavenet.testbed import Testbed
 
+SIZE = 56  # ping's payload (--size)
+
 
 def pings(c, count: int, interval: float) -> list[float]:
-    out = c.run(["ping", "-n", "-c", str(count), "-i", str(interval), "10.2.1.2"], check=False, timeout=120).stdout
+    argv = ["ping", "-n", "-s", str(SIZE), "-c", str(count), "-i", str(interval), "10.2.1.2"]
+    out = c.run(argv, check=False, timeout=120).stdout
     return [float(line.split("time=")[1].split()[0]) for line in out.splitlines() if "time=" in line]
 
 
@@ -45,7 +48,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--password", default="")
     ap.add_argument("--iperf", type=int, default=0, metavar="SECONDS", help="also one iperf3 stream per round")
+    ap.add_argument("--size", type=int, default=56, metavar="BYTES", help="ping payload (ping -s)")
     args = ap.parse_args()
+    global SIZE
+    SIZE = args.size
     env_a, env_b = env_arg(args.a), env_arg(args.b)
     print(f"A: {env_a or 'defaults'}\nB: {env_b or 'defaults'}", flush=True)
     with Testbed(2, prefix="wnsa") as ta, Testbed(2, prefix="wnsb") as tb:

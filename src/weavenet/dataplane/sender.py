@@ -7,6 +7,7 @@ over fast links on stream 1 (classic relays are handed to the transmit worker).
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -39,11 +40,14 @@ class SendStats:
 
 
 class _LinkState:
-    __slots__ = ("enc", "enc_df", "fast_flags", "fast_key", "fast_overhead", "seq")
+    __slots__ = ("decoy_key", "enc", "enc_df", "fast_flags", "fast_key", "fast_overhead", "seq")
 
     def __init__(self, link: Link) -> None:
         self.seq = 0
         self.fast_key = fastcrypto.cipher_key(link.cipher, link.key) if link.key else None
+        # what a rehearsal seals with: the same work under a key of its own, so that even a network stack that
+        # ignored MSG_PROBE would put nothing on the wire under the next real nonce and the link's key
+        self.decoy_key = os.urandom(len(self.fast_key)) if self.fast_key else None
         self.fast_flags = fastwire.cipher_flags(link.cipher) if link.key else 0
         self.fast_overhead = fastcrypto.overhead(link.cipher) if link.key else 0
         self.enc = Encryptor(link.key, link.outbound, df=False) if link.key else None
@@ -79,7 +83,8 @@ class Sender:
 
     def send_fast(self, link: Link, src: int, dst: int, vnet: bytes, frame: bytes | memoryview) -> None:
         if link.addr is None:
-            self.stats.no_address += 1
+            if not self.rehearsing:
+                self.stats.no_address += 1
             return
         st = self._state.get((link.peer, link.conn_uid)) or self._link_state(link)
         if SINGLE.size + frames.VNET_LEN + len(frame) + st.fast_overhead <= link.max_payload:
@@ -93,9 +98,10 @@ class Sender:
                 )
             else:
                 nonce = fastwire.nonce(link.outbound, self.stream, seq)
-                sealed = self._cipher(link.cipher).seal(src_b + dst_b + vnet + frame, nonce, st.fast_key)
+                key = st.decoy_key if self.rehearsing else st.fast_key
+                sealed = self._cipher(link.cipher).seal(src_b + dst_b + vnet + frame, nonce, key)
                 head = CHUNK_HEAD.pack(self.me_bin, fastwire.MAGIC, self.stream, 1, st.fast_flags, seq, 0)
-                bufs = (head, sealed)  # a rehearsal seals with the next real nonce too: its output never leaves
+                bufs = (head, sealed)
             if self.rehearsing:
                 try:
                     self.sock.sendmsg(bufs, (), MSG_PROBE, link.addr)

@@ -58,12 +58,12 @@ WARM_FOR = 1.0
 # waits on (what is there is handled for real) and a replay of the last frame each of its express paths delivered,
 # with the final syscall left out (the UDP send becomes a MSG_PROBE: the kernel's send path as far as the route,
 # nothing sent; the TAP write is skipped) and nothing changed (no sequence number, replay window, counter or MAC
-# entry; a sealed frame is sealed or opened again, the output never leaves the process). Why: the tick keeps the
-# CPU from halting, not the round trip's code and data in its caches, and on this VM every step of a round trip
-# after 10 ms of silence ran ~3 times slower than after 2 ms (docs/benchmarks.md: express_out's checks 28 us against
-# 8 us). Measured, pings 10 ms apart: 0.457 -> 0.357 ms per round trip, encrypted 0.550 -> 0.390 ms; the reads,
-# the replay and the probe each gave part of it. Cost while warm: ~35 us per tick, ~3.5 % of a core per ticking
-# worker on top of the tick's 3 %. WEAVE_NO_REHEARSAL turns it off (the tick stays); WEAVE_NO_WARM_TICK both.
+# entry; a sealed frame is opened again, or sealed again under a throwaway key, see sender._LinkState). Why: the
+# tick keeps the CPU from halting, not the round trip's code and data in its caches, and on this VM every step of a
+# round trip after 10 ms of silence ran ~3 times slower than after 2 ms (docs/benchmarks.md: express_out's checks
+# 28 us against 8 us). Measured, pings 10 ms apart: 0.457 -> 0.357 ms per round trip, encrypted 0.550 -> 0.390 ms;
+# the reads, the replay and the probe each gave part of it. Cost while warm: ~35 us per tick, ~3.5 % of a core per
+# ticking worker on top of the tick's 3 %. WEAVE_NO_REHEARSAL turns it off (the tick stays); WEAVE_NO_WARM_TICK both.
 CHORES = 0.1  # seconds between the rx worker's checks for expired reassemblies and housekeeping
 # A wake this soon after the last one means traffic is dense: read until EAGAIN (one failed read per batch).
 # Otherwise the rx worker reads one datagram or small frame and goes back to poll, which returns at once if more
@@ -458,7 +458,8 @@ class RxWorker(_Base):
 
     def rehearse_reads(self) -> None:
         self.read_socket(self._cmsg)
-        self.read_tap(1, self.answers)  # with steering: the queue small frames from the bridge come to
+        if self.answers == self.tap_rx >= 0:  # our queue; without steering the one queue is the tx worker's to read
+            self.read_tap(1, self.tap_rx)
 
     def rehearse_in(self, now: float) -> None:
         if self._in_len:

@@ -9,6 +9,7 @@ nonce. Real sockets on loopback throughout, as in the express tests.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Callable
@@ -18,20 +19,25 @@ import pytest
 from tests.unit.dataplane.test_express import (
     ECHO_REPLY,
     IN_CASES,
+    LOCAL_MAC,
+    OTHER,
     OUT_CASES,
+    REMOTE_MAC,
     Bed,
     Case,
     from_bridge,
     from_peer,
 )
-from tests.unit.dataplane.test_rx_worker import KEY, PEER
+from tests.unit.dataplane.test_rx_worker import KEY, PEER, Rig
 from tests.unit.dataplane.test_warm_tick import TxBed
 from weavenet.daemon.config import from_args
 from weavenet.dataplane import fastwire, worker
 from weavenet.dataplane.frames import ZERO_VNET
 from weavenet.dataplane.gso import IDX_AT, SEQ_AT
-from weavenet.dataplane.sender import Sender
+from weavenet.dataplane.mac_cache import REFRESH
+from weavenet.dataplane.sender import MSG_PROBE, Sender
 from weavenet.dataplane.tables import Link
+from weavenet.errors import RemoteProtocolError
 
 REHEARSALS = 3
 
@@ -41,14 +47,19 @@ def without_ticks(outcome: dict) -> dict:
     return outcome
 
 
-def twice(case: Case, feed: Callable[[Bed, Case], None], rehearse: bool) -> tuple[dict, list[bool], int]:
-    """Feed ``case`` twice (rehearsing in between if told); the outcome, what the rehearsals' express calls
-    returned, and how many frames the worker kept to rehearse (one per express path: in, and its answer out)."""
+def twice(
+    case: Case, feed: Callable[[Bed, Case], None], rehearse: bool, change: Callable[[Bed], None] | None = None
+) -> tuple[dict, list[bool], int]:
+    """Feed ``case`` twice (rehearsing in between if told, after ``change`` if given); the outcome, what the
+    rehearsals' express calls returned, and how many frames the worker kept to rehearse (one per express path:
+    in, and its answer out)."""
     bed = Bed(case, express=True)
     try:
         feed(bed, case)
         w = bed.w
         kept = bool(w._in_len) + bool(w._out_len)
+        if change is not None:
+            change(bed)
         before = len(bed.took)
         if rehearse:
             for _ in range(REHEARSALS):
@@ -56,7 +67,9 @@ def twice(case: Case, feed: Callable[[Bed, Case], None], rehearse: bool) -> tupl
         replayed = bed.took[before:]
         assert not w.rehearsing and not w.sender.rehearsing
         feed(bed, case)
-        return without_ticks(bed.outcome()), replayed, kept
+        outcome = without_ticks(bed.outcome())
+        outcome["send_stats"] = dataclasses.asdict(w.sender.stats)  # what `weave report` shows as tx_/rx_sent_
+        return outcome, replayed, kept
     finally:
         bed.close()
 
@@ -77,9 +90,81 @@ def test_rehearsing_a_datagram_from_a_peer_changes_nothing(case: Case) -> None:
     check(case, from_peer)
 
 
-@pytest.mark.parametrize("case", OUT_CASES.values(), ids=OUT_CASES.keys())
+OUT_SEALED = Case(express=True, frame=ECHO_REPLY, key=KEY)
+
+
+@pytest.mark.parametrize("case", [*OUT_CASES.values(), OUT_SEALED], ids=[*OUT_CASES.keys(), "sealed"])
 def test_rehearsing_a_frame_from_the_bridge_changes_nothing(case: Case) -> None:
     check(case, from_bridge)
+
+
+def age(mac: bytes, by: float) -> Callable[[Bed], None]:
+    def change(bed: Bed) -> None:
+        bed.w.macs.entries[mac].seen -= by
+
+    return change
+
+
+def move(mac: bytes, to: int) -> Callable[[Bed], None]:
+    def change(bed: Bed) -> None:
+        bed.w.macs.entries[mac].peer = to
+
+    return change
+
+
+def shrink(payload: int) -> Callable[[Bed], None]:
+    def change(bed: Bed) -> None:
+        for link in bed.w.tables.links.values():
+            link.max_payload = payload  # as after a path MTU drop: the saved frame no longer fits one datagram
+
+    return change
+
+
+def no_address(bed: Bed) -> None:
+    for link in bed.w.tables.links.values():
+        link.addr = None  # a fast link whose peer's address is not known (yet)
+
+
+CHANGES = {
+    # what changed since the frame was saved: the rehearsal no longer takes the express path, and must not take
+    # the general one (learning, refreshing, announcing, relaying, chunking) nor count anything
+    "source-aged-in": (IN_CASES["known-unicast"], from_peer, age(REMOTE_MAC, REFRESH + 5)),
+    "source-moved-in": (IN_CASES["known-unicast"], from_peer, move(REMOTE_MAC, OTHER)),
+    "sealed-source-aged-in": (IN_CASES["sealed"], from_peer, age(REMOTE_MAC, REFRESH + 5)),
+    "source-aged-out": (OUT_CASES["known-unicast"], from_bridge, age(LOCAL_MAC, REFRESH + 5)),
+    "destination-moved-out": (OUT_CASES["known-unicast"], from_bridge, move(REMOTE_MAC, OTHER)),
+    "path-mtu-out": (OUT_CASES["known-unicast"], from_bridge, shrink(120)),
+    "sealed-path-mtu-out": (OUT_SEALED, from_bridge, shrink(120)),
+    "no-address-out": (OUT_CASES["known-unicast"], from_bridge, no_address),
+}
+
+
+@pytest.mark.parametrize(("case", "feed", "change"), CHANGES.values(), ids=CHANGES.keys())
+def test_a_rehearsal_after_a_change_does_nothing(
+    case: Case, feed: Callable[[Bed, Case], None], change: Callable[[Bed], None]
+) -> None:
+    plain, _, _ = twice(case, feed, rehearse=False, change=change)
+    rehearsed, _, kept = twice(case, feed, rehearse=True, change=change)
+    assert kept
+    assert rehearsed == plain
+
+
+def test_a_failing_rehearsal_is_counted_once_and_ends() -> None:
+    case = OUT_CASES["known-unicast"]
+    bed = Bed(case, express=True)
+    try:
+        from_bridge(bed, case)
+        w = bed.w
+
+        def broken(*args: object) -> bool:
+            raise RuntimeError("a bug")
+
+        w.express_out = broken  # type: ignore[method-assign]
+        w.tick(time.monotonic())
+        assert w.counters["internal_errors"] == 1
+        assert not w.rehearsing and not w.sender.rehearsing
+    finally:
+        bed.close()
 
 
 @pytest.mark.parametrize(
@@ -228,3 +313,46 @@ def test_weave_no_rehearsal_turns_it_off_and_keeps_the_tick() -> None:
     assert from_args([], {}).rehearsal
     config = from_args([], {"WEAVE_NO_REHEARSAL": "1"})
     assert not config.rehearsal and config.warm_tick
+
+
+class RecordingSocket:
+    """Records what a Sender hands the kernel (to look at a probe's bytes, which no socket receives)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, int]] = []
+
+    def sendmsg(self, bufs: tuple[bytes, ...], anc: object, flags: int, addr: object) -> int:
+        data = b"".join(bytes(b) for b in bufs)
+        self.calls.append((data, flags))
+        return len(data)
+
+
+def test_a_rehearsed_seal_uses_a_key_of_its_own() -> None:
+    """Were MSG_PROBE ever ignored, the rehearsal's datagram would carry the next real nonce: never under the
+    link's key."""
+    rec = RecordingSocket()
+    link = Link(7, 1, outbound=True, addr=("127.0.0.1", 9), key=KEY, fast=True)
+    s = Sender(rec, 5, 0)  # type: ignore[arg-type]
+    s.rehearsing = True
+    s.send_fast(link, 5, 7, bytes(10), ECHO_REPLY)
+    s.rehearsing = False
+    s.send_fast(link, 5, 7, bytes(10), ECHO_REPLY)
+    (probe, probe_flags), (real, real_flags) = rec.calls
+    assert (probe_flags, real_flags) == (MSG_PROBE, 0)
+    assert probe[:IDX_AT] == real[:IDX_AT]  # same header, same sequence number
+    dec = fastwire.FastDecryptor(KEY, remote_outbound=True)
+    assert dec.open(0, 0, memoryview(real)[fastwire.HDR_LEN :], record=False) is not None
+    with pytest.raises(RemoteProtocolError):
+        dec.open(0, 0, memoryview(probe)[fastwire.HDR_LEN :], record=False)
+
+
+def test_without_steering_the_rx_worker_leaves_the_tap_to_the_tx_worker() -> None:
+    """With one TAP queue the rx worker reads it only for the answer to what it injected, never on a tick."""
+    rig = Rig(None)
+    try:
+        rig.sock.setblocking(False)  # as the poll loop keeps it
+        rig.tap_far.send(ZERO_VNET + ECHO_REPLY)
+        rig.worker.tick(time.monotonic())
+        assert rig.tap_sock.recv(4096) == ZERO_VNET + ECHO_REPLY  # still there for the tx worker
+    finally:
+        rig.close()
