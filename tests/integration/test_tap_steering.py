@@ -79,7 +79,7 @@ def queues(host: Host) -> Iterator[tuple[int, int, steering.TapSteering]]:
     q0, q1, steer = on(host, open_both)
     host.sh(
         f"sysctl -qw net.ipv6.conf.{TAP}.disable_ipv6=1 && ip addr add 10.77.0.1/24 dev {TAP} && "
-        f"ip link set {TAP} up && ip neigh add {NEIGHBOUR} lladdr 02:00:00:00:00:02 dev {TAP}"
+        f"ip link set {TAP} mtu 9000 up && ip neigh add {NEIGHBOUR} lladdr 02:00:00:00:00:02 dev {TAP}"
     )
     yield q0, q1, steer
     for fd in (q1, q0):
@@ -91,10 +91,10 @@ def test_small_frames_go_to_the_rx_queue_and_the_rest_to_the_tx_queue(
     host: Host, queues: tuple[int, int, steering.TapSteering]
 ) -> None:
     q0, q1, steer = queues
-    small = steering.SMALL_FRAME - 42  # the largest payload whose frame is still small
-    send(host, [18, small, small + 1, 1000])
-    assert datagrams(q1, 2) == [18, small]
-    assert datagrams(q0, 2) == [small + 1, 1000]
+    small = steering.SMALL_FRAME - 42  # the largest payload whose frame is still small (a jumbo MTU: unfragmented)
+    send(host, [18, 1000, small, small + 1, 4000])
+    assert datagrams(q1, 3) == [18, 1000, small]
+    assert datagrams(q0, 2) == [small + 1, 4000]
     assert leftovers(q0) == [] and leftovers(q1) == []
 
     assert steer.attach(q0, split=False)  # a classic link appeared: everything to the tx worker

@@ -43,15 +43,15 @@ HOUSEKEEPING = 1.0
 IDLE_POLL_MS = int(HOUSEKEEPING * 1000)
 # After a unicast frame from or to the bridge (a conversation; heartbeats and group-address chatter such as router
 # solicitations do not count) the workers that read small frames (the rx worker; the tx worker too unless TAP
-# steering hands them all to the rx worker) wake every WARM_TICK_MS, with nothing to do, for WARM_FOR seconds.
-# Why: on a VM whose CPUs halt when idle, a packet after 10 ms of silence meets a halted CPU, and the host's
-# wake-up of it is the costliest step of a round trip; measured on this machine kind with pings 10 ms apart,
-# 0.57 -> 0.51 ms per round trip (docs/benchmarks.md), while the worker's own CPU per ping stayed the same (the
-# gain is the wake, not warm caches); a 0.4 ms tick gained little more for 2.5 times the cost. Cost while warm:
-# a wake per millisecond, ~3 % of a core per ticking worker. Nothing when idle (measured: no tick in 30 s of an
+# steering hands them all to the rx worker) wake every WARM_TICK_MS, with nothing to do, for WARM_FOR seconds. Why:
+# on a VM whose CPUs halt when idle, a packet after 10 ms of silence meets a halted CPU, and the host's wake-up of it
+# is the costliest step of a round trip; measured on this machine kind with pings 10 ms apart, 0.57 -> 0.51 ms per
+# round trip (docs/benchmarks.md), while the worker's own CPU per ping stayed the same (the gain is the wake; warm
+# caches are the rehearsal's, REHEARSAL below); a 0.4 ms tick gained little more for 2.5 times the cost. Cost while
+# warm: a wake per millisecond, ~3 % of a core per ticking worker. Nothing when idle (measured: no tick in 30 s of an
 # idle test bed, whose heartbeats and router solicitations had kept it warm ~40 % of the time when any datagram
-# counted), nothing in bulk (poll returns with events before the tick). With steering, frames over 256 bytes
-# (a 1 KB reply) still go to the tx worker, which then does not tick. WEAVE_NO_WARM_TICK turns it off.
+# counted), nothing in bulk (poll returns with events before the tick). With steering, only super-frames and jumbo
+# frames (over steering.SMALL_FRAME) go to the tx worker, which then does not tick. WEAVE_NO_WARM_TICK turns it off.
 WARM_TICK_MS = 1
 WARM_FOR = 1.0
 # REHEARSAL: on each warm tick the worker also rehearses its part of a round trip: a non-blocking read of what it
