@@ -22,11 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sleeve_throughput import iperf, weavenet_overlay
 from weavenet.testbed import Testbed
 
-SIZE = 56  # ping's payload (--size)
 
-
-def pings(c, count: int, interval: float) -> list[float]:
-    argv = ["ping", "-n", "-s", str(SIZE), "-c", str(count), "-i", str(interval), "10.2.1.2"]
+def pings(c, count: int, interval: float, size: int = 56) -> list[float]:
+    argv = ["ping", "-n", "-s", str(size), "-c", str(count), "-i", str(interval), "10.2.1.2"]
     out = c.run(argv, check=False, timeout=120).stdout
     return [float(line.split("time=")[1].split()[0]) for line in out.splitlines() if "time=" in line]
 
@@ -50,20 +48,18 @@ def main() -> None:
     ap.add_argument("--iperf", type=int, default=0, metavar="SECONDS", help="also one iperf3 stream per round")
     ap.add_argument("--size", type=int, default=56, metavar="BYTES", help="ping payload (ping -s)")
     args = ap.parse_args()
-    global SIZE
-    SIZE = args.size
     env_a, env_b = env_arg(args.a), env_arg(args.b)
     print(f"A: {env_a or 'defaults'}\nB: {env_b or 'defaults'}", flush=True)
     with Testbed(2, prefix="wnsa") as ta, Testbed(2, prefix="wnsb") as tb:
         a, b = weavenet_overlay(ta, args.password or None, env_a), weavenet_overlay(tb, args.password or None, env_b)
-        pings(a[0], 10, 0.01)
-        pings(b[0], 10, 0.01)
+        pings(a[0], 10, 0.01, args.size)
+        pings(b[0], 10, 0.01, args.size)
         for interval, count in ((0.01, 100), (0.002, 300)):
             all_a: list[float] = []
             all_b: list[float] = []
             deltas = []
             for r in range(args.rounds):
-                ra, rb = pings(a[0], count, interval), pings(b[0], count, interval)
+                ra, rb = pings(a[0], count, interval, args.size), pings(b[0], count, interval, args.size)
                 all_a += ra
                 all_b += rb
                 deltas.append(statistics.median(ra) - statistics.median(rb))

@@ -408,7 +408,8 @@ class RxWorker(_Base):
         self.forget_rehearsal()
 
     def forget_rehearsal(self) -> None:
-        self._out_len = self._in_len = 0
+        super().forget_rehearsal()
+        self._in_len = 0
 
     def on_message(self, msg: tuple[Any, ...]) -> None:
         if msg[0] == "local":

@@ -13,6 +13,7 @@ import dataclasses
 import socket
 import time
 from collections.abc import Callable
+from contextlib import closing
 
 import pytest
 
@@ -53,8 +54,7 @@ def twice(
     """Feed ``case`` twice (rehearsing in between if told, after ``change`` if given); the outcome, what the
     rehearsals' express calls returned, and how many frames the worker kept to rehearse (one per express path:
     in, and its answer out)."""
-    bed = Bed(case, express=True)
-    try:
+    with closing(Bed(case, express=True)) as bed:
         feed(bed, case)
         w = bed.w
         kept = bool(w._in_len) + bool(w._out_len)
@@ -70,8 +70,6 @@ def twice(
         outcome = without_ticks(bed.outcome())
         outcome["send_stats"] = dataclasses.asdict(w.sender.stats)  # what `weave report` shows as tx_/rx_sent_
         return outcome, replayed, kept
-    finally:
-        bed.close()
 
 
 def check(case: Case, feed: Callable[[Bed, Case], None]) -> None:
@@ -151,8 +149,7 @@ def test_a_rehearsal_after_a_change_does_nothing(
 
 def test_a_failing_rehearsal_is_counted_once_and_ends() -> None:
     case = OUT_CASES["known-unicast"]
-    bed = Bed(case, express=True)
-    try:
+    with closing(Bed(case, express=True)) as bed:
         from_bridge(bed, case)
         w = bed.w
 
@@ -163,8 +160,6 @@ def test_a_failing_rehearsal_is_counted_once_and_ends() -> None:
         w.tick(time.monotonic())
         assert w.counters["internal_errors"] == 1
         assert not w.rehearsing and not w.sender.rehearsing
-    finally:
-        bed.close()
 
 
 @pytest.mark.parametrize(
@@ -183,8 +178,7 @@ def test_the_common_frames_are_kept_and_replayed(case: Case, feed: Callable[[Bed
 
 def test_new_tables_forget_the_frames_to_rehearse() -> None:
     case = IN_CASES["known-unicast"]
-    bed = Bed(case, express=True)
-    try:
+    with closing(Bed(case, express=True)) as bed:
         from_peer(bed, case)
         assert bed.w._in_len
         bed.w.on_tables(bed.w.tables)
@@ -192,14 +186,11 @@ def test_new_tables_forget_the_frames_to_rehearse() -> None:
         before = len(bed.took)
         bed.w.tick(time.monotonic())
         assert bed.took[before:] == []
-    finally:
-        bed.close()
 
 
 def test_without_rehearsal_a_tick_only_counts() -> None:
     case = OUT_CASES["known-unicast"]
-    bed = Bed(case, express=True)
-    try:
+    with closing(Bed(case, express=True)) as bed:
         bed.w.rehearse = False
         from_bridge(bed, case)
         before = len(bed.took)
@@ -207,20 +198,15 @@ def test_without_rehearsal_a_tick_only_counts() -> None:
         assert bed.took[before:] == []
         assert not bed.w._out_len  # nothing is even kept
         assert bed.w.counters["warm_ticks"] == 1
-    finally:
-        bed.close()
 
 
 def test_a_rehearsal_reads_what_waits_for_real() -> None:
     """Its reads are real ones: a frame that came between the poll and the tick is handled, not lost."""
     case = OUT_CASES["known-unicast"]
-    bed = Bed(case, express=True)
-    try:
+    with closing(Bed(case, express=True)) as bed:
         bed.rig.rxq_far.send(bytes(10) + ECHO_REPLY)
         bed.w.tick(time.monotonic())
         assert len(bed.outcome()["sent"]) == 1
-    finally:
-        bed.close()
 
 
 def test_a_rehearsed_send_sends_nothing_and_uses_no_sequence_number() -> None:
@@ -264,8 +250,7 @@ def test_opening_without_recording_leaves_the_replay_window_alone() -> None:
 
 def test_the_tx_worker_rehearses_its_express_path_too() -> None:
     """Without steering the tx worker reads small frames and ticks: it rehearses them the same way."""
-    bed = TxBed(split=False)
-    try:
+    with closing(TxBed(split=False)) as bed:
         w, now = bed.worker, time.monotonic()
         bed.tap.setblocking(False)  # as the worker's poll loop keeps it
         w.macs.add_local(ECHO_REPLY[6:12], now)
@@ -293,8 +278,6 @@ def test_the_tx_worker_rehearses_its_express_path_too() -> None:
         bed.sink.settimeout(0.1)
         with pytest.raises(TimeoutError):
             bed.sink.recv(70000)
-    finally:
-        bed.close()
 
 
 @pytest.mark.parametrize(
@@ -348,11 +331,8 @@ def test_a_rehearsed_seal_uses_a_key_of_its_own() -> None:
 
 def test_without_steering_the_rx_worker_leaves_the_tap_to_the_tx_worker() -> None:
     """With one TAP queue the rx worker reads it only for the answer to what it injected, never on a tick."""
-    rig = Rig(None)
-    try:
+    with closing(Rig(None)) as rig:
         rig.sock.setblocking(False)  # as the poll loop keeps it
         rig.tap_far.send(ZERO_VNET + ECHO_REPLY)
         rig.worker.tick(time.monotonic())
         assert rig.tap_sock.recv(4096) == ZERO_VNET + ECHO_REPLY  # still there for the tx worker
-    finally:
-        rig.close()
