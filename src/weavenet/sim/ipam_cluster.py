@@ -7,15 +7,20 @@ topology view that answers from the partition map. Periodic gossip goes to two r
 every 30 s, as the mesh's would. Messages are encoded when sent (the bytes are counted for the benchmark).
 
 A peer can be partitioned away, healed, killed (its state is lost, as when a host dies) and restarted from
-what it persisted. A message an allocator refuses (``RemoteProtocolError``, which would drop the connection)
-is recorded in :attr:`IpamCluster.refused`.
+what it persisted. A message an allocator refuses (``RemoteProtocolError``) is recorded in
+:attr:`IpamCluster.refused`, and it breaks the link it came on for good, as in the mesh: the connection is
+dropped, re-dialled, and the same state sent again is refused again. Messages between peers without a direct
+link are relayed by the others (reachability is the connected component, as routes are in the mesh).
+
+``go_peers`` behave as Weave 2.8 routers do: they never reclaim (``--ipalloc-reclaim-after`` is a weavenet
+option), so a ring update that takes a range with allocations away from them is refused.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from weavenet.core.gossip import GossipData
@@ -43,6 +48,7 @@ class _Peer:
     group: int = 0
     up: bool = True
     stored: dict[str, bytes] = field(default_factory=dict)
+    go: bool = False  # behaves as a Weave 2.8 peer
     bytes_sent: int = 0
     messages_sent: int = 0
 
@@ -57,7 +63,7 @@ class _View:
 
     def is_reachable(self, name: PeerName) -> bool:
         other = self.cluster.by_name.get(name)
-        return other is not None and self.cluster.connected(self.index, other.index)
+        return other is not None and self.cluster.reachable(self.index, other.index)
 
     def target_count(self) -> int:
         return len(self.cluster.peers) - 1
@@ -82,7 +88,7 @@ class _Sink:
         src = c.peers[self.index]
         for payload in data.encode():
             for other in c.peers:
-                if other.index != self.index and c.connected(self.index, other.index):
+                if other.index != self.index and c.reachable(self.index, other.index):
                     src.bytes_sent += len(payload)
                     src.messages_sent += 1
                     c.send(self.index, other.index, lambda a, p=payload: a.on_gossip_broadcast(src.name, p))
@@ -101,9 +107,10 @@ class IpamCluster:
         latency: tuple[float, float] = (0.001, 0.01),
         seed_peers: int = 0,
         autostart: bool = True,
+        go_peers: Iterable[int] = (),
     ) -> None:
         """``seed_peers``: create the ring at once from the first that many peers (``--ipalloc-init seed=``)
-        instead of an election."""
+        instead of an election; ``go_peers``: these peers behave as Weave 2.8 (see the module docstring)."""
         self.rng = random.Random(seed)
         self.now = 0.0
         self.latency = latency
@@ -113,7 +120,10 @@ class IpamCluster:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
         self.refused: list[tuple[int, str]] = []
+        self.broken: set[frozenset[int]] = set()  # links dropped by a refusal
+        self._components: dict[int, int] | None = None
         self._config = config
+        go = set(go_peers)
         names = [PeerName(0x0A0000000000 + i + 1) for i in range(n)]
         for i, name in enumerate(names):
             cfg = AllocatorConfig(
@@ -126,7 +136,9 @@ class IpamCluster:
             )
             if config is not None:
                 cfg = config(i, cfg)
-            peer = _Peer(i, name, None)  # type: ignore[arg-type]
+            if i in go:
+                cfg.reclaim_after = 0  # Weave 2.8 never reclaims, and refuses to give up its space
+            peer = _Peer(i, name, None, go=i in go)  # type: ignore[arg-type]
             self.peers.append(peer)
             self.by_name[name] = peer
             peer.alloc = self._make(peer, cfg)
@@ -145,20 +157,43 @@ class IpamCluster:
     # -- plumbing -------------------------------------------------------------------------------------------------
 
     def connected(self, a: int, b: int) -> bool:
+        """A direct link between the two peers is up."""
         pa, pb = self.peers[a], self.peers[b]
-        return pa.up and pb.up and pa.group == pb.group
+        return pa.up and pb.up and pa.group == pb.group and frozenset((a, b)) not in self.broken
+
+    def reachable(self, a: int, b: int) -> bool:
+        """A path of links joins the two peers (the mesh relays along it)."""
+        if self._components is None:
+            self._components = {}
+            for p in self.peers:
+                if p.up and p.index not in self._components:
+                    todo = [p.index]
+                    self._components[p.index] = p.index
+                    while todo:
+                        x = todo.pop()
+                        for y in range(len(self.peers)):
+                            if y not in self._components and self.connected(x, y):
+                                self._components[y] = p.index
+                                todo.append(y)
+        ca, cb = self._components.get(a), self._components.get(b)
+        return ca is not None and ca == cb
+
+    def _links_changed(self) -> None:
+        self._components = None
 
     def send(self, src: int, dst: int, fn: Callable[[Allocator], object]) -> None:
         lo, hi = self.latency
         when = self.now + lo + (hi - lo) * self.rng.random()
 
         def deliver() -> None:
-            if not self.connected(src, dst):
+            if not self.reachable(src, dst):
                 return  # lost with the connection
             try:
                 fn(self.peers[dst].alloc)
             except RemoteProtocolError as e:
                 self.refused.append((dst, str(e)))
+                self.broken.add(frozenset((src, dst)))  # the connection is dropped, and stays so
+                self._links_changed()
 
         self._at(when, deliver)
 
@@ -217,14 +252,17 @@ class IpamCluster:
         for g, members in enumerate(groups):
             for i in members:
                 self.peers[i].group = g
+        self._links_changed()
 
     def heal(self) -> None:
         for p in self.peers:
             p.group = 0
+        self._links_changed()
 
     def kill(self, i: int) -> None:
         """The host dies: its allocator and every container on it are gone."""
         self.peers[i].up = False
+        self._links_changed()
 
     def restart(self, i: int) -> None:
         """The router restarts with what it persisted (a new UID, as a new incarnation has)."""
@@ -241,6 +279,7 @@ class IpamCluster:
             reclaim_after=old.reclaim_after,
         )
         p.up = True
+        self._links_changed()
         p.alloc = self._make(p, cfg)
         p.alloc.start(dict(p.stored), [], self.now)
 
