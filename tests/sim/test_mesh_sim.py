@@ -172,3 +172,21 @@ def test_conn_limit_refuses_extra_connections_with_reason() -> None:
     refused = [str(s["Info"]) for s in net.peers[0].router.connection_status() if s["State"] == "failed"]
     assert any("Connection limit reached (1)" in i for i in refused), refused
     assert any(s["State"] in ("failed", "retrying") for s in net.peers[2].router.connection_status())
+
+
+def test_a_peer_without_weavenet_features_keeps_its_connections() -> None:
+    """Quick sleeve heartbeats need both sides to advertise them: a peer that heartbeats as Weave 2.8 does (every
+    10 s once established) must not be timed out after 8 s by a weavenet peer that went quick on its own."""
+    from weavenet.core.mesh_types import MeshConfig
+    from weavenet.core.names import PeerName
+
+    def config(i: int) -> MeshConfig:
+        return MeshConfig(name=PeerName(0x0A0000000000 + i + 1), nickname=f"p{i + 1}", gossip_filter=i != 1)
+
+    net = SimNetwork(2, seed=3, config=config)
+    net.connect(1, [0])
+    net.run_for(5)
+    uids = [{c.uid for c in p.router.ready_connections()} for p in net.peers]
+    assert all(len(u) == 1 for u in uids) and established_everywhere(net)
+    net.run_for(60)
+    assert [{c.uid for c in p.router.ready_connections()} for p in net.peers] == uids, "the connection flapped"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from ipaddress import ip_address
 
 from weavenet.core import gossip as g
@@ -470,11 +470,22 @@ class MeshRouter(GossipMixin):
                     key,
                 )
                 fwd.owner = conn
-                if features.raw.get(tg.DIGEST_FEATURE) or features.raw.get(FAST_SLEEVE_FEATURE):
+                if self._quick_sleeve(features.raw):
                     fwd.quick()
                 conn.forwarders.append(fwd)
             else:
                 conn.forwarders.append(None)
+
+    def _quick_sleeve(self, theirs: Mapping[str, str]) -> bool:
+        """Quick sleeve heartbeats, only if both sides advertise a weavenet feature that turns them on: each side
+        decides from the other's features, so a one-sided decision would time out on the 10 s heartbeats of a
+        peer that heartbeats as Weave does."""
+        ours = self._extra_features()
+
+        def quick(features: Mapping[str, str]) -> bool:
+            return bool(features.get(tg.DIGEST_FEATURE) or features.get(FAST_SLEEVE_FEATURE))
+
+        return quick(ours) and quick(theirs)
 
     def _fastdp_refusal(self, conn: LocalConnection, host: str) -> str | None:
         """Why this connection cannot try the fast datapath at all (Weave refuses the same cases)."""
