@@ -64,6 +64,9 @@ class _View:
     def target_count(self) -> int:
         return 0
 
+    def peer_uid(self, name: PeerName) -> int | None:
+        return None
+
 
 def core_local(n: int) -> list[float]:
     stored: dict[str, bytes] = {}

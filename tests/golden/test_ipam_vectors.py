@@ -56,6 +56,9 @@ class View:
     def target_count(self) -> int:
         return 2
 
+    def peer_uid(self, name: PeerName) -> int | None:
+        return None
+
 
 class Capture:
     """A sink that records what the allocator sends (broadcast data stays lazy, as in the mesh)."""

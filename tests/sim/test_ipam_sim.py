@@ -267,29 +267,120 @@ def test_peer_cut_off_too_long_yields_and_reclaims_its_addresses() -> None:
     assert c.rings_converged()
 
 
+# ------------------------------------------------------------------------------------------------ with Weave 2.8 peers
+
+
+def _plan(c: IpamCluster, i: int, about: int) -> str:
+    stuck = {e["Peer"]: e["Plan"] for e in c.peers[i].alloc.status(None)["Unreachable"]}
+    return stuck[str(c.peers[about].name)]
+
+
+def test_go_peer_cut_off_longer_than_reclaim_after_keeps_its_space_and_rejoins() -> None:
+    """A partition is not a death: a Weave 2.8 peer never gives reclaimed space back (it refuses the ring and
+    the connection for good), so its space is never reclaimed automatically, and after the heal the cluster is
+    one mesh again."""
+    c = IpamCluster(3, seed=31, config=_reclaiming(20), go_peers=[2])
+    spread(c, 3)
+    go_addr = c.peers[2].alloc.owned_all()["seed2"][0]
+    c.partition([[0, 1], [2]])
+    c.run_for(120)
+    assert [p.alloc.reclaims for p in c.peers] == [0, 0, 0]
+    assert 2 in _owners(c, 0) and 2 in _owners(c, 1)
+    plan = _plan(c, 0, 2)
+    assert plan.startswith("not reclaimed automatically: ") and "Weave 2.8" in plan, plan
+    c.heal()
+    c.run_for(60)
+    check(c)
+    more = [c.allocate(i, f"after{i}-{k}") for i in range(3) for k in range(3)]
+    c.run_for(30)
+    assert all(b and b[0].ok for b in more)
+    assert c.peers[2].alloc.owned_all()["seed2"] == [go_addr]
+    assert all(c.peers[i].alloc.ring.owner(go_addr.addr) == c.peers[2].name for i in range(3))
+    check(c)
+    c.run_for(120)
+    assert c.rings_converged()
+
+
+def test_dead_weavenet_peer_is_reclaimed_when_a_go_peer_has_the_lowest_name() -> None:
+    """The reclaimer is the lowest-named reachable peer that reclaims automatically, not a Weave 2.8 peer
+    (which never does)."""
+    c = IpamCluster(4, seed=32, config=_reclaiming(30), go_peers=[0])
+    spread(c, 4)
+    c.kill(3)
+    c.run_for(20)
+    assert _plan(c, 1, 3).startswith("this peer reclaims its space in"), _plan(c, 1, 3)
+    assert _plan(c, 2, 3).startswith(f"{c.peers[1].name}(p2) reclaims its space in about"), _plan(c, 2, 3)
+    c.run_for(60)
+    assert [p.alloc.reclaims for p in c.peers[:3]] == [0, 1, 0]
+    assert all(3 not in _owners(c, i) for i in range(3))
+    more = [c.allocate(i, f"after{i}-{k}") for i in range(3) for k in range(5)]
+    c.run_for(30)
+    assert all(b and b[0].ok for b in more)
+    check(c)
+    c.run_for(120)
+    assert c.rings_converged()
+
+
+def test_weavenet_peer_with_reclaim_off_is_not_reclaimed() -> None:
+    """``--ipalloc-reclaim-after 0`` on a peer: it keeps Weave's rule (refuse a ring that takes its space), so
+    the others must not take its space either."""
+
+    def cfg(i: int, c: AllocatorConfig) -> AllocatorConfig:
+        c.reclaim_after = 0 if i == 3 else 30
+        return c
+
+    c = IpamCluster(4, seed=33, config=cfg)
+    spread(c, 4)
+    c.partition([[0, 1, 2], [3]])
+    c.run_for(120)
+    assert [p.alloc.reclaims for p in c.peers] == [0, 0, 0, 0]
+    assert _plan(c, 0, 3) == "not reclaimed automatically: automatic reclaim is off on that peer"
+    c.heal()
+    c.run_for(60)
+    check(c)
+    c.run_for(120)
+    assert c.rings_converged()
+
+
 # ------------------------------------------------------------------------------------------------ on the real mesh
 
 
 class MeshIpam:
     """Allocators on real router cores in ``SimNetwork``: the daemon's wiring (``RouterView``, the channel, topology
-    GC), with allocator timers driven between steps of the network."""
+    GC), with allocator timers driven between steps of the network.
 
-    def __init__(self, n: int, seed: int, reclaim_after: float = 0.0) -> None:
+    ``go_peers`` behave as Weave 2.8 routers: no weavenet handshake features (so no topology digests), IPAM on
+    channel ``IPallocation`` only (any other channel is relayed by the router's surrogate, as mesh does), never
+    reclaiming, and refusing a ring that takes space with allocations away from them, which drops the connection.
+    """
+
+    def __init__(self, n: int, seed: int, reclaim_after: float = 0.0, go_peers: tuple[int, ...] = ()) -> None:
+        from weavenet.core.mesh_types import MeshConfig
+        from weavenet.core.names import PeerName
         from weavenet.daemon.ipam_service import RouterView
+        from weavenet.ipam import members
         from weavenet.ipam.allocator import Allocator
         from weavenet.ipam.wire import CHANNEL
         from weavenet.sim.network import SimNetwork
 
-        self.net = SimNetwork(n, seed=seed)
+        def mesh_config(i: int) -> MeshConfig:
+            return MeshConfig(
+                name=PeerName(0x0A0000000000 + i + 1), nickname=f"p{i + 1}", gossip_filter=i not in go_peers
+            )
+
+        self.net = SimNetwork(n, seed=seed, config=mesh_config)
         self.allocs = []
         universe = CIDR.parse_subnet("10.32.0.0/12")
         for p in self.net.peers:
             r = p.router
+            after = 0.0 if p.index in go_peers else reclaim_after
             cfg = AllocatorConfig(
-                r.name, r.ourself.uid, r.ourself.nickname, universe, peer_count=n, reclaim_after=reclaim_after
+                r.name, r.ourself.uid, r.ourself.nickname, universe, peer_count=n, reclaim_after=after
             )
             a = Allocator(cfg, RouterView(r), random.Random(seed + p.index), 0.0)
             a.set_sink(r.new_gossip(CHANNEL, a))
+            if p.index not in go_peers:
+                a.set_members_sink(r.new_gossip(members.CHANNEL, a.members_gossiper()))
             r.on_peer_removed.append(lambda peer, a=a: a.peer_gone(peer.name))
             a.start({}, [], 0.0)
             self.allocs.append(a)
@@ -347,3 +438,58 @@ def test_on_the_real_mesh_consensus_donation_partition_and_reclaim() -> None:
                 live[c.addr] = (i, ident)
     rings = [[(e.token, e.peer) for e in a.ring.entries] for a in m.allocs]
     assert all(r == rings[0] for r in rings)
+
+
+def _one_mesh(m: MeshIpam) -> None:
+    """Every router connected to every other, no IPAM message refused, the same owners everywhere (free counts
+    travel with the periodic gossip), no address held twice."""
+    n = len(m.allocs)
+    for p in m.net.peers:
+        assert len(p.router.by_peer) == n - 1, (p.index, sorted(map(str, p.router.by_peer)))
+    assert [a.refused_count for a in m.allocs] == [0] * n, [list(a.refusals) for a in m.allocs]
+    rings = [[(e.token, e.peer) for e in a.ring.entries] for a in m.allocs]
+    assert all(r == rings[0] for r in rings)
+    live: dict[int, tuple[int, str]] = {}
+    for i, a in enumerate(m.allocs):
+        for ident, cidrs in a.owned_all().items():
+            for c in cidrs:
+                assert c.addr not in live, f"{c} held by {live[c.addr]} and {i}/{ident}"
+                live[c.addr] = (i, ident)
+
+
+def test_on_the_real_mesh_a_go_peer_cut_off_for_long_rejoins() -> None:
+    m = MeshIpam(3, seed=41, reclaim_after=20, go_peers=(2,))
+    m.run_for(20)
+    boxes = [m.allocate(i, f"c{i}") for i in range(3)]
+    m.run_for(20)
+    assert all(b and b[0].ok for b in boxes), boxes
+    m.net.partition([0, 1], [2])
+    m.run_for(120)
+    assert [a.reclaims for a in m.allocs] == [0, 0, 0]
+    m.net.heal_all()
+    m.run_for(120)
+    _one_mesh(m)
+    assert m.allocs[2].owned_all()["c2"] == [boxes[2][0].cidr]
+    more = [m.allocate(i, f"after{i}") for i in range(3)]
+    m.run_for(20)
+    assert all(b and b[0].ok for b in more), more
+    _one_mesh(m)
+
+
+def test_on_the_real_mesh_reclaim_with_a_go_peer_lowest_and_in_the_middle() -> None:
+    """The Go peer (lowest name) is the hub every other peer first connects to, so the weavenet peers' reclaim
+    gossip crosses it; the reclaimer is the lowest weavenet peer, and the weavenet peer that was cut off gives
+    the space up when it returns, Go accepting the change."""
+    m = MeshIpam(5, seed=42, reclaim_after=30, go_peers=(0,))
+    m.run_for(20)
+    boxes = [m.allocate(i, f"c{i}") for i in range(5)]
+    m.run_for(20)
+    assert all(b and b[0].ok for b in boxes), boxes
+    m.net.partition([0, 1, 2, 3], [4])
+    m.run_for(150)
+    assert [a.reclaims for a in m.allocs] == [0, 1, 0, 0, 0]
+    m.net.heal_all()
+    m.run_for(120)
+    _one_mesh(m)
+    assert m.allocs[4].owned_all()["c4"] == [boxes[4][0].cidr], "the returning peer got its address back"
+    assert m.allocs[4].conflicts == []

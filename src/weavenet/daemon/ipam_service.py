@@ -1,11 +1,12 @@
 """IPAM in the router daemon: the allocator on the mesh, its timer, its store, and awaitables for the API.
 
 Wiring, as Weave's ``prog/weaver/main.go`` does it: the allocator is registered on gossip channel
-``IPallocation`` before any connection forms; the topology's peer removals prune its nicknames; it is started
-with the persisted ring and owned addresses (``ring``, ``ownedAddresses``, ``peername`` in the state store,
-written in one transaction whenever they change) and with *pre-claims*: the addresses of containers still
-attached (from the attach registry) and of the bridge (``weave:expose``), so a restarted router never hands
-them out again. Containers that went away while it was down are pruned.
+``IPallocation`` (and on weavenet's ``weavenet-ipam-members``, see ``ipam.members``) before any connection
+forms; the topology's peer removals prune its nicknames; it is started with the persisted ring and owned
+addresses (``ring``, ``ownedAddresses``, ``peername`` in the state store, and ``weavenetIpamMembers``, written
+in one transaction whenever they change) and with *pre-claims*: the addresses of containers still attached
+(from the attach registry) and of the bridge (``weave:expose``), so a restarted router never hands them out
+again. Containers that went away while it was down are pruned.
 
 Every call into the allocator runs through ``MeshDriver.run``, so the gossip it causes goes out at once and the
 allocator's timer is re-armed afterwards (``after_input``). Results come back through callbacks, turned into
@@ -28,6 +29,7 @@ from weavenet.core.names import PeerName
 from weavenet.daemon import container_watch
 from weavenet.daemon.ipam_options import IpamSetup
 from weavenet.host import attached
+from weavenet.ipam import members
 from weavenet.ipam.address import CIDR
 from weavenet.ipam.allocator import Allocator, AllocatorConfig, PreClaim
 from weavenet.ipam.operations import Operation, Result
@@ -41,7 +43,7 @@ log = logging.getLogger("weavenet.ipam")
 
 EXPOSE_IDENT = "weave:expose"
 CANCEL_POLL = 0.5
-STORE_KEYS = ("peername", "ring", "ownedAddresses")
+STORE_KEYS = ("peername", "ring", "ownedAddresses", members.STORE_KEY)
 
 
 def ipam_for(daemon: Daemon) -> IPAMService | None:
@@ -66,6 +68,10 @@ class RouterView:
 
     def target_count(self) -> int:
         return len(self.router.maker.direct_targets(True))
+
+    def peer_uid(self, name: PeerName) -> int | None:
+        peer = self.router.topology.get(name)
+        return peer.uid if peer is not None and peer.uid else None
 
 
 class IPAMService:
@@ -97,6 +103,7 @@ class IPAMService:
             persist=self._persist,
         )
         self.allocator.set_sink(self.router.new_gossip(CHANNEL, self.allocator))
+        self.allocator.set_members_sink(self.router.new_gossip(members.CHANNEL, self.allocator.members_gossiper()))
         self.router.on_peer_removed.append(lambda peer: self.allocator.peer_gone(peer.name))
         daemon.container_events.subscribe(self._on_container_event)
         self.watch = container_watch.ContainerWatch(daemon.config.run_dir, daemon.container_events, loop.time)

@@ -16,8 +16,10 @@ callback receiving Weave's keys with gob values, to be written in one transactio
 delivered only after that callback returned, so whatever a caller was told is on disk first.
 
 Beyond Weave: automatic reclaim of space held by peers gone for good (``reclaim.py``), with quarantine of the
-reclaimed space and the returning peer's yield-and-reclaim (``_yield``); received rings that are refused are
-counted and listed, and nicknames from a refused message are not merged either.
+reclaimed space and the returning peer's yield-and-reclaim (``_yield``), only of peers that said they yield
+(``members.py``: a second gossip channel, ``weavenet-ipam-members``, which Weave 2.8 peers relay without
+reading); received rings that are refused are counted and listed, and nicknames from a refused message are
+not merged either.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any, Protocol
 from weavenet.core.gossip import GossipData, GossipSink
 from weavenet.core.names import PeerName
 from weavenet.errors import ConfigError, RemoteProtocolError, WeavenetError
+from weavenet.ipam import members as mb
 from weavenet.ipam import wire
 from weavenet.ipam.address import CIDR, Range, ip_str, subtract_ranges
 from weavenet.ipam.operations import Allocate, Claim, Done, Operation, Prime, Result
@@ -51,6 +54,7 @@ REFUSALS_KEPT = 5
 RING_KEY = "ring"
 OWNED_KEY = "ownedAddresses"
 NAME_KEY = "peername"
+MEMBERS_KEY = mb.STORE_KEY
 
 
 class TopologyView(Protocol):
@@ -66,6 +70,10 @@ class TopologyView(Protocol):
 
     def target_count(self) -> int:
         """How many direct peers we were given (for the default quorum)."""
+        ...
+
+    def peer_uid(self, name: PeerName) -> int | None:
+        """The UID (incarnation) the topology shows for the peer now; None if it shows none."""
         ...
 
 
@@ -111,6 +119,27 @@ class IpamGossipData:
         return self
 
 
+class _MembersChannel:
+    """The allocator as the gossiper of ``weavenet-ipam-members`` (see ``members``)."""
+
+    __slots__ = ("alloc",)
+
+    def __init__(self, alloc: Allocator) -> None:
+        self.alloc = alloc
+
+    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+        return None  # the channel has no unicasts
+
+    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> GossipData | None:
+        return self.alloc.on_members(src, update, relay_all=True)
+
+    def gossip(self) -> GossipData | None:
+        return mb.MembersGossipData(self.alloc.members)
+
+    def on_gossip(self, update: bytes) -> GossipData | None:
+        return self.alloc.on_members(UNKNOWN_PEER, update, relay_all=False)
+
+
 class _NullSink:
     def gossip_unicast(self, dst: PeerName, msg: bytes) -> None:
         pass
@@ -140,6 +169,8 @@ class Allocator:
         self.rng = rng
         self.persist = persist
         self.sink: GossipSink = _NullSink()
+        self.members_sink: GossipSink = _NullSink()
+        self.members = mb.Members(config.name, config.uid, config.reclaim_after > 0, view.peer_uid)
         self.ring = Ring(self.universe.addr, self.universe.addr + self.universe.size, config.name)
         self.space = Space()
         self.owned: dict[str, Owned] = {}
@@ -172,10 +203,18 @@ class Allocator:
     def set_sink(self, sink: GossipSink) -> None:
         self.sink = sink
 
+    def members_gossiper(self) -> _MembersChannel:
+        """The gossiper to register on channel ``members.CHANNEL`` (weavenet peers only)."""
+        return _MembersChannel(self)
+
+    def set_members_sink(self, sink: GossipSink) -> None:
+        self.members_sink = sink
+
     def start(self, stored: dict[str, bytes], preclaims: Iterable[PreClaim], now: float) -> None:
         """Load persisted data, then create the ring from the seed or wait (Weave's ``Start``)."""
         with self._entry(now):
             self.pending_claims = [Claim(p.ident, p.cidr, p.is_container) for p in preclaims]
+            self._load_members(stored.get(MEMBERS_KEY))
             loaded = self._load(stored)
             if loaded and self.config.seed:
                 self._info("Found persisted IPAM data, ignoring supplied IPAM seed")
@@ -224,6 +263,18 @@ class Allocator:
                         self.space.claim(c.addr)
         return True
 
+    def _load_members(self, raw: bytes | None) -> None:
+        """What we knew of who takes part in reclaim, and our own statement, made anew above the stored one."""
+        stored: dict[PeerName, mb.Statement] = {}
+        if raw is not None:
+            try:
+                stored = mb.decode(raw) or {}
+            except RemoteProtocolError as e:
+                self._info(f"Persisted IPAM members are unreadable ({e}); learning them again")
+        self.members.load(stored)
+        self._dirty.add(MEMBERS_KEY)
+        self.members_sink.gossip_broadcast(mb.MembersGossipData(self.members, {self.name}))
+
     def _overwrite(self, message: str) -> None:
         self._info(message)
         self._dirty |= {NAME_KEY, RING_KEY, OWNED_KEY}
@@ -262,6 +313,8 @@ class Allocator:
                 items[RING_KEY] = wire.encode_ring(self.ring)
             if OWNED_KEY in self._dirty:
                 items[OWNED_KEY] = self._encode_owned()
+            if MEMBERS_KEY in self._dirty:
+                items[MEMBERS_KEY] = mb.encode(self.members.table)
             self._dirty.clear()
             if self.persist is not None:
                 self.persist(items)
@@ -750,11 +803,40 @@ class Allocator:
         for name in list(self.nicknames):
             if name not in ring_peers and not self.view.is_known_peer(name) and name != self.name:
                 del self.nicknames[name]
+        if self.members.prune(self._worth_knowing()):
+            self._dirty.add(MEMBERS_KEY)
+
+    def _worth_knowing(self) -> Callable[[PeerName], bool]:
+        """Keep what a peer said of itself while it owns space or is in the topology (as for nicknames)."""
+        owners = self.ring.peer_names()
+        return lambda name: name == self.name or name in owners or self.view.is_known_peer(name)
 
     def peer_gone(self, name: PeerName) -> None:
         """The topology forgot a peer: forget its nickname unless the ring still names it."""
         if name not in self.ring.peer_names() and name != self.name:
             self.nicknames.pop(name, None)
+            if name in self.members.table:
+                with self._entry():
+                    self.members.prune(self._worth_knowing())
+                    self._dirty.add(MEMBERS_KEY)
+
+    def on_members(self, src: PeerName, update: bytes, relay_all: bool) -> GossipData | None:
+        """Statements on ``weavenet-ipam-members``: merge; relay a broadcast on, and what was new of gossip."""
+        with self._entry(), self._guard(src):
+            try:
+                received = mb.decode(update)
+            except RemoteProtocolError as e:
+                raise self._refuse(src, e) from e
+            if received is None:  # a later format: nothing we can use, nothing wrong either
+                log.debug("[allocator %s] ignoring IPAM members message of format %d", self.name, update[0])
+                return None
+            changed = self.members.merge(received, self._worth_knowing())
+            if changed:
+                self._dirty.add(MEMBERS_KEY)
+            if self.name in changed:  # an older incarnation of ours was still talked about: say who we are now
+                self.members_sink.gossip_broadcast(mb.MembersGossipData(self.members, {self.name}))
+            relayed = set(received) & set(self.members.table) if relay_all else changed
+            return mb.MembersGossipData(self.members, relayed) if relayed else None
 
     def _pick_peer_for_transfer(self) -> PeerName:
         known = self.view.is_known_peer
@@ -820,14 +902,14 @@ class Allocator:
         absent_since = dict(self.reclaimer.absent_since)
         owners = self.ring.peer_names()
         reached = sum(1 for p in owners if p == self.name or reachable(p))
-        for peer in self.reclaimer.due(self.ring, self.name, reachable, now):
+        for peer in self.reclaimer.due(self.ring, self.name, reachable, now, self.members):
             gained = self._takeover(peer, automatic=True)
             self.reclaims += 1
             self.reclaimed_ips += gained
             self._warn(
                 f"reclaimed {gained} IPs from {self._describe(peer)}, unreachable for "
                 f"{duration(now - absent_since.get(peer, now))} ({reached} of {len(owners)} peers owning IP space "
-                "reachable, and this peer is the lowest-named of them)"
+                "reachable, and this peer is the lowest-named of them that reclaims automatically)"
             )
 
     # ===================================================================================== timer
@@ -885,7 +967,7 @@ class Allocator:
             if isinstance(op, Claim)
         ]
         allocates = [op.describe() for op in self.pending_allocates if isinstance(op, Allocate)]
-        stuck = self.reclaimer.stuck(self.ring, self.name, self.view.is_reachable, t, self._describe)
+        stuck = self.reclaimer.stuck(self.ring, self.name, self.view.is_reachable, t, self._describe, self.members)
         return {
             "Paxos": paxos,
             "Range": str(self.universe),

@@ -2,35 +2,62 @@
 
 Weave's most reported IPAM problem is space stuck on peers that died: only ``weave rmpeer`` on exactly one
 surviving host frees it, and running it on two hosts, or for a peer that was only cut off, corrupts the ring.
-This module decides, on every allocator tick, whether *this* peer should take such space over by itself:
+This module decides, on every allocator tick, whether *this* peer should take such space over by itself.
 
-* a peer that owns ring entries and has been unreachable for ``after`` seconds (``--ipalloc-reclaim-after``)
-  counts as gone;
-* only one survivor acts: the lowest-named peer among the ring owners this peer can reach (itself included),
-  so peers that see the same topology pick the same one;
-* only with a strict majority of *all* ring owners (the absent ones included) reachable, so the two sides of a
-  partition can never both reclaim (their majorities would have to overlap), and a minority never does; in a
-  two-owner cluster nothing is reclaimed automatically;
+What it assumes. Nothing can tell a dead peer from one cut off by a partition, so reclaim must be safe for a
+peer that comes back: it is, only because the returning peer gives the reclaimed ranges up and re-claims the
+addresses its containers still use. Weave 2.8 peers never do (they refuse the ring that takes their space and
+drop every connection that brings it, for good), nor do weavenet peers with ``--ipalloc-reclaim-after 0``,
+which keep Weave's rule. So only the space of peers that *said* they yield is reclaimed (``members``: what
+every weavenet peer states of itself, gossiped and persisted); a peer that never said so, Weave 2.8 ones
+included, keeps its space until ``weave rmpeer``. The rules:
+
+* a peer that owns ring entries, said it yields, and has been unreachable for ``after`` seconds
+  (``--ipalloc-reclaim-after``) counts as gone;
+* only one survivor acts: the lowest-named among the ring owners this peer can reach (itself included) that
+  said it reclaims automatically, so peers that see the same topology and statements pick the same one, and a
+  Weave 2.8 peer with the lowest name (which never reclaims) is not waited for;
+* only with a strict majority of *all* ring owners (the absent ones included, Weave 2.8 peers included)
+  reachable, so the two sides of a partition can never both reclaim (their majorities would have to overlap),
+  and a minority never does; in a two-owner cluster nothing is reclaimed automatically;
 * the condition must hold on two ticks ``settle`` seconds apart, which rides out a topology still converging.
 
-What remains possible is a peer cut off (not dead) for longer than ``after`` on the minority side: its space is
-reclaimed while it still uses some. The reclaimer therefore allocates from reclaimed space last (quarantine),
-and the returning peer yields its ranges and re-claims the addresses its containers hold (see ``allocator``),
-so that only addresses handed out again meanwhile can collide; those are reported as conflicts.
+What remains possible is a weavenet peer cut off (not dead) for longer than ``after`` on the minority side:
+its space is reclaimed while it still uses some. The reclaimer therefore allocates from reclaimed space last
+(quarantine), and the returning peer yields its ranges and re-claims the addresses its containers hold (see
+``allocator``), so that only addresses handed out again meanwhile can collide; those are reported as
+conflicts.
 
-Pure: time is passed in; reachability comes from a callback.
+Pure: time is passed in; reachability comes from a callback, who takes part from a :class:`Membership`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from weavenet.core.names import PeerName
 from weavenet.ipam.ring import Ring
 
 DEFAULT_RECLAIM_AFTER = 3600.0
 SETTLE = 10.0
+
+
+class Membership(Protocol):
+    """Who takes part in automatic reclaim (``members.Members``)."""
+
+    def reclaims(self, peer: PeerName) -> bool:
+        """The peer said it reclaims automatically (so it may be the one to act)."""
+        ...
+
+    def yields(self, peer: PeerName) -> bool:
+        """The peer said it gives reclaimed space back when it returns (so its space may be reclaimed)."""
+        ...
+
+    def why_not(self, peer: PeerName) -> str:
+        """Why a peer that does not yield keeps its space."""
+        ...
 
 
 @dataclass(slots=True)
@@ -68,13 +95,20 @@ class Reclaimer:
         reach = {p for p in owners if p == us or reachable(p)}
         return reach, len(owners)
 
-    def due(self, ring: Ring, us: PeerName, reachable: Callable[[PeerName], bool], now: float) -> list[PeerName]:
+    @staticmethod
+    def _reclaimer(reach: set[PeerName], members: Membership) -> PeerName | None:
+        """The lowest-named reachable owner that reclaims automatically: the one that acts."""
+        return min((p for p in reach if members.reclaims(p)), default=None)
+
+    def due(
+        self, ring: Ring, us: PeerName, reachable: Callable[[PeerName], bool], now: float, members: Membership
+    ) -> list[PeerName]:
         """The peers this peer should reclaim now (usually none)."""
         if self.after <= 0 or ring.empty():
             return []
         reach, total = self._quorum(ring, us, reachable)
-        gone = [p for p, since in self.absent_since.items() if now - since >= self.after]
-        if not gone or 2 * len(reach) <= total or us not in reach or min(reach) != us:
+        gone = [p for p, since in self.absent_since.items() if now - since >= self.after and members.yields(p)]
+        if not gone or 2 * len(reach) <= total or us not in reach or self._reclaimer(reach, members) != us:
             self._ready_since.clear()
             return []
         out = []
@@ -94,6 +128,7 @@ class Reclaimer:
         reachable: Callable[[PeerName], bool],
         now: float,
         describe: Callable[[PeerName], str],
+        members: Membership,
     ) -> list[Stuck]:
         """Every unreachable ring owner, with the plan for its space (for ``weave status ipam``)."""
         if ring.empty():
@@ -106,16 +141,20 @@ class Reclaimer:
             since = self.absent_since.get(p, now)
             absent = now - since
             reclaim_in: float | None = None
+            who = self._reclaimer(reach, members)
             if self.after <= 0:
                 plan = "automatic reclaim is off (--ipalloc-reclaim-after 0)"
+            elif not members.yields(p):
+                plan = f"not reclaimed automatically: {members.why_not(p)}"
             elif 2 * len(reach) <= total:
                 plan = (
                     f"not reclaimed automatically: {len(reach)} of {total} peers owning IP space reachable, "
                     "a majority is needed"
                 )
+            elif who is None:
+                plan = "not reclaimed automatically: no reachable peer owning IP space reclaims automatically"
             else:
                 left = max(0.0, since + self.after - now)
-                who = min(reach)
                 if who == us:
                     reclaim_in = left
                     plan = f"this peer reclaims its space in {duration(left)}"

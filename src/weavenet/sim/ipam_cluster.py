@@ -12,8 +12,11 @@ what it persisted. A message an allocator refuses (``RemoteProtocolError``) is r
 dropped, re-dialled, and the same state sent again is refused again. Messages between peers without a direct
 link are relayed by the others (reachability is the connected component, as routes are in the mesh).
 
+Each weavenet peer also gossips on ``weavenet-ipam-members`` (who takes part in automatic reclaim).
 ``go_peers`` behave as Weave 2.8 routers do: they never reclaim (``--ipalloc-reclaim-after`` is a weavenet
-option), so a ring update that takes a range with allocations away from them is refused.
+option), so a ring update that takes a range with allocations away from them is refused, and they have no
+``weavenet-ipam-members`` gossiper (their mesh relays that channel; here every message reaches its
+destinations directly, so that costs nothing to model).
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from weavenet.core.gossip import GossipData
+from weavenet.core.gossip import GossipData, Gossiper
 from weavenet.core.names import PeerName
 from weavenet.errors import RemoteProtocolError
+from weavenet.ipam import members
 from weavenet.ipam.address import CIDR
 from weavenet.ipam.allocator import Allocator, AllocatorConfig
 from weavenet.ipam.operations import Result
 
 GOSSIP_INTERVAL = 30.0
+IPAM = "IPallocation"
+MEMBERS = members.CHANNEL
 
 
 @dataclass
@@ -49,6 +55,7 @@ class _Peer:
     up: bool = True
     stored: dict[str, bytes] = field(default_factory=dict)
     go: bool = False  # behaves as a Weave 2.8 peer
+    gossipers: dict[str, Gossiper] = field(default_factory=dict)
     bytes_sent: int = 0
     messages_sent: int = 0
 
@@ -68,11 +75,18 @@ class _View:
     def target_count(self) -> int:
         return len(self.cluster.peers) - 1
 
+    def peer_uid(self, name: PeerName) -> int | None:
+        other = self.cluster.by_name.get(name)
+        if other is None or not self.cluster.reachable(self.index, other.index):
+            return None  # the mesh's topology forgets unreachable peers
+        return other.alloc.config.uid
+
 
 class _Sink:
-    def __init__(self, cluster: IpamCluster, index: int) -> None:
+    def __init__(self, cluster: IpamCluster, index: int, channel: str) -> None:
         self.cluster = cluster
         self.index = index
+        self.channel = channel
 
     def gossip_unicast(self, dst: PeerName, msg: bytes) -> None:
         c = self.cluster
@@ -81,7 +95,7 @@ class _Sink:
         src.bytes_sent += len(msg)
         src.messages_sent += 1
         if target is not None:
-            c.send(self.index, target.index, lambda a: a.on_gossip_unicast(src.name, msg))
+            c.send(self.index, target.index, self.channel, lambda g: g.on_gossip_unicast(src.name, msg))
 
     def gossip_broadcast(self, data: GossipData) -> None:
         c = self.cluster
@@ -91,10 +105,12 @@ class _Sink:
                 if other.index != self.index and c.reachable(self.index, other.index):
                     src.bytes_sent += len(payload)
                     src.messages_sent += 1
-                    c.send(self.index, other.index, lambda a, p=payload: a.on_gossip_broadcast(src.name, p))
+                    c.send(
+                        self.index, other.index, self.channel, lambda g, p=payload: g.on_gossip_broadcast(src.name, p)
+                    )
 
     def gossip_neighbour_subset(self, data: GossipData) -> None:
-        self.cluster.gossip_to_random(self.index, data)
+        self.cluster.gossip_to_random(self.index, self.channel, data)
 
 
 class IpamCluster:
@@ -151,7 +167,11 @@ class IpamCluster:
             peer.stored.update(items)
 
         alloc = Allocator(cfg, _View(self, peer.index), random.Random(self.rng.getrandbits(64)), self.now, persist)
-        alloc.set_sink(_Sink(self, peer.index))
+        alloc.set_sink(_Sink(self, peer.index, IPAM))
+        peer.gossipers = {IPAM: alloc}
+        if not peer.go:
+            alloc.set_members_sink(_Sink(self, peer.index, MEMBERS))
+            peer.gossipers[MEMBERS] = alloc.members_gossiper()
         return alloc
 
     # -- plumbing -------------------------------------------------------------------------------------------------
@@ -181,15 +201,18 @@ class IpamCluster:
     def _links_changed(self) -> None:
         self._components = None
 
-    def send(self, src: int, dst: int, fn: Callable[[Allocator], object]) -> None:
+    def send(self, src: int, dst: int, channel: str, fn: Callable[[Gossiper], object]) -> None:
         lo, hi = self.latency
         when = self.now + lo + (hi - lo) * self.rng.random()
 
         def deliver() -> None:
             if not self.reachable(src, dst):
                 return  # lost with the connection
+            gossiper = self.peers[dst].gossipers.get(channel)
+            if gossiper is None:
+                return  # a channel the peer does not implement: its mesh relays it, nothing more
             try:
-                fn(self.peers[dst].alloc)
+                fn(gossiper)
             except RemoteProtocolError as e:
                 self.refused.append((dst, str(e)))
                 self.broken.add(frozenset((src, dst)))  # the connection is dropped, and stays so
@@ -197,14 +220,14 @@ class IpamCluster:
 
         self._at(when, deliver)
 
-    def gossip_to_random(self, index: int, data: GossipData) -> None:
+    def gossip_to_random(self, index: int, channel: str, data: GossipData) -> None:
         others = [p for p in self.peers if p.index != index and self.connected(index, p.index)]
         src = self.peers[index]
         for other in self.rng.sample(others, min(2, len(others))):
             for payload in data.encode():
                 src.bytes_sent += len(payload)
                 src.messages_sent += 1
-                self.send(index, other.index, lambda a, p=payload: a.on_gossip(p))
+                self.send(index, other.index, channel, lambda g, p=payload: g.on_gossip(p))
 
     def _at(self, when: float, fn: Callable[[], None]) -> None:
         self._seq += 1
@@ -225,9 +248,10 @@ class IpamCluster:
                 self._next_gossip = self.now + GOSSIP_INTERVAL
                 for p in self.peers:
                     if p.up:
-                        data = p.alloc.gossip()
-                        if data is not None:
-                            self.gossip_to_random(p.index, data)
+                        for channel, gossiper in p.gossipers.items():
+                            data = gossiper.gossip()
+                            if data is not None:
+                                self.gossip_to_random(p.index, channel, data)
             else:
                 for p in self.peers:
                     timer = p.alloc.get_timer()
@@ -249,8 +273,8 @@ class IpamCluster:
     # -- scenario controls ------------------------------------------------------------------------------------
 
     def partition(self, groups: list[list[int]]) -> None:
-        for g, members in enumerate(groups):
-            for i in members:
+        for g, group in enumerate(groups):
+            for i in group:
                 self.peers[i].group = g
         self._links_changed()
 

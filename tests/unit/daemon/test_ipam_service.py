@@ -27,6 +27,7 @@ from weavenet.daemon.persistence import Store
 from weavenet.errors import ConfigError
 from weavenet.host import attached
 from weavenet.host.attached import Attached
+from weavenet.ipam import members
 
 NAME = PeerName(0xAABBCCDDEEFF)
 
@@ -128,13 +129,16 @@ async def test_routes_persistence_and_events(tmp_path: Path) -> None:
     # die, then the grace period: the address goes (driven by the allocator's timer)
     svc.daemon.container_events.publish(ContainerEvent(DIE, "/proc/self/ns/net", 0.0))
     assert svc.allocator.dead
+    said = svc.allocator.members.own
+    assert members.CHANNEL in svc.router.channels  # a gossiper of its own, not a surrogate
     await svc.close()
     store.close()
-    # a restarted router finds its ring and addresses in the store
+    # a restarted router finds its ring and addresses in the store, and says anew that it reclaims, above before
     store2 = Store(tmp_path / "state")
     svc2 = await make_service(tmp_path, store2)
     assert {k: [str(c) for c in v] for k, v in svc2.owned().items()} == {"/proc/self/ns/net": ["10.32.0.1/12"]}
     assert not svc2.allocator.ring.empty()
+    assert svc2.allocator.members.own.version == said.version + 1 and svc2.allocator.members.own.reclaims
     await svc2.close()
     store2.close()
 

@@ -120,6 +120,9 @@ class _View:
     def target_count(self) -> int:
         return 1
 
+    def peer_uid(self, name: PeerName) -> int | None:
+        return None
+
 
 SAMPLE = _sample_payload()
 
