@@ -306,6 +306,7 @@ def test_dead_weavenet_peer_is_reclaimed_when_a_go_peer_has_the_lowest_name() ->
     (which never does)."""
     c = IpamCluster(4, seed=32, config=_reclaiming(30), go_peers=[0])
     spread(c, 4)
+    c.run_for(40)  # the Go peer has been reachable, and silent, for longer than the grace
     c.kill(3)
     c.run_for(20)
     assert _plan(c, 1, 3).startswith("this peer reclaims its space in"), _plan(c, 1, 3)

@@ -159,6 +159,9 @@ class Members:
         uid = self.current_uid(peer)
         return uid is None or uid == s.uid
 
+    def said(self, peer: PeerName) -> bool:
+        return peer in self.table
+
     def why_not(self, peer: PeerName) -> str:
         """Why the peer's space is not reclaimed automatically (for ``weave status ipam``)."""
         s = self.table.get(peer)

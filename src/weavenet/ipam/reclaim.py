@@ -16,7 +16,10 @@ included, keeps its space until ``weave rmpeer``. The rules:
   (``--ipalloc-reclaim-after``) counts as gone;
 * only one survivor acts: the lowest-named among the ring owners this peer can reach (itself included) that
   said it reclaims automatically, so peers that see the same topology and statements pick the same one, and a
-  Weave 2.8 peer with the lowest name (which never reclaims) is not waited for;
+  Weave 2.8 peer with the lowest name (which never reclaims) is not waited for. A reachable owner that has
+  said nothing yet is waited for during ``grace`` (two gossip intervals) after it became reachable: that is
+  how long a statement may take to arrive, relayed by Weave 2.8 peers, and two reclaimers at once would
+  give the same range two owners at the same version;
 * only with a strict majority of *all* ring owners (the absent ones included, Weave 2.8 peers included)
   reachable, so the two sides of a partition can never both reclaim (their majorities would have to overlap),
   and a minority never does; in a two-owner cluster nothing is reclaimed automatically;
@@ -42,6 +45,7 @@ from weavenet.ipam.ring import Ring
 
 DEFAULT_RECLAIM_AFTER = 3600.0
 SETTLE = 10.0
+GRACE = 60.0  # two periodic gossip rounds: every statement of a reachable peer has reached us by then
 
 
 class Membership(Protocol):
@@ -53,6 +57,10 @@ class Membership(Protocol):
 
     def yields(self, peer: PeerName) -> bool:
         """The peer said it gives reclaimed space back when it returns (so its space may be reclaimed)."""
+        ...
+
+    def said(self, peer: PeerName) -> bool:
+        """The peer said anything at all (a Weave 2.8 peer never does)."""
         ...
 
     def why_not(self, peer: PeerName) -> str:
@@ -75,7 +83,9 @@ class Stuck:
 class Reclaimer:
     after: float = DEFAULT_RECLAIM_AFTER  # 0: off
     settle: float = SETTLE
+    grace: float = GRACE
     absent_since: dict[PeerName, float] = field(default_factory=dict)
+    seen_since: dict[PeerName, float] = field(default_factory=dict)  # reachable owners: since when
     _ready_since: dict[PeerName, float] = field(default_factory=dict)
 
     def observe(self, ring: Ring, us: PeerName, reachable: Callable[[PeerName], bool], now: float) -> None:
@@ -84,21 +94,30 @@ class Reclaimer:
         for p in owners - {us}:
             if reachable(p):
                 self.absent_since.pop(p, None)
+                self.seen_since.setdefault(p, now)
             else:
                 self.absent_since.setdefault(p, now)
-        for p in list(self.absent_since):
-            if p not in owners or p == us:
-                del self.absent_since[p]
+                self.seen_since.pop(p, None)
+        for known in (self.absent_since, self.seen_since):
+            for p in list(known):
+                if p not in owners or p == us:
+                    del known[p]
 
     def _quorum(self, ring: Ring, us: PeerName, reachable: Callable[[PeerName], bool]) -> tuple[set[PeerName], int]:
         owners = ring.peer_names()
         reach = {p for p in owners if p == us or reachable(p)}
         return reach, len(owners)
 
-    @staticmethod
-    def _reclaimer(reach: set[PeerName], members: Membership) -> PeerName | None:
-        """The lowest-named reachable owner that reclaims automatically: the one that acts."""
-        return min((p for p in reach if members.reclaims(p)), default=None)
+    def _reclaimer(self, reach: set[PeerName], us: PeerName, members: Membership, now: float) -> PeerName | None:
+        """The lowest-named reachable owner that reclaims automatically (or may: it said nothing yet, and became
+        reachable less than ``grace`` ago): the one that acts."""
+
+        def may(p: PeerName) -> bool:
+            if members.reclaims(p):
+                return True
+            return p != us and not members.said(p) and now - self.seen_since.get(p, now) < self.grace
+
+        return min((p for p in reach if may(p)), default=None)
 
     def due(
         self, ring: Ring, us: PeerName, reachable: Callable[[PeerName], bool], now: float, members: Membership
@@ -108,7 +127,7 @@ class Reclaimer:
             return []
         reach, total = self._quorum(ring, us, reachable)
         gone = [p for p, since in self.absent_since.items() if now - since >= self.after and members.yields(p)]
-        if not gone or 2 * len(reach) <= total or us not in reach or self._reclaimer(reach, members) != us:
+        if not gone or 2 * len(reach) <= total or us not in reach or self._reclaimer(reach, us, members, now) != us:
             self._ready_since.clear()
             return []
         out = []
@@ -141,7 +160,7 @@ class Reclaimer:
             since = self.absent_since.get(p, now)
             absent = now - since
             reclaim_in: float | None = None
-            who = self._reclaimer(reach, members)
+            who = self._reclaimer(reach, us, members, now)
             if self.after <= 0:
                 plan = "automatic reclaim is off (--ipalloc-reclaim-after 0)"
             elif not members.yields(p):
@@ -153,6 +172,11 @@ class Reclaimer:
                 )
             elif who is None:
                 plan = "not reclaimed automatically: no reachable peer owning IP space reclaims automatically"
+            elif not members.said(who):
+                plan = (
+                    f"not reclaimed yet: waiting up to {duration(self.seen_since.get(who, now) + self.grace - now)} "
+                    f"to hear whether {describe(who)} reclaims automatically (a Weave 2.8 peer never does)"
+                )
             else:
                 left = max(0.0, since + self.after - now)
                 if who == us:

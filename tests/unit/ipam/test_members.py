@@ -99,6 +99,9 @@ class _Said:
     def yields(self, peer: PeerName) -> bool:
         return peer in self.reclaim
 
+    def said(self, peer: PeerName) -> bool:
+        return peer in self.reclaim
+
     def why_not(self, peer: PeerName) -> str:
         return "silent"
 
@@ -107,10 +110,16 @@ def test_reclaimer_is_the_lowest_reachable_owner_that_reclaims_and_only_yielding
     ring = Ring(0x0A200000, 0x0A300000, B)
     ring.claim_for_peers([A, B, C, D, E])
     up = {A, B, E}.__contains__  # 3 of 5 owners: a majority
-    r = Reclaimer(after=10, settle=0)
+    r = Reclaimer(after=10, settle=0, grace=15)
     said = _Said({B, C})  # A (lowest, reachable) never reclaims: a Weave 2.8 peer; D never said it yields
-    for t in (0.0, 20.0):
+    for t in (0.0, 10.0):
         r.observe(ring, B, up, t)
+    # A said nothing yet: it might be a weavenet peer whose statement is still on its way, so B waits
+    assert r.due(ring, B, up, 10.0, said) == []
+    assert {s.peer: s.plan for s in r.stuck(ring, B, up, 10.0, str, said)}[C] == (
+        f"not reclaimed yet: waiting up to 5s to hear whether {A} reclaims automatically (a Weave 2.8 peer never does)"
+    )
+    r.observe(ring, B, up, 20.0)
     stuck = {s.peer: s.plan for s in r.stuck(ring, B, up, 20.0, str, said)}
     assert stuck == {C: "this peer reclaims its space in 0s", D: "not reclaimed automatically: silent"}
     assert {s.peer: s.plan for s in r.stuck(ring, E, up, 20.0, str, said)}[C].startswith(
