@@ -405,12 +405,13 @@ class Host:
         self.containers.append(c)
         return c
 
-    def start_docker(self) -> DockerEngine:
-        """A real Docker engine in this host (see ``docker_engine``); started once, stopped with the bed."""
+    def start_docker(self, sock: str = "/var/run/docker.sock") -> DockerEngine:
+        """A real Docker engine in this host (see ``docker_engine``), listening on ``sock``; started once, stopped
+        with the bed."""
         from weavenet.testbed.docker_engine import DockerEngine
 
         if self.docker is None:
-            self.docker = DockerEngine(self).start()
+            self.docker = DockerEngine(self, sock).start()
         return self.docker
 
     def set_mtu(self, mtu: int) -> None:

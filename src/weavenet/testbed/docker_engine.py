@@ -132,7 +132,11 @@ def saved_image_path(busybox: str) -> Path:
 class DockerEngine:
     """``dockerd`` of one simulated host. ``docker()`` runs the CLI inside the host against it (or the proxy)."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, sock: str = "/var/run/docker.sock") -> None:
+        """``sock``: where the engine listens, inside the host (another path than Docker's default lets a test
+        check that nothing falls back to the default)."""
+        if not sock.startswith(("/run/", "/var/run/")):
+            raise ValueError(f"{sock}: the engine's socket must be under /run, which is the host's own")
         self.host = host
         self.root = host.dir / "docker"
         self.data_root = self.root / "data"
@@ -140,8 +144,9 @@ class DockerEngine:
         self.pidfile = self.root / "dockerd.pid"
         self.log_path = self.root / "dockerd.log"
         self.config_dir = self.root / "cli"
-        self.sock = "/var/run/docker.sock"  # as seen inside the host
-        self.sock_outside = host.dir / "run" / "docker.sock"  # the same socket from the machine's namespaces
+        self.sock = sock  # as seen inside the host
+        # the same socket from the machine's namespaces (the host's /run, which /var/run leads to, is host.dir/run)
+        self.sock_outside = host.dir / "run" / sock.removeprefix("/var").removeprefix("/run/")
         self.bridge_cidr = bridge_cidr(host.index)
         self.bridge_ip = self.bridge_cidr.split("/")[0]
         self.cgroup_parent = cgroup_parent(host.bed.prefix, host.name)
@@ -151,7 +156,7 @@ class DockerEngine:
         reason = engine_unavailable()
         if reason:
             raise EngineUnavailable(reason)
-        for d in (self.data_root, self.exec_root, self.config_dir):
+        for d in (self.data_root, self.exec_root, self.config_dir, self.sock_outside.parent):
             d.mkdir(parents=True, exist_ok=True)
         argv = [
             "dockerd",
