@@ -52,8 +52,14 @@ def attach_cmd(args: Sequence[str], multicast_route: bool) -> None:
 
 
 def detach_cmd(args: Sequence[str]) -> None:
-    """The given addresses (no address: IPAM's in the default subnet, or all when IPAM holds none there)."""
+    """The given addresses (no address: IPAM's in the default subnet, or all when IPAM holds none there).
+
+    As Weave's script: the interface first, then the names of the detached addresses in weaveDNS (deletions are
+    gossiped to every peer), then the addresses back to IPAM, so an address is never handed out again while a
+    name still leads to it. The container is named as ``attach`` names it (a Docker name or ID too), and its
+    names were registered under the same ident (its full ID), which is what the deletion needs."""
     from weavenet.cli import ipam_cmds
+    from weavenet.cli.dns_cmds import unregister_detached
     from weavenet.cli.docker_cmds import docker_lookup
     from weavenet.host import attached
     from weavenet.host.attach import container_addrs, detach, resolve_container
@@ -68,8 +74,10 @@ def detach_cmd(args: Sequence[str]) -> None:
     else:
         removed = detach(ref, wanted)
         shown = wanted
+    left = container_addrs(ref)
+    unregister_detached(ref.id, [c.split("/")[0] for c in shown], everything=left is None)
     ipam_cmds.release(ref.id, shown)
-    if container_addrs(ref) is None:  # nothing left on the weave network
+    if left is None:  # nothing left on the weave network
         ipam_cmds.release_all(ref.id)
         attached.forget(ipam_cmds.run_dir(), ref.netns)
     click.echo(_ips(shown))

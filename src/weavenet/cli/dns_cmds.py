@@ -198,22 +198,24 @@ def register_attached(spec: str) -> None:
         _warn(f"DNS registration of {name} failed: {e}")
 
 
-def unregister_detached(args: Sequence[str]) -> None:
-    """After ``weave detach``: drop the names of the detached addresses (all of the container's without any)."""
-    from weavenet.host.attach import resolve_container
-
-    *addrs, spec = args
+def unregister_detached(ident: str, ips: Sequence[str], everything: bool) -> None:
+    """After ``weave detach``: drop the container's names on the detached addresses (all its names when it has
+    left the weave network altogether). Nothing to do when the router does not run (``when_weave_running``)."""
     try:
-        ident = resolve_container(spec).id
-        if addrs:
-            for a in addrs:
-                ip = a.removeprefix("ip:").split("/")[0]
-                if _is_ip(ip):
-                    _call("DELETE", _path(ident, ip))
-        else:
+        for ip in ips:
+            if _is_ip(ip):
+                _call("DELETE", _path(ident, ip))
+        if everything:
             _call("DELETE", _path(ident))
     except HostError as e:
-        _warn(f"DNS removal failed: {e}")
+        if str(e) != _not_running():
+            _warn(f"DNS removal failed: {e}")
+
+
+def _not_running() -> str:
+    from weavenet.cli.client import NOT_RUNNING
+
+    return NOT_RUNNING
 
 
 def bridge_ips() -> list[str]:

@@ -438,9 +438,6 @@ def detach(args: Sequence[str]) -> None:
     from weavenet.cli.containers import detach_cmd
 
     _host(detach_cmd, args)
-    from weavenet.cli.dns_cmds import unregister_detached
-
-    unregister_detached(args)
 
 
 @weave.command(context_settings=CONTEXT)

@@ -1,0 +1,117 @@
+"""The ``weave`` command with real Docker engines, as a user's shell drives it after ``eval $(weave env)``.
+
+Two hosts share one bed for the module (engines and routers take a while to start on a 2-core machine); the
+tests run in order and build on each other. Each engine listens on ``/run/docker/docker.sock``, not on Docker's
+default socket, and the shell says so in ``DOCKER_HOST`` (as a user whose engine is elsewhere does): a command
+that fell back to ``/var/run/docker.sock`` finds nothing there. The commands run as a user types them: a shell in
+the host, ``eval $(weave env)``, then ``docker`` and ``weave``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.integration.conftest import PREFIXES, netns_unavailable
+from weavenet.testbed import Host, Testbed, TestbedBusy
+from weavenet.testbed.docker_engine import IMAGE, EngineUnavailable, engine_unavailable, start_engines
+
+pytestmark = [pytest.mark.netns, pytest.mark.docker, pytest.mark.slow]
+
+ENGINE = "unix:///run/docker/docker.sock"
+WEAVE_FN = f'weave() {{ {shlex.quote(sys.executable)} -m weavenet.cli "$@"; }}\n'
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def shell(host: Host, script: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """``script`` in a shell of the host whose ``DOCKER_HOST`` names the engine, with a ``weave`` command."""
+    assert host.docker is not None
+    env = host.docker.env(ENGINE)
+    return host.run(["sh", "-c", WEAVE_FN + script], check=False, timeout=timeout, env=env)
+
+
+def weave(host: Host, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = shell(host, "weave " + " ".join(shlex.quote(a) for a in args))
+    if check and res.returncode != 0:
+        raise AssertionError(f"{host.name}: weave {' '.join(args)} -> rc {res.returncode}\n{res.stdout}{res.stderr}")
+    return res
+
+
+def dk(host: Host, *args: str, check: bool = True) -> str:
+    """The docker CLI against the engine itself."""
+    assert host.docker is not None
+    return host.docker.docker(*args, docker_host=ENGINE, check=check).stdout.strip()
+
+
+def lookup(host: Host, name: str) -> list[str]:
+    return weave(host, "dns-lookup", name).stdout.split()
+
+
+def networks(host: Host) -> list[str]:
+    return dk(host, "network", "ls", "--format", "{{.Name}}").split()
+
+
+def subnet_of_weave(host: Host) -> str:
+    return dk(host, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "weave", check=False)
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[tuple[Host, Host]]:
+    reason = netns_unavailable() or engine_unavailable()
+    if reason:
+        pytest.skip(reason)
+    tb: Testbed | None = None
+    for prefix in PREFIXES:
+        try:
+            tb = Testbed(2, prefix=prefix)
+            break
+        except TestbedBusy:
+            continue
+    if tb is None:
+        pytest.skip("every test bed prefix is in use")
+    try:
+        try:
+            start_engines(tb.hosts, sock=ENGINE.removeprefix("unix://"))
+        except EngineUnavailable as e:
+            pytest.skip(f"no Docker engine could be started: {e}")
+        h1, h2 = tb.hosts
+        weave(h1, "launch")  # Weave's default range; the router finds the engine through DOCKER_HOST
+        weave(h2, "launch", h1.ip)
+        wait_until(lambda: "1 established" in weave(h1, "status").stdout, 30, "h1 and h2 connected")
+        yield h1, h2
+    finally:
+        tb.close()
+
+
+def test_detach_removes_the_names_on_every_host(hosts: tuple[Host, Host]) -> None:
+    h1, _ = hosts
+    res = shell(h1, f"eval $(weave env); docker run -d --name d1 {IMAGE} sleep 3600")
+    assert res.returncode == 0, res.stderr
+    for h in hosts:
+        wait_until(lambda h=h: len(lookup(h, "d1")) == 1, 20, f"d1 known on {h.name}")
+    (addr,) = lookup(h1, "d1")
+    res = weave(h1, "detach", "d1", check=False)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert res.stdout.strip() == addr
+    for h in hosts:
+        wait_until(lambda h=h: lookup(h, "d1") == [], 20, f"d1 forgotten on {h.name}")
+    # its address goes to the next container that asks for it: the old name does not lead there
+    res = shell(h1, f"eval $(weave env); docker run -d --name d2 -e WEAVE_CIDR={addr}/12 {IMAGE} sleep 3600")
+    assert res.returncode == 0, res.stderr
+    for h in hosts:
+        wait_until(lambda h=h: lookup(h, "d2") == [addr], 20, f"d2 known on {h.name}")
+        assert lookup(h, "d1") == []
+    dk(h1, "rm", "-f", "d1", "d2")
