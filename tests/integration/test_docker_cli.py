@@ -9,6 +9,7 @@ the host, ``eval $(weave env)``, then ``docker`` and ``weave``.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -94,6 +95,49 @@ def hosts() -> Iterator[tuple[Host, Host]]:
         yield h1, h2
     finally:
         tb.close()
+
+
+def test_attach_detach_and_ps_after_eval_weave_env(hosts: tuple[Host, Host]) -> None:
+    h1, _ = hosts
+    res = shell(
+        h1,
+        "eval $(weave env)\n"
+        'echo "env: $DOCKER_HOST $ORIG_DOCKER_HOST"\n'
+        "eval $(weave env)\n"  # a second time in the same shell: the engine it saved is kept
+        'echo "again: $DOCKER_HOST $ORIG_DOCKER_HOST"\n'
+        f"C=$(docker run -e WEAVE_CIDR=none -dti --name e1 {IMAGE} sh) || exit 9\n"
+        "weave attach 10.32.9.9/12 $C || exit 10\n"
+        "weave ps $C || exit 11\n"
+        "weave ps || exit 12\n"
+        "weave detach $C || exit 13\n"
+        "weave ps $C || exit 14\n",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stderr == ""
+    assert "env: unix:///var/run/weave/weave.sock unix:///run/docker/docker.sock\n" in res.stdout
+    assert "again: unix:///var/run/weave/weave.sock unix:///run/docker/docker.sock\n" in res.stdout
+    cid = dk(h1, "inspect", "-f", "{{.Id}}", "e1")
+    rows = re.findall(rf"^{cid[:12]} (\S+) 10\.32\.9\.9/12$", res.stdout, re.M)
+    assert len(rows) == 2, res.stdout  # ps <container> and ps
+    assert re.search(r"^10\.32\.9\.9\n", res.stdout, re.M)  # what attach and detach print
+    assert res.stdout.count(cid[:12]) == 2  # gone from the last ps
+
+
+def test_ps_that_cannot_see_the_engine_says_so_and_lists_what_the_router_knows(hosts: tuple[Host, Host]) -> None:
+    h1, _ = hosts
+    res = shell(h1, f"eval $(weave env); docker run -d --name p1 {IMAGE} sleep 3600")
+    assert res.returncode == 0, res.stderr
+    cid = dk(h1, "inspect", "-f", "{{.Id}}", "p1")
+    row = re.compile(rf"^{cid[:12]} \S+ 10\.(3[2-9]|4[0-7])\.\d+\.\d+/12$", re.M)
+    assert row.search(weave(h1, "ps").stdout)
+    # the engine saved by `weave env` is not there any more (moved, say): ps says so and still lists p1
+    blind = shell(h1, "eval $(weave env); export ORIG_DOCKER_HOST=unix:///run/nothing.sock; weave ps")
+    assert blind.returncode == 0, blind.stderr
+    assert blind.stderr.startswith("weave ps: Docker containers listed as the router knows them only: ")
+    assert "Cannot connect to the Docker daemon at unix:///run/nothing.sock (from ORIG_DOCKER_HOST)" in blind.stderr
+    assert row.search(blind.stdout), blind.stdout
+    assert blind.stdout.startswith("weave:expose ")
+    dk(h1, "rm", "-f", "p1", "e1")
 
 
 def test_detach_removes_the_names_on_every_host(hosts: tuple[Host, Host]) -> None:

@@ -73,6 +73,14 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
         addrs = docker.proxy_addresses() if docker is not None else []
         return _text("".join(f"{a}\n" for a in addrs))
 
+    @routes.get("/docker/attached")
+    async def docker_attached(request: web.Request) -> web.Response:
+        """weavenet's own: ``<container id> <pid>`` per line for each container the proxy attached, so that
+        ``weave ps`` can list them when it cannot ask the engine itself."""
+        docker = getattr(daemon, "docker", None)
+        rows = docker.attached_containers() if docker is not None else []
+        return _text("".join(f"{cid} {pid}\n" for cid, pid in rows))
+
     if not read_only:
 
         @routes.post("/connect")

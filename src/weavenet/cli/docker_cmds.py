@@ -72,23 +72,61 @@ def docker_lookup(spec: str) -> tuple[str, int]:
 
 def docker_ps_lines(wanted: Sequence[str], listed: Sequence[str]) -> list[str]:
     """``weave ps`` rows for running Docker containers on the weave network (proxy, plugin or ``weave attach``)
-    not already ``listed``; ``wanted`` (names or IDs) narrows them down as Weave's ``ps <container>`` does."""
-    from weavenet.docker.sync_client import lookup, running_containers
+    not already ``listed``; ``wanted`` (names or IDs) narrows them down as Weave's ``ps <container>`` does.
+
+    When the engine cannot be asked, that is said on stderr (unless this host has no Docker at all) and the rows
+    come from what the router knows: the containers its proxy attached, by the PIDs it attached them with."""
+    from weavenet.docker.sync_client import DockerUnavailable, lookup, no_engine_here, running_containers
+
+    named = [w for w in wanted if not (w.startswith("weave:") or w.startswith("/") or w.isdigit())]
+    if wanted and not named:
+        return []
+    try:
+        want_ids: set[str] = set()
+        for w in named:
+            try:
+                want_ids.add(lookup(w)[0])
+            except DockerUnavailable:
+                raise
+            except HostError:
+                continue
+        if wanted and not want_ids:
+            return []
+        running = running_containers()
+    except DockerUnavailable as e:
+        if no_engine_here():
+            return []
+        click.echo(f"weave ps: Docker containers listed as the router knows them only: {e}", err=True)
+        running = router_attached()
+        want_ids = {cid for cid, _ in running if any(cid.startswith(w) for w in named)}
+        if wanted and not want_ids:
+            return []
+    return _rows(running, want_ids, listed)
+
+
+def router_attached() -> list[tuple[str, int]]:
+    """(ID, PID) of the Docker containers the router's proxy attached (``GET /docker/attached``); empty when
+    the router does not run or runs without Docker."""
+    try:
+        reply = request("GET", "/docker/attached")
+    except RouterUnreachable:
+        return []
+    if reply.status != 200:
+        return []
+    out = []
+    for line in reply.body.splitlines():
+        cid, _, pid = line.partition(" ")
+        if cid and pid.strip().isdigit():
+            out.append((cid, int(pid)))
+    return out
+
+
+def _rows(running: Sequence[tuple[str, int]], want_ids: set[str], listed: Sequence[str]) -> list[str]:
     from weavenet.host.attach import ContainerRef, container_addrs
 
-    want_ids: set[str] = set()
-    for w in wanted:
-        if w.startswith("weave:") or w.startswith("/") or w.isdigit():
-            continue
-        try:
-            want_ids.add(lookup(w)[0])
-        except HostError:
-            continue
-    if wanted and not want_ids:
-        return []
     shown = {line.split(" ", 1)[0] for line in listed}
     out = []
-    for cid, pid in running_containers():
+    for cid, pid in running:
         if (want_ids and cid not in want_ids) or cid[:12] in shown:
             continue
         ref = ContainerRef(cid, f"/proc/{pid}/ns/net", str(pid)[:7])
@@ -99,5 +137,6 @@ def docker_ps_lines(wanted: Sequence[str], listed: Sequence[str]) -> list[str]:
                 got = None
             if got is not None:
                 out.append(" ".join([cid[:12], got[0], *got[1]]))
+                shown.add(cid[:12])
                 break
     return out

@@ -122,6 +122,10 @@ class Attacher:
         self._done.pop(cid, None)
         self._locks.pop(cid, None)
 
+    def attached(self) -> list[tuple[str, int]]:
+        """(ID, PID) of the containers attached since they last started (``weave ps`` without an engine)."""
+        return sorted(self._done.items())
+
     async def attach(self, ident: str) -> None:
         """Attach a running proxied container (by id or name); no-op for containers that are not weave's."""
         info = await self.docker.inspect_container(ident)

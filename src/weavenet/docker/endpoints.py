@@ -7,6 +7,7 @@ lists and ``weave env`` exports.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -63,12 +64,54 @@ def client_address(addr: str, proxy_host: str = "") -> str:
     return str(ep)
 
 
+def _same_endpoint(a: str, b: str) -> bool:
+    try:
+        return parse_endpoint(a) == parse_endpoint(b)
+    except ConfigError:
+        return a == b
+
+
 def env_lines(proxy_addrs: list[str], current: str, proxy_host: str = "") -> str:
-    """``weave env``: the export line (empty when the proxy is not running)."""
+    """``weave env``: the export line (empty when the proxy is not running).
+
+    As Weave's script, ``ORIG_DOCKER_HOST`` is set only when ``DOCKER_HOST`` is not the proxy already: a second
+    ``eval $(weave env)`` in the same shell keeps the engine the first one saved (the line then ends in a space,
+    as Weave's does)."""
     if not proxy_addrs:
         return ""
     addr = client_address(proxy_addrs[0], proxy_host)
-    return f"export DOCKER_HOST={addr} ORIG_DOCKER_HOST={current}\n"
+    restore = "" if current and _same_endpoint(current, addr) else f"ORIG_DOCKER_HOST={current}"
+    return f"export DOCKER_HOST={addr} {restore}\n"
+
+
+def names_proxy(addr: str) -> bool:
+    """Does a Docker client address lead to a weave proxy? Weave's defaults: the socket ``weave.sock``, or TCP
+    port 12375 (a proxy on another ``-H`` is not recognised; it passes every request on, so that does no harm)."""
+    return "weave.sock" in addr or f":{PROXY_PORT}" in addr
+
+
+def docker_engine(env: Mapping[str, str]) -> tuple[str, str]:
+    """Where the ``weave`` command finds the Docker engine, and why there (for its messages).
+
+    ``WEAVE_DOCKER_API`` if set; else ``DOCKER_HOST`` unless it is the proxy; after ``eval $(weave env)`` (it is)
+    the engine ``weave env`` saved in ``ORIG_DOCKER_HOST`` (empty: Docker's default socket), so the command works
+    even when the router and its proxy do not run; without it the proxy itself, which passes requests on to the
+    engine, as Weave's script talks to whatever ``DOCKER_HOST`` names; with no ``DOCKER_HOST``, Docker's default.
+    """
+    explicit = env.get("WEAVE_DOCKER_API")
+    if explicit is not None:
+        return explicit, "WEAVE_DOCKER_API"
+    host = env.get("DOCKER_HOST", "")
+    if not host:
+        return DEFAULT_DOCKER_API, "Docker's default"
+    if not names_proxy(host):
+        return host, "DOCKER_HOST"
+    orig = env.get("ORIG_DOCKER_HOST")
+    if orig is not None and not names_proxy(orig):
+        if not orig:
+            return DEFAULT_DOCKER_API, "Docker's default: ORIG_DOCKER_HOST is empty"
+        return orig, "ORIG_DOCKER_HOST"
+    return host, "DOCKER_HOST, the weave proxy"
 
 
 def restore_line(orig: str | None) -> str | None:

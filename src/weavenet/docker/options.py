@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from weavenet.docker.endpoints import DEFAULT_DOCKER_API, default_listen, parse_endpoint
+from weavenet.docker.endpoints import DEFAULT_DOCKER_API, default_listen, names_proxy, parse_endpoint
 from weavenet.docker.hostname import compile_match
 from weavenet.errors import ConfigError
 
@@ -61,7 +61,7 @@ class DockerOptions:
 
 def default_docker_api() -> str:
     host = os.environ.get("DOCKER_HOST", "")
-    if host and "weave.sock" not in host and ":12375" not in host:  # never our own proxy
+    if host and not names_proxy(host):  # never our own proxy
         return host
     return DEFAULT_DOCKER_API
 

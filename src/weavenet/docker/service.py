@@ -265,6 +265,9 @@ class DockerIntegration:
     def proxy_addresses(self) -> list[str]:
         return list(self.proxy.addresses) if self.proxy is not None else []
 
+    def attached_containers(self) -> list[tuple[str, int]]:
+        return self.attacher.attached() if self.attacher is not None else []
+
     def diagnostics(self) -> dict[str, Any]:
         d: dict[str, Any] = {"DockerAPI": self.opts.docker_api, "Enabled": self.enabled}
         if self.disabled_reason:

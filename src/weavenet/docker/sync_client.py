@@ -1,8 +1,9 @@
 """A blocking Docker API client for the ``weave`` command (standard library only, so the CLI starts fast).
 
 Used to turn Docker names and IDs into PIDs (``weave attach a2``, ``weave ps``) and to remove the plugin's
-network on ``weave stop``. It talks to the engine itself, never to the proxy (``DOCKER_HOST`` pointing at the
-proxy after ``eval $(weave env)`` is skipped).
+network on ``weave stop`` and ``weave reset``. Which engine: :func:`weavenet.docker.endpoints.docker_engine`
+(after ``eval $(weave env)``, the engine saved in ``ORIG_DOCKER_HOST``); an engine that does not answer is
+named in the error, with where its address came from.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 from typing import Any
 from urllib.parse import quote
 
-from weavenet.docker.endpoints import DEFAULT_DOCKER_API, parse_endpoint
+from weavenet.docker.endpoints import DEFAULT_DOCKER_API, docker_engine, parse_endpoint
 from weavenet.errors import ConfigError, HostError
 
 TIMEOUT = 5.0
@@ -37,21 +38,22 @@ class _Unix(http.client.HTTPConnection):
 
 
 def engine_address() -> str:
-    explicit = os.environ.get("WEAVE_DOCKER_API")
-    if explicit is not None:
-        return explicit
-    host = os.environ.get("DOCKER_HOST", "")
-    if host and "weave.sock" not in host and ":12375" not in host:
-        return host
-    return DEFAULT_DOCKER_API
+    return docker_engine(os.environ)[0]
+
+
+def no_engine_here() -> bool:
+    """Nothing says where an engine is and Docker's default socket does not exist: a host without Docker, where
+    ``weave ps`` has nothing to warn about."""
+    addr, why = docker_engine(os.environ)
+    return addr == DEFAULT_DOCKER_API and why == "Docker's default" and not os.path.exists(addr[len("unix://") :])
 
 
 def call(method: str, path: str, body: Any = None, api: str | None = None) -> tuple[int, Any]:
-    addr = engine_address() if api is None else api
+    addr, why = docker_engine(os.environ) if api is None else (api, "")
     if not addr:
-        raise DockerUnavailable("no Docker engine configured")
+        raise DockerUnavailable(f"no Docker engine configured ({why} is empty)")
     try:
-        ep = parse_endpoint(addr, "DOCKER_HOST")
+        ep = parse_endpoint(addr, why or "DOCKER_HOST")
     except ConfigError as e:
         raise DockerUnavailable(str(e)) from e
     conn = _Unix(ep.path) if ep.proto == "unix" else http.client.HTTPConnection(ep.host, ep.port, timeout=TIMEOUT)
@@ -61,7 +63,8 @@ def call(method: str, path: str, body: Any = None, api: str | None = None) -> tu
         resp = conn.getresponse()
         raw = resp.read()
     except OSError as e:
-        raise DockerUnavailable(f"Cannot connect to the Docker daemon at {addr}: {e}") from e
+        source = f" (from {why})" if why else ""
+        raise DockerUnavailable(f"Cannot connect to the Docker daemon at {addr}{source}: {e}") from e
     finally:
         conn.close()
     try:
@@ -85,13 +88,10 @@ def lookup(spec: str) -> tuple[str, int]:
 
 
 def running_containers() -> list[tuple[str, int]]:
-    """(ID, PID) of every running container; empty when no engine answers."""
-    try:
-        status, items = call("GET", "/containers/json")
-    except DockerUnavailable:
-        return []
+    """(ID, PID) of every running container; ``DockerUnavailable`` when no engine answers."""
+    status, items = call("GET", "/containers/json")
     if status != 200 or not isinstance(items, list):
-        return []
+        raise DockerUnavailable(f"listing containers: Docker answered {status}: {items}")
     out = []
     for c in items:
         try:

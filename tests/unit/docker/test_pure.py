@@ -172,6 +172,51 @@ def test_endpoint_forms_and_env() -> None:
     assert endpoints.restore_line("") == "export DOCKER_HOST=\n"
 
 
+def test_weave_env_keeps_the_engine_it_saved_when_run_again() -> None:
+    """As Weave's script: ORIG_DOCKER_HOST only when DOCKER_HOST is not the proxy already."""
+    proxy = ["unix:///var/run/weave/weave.sock"]
+    first = endpoints.env_lines(proxy, "unix:///run/docker/docker.sock")
+    assert (
+        first == "export DOCKER_HOST=unix:///var/run/weave/weave.sock ORIG_DOCKER_HOST=unix:///run/docker/docker.sock\n"
+    )
+    assert endpoints.env_lines(proxy, "unix:///var/run/weave/weave.sock") == (
+        "export DOCKER_HOST=unix:///var/run/weave/weave.sock \n"
+    )
+    assert endpoints.env_lines(proxy, "/var/run/weave/weave.sock").endswith("weave.sock \n")  # the same socket
+    assert endpoints.env_lines(proxy, "") == "export DOCKER_HOST=unix:///var/run/weave/weave.sock ORIG_DOCKER_HOST=\n"
+
+
+@pytest.mark.parametrize(
+    ("env", "engine"),
+    [
+        ({}, ("unix:///var/run/docker.sock", "Docker's default")),
+        ({"DOCKER_HOST": "tcp://10.1.1.1:2375"}, ("tcp://10.1.1.1:2375", "DOCKER_HOST")),
+        (  # after eval $(weave env): the engine it saved
+            {"DOCKER_HOST": "unix:///var/run/weave/weave.sock", "ORIG_DOCKER_HOST": "unix:///run/docker/docker.sock"},
+            ("unix:///run/docker/docker.sock", "ORIG_DOCKER_HOST"),
+        ),
+        (  # it saved an unset DOCKER_HOST: Docker's default
+            {"DOCKER_HOST": "unix:///var/run/weave/weave.sock", "ORIG_DOCKER_HOST": ""},
+            ("unix:///var/run/docker.sock", "Docker's default: ORIG_DOCKER_HOST is empty"),
+        ),
+        (  # the proxy set by hand: the proxy itself, which passes requests on (as Weave's script uses it)
+            {"DOCKER_HOST": "tcp://127.0.0.1:12375"},
+            ("tcp://127.0.0.1:12375", "DOCKER_HOST, the weave proxy"),
+        ),
+        (  # an ORIG_DOCKER_HOST that is the proxy too (an old weave env ran twice) is no engine
+            {"DOCKER_HOST": "tcp://127.0.0.1:12375", "ORIG_DOCKER_HOST": "tcp://127.0.0.1:12375"},
+            ("tcp://127.0.0.1:12375", "DOCKER_HOST, the weave proxy"),
+        ),
+        (
+            {"WEAVE_DOCKER_API": "unix:///x.sock", "DOCKER_HOST": "tcp://10.1.1.1:2375"},
+            ("unix:///x.sock", "WEAVE_DOCKER_API"),
+        ),
+    ],
+)
+def test_where_the_weave_command_finds_the_engine(env: dict[str, str], engine: tuple[str, str]) -> None:
+    assert endpoints.docker_engine(env) == engine
+
+
 def test_plugin_names_pools_and_dns() -> None:
     assert endpoints_plugin.driver_name("/run/docker/plugins/weavemesh.sock") == "weavemesh"
     assert endpoints_plugin.driver_scope({"Swarm": {"LocalNodeState": "active"}})[0] == "global"
