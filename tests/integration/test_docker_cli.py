@@ -159,3 +159,17 @@ def test_detach_removes_the_names_on_every_host(hosts: tuple[Host, Host]) -> Non
         wait_until(lambda h=h: lookup(h, "d2") == [addr], 20, f"d2 known on {h.name}")
         assert lookup(h, "d1") == []
     dk(h1, "rm", "-f", "d1", "d2")
+
+
+def test_reset_removes_the_weave_network_and_a_relaunch_uses_the_new_subnet(hosts: tuple[Host, Host]) -> None:
+    _, h2 = hosts
+    wait_until(lambda: "weave" in networks(h2), 20, "network weave made by the plugin")
+    assert subnet_of_weave(h2) == "10.32.0.0/12"
+    reset = weave(h2, "reset")
+    assert "weave" not in networks(h2)
+    assert reset.stderr == "", reset.stderr
+    weave(h2, "launch", "--ipalloc-range", "10.2.0.0/16", "--ipalloc-default-subnet", "10.2.1.0/24")
+    wait_until(lambda: "weave" in networks(h2), 20, "network weave made anew")
+    assert subnet_of_weave(h2) == "10.2.1.0/24"
+    out = dk(h2, "run", "--rm", "--net=weave", IMAGE, "ip", "-4", "-o", "addr", "show", "ethwe0")
+    assert re.search(r"inet 10\.2\.1\.\d+/24", out), out

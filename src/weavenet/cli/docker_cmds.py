@@ -51,16 +51,24 @@ def config_cmd() -> int:
     return 0
 
 
+STOPPING_PROXY_IN_ENV = (
+    "WARNING: It appears that your environment is configured to use the Weave Docker API proxy. Stopping it will "
+    "break this and subsequent docker invocations. To restore your environment, run 'eval $(weave env --restore)'."
+)
+
+
 def stop_docker() -> None:
-    """Before the router stops: remove the plugin's network ``weave`` (kept if containers still use it)."""
+    """Before the router stops (``weave stop``, ``weave reset``): remove the plugin's network ``weave`` (kept if
+    containers still use it), and Weave's warning when this shell's ``DOCKER_HOST`` is the proxy being stopped."""
     from weavenet.docker.sync_client import remove_network
 
     problem = remove_network("weave")
     if problem:
         click.echo(f"weave: network weave not removed: {problem}", err=True)
-    host = os.environ.get("DOCKER_HOST", "")
-    if "weave.sock" in host or ":12375" in host:
-        click.echo("WARNING: DOCKER_HOST points at the weave proxy; 'eval $(weave env --restore)' to undo", err=True)
+    addrs = proxy_addrs()
+    host = os.environ.get("DOCKER_CLIENT_HOST") or os.environ.get("DOCKER_HOST", "")
+    if addrs and host == client_address(addrs[0], os.environ.get("PROXY_HOST", "")):
+        click.echo(STOPPING_PROXY_IN_ENV)
 
 
 def docker_lookup(spec: str) -> tuple[str, int]:

@@ -355,15 +355,27 @@ def stop() -> None:
 @weave.command(context_settings=CONTEXT)
 @click.option("--force", is_flag=True)
 def reset(force: bool) -> None:
-    from weavenet.daemon.persistence import remove_state
+    """Weave's ``reset``: leave the cluster (hand our address space to a live peer), then what ``stop`` does, then
+    remove the state and everything on the host.
+
+    A router that was launched and is no longer running (its state file is there: stopped or crashed, as Weave's
+    stopped container) cannot hand its space over: refused with Weave's two lines and exit 1, unless ``--force``.
+    When nothing was launched (no state: never, or already reset) there is nothing to hand over and the cleanup
+    runs, exit 0, as Weave's."""
+    from weavenet.cli.docker_cmds import stop_docker
+    from weavenet.daemon.persistence import remove_state, state_exists
 
     run_dir = _run_dir()
-    if daemonctl.running_pid(run_dir) is not None:
+    running = daemonctl.running_pid(run_dir) is not None
+    if running:
         call("DELETE", "/peer")
         time.sleep(0.5)  # as Weave's script: let the broadcast handing our IP ranges to a live peer go out
-        daemonctl.stop(run_dir)
-    elif not force:
-        _fail("ERROR: weave is not running; unable to remove from cluster.")
+    elif not force and state_exists(state_dir_default()):
+        click.echo("ERROR: weave is not running; unable to remove from cluster.", err=True)
+        _fail("Re-launch weave before reset or use --force to override.")
+    stop_docker()  # Docker's network ``weave``, on the old default subnet: a later launch may use another
+    if not daemonctl.stop(run_dir):
+        click.echo("Weave is not running (ignore on Kubernetes).", err=True)
     remove_state(state_dir_default())
     _host(_destroy_host_state)
 

@@ -88,6 +88,11 @@ class Store:
         self.set_raw(DIRECT_PEERS_KEY, encode_stream([(STRINGS, list(peers))]))
 
 
+def state_exists(state_dir: str | os.PathLike[str]) -> bool:
+    """Is there a router's state (it was launched and not reset)?"""
+    return (Path(state_dir) / DB_FILENAME).exists()
+
+
 def remove_state(state_dir: str | os.PathLike[str]) -> None:
     """Delete the state file and its journal (``weave reset``)."""
     base = Path(state_dir) / DB_FILENAME

@@ -54,8 +54,6 @@ def test_commands_without_a_router(tmp_path: Path) -> None:
     res = weave("status", tmp=tmp_path)
     assert res.returncode == 1 and "not running" in res.stderr
     assert weave("stop", tmp=tmp_path).stderr.strip() == "Weave is not running (ignore on Kubernetes)."
-    res = weave("reset", tmp=tmp_path)
-    assert res.returncode == 1 and res.stderr.strip() == "ERROR: weave is not running; unable to remove from cluster."
-    assert weave("reset", "--force", tmp=tmp_path).returncode == 0
+    # `weave reset` changes the host (bridge, iptables): tests/integration/test_cli_host.py runs it in a test host
     version = weave("version", tmp=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("weave script 2.8.1+weavenet.")
