@@ -173,3 +173,18 @@ def test_reset_removes_the_weave_network_and_a_relaunch_uses_the_new_subnet(host
     assert subnet_of_weave(h2) == "10.2.1.0/24"
     out = dk(h2, "run", "--rm", "--net=weave", IMAGE, "ip", "-4", "-o", "addr", "show", "ethwe0")
     assert re.search(r"inet 10\.2\.1\.\d+/24", out), out
+
+
+def test_launch_replaces_a_weave_network_left_on_another_subnet(hosts: tuple[Host, Host]) -> None:
+    """A reset by hand (the router killed, its state removed): the network stays on the old subnet, and the
+    next launch, with another default subnet, must not keep it."""
+    _, h2 = hosts
+    pid = int(h2.sh("cat /run/weave/weaver.pid").stdout)
+    h2.run(["kill", "-9", str(pid)])
+    wait_until(lambda: h2.run(["kill", "-0", str(pid)], check=False).returncode != 0, 10, "the router gone")
+    h2.sh("rm -f /var/lib/weave/weave-netdata.sqlite*")
+    assert subnet_of_weave(h2) not in ("", "10.3.7.0/24")  # left behind
+    weave(h2, "launch", "--ipalloc-range", "10.3.0.0/16", "--ipalloc-default-subnet", "10.3.7.0/24")
+    wait_until(lambda: subnet_of_weave(h2) == "10.3.7.0/24", 20, "network weave made anew")
+    out = dk(h2, "run", "--rm", "--net=weave", IMAGE, "ip", "-4", "-o", "addr", "show", "ethwe0")
+    assert re.search(r"inet 10\.3\.7\.\d+/24", out), out

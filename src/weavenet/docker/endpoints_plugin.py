@@ -104,6 +104,24 @@ def weave_network_spec(default_subnet: str) -> dict[str, Any]:
     }
 
 
+def stale_subnet(info: Mapping[str, Any], default_subnet: str) -> str | None:
+    """The subnet of an existing network ``weave`` made by us (IPAM driver ``weavemesh``) when it is not the
+    router's default subnet, else None. Such a network outlives a ``weave reset`` done by hand, or a crash, and
+    then sends every ``docker run --net=weave`` to IPAM for addresses outside its range ("No address returned")."""
+    ipam = info.get("IPAM") or {}
+    if ipam.get("Driver") != "weavemesh":
+        return None  # not ours: left alone
+    subnets = [str(c.get("Subnet") or "") for c in ipam.get("Config") or [] if isinstance(c, Mapping)]
+    try:
+        want = ipaddress.IPv4Network(default_subnet, strict=False)
+        have = [ipaddress.IPv4Network(x, strict=False) for x in subnets if x]
+    except ValueError:
+        return None
+    if have == [want]:
+        return None
+    return ",".join(subnets) or "none"
+
+
 def dns_names(info: Mapping[str, Any], networks: Mapping[str, Any], domain: str) -> list[str]:
     """Names to register for a plugin container: ``hostname.domainname`` if dotted, the name and aliases."""
     dom = domain.rstrip(".")

@@ -2,8 +2,9 @@
 
 Two sockets in ``/run/docker/plugins``: ``weave.sock`` (network driver ``weave``) and ``weavemesh.sock`` (network
 driver ``weavemesh``, local scope, and IPAM driver ``weavemesh`` backed by the router's IPAM). At start the
-network ``weave`` (driver and IPAM ``weavemesh``, the default subnet, multicast on) is created if missing;
-``weave stop`` removes it.
+network ``weave`` (driver and IPAM ``weavemesh``, the default subnet, multicast on) is created if missing, and
+made again if it is on another subnet (left by a crash or a reset done by hand) and no container uses it;
+``weave stop`` and ``weave reset`` remove it.
 
 The ``weave`` driver's scope is decided once, at start, from the engine's ``GET /info``: "global" (Weave's
 answer) only when the engine is an active swarm member, "local" otherwise, because Docker refuses to create a
@@ -177,9 +178,10 @@ class Plugin:
                 if reply.status == 200 and reply.body:
                     self.default_subnet = reply.body.strip()
                     names = {n.get("Name") for n in await self.docker.networks()}
-                    if NETWORK not in names:
-                        await self.docker.create_network(ep_names.weave_network_spec(self.default_subnet))
-                        log.info("plugin: created Docker network %s (%s)", NETWORK, self.default_subnet)
+                    if NETWORK in names and not await self._replace_stale_network():
+                        return
+                    await self.docker.create_network(ep_names.weave_network_spec(self.default_subnet))
+                    log.info("plugin: created Docker network %s (%s)", NETWORK, self.default_subnet)
                     return
             except asyncio.CancelledError:
                 raise
@@ -190,6 +192,32 @@ class Plugin:
                 self.last_error = f"creating network {NETWORK}: {e}"
                 log.exception("plugin")
             await asyncio.sleep(CREATE_RETRY)
+
+    async def _replace_stale_network(self) -> bool:
+        """An existing ``weave`` network on another subnet than the default one is removed (True: create it
+        anew) unless containers use it; then it is kept, and the reason logged and shown in ``weave status
+        docker``."""
+        info = await self.docker.request("GET", f"/networks/{NETWORK}")
+        old = ep_names.stale_subnet(info if isinstance(info, dict) else {}, self.default_subnet)
+        if old is None:
+            return False
+        users = sorted(str(c)[:12] for c in (info.get("Containers") or {}))
+        if users:
+            self.last_error = (
+                f"network {NETWORK} is on subnet {old}, not the default subnet {self.default_subnet}, and is kept "
+                f"because containers use it ({' '.join(users)}): remove them, then 'docker network rm {NETWORK}' "
+                "and relaunch"
+            )
+            log.warning("plugin: %s", self.last_error)
+            return False
+        await self.docker.remove_network(NETWORK)
+        log.info(
+            "plugin: network %s was on subnet %s, the default subnet is %s: made anew",
+            NETWORK,
+            old,
+            self.default_subnet,
+        )
+        return True
 
     def report(self) -> dict[str, Any]:
         return {

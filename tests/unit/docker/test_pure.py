@@ -217,6 +217,15 @@ def test_where_the_weave_command_finds_the_engine(env: dict[str, str], engine: t
     assert endpoints.docker_engine(env) == engine
 
 
+def test_a_weave_network_on_another_subnet_is_stale() -> None:
+    ours = {"IPAM": {"Driver": "weavemesh", "Config": [{"Subnet": "10.32.0.0/12"}]}}
+    assert endpoints_plugin.stale_subnet(ours, "10.32.0.0/12") is None
+    assert endpoints_plugin.stale_subnet(ours, "10.2.1.0/24") == "10.32.0.0/12"
+    assert endpoints_plugin.stale_subnet({"IPAM": {"Driver": "weavemesh", "Config": []}}, "10.2.1.0/24") == "none"
+    theirs = {"IPAM": {"Driver": "default", "Config": [{"Subnet": "172.30.0.0/16"}]}}
+    assert endpoints_plugin.stale_subnet(theirs, "10.2.1.0/24") is None  # not made by us: left alone
+
+
 def test_plugin_names_pools_and_dns() -> None:
     assert endpoints_plugin.driver_name("/run/docker/plugins/weavemesh.sock") == "weavemesh"
     assert endpoints_plugin.driver_scope({"Swarm": {"LocalNodeState": "active"}})[0] == "global"
