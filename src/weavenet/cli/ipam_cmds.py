@@ -55,7 +55,8 @@ def launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def launch_args(opts: dict[str, Any], fail: Callable[[str], None]) -> list[str]:
-    """The daemon's IPAM arguments; refuses a default range that overlaps a host route (Weave's two lines)."""
+    """The daemon's IPAM arguments; refuses a default range that overlaps a host route, warns of a given one, with
+    Weave's three lines (the first names the route)."""
     from weavenet.daemon.ipam_options import IpamOptions, parse_go_duration, resolve
     from weavenet.host.netcheck import network_overlap
 
@@ -72,10 +73,13 @@ def launch_args(opts: dict[str, Any], fail: Callable[[str], None]) -> list[str]:
         resolve(ipam)
     except ConfigError as e:
         fail(str(e))
-    if default and network_overlap(rng) is not None:
+    overlap = network_overlap(rng) if rng else None
+    if overlap is not None:
+        click.echo(overlap, err=True)  # weaveutil netcheck's line, which Weave's script lets through first
+    if default and overlap is not None:
         click.echo(f"ERROR: Default --ipalloc-range {rng} overlaps with existing route on host.", err=True)
         fail("You must pick another range and set it on all hosts.")
-    elif rng and network_overlap(rng) is not None:
+    elif overlap is not None:
         click.echo(f"WARNING: Specified --ipalloc-range {rng} overlaps with existing route on host.", err=True)
         click.echo("Unless this is deliberate, you must pick another range and set it on all hosts.", err=True)
     if ipam.default_subnet:
@@ -206,7 +210,7 @@ def warn_overlap(cidrs: list[str]) -> None:
     for c in cidrs:
         msg = address_overlap(c)
         if msg:
-            click.echo(f"weave: {msg}", err=True)
+            click.echo(msg, err=True)  # as weaveutil netcheck prints it
 
 
 __all__ = [
