@@ -161,6 +161,20 @@ def help_cmd() -> None:
     click.echo(USAGE, nl=False)
 
 
+SETUP_MESSAGE = (
+    "weave setup: nothing to do: weavenet runs from its installed package (no images to pull, no CNI plugin to "
+    "install); 'weave launch' is all it needs"
+)
+
+
+@weave.command(context_settings=CONTEXT)
+def setup() -> None:
+    """Weave's ``setup`` pulled its images (and installed its CNI plugin) so that a later ``weave launch`` needed
+    no download. weavenet has neither: it says so and succeeds, so provisioning scripts that run ``weave setup``
+    before ``weave launch``, as Weave's installation guide had them do, keep working."""
+    click.echo(SETUP_MESSAGE)
+
+
 @weave.command(context_settings=CONTEXT)
 def version() -> None:
     from weavenet.daemon.snapshot import VERSION

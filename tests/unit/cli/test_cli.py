@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,22 @@ def test_usage(tmp_path: Path) -> None:
     for args in (["--help"], ["help"]):
         ok = weave(*args, tmp=tmp_path)
         assert ok.returncode == 0 and "weave status" in ok.stdout
+
+
+def test_every_command_the_usage_lists_exists(tmp_path: Path) -> None:
+    """Weave's usage text, kept as it is, names ``setup`` too: it must not answer "no such command"."""
+    usage = weave("--help", tmp=tmp_path).stdout
+    listed = re.findall(r"^(?:weave +|      )([a-z][a-z-]*)\b", usage, re.M)
+    assert "setup" in listed and "dns-lookup" in listed and "rmpeer" in listed
+    from weavenet.cli.main import weave as group
+
+    assert sorted(set(listed) - set(group.commands)) == []
+
+
+def test_setup_has_nothing_to_do_and_says_so(tmp_path: Path) -> None:
+    res = weave("setup", tmp=tmp_path)
+    assert res.returncode == 0 and res.stderr == ""
+    assert res.stdout.startswith("weave setup: nothing to do: ") and "no images to pull" in res.stdout
 
 
 @pytest.mark.parametrize(
