@@ -415,9 +415,10 @@ class QueryEngine:
         return Drop(reason)
 
     def _refuse(self, qid: int, flags: int, rcode: int, reason: str) -> Reply:
-        key = f"{RCODE_NAMES[rcode]}: {reason}"
+        name = RCODE_NAMES[rcode]
+        key = f"{name}: {reason}"
         if not self.stats.refused[key]:
-            log.info("weaveDNS: answering %s (%s); further ones are only counted (weave report)", *key.split(": "))
+            log.info("weaveDNS: answering %s (%s); further ones are only counted (weave report)", name, reason)
         self.stats.refused[key] += 1
         self.stats.responses[("other", RCODE_NAMES[rcode], "local")] += 1
         return Reply(header_only(qid, flags, rcode), rcode, 0)

@@ -156,6 +156,16 @@ def test_refusals(eng: QueryEngine) -> None:
     assert sum(eng.stats.refused.values()) >= 7
 
 
+def test_a_refusal_whose_reason_has_a_colon_is_logged_whole(eng: QueryEngine, strict_dns_logging) -> None:
+    """A FORMERR reason such as "unparseable message: DNSError" once split into three parts for two
+    placeholders: the log line raised TypeError inside ``logging`` and the reason was lost."""
+    query = bytes.fromhex("123401000001000000010000026e31057765617665056c6f63616c0000010001")
+    before = strict_dns_logging.seen
+    assert rcode_of(eng.handle(query)) == 1
+    assert strict_dns_logging.seen == before + 1
+    assert eng.stats.refused["FORMERR: unparseable message: DNSError"] == 1
+
+
 def test_unusual_but_valid_messages_go_through_dnslib(eng: QueryEngine) -> None:
     q = dns.message.make_query("a1.weave.local.", "A", use_edns=0, payload=1232)
     q.additional.append(dns.rrset.from_text("x.", 0, "IN", "TXT", '"hi"'))
