@@ -283,6 +283,9 @@ class MeshDriver:
             except OSError as e:
                 errors.append(f"lookup {host}: {e.strerror or e}")
                 continue
+            except UnicodeError as e:  # the IDNA codec; parse_peer_spec should have refused such a name already
+                errors.append(f'invalid peer address "{spec}": {e}')
+                continue
             addrs.append(PeerAddr(spec, str(infos[0][4][0]), port))
         return addrs, errors
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from weavenet.api.forms import form_value
+
 if TYPE_CHECKING:
     from weavenet.daemon.dns_service import DNSService
 
@@ -24,11 +26,7 @@ def _text(body: str, status: int = 200) -> web.Response:
 
 
 async def _param(request: web.Request, key: str) -> str:
-    """Go's ``FormValue``: the query string, then a form body (``post()`` reads the body once, then caches)."""
-    if key in request.query:
-        return request.query[key]
-    form = await request.post()
-    return str(form.get(key, ""))
+    return await form_value(request, key)
 
 
 def add_dns_routes(routes: web.RouteTableDef, dns: DNSService) -> None:

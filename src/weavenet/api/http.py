@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from weavenet.api.forms import read_form
 from weavenet.daemon import metrics, status_text
 from weavenet.daemon.gotemplate import TemplateExecError, TemplateParseError
 from weavenet.daemon.report import format_report, report_json
@@ -85,8 +86,8 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
 
         @routes.post("/connect")
         async def connect(request: web.Request) -> web.Response:
-            form = await request.post()
-            peers = [str(p) for p in form.getall("peer", [])]
+            form = await read_form(request)
+            peers = form.getall("peer", [])
             replace = str(form.get("replace", "")).lower() in ("true", "1", "t")
             errors = await daemon.connect(peers, replace)
             if errors:
@@ -95,8 +96,8 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
 
         @routes.post("/forget")
         async def forget(request: web.Request) -> web.Response:
-            form = await request.post()
-            daemon.forget([str(p) for p in form.getall("peer", [])])
+            form = await read_form(request)
+            daemon.forget(form.getall("peer", []))
             return _text("")
 
         @routes.post("/expose/{ip}/{prefixlen}")

@@ -20,7 +20,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from ipaddress import ip_address
+from ipaddress import IPv4Address, ip_address
 
 from weavenet.core.topology import Topology
 
@@ -91,18 +91,60 @@ def split_host_port(spec: str) -> tuple[str, str] | None:
 def parse_peer_spec(spec: str) -> tuple[str, int]:
     """Split ``host[:port]`` into (host, port) with port 0 meaning "not given".
 
-    Raises ValueError with Weave's message for specs it would refuse.
+    Raises ValueError for specs Weave would refuse: its message for a malformed ``host[:port]``, and a clearer one
+    than its ``lookup X: no such host`` for a host that is neither an IPv4 address nor a host name.
     """
     parts = split_host_port(spec)
     host, port = parts if parts is not None else (spec, "0")
     if host == "" or not (port == "" or port.isalnum()):
         raise ValueError(f'invalid peer name "{spec}", should be host[:port]')
+    problem = host_problem(host)
+    if problem is not None:
+        raise ValueError(f'invalid peer address "{spec}": {problem}')
     if port and not port.isdigit():
         raise ValueError(f"lookup port {port}: unknown port")
     value = int(port or 0)
     if value > 65535:
         raise ValueError(f"address {spec}: invalid port")
     return host, value
+
+
+MAX_NAME = 253
+MAX_LABEL = 63
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be dialled, or None: an IPv4 address in full (``a.b.c.d``) or a host name.
+
+    Weave's router (Go's resolver, built without cgo) takes exactly these: a dotted quad as an address, and as a
+    name only what ``isDomainName`` accepts (ASCII letters, digits, ``-`` and ``_``, labels of 1 to 63
+    characters not starting or ending with ``-``, 253 characters in all, not all digits); anything else is "no
+    such host". So the C library's old shorthand (``1.2.3`` for 1.2.0.3, ``0`` for 0.0.0.0) is never dialled,
+    and a name the IDNA codec cannot encode never reaches it.
+    """
+    try:
+        IPv4Address(host)
+        return None
+    except ValueError:
+        pass
+    if ":" in host or host.startswith("["):
+        return "IPv6 addresses are not supported"
+    name = host.removesuffix(".")
+    if len(name) > MAX_NAME:
+        return f"host name longer than {MAX_NAME} characters"
+    for label in name.split("."):
+        if not label:
+            return f'empty label in host name "{host}"'
+        if len(label) > MAX_LABEL:
+            return f'label "{label[:16]}..." of {len(label)} characters in host name (at most {MAX_LABEL})'
+        bad = next((c for c in label if not (c.isascii() and (c.isalnum() or c in "-_"))), None)
+        if bad is not None:
+            return f"character {bad!r} not allowed in a host name"
+        if label.startswith("-") or label.endswith("-"):
+            return f'label "{label}" starts or ends with "-"'
+    if all(c.isdigit() or c == "." for c in name):
+        return f'"{host}" is not a full IPv4 address (a.b.c.d), and a host name cannot be all digits'
+    return None
 
 
 def join_host_port(ip: str, port: int) -> str:

@@ -36,6 +36,38 @@ def test_parse_peer_spec() -> None:
         parse_peer_spec("1.2.3.4:99999")
 
 
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("a..b", "empty label"),
+        (".a", "empty label"),
+        ("a" * 64, "of 64 characters"),
+        ("a." + "b" * 64 + ":6783", "of 64 characters"),
+        (".".join(["abcdefgh"] * 29), "longer than 253"),
+        ("1.2.3", "not a full IPv4 address"),  # the C library dials 1.2.0.3
+        ("0", "not a full IPv4 address"),  # and 0.0.0.0
+        ("10.0.0.256", "not a full IPv4 address"),
+        ("010.0.0.1", "not a full IPv4 address"),  # octal to the C library, refused by Go
+        ("\xff\xfe", "not allowed"),
+        ("b\u00fccher.example", "not allowed"),
+        ("a b", "not allowed"),
+        ("-a.example", 'starts or ends with "-"'),
+        ("a-.example:6783", 'starts or ends with "-"'),
+        ("[::1]:6783", "IPv6"),
+    ],
+)
+def test_parse_peer_spec_refuses_what_weave_does_not_dial(spec: str, why: str) -> None:
+    """Weave's router resolves with Go's own resolver: a dotted quad, or a name ``isDomainName`` accepts."""
+    with pytest.raises(ValueError, match="invalid peer address") as e:
+        parse_peer_spec(spec)
+    assert why in str(e.value) and "\n" not in str(e.value)
+
+
+def test_parse_peer_spec_takes_what_weave_dials() -> None:
+    for spec in ("localhost", "host-1.example.", "_srv.example", "a" * 63, "9host", "10.0.0.1:6790", "x:"):
+        parse_peer_spec(spec)
+
+
 def test_direct_peer_dialled_at_once_then_backoff() -> None:
     cm = ConnectionMaker(6783, discovery=False, rng=random.Random(1))
     topo = _topology()

@@ -1,0 +1,111 @@
+"""Bad input to a real router's API and commands: refused with one clear line, nothing left half-done, and no
+client can make the router fill its log or hold its file descriptors.
+
+Each test launches one router on a one-host bed; the clients are Python scripts run inside that host, speaking
+raw HTTP to 127.0.0.1:6784 so they can send what no well-behaved client would.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+# One raw request (hex on argv) per line of output: "<status> <body in hex>".
+RAW = r"""
+import socket, sys
+for hexreq in sys.argv[1:]:
+    s = socket.create_connection(("127.0.0.1", 6784), timeout=10)
+    s.sendall(bytes.fromhex(hexreq))
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    print(head.split(b" ")[1].decode() if head else "none", body.hex() or "-")
+"""
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def ok(host, *args: str) -> str:
+    res = host.weave(*args)
+    assert res.returncode == 0, f"weave {' '.join(args)}: {res.stderr}"
+    return res.stdout
+
+
+def refused(host, *args: str) -> str:
+    """``weave args`` must fail with exactly one line on stderr; returns it."""
+    res = host.weave(*args)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0 and len(lines) == 1, f"weave {' '.join(args)} -> {res.returncode}: {res.stderr!r}"
+    return lines[0]
+
+
+def raw(host, *requests: bytes) -> list[tuple[str, str]]:
+    """Send each request on its own connection; (status, body) for each."""
+    out = host.run([sys.executable, "-c", RAW, *(r.hex() for r in requests)], timeout=120).stdout.splitlines()
+    result = []
+    for line in out:
+        status, body = line.split(" ")
+        result.append((status, "" if body == "-" else bytes.fromhex(body).decode(errors="replace")))
+    return result
+
+
+def one_line(reply: tuple[str, str]) -> tuple[str, str]:
+    """(status, the body's only line); fails if the body is not exactly one line."""
+    status, body = reply
+    assert body.endswith("\n") and body.count("\n") == 1, reply
+    return status, body.strip()
+
+
+def post(path: str, body: bytes = b"", ctype: str = "application/x-www-form-urlencoded") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+
+
+def get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+
+
+def router_log(host) -> str:
+    return host.run(["cat", "/run/weave/weaver.log"]).stdout
+
+
+def test_connect_refuses_what_weave_does_not_dial(make_testbed) -> None:
+    tb = make_testbed(1)
+    (h,) = tb.hosts
+    ok(h, "launch", "--no-discovery")
+    for peer, why in [
+        ("a..b", "empty label"),
+        ("a" * 64, "of 64 characters"),
+        ("1.2.3", "not a full IPv4 address"),  # the C library's shorthand for 1.2.0.3
+        ("0", "not a full IPv4 address"),  # and for 0.0.0.0
+        ("x-.example", 'starts or ends with "-"'),
+    ]:
+        line = refused(h, "connect", peer)
+        assert line.startswith(f'invalid peer address "{peer}"') and why in line, line
+    for path in ("/connect", "/forget"):
+        reply = one_line(raw(h, post(path, b"peer=\xff\xfe"))[0])
+        assert reply == ("400", "unable to parse form: the body is not UTF-8"), path
+    status, line = one_line(raw(h, post("/connect", b"peer=%ff"))[0])  # percent-encoded: decoded as U+FFFD
+    assert status == "400" and "not allowed in a host name" in line
+    assert ok(h, "status", "targets") == ""
+    assert "Traceback" not in router_log(h)
+    ok(h, "stop")
+    assert "empty label" in refused(h, "launch", "a..b")  # the same check for launch's peers
