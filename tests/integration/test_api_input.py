@@ -87,6 +87,62 @@ def router_log(host) -> str:
     return host.run(["cat", "/run/weave/weaver.log"]).stdout
 
 
+def expose_state(host) -> tuple[list[str], list[str], str]:
+    """What an expose changes: the bridge's addresses, our firewall rules, IPAM's weave:expose addresses."""
+    addrs = host.run(["ip", "-4", "-o", "addr", "show", "weave"]).stdout.split()
+    rules = [
+        ln for ln in host.run(["iptables-save"]).stdout.splitlines() if ln.startswith(("-A WEAVE ", "-A WEAVE-EXPOSE"))
+    ]
+    owned = raw(host, get("/ip"))[0][1]
+    return [a for a in addrs if "/" in a], rules, owned
+
+
+def test_expose_refuses_nonsense_and_leaves_nothing_behind(make_testbed) -> None:
+    tb = make_testbed(1)
+    (h,) = tb.hosts
+    ok(h, "launch")
+    before = expose_state(h)
+    for cidr, why in [
+        ("127.0.0.1/8", "loopback"),
+        ("224.0.0.1/24", "multicast"),
+        ("0.0.0.0/0", "prefix /0 is too short"),
+        ("255.255.255.255/0", "prefix /0 is too short"),
+        ("169.254.1.1/16", "link-local"),
+        (f"{h.ip.rsplit('.', 1)[0]}.200/24", f"host's own address {h.ip} on eth0"),  # the underlay
+        ("10.32.0.0/12", "network address"),
+    ]:
+        assert why in refused(h, "expose", cidr), cidr
+        assert expose_state(h) == before, cidr
+    # the API itself: 400 with one line, and nothing changed
+    for path, why in [
+        ("/expose/255.255.255.255/0", "prefix /0 is too short"),
+        ("/expose/127.0.0.1/8", "loopback"),
+        ("/expose/10.2.1.1/33", "invalid address"),
+        ("/expose/10.2.1.1/24?skipNAT=perhaps", "unable to parse skipNAT"),
+    ]:
+        status, line = one_line(raw(h, post(path))[0])
+        assert status == "400" and why in line, (path, line)
+    assert expose_state(h) == before
+
+    # a step failing on the host (the nat chain is gone) undoes the address, the rules and the IPAM claim
+    h.sh("iptables -t nat -D POSTROUTING -j WEAVE && iptables -t nat -F WEAVE && iptables -t nat -X WEAVE")
+    before = expose_state(h)
+    for args in [("10.32.5.5/12",), (), ("10.2.1.1/24",)]:  # claimed in the range, from IPAM, outside the range
+        line = refused(h, "expose", *args)
+        assert "cannot expose" in line and "WEAVE" in line, line
+        assert expose_state(h) == before, args
+    h.sh("iptables -t nat -N WEAVE && iptables -t nat -A POSTROUTING -j WEAVE")
+
+    # sensible ones still work, and hide takes them off again
+    assert ok(h, "expose", "10.2.1.1/24").strip() == "10.2.1.1"
+    assert ok(h, "expose", "--without-masquerade", "10.2.2.1/24").strip() == "10.2.2.1"
+    addrs, rules, _ = expose_state(h)
+    assert {"10.2.1.1/24", "10.2.2.1/24"} <= set(addrs) and "-A WEAVE-EXPOSE -d 10.2.2.0/24 -j ACCEPT" in rules
+    ok(h, "hide", "10.2.1.1/24")
+    ok(h, "hide", "10.2.2.1/24")
+    assert "Traceback" not in router_log(h)
+
+
 def test_connect_refuses_what_weave_does_not_dial(make_testbed) -> None:
     tb = make_testbed(1)
     (h,) = tb.hosts

@@ -11,17 +11,21 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from weavenet.api.forms import read_form
+from weavenet.api.forms import form_value, read_form
 from weavenet.daemon import metrics, status_text
 from weavenet.daemon.gotemplate import TemplateExecError, TemplateParseError
 from weavenet.daemon.report import format_report, report_json
-from weavenet.errors import WeavenetError
+from weavenet.errors import ConfigError, WeavenetError
 
 if TYPE_CHECKING:
     from weavenet.daemon.weaver import Daemon
 
 TEXT = "text/plain"
 MAX_BODY = 1024 * 1024
+# Go's strconv.ParseBool, which Weave's /expose used for skipNAT (absent: false).
+GO_BOOLS = {v: True for v in ("1", "t", "T", "TRUE", "true", "True")} | {
+    v: False for v in ("", "0", "f", "F", "FALSE", "false", "False")
+}
 
 
 def _text(body: str, status: int = 200) -> web.Response:
@@ -103,11 +107,15 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
         @routes.post("/expose/{ip}/{prefixlen}")
         async def expose(request: web.Request) -> web.Response:
             cidr = f"{request.match_info['ip']}/{request.match_info['prefixlen']}"
-            skip_nat = request.query.get("skipNAT", "").lower() in ("true", "1")
+            skip_nat = await form_value(request, "skipNAT")
+            if skip_nat not in GO_BOOLS:
+                return _text(f"unable to parse skipNAT option: {skip_nat!r} is not a boolean\n", 400)
             try:
-                await daemon.expose(cidr, skip_nat)
-            except WeavenetError as e:
+                await daemon.expose(cidr, GO_BOOLS[skip_nat])
+            except ConfigError as e:  # refused: nothing was changed
                 return _text(f"{e}\n", 400)
+            except WeavenetError as e:  # the host refused a step: what was done is undone
+                return _text(f"{e}\n", 500)
             return web.Response(status=204)
 
         @routes.delete("/peer")

@@ -84,18 +84,39 @@ def detach_cmd(args: Sequence[str]) -> None:
 
 
 def expose_cmd(addrs: Sequence[str], without_masquerade: bool) -> None:
-    """``weave:expose`` addresses from IPAM (``net:``, or none given) or claimed in it, on the bridge."""
-    from weavenet.cli import ipam_cmds
+    """``weave:expose`` addresses from IPAM (``net:``, or none given) or claimed in it, on the bridge.
 
-    all_cidrs, from_ipam = ipam_cmds.allocate(EXPOSE, list(addrs), check_alive=False)
+    All or nothing: plain addresses the router would refuse are refused before anything changes, and if the
+    router refuses or fails one address, the addresses this command put on the bridge are taken off again and
+    what it allocated or claimed is released (an address that was already exposed keeps its claim).
+    """
+    from weavenet.cli import ipam_cmds
+    from weavenet.errors import ConfigError
+    from weavenet.host.expose import check, exposed, hide
+
+    words = list(addrs)
+    plain = [str(a.cidr) for a in ipam_cmds.parse_args(words) if a.kind == "ip"]
+    try:
+        for cidr in plain:
+            check(cidr)
+    except ConfigError as e:
+        raise HostError(str(e)) from e
+    ipam_cmds.warn_overlap(plain)
+    before = set(exposed())
+    all_cidrs, from_ipam = ipam_cmds.allocate(EXPOSE, words, check_alive=False)
     query = "?skipNAT=true" if without_masquerade else ""
+    done: list[str] = []
     try:
         for cidr in all_cidrs:
             reply = ipam_cmds._req("POST", f"/expose/{cidr}{query}")
             if reply.status >= 300:
                 raise HostError(reply.body.strip() or f"expose failed ({reply.status})")
+            if cidr not in before:
+                done.append(cidr)
     except HostError:
-        ipam_cmds.release(EXPOSE, from_ipam)
+        for cidr in done:
+            hide(cidr)
+        ipam_cmds.release(EXPOSE, from_ipam + [c for c in plain if c not in before])
         raise
     click.echo(_ips(all_cidrs))
 

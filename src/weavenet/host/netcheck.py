@@ -48,3 +48,24 @@ def address_overlap(cidr: str, ignore: tuple[str, ...] = (BRIDGE,)) -> str | Non
         if ip in route:
             return f"Address {ip} overlaps with existing route {route} on host"
     return None
+
+
+def host_addresses(ignore: tuple[str, ...] = (BRIDGE,)) -> list[tuple[IPv4Interface, str]]:
+    """The host's IPv4 addresses with a network (not /32), and their devices, except on ``ignore``."""
+    try:
+        data = json.loads(run(["ip", "-j", "-4", "addr", "show"], check=False) or "[]")
+    except (HostError, ValueError):
+        return []
+    out = []
+    for link in data:
+        dev = link.get("ifname", "")
+        if dev in ignore:
+            continue
+        for a in link.get("addr_info", []):
+            try:
+                addr = IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+            except (KeyError, ValueError):
+                continue
+            if addr.network.prefixlen < 32:
+                out.append((addr, dev))
+    return out
