@@ -7,6 +7,8 @@ raw HTTP to 127.0.0.1:6784 so they can send what no well-behaved client would.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +33,60 @@ for hexreq in sys.argv[1:]:
     head, _, body = data.partition(b"\r\n\r\n")
     print(head.split(b" ")[1].decode() if head else "none", body.hex() or "-")
 """
+
+# Opens N connections that send half a request and never finish it; prints "open" once all are connected, then,
+# one line per connection as the server ends it: "closed <seconds>" or "answered <status> <seconds>".
+HALF = r"""
+import selectors, socket, sys, time
+n, part = int(sys.argv[1]), bytes.fromhex(sys.argv[2])
+sel = selectors.DefaultSelector()
+start = time.monotonic()
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", 6784), timeout=10)
+    s.sendall(part)
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+print("open", flush=True)
+left = n
+while left and time.monotonic() - start < float(sys.argv[3]):
+    for key, _ in sel.select(timeout=1):
+        s = key.fileobj
+        try:
+            data = s.recv(4096)
+        except ConnectionResetError:
+            data = b""
+        t = time.monotonic() - start
+        print(f"answered {data.split(b' ')[1].decode()} {t:.1f}" if data else f"closed {t:.1f}", flush=True)
+        sel.unregister(s)
+        s.close()
+        left -= 1
+"""
+
+
+class HalfSent:
+    """``HALF`` running in a host: ``n`` connections that each send ``part`` of a request and wait."""
+
+    def __init__(self, host, n: int, part: bytes, limit: float = 60) -> None:
+        argv = [*host.enter(), sys.executable, "-c", HALF, str(n), part.hex(), str(limit)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        self.limit = limit
+
+    def __enter__(self) -> HalfSent:
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "open"
+        return self
+
+    def ends(self) -> list[list[str]]:
+        """How each connection ended, once all did (or the time limit passed)."""
+        self.proc.wait(timeout=self.limit + 10)
+        assert self.proc.stdout is not None
+        return [line.split() for line in self.proc.stdout.read().splitlines()]  # what readline() left
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
@@ -85,6 +141,11 @@ def get(path: str) -> bytes:
 
 def router_log(host) -> str:
     return host.run(["cat", "/run/weave/weaver.log"]).stdout
+
+
+def router_fds(host) -> int:
+    pid = int(host.run(["cat", "/run/weave/weaver.pid"]).stdout)
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def expose_state(host) -> tuple[list[str], list[str], str]:
@@ -165,3 +226,40 @@ def test_connect_refuses_what_weave_does_not_dial(make_testbed) -> None:
     assert "Traceback" not in router_log(h)
     ok(h, "stop")
     assert "empty label" in refused(h, "launch", "a..b")  # the same check for launch's peers
+
+
+def test_bad_and_half_sent_requests_cost_one_line_and_no_descriptors(make_testbed) -> None:
+    tb = make_testbed(1)
+    (h,) = tb.hosts
+    ok(h, "launch")
+    size = len(router_log(h))
+    bad = [
+        b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /caf\xc3\xa9\xff HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x00\x05hello",
+    ]
+    answers = raw(h, *(bad * 100))
+    assert len(answers) == 300 and {status for status, _ in answers} == {"400"}
+    log = router_log(h)[size:]
+    assert "Traceback" not in log and len(log) < 2000, log[:3000]
+
+    base = router_fds(h)
+    n = 200
+    with HalfSent(h, n, b"POST /connect HTTP/1.1\r\nHost: x\r\nContent-Le") as half:
+        time.sleep(1)  # those beyond the limit are answered and closed as the router gets to them
+        held = router_fds(h) - base
+        assert held <= 128 + 10, held  # at most the connection limit, whatever the client opens
+        wait_until(lambda: router_fds(h) <= base + 2, 45, f"the router's file descriptors back to {base}")
+        ends = half.ends()
+    assert len(ends) == n, ends
+    over = [e for e in ends if e[0] == "answered"]
+    assert over and {e[1] for e in over} == {"503"}  # those beyond the limit, at once
+    closed = [float(e[1]) for e in ends if e[0] == "closed"]
+    assert len(closed) + len(over) == n and max(closed) < 40  # the header timeout, 10 s, with room for a slow bed
+
+    # a body that never comes: 408 after the body timeout, and the router answers everything else meanwhile
+    with HalfSent(h, 1, post("/connect", b"peer=1.2.3.4")[:-4]) as slow:
+        assert ok(h, "status", "targets") == ""
+        ends = slow.ends()
+    assert ends[0][:2] == ["answered", "408"], ends
+    assert "Traceback" not in router_log(h)

@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from weavenet.api.forms import form_value, read_form
+from weavenet.api.guard import API_LIMITS, GuardedRunner
 from weavenet.daemon import metrics, status_text
 from weavenet.daemon.gotemplate import TemplateExecError, TemplateParseError
 from weavenet.daemon.report import format_report, report_json
@@ -135,8 +136,8 @@ def build_app(daemon: Daemon, read_only: bool = False) -> web.Application:
     return app
 
 
-async def _serve(app: web.Application, addr: str) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+async def _serve(app: web.Application, addr: str, label: str) -> web.AppRunner:
+    runner = GuardedRunner(app, label, API_LIMITS)
     await runner.setup()
     site: Any
     if addr.startswith("/"):
@@ -150,9 +151,9 @@ async def _serve(app: web.Application, addr: str) -> web.AppRunner:
 
 async def start_api(daemon: Daemon) -> list[web.AppRunner]:
     """Start the API and, if configured, the read-only status and metrics listeners."""
-    runners = [await _serve(build_app(daemon), daemon.config.http_addr)]
+    runners = [await _serve(build_app(daemon), daemon.config.http_addr, "HTTP API")]
     if daemon.config.status_addr:
-        runners.append(await _serve(build_app(daemon, read_only=True), daemon.config.status_addr))
+        runners.append(await _serve(build_app(daemon, read_only=True), daemon.config.status_addr, "status listener"))
     if daemon.config.metrics_addr:
         app = web.Application()
 
@@ -160,7 +161,7 @@ async def start_api(daemon: Daemon) -> list[web.AppRunner]:
             return _metrics_response(daemon)
 
         app.router.add_get("/metrics", only_metrics)
-        runners.append(await _serve(app, daemon.config.metrics_addr))
+        runners.append(await _serve(app, daemon.config.metrics_addr, "metrics listener"))
     return runners
 
 

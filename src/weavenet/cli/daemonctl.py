@@ -36,6 +36,8 @@ def running_pid(run_dir: str) -> int | None:
 def _tail_errors(path: str, since: int) -> str:
     try:
         with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < since:  # the router rotated its log since: all of it is new
+                since = 0
             f.seek(since)
             text = f.read().decode(errors="replace")
     except FileNotFoundError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import logging.handlers
 import os
 import sys
 
@@ -21,8 +22,37 @@ class _WeaveFormatter(logging.Formatter):
         )
 
 
+# The log file is rotated at this size, keeping one older file: at most about twice this in the runtime
+# directory (a tmpfs on most hosts), whatever a client or a fault makes the router log.
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 1
+
+
+class _RotatingLog(logging.handlers.RotatingFileHandler):
+    """Rotates the log file; if stdout and stderr went to that file (``weave launch`` does that, so what
+    Python itself prints lands there too), they follow it to the new file instead of growing the old one."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS)
+        self._std_follow = [fd for fd in (1, 2) if _same_file(fd, path)]
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        if self.stream is not None:
+            for fd in self._std_follow:
+                os.dup2(self.stream.fileno(), fd)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def setup_logging(level: str, log_file: str | None) -> None:
-    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = _RotatingLog(log_file) if log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(_WeaveFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from weavenet.api.guard import API_LIMITS, GuardedRunner
 from weavenet.docker import endpoints_plugin as ep_names
 from weavenet.docker.api import DockerClient, DockerError
 from weavenet.docker.attacher import RouterAPI
@@ -134,7 +135,7 @@ class Plugin:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            runner = web.AppRunner(self._app(mesh), access_log=None, handle_signals=False)
+            runner = GuardedRunner(self._app(mesh), f"plugin {ep_names.driver_name(path)}", API_LIMITS)
             await runner.setup()
             await web.UnixSite(runner, path).start()
             self.runners.append(runner)

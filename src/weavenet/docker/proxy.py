@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from weavenet.api.guard import PROXY_LIMITS, GuardedRunner
 from weavenet.docker import hijack
 from weavenet.docker.api import DockerClient, DockerError, connector_for
 from weavenet.docker.endpoints import Endpoint
@@ -119,7 +120,7 @@ class Proxy:
     async def start(self, listen: list[Endpoint]) -> list[str]:
         app = web.Application(client_max_size=1 << 62)  # bodies are streamed; only create bodies are read
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
+        self._runner = GuardedRunner(app, "Docker proxy", PROXY_LIMITS, handler_cancellation=True)
         await self._runner.setup()
         try:
             for ep in listen:
