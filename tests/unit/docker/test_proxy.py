@@ -408,3 +408,16 @@ async def test_rewrite_inspect_shows_the_weave_address(h: Harness) -> None:
         async with c.get("http://docker/v1.41/containers/cid/json") as r:
             ns = (await r.json())["NetworkSettings"]
     assert ns == {"IPAddress": "10.2.1.1", "IPPrefixLen": 24, "MacAddress": "aa:bb:cc:dd:ee:ff"}
+
+
+async def test_malformed_requests_cost_one_log_line(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """The proxy shares the router API's listener limits (weavenet.api.guard): no traceback per bad request."""
+    for _ in range(40):
+        reader, writer = await asyncio.open_unix_connection(h.sock)
+        writer.write(b"GET /v1.41/\xff\xfe HTTP/1.1\r\nHost: docker\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.0 400")
+        writer.close()
+    lines = [r for r in caplog.records if r.name == "weavenet.http"]
+    assert len(lines) == 1 and lines[0].getMessage().startswith("Docker proxy: ") and lines[0].exc_info is None
+    assert "Traceback" not in caplog.text
+    assert not any(r.name.startswith("aiohttp") for r in caplog.records)
