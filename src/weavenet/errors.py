@@ -48,3 +48,11 @@ class ConfigError(WeavenetError):
 
 class HostError(WeavenetError):
     """A change to the host (netlink, iptables, files) failed."""
+
+
+class StateError(WeavenetError):
+    """Saved state (the state database, the attach registry) cannot be read or written.
+
+    The message names the file, says what is wrong and what to do: a user must never have to guess which of the
+    router's files a raw ``sqlite3`` or ``gob`` message is about.
+    """

@@ -10,7 +10,7 @@ from tests.golden.wire_vectors import case
 from weavenet.core.names import PeerName, mac_from_uuid
 from weavenet.daemon import identity
 from weavenet.daemon.config import DaemonConfig, from_args, parse_trusted_subnets, validate
-from weavenet.daemon.persistence import Store, StoreError, remove_state
+from weavenet.daemon.persistence import DB_FILENAME, Store, StoreError, remove_state
 from weavenet.errors import ConfigError
 
 
@@ -88,4 +88,76 @@ def test_direct_peers_value_is_weaves(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.save_direct_peers(["192.168.1.2", "host-c:6783"])
     assert store.get_raw("directPeers").hex() == case("persistence", "directPeers")["output_hex"]  # type: ignore[union-attr]
+    store.close()
+
+
+def test_an_unreadable_state_file_is_named_with_what_to_do(tmp_path: Path) -> None:
+    db = tmp_path / DB_FILENAME
+    db.write_bytes(b"not a database at all, " * 200)
+    with pytest.raises(StoreError) as err:
+        Store(tmp_path)
+    msg = str(err.value)
+    assert msg.startswith(f"the state file {db} is unreadable (file is not a database)")
+    assert "Move the file away" in msg and "'weave reset --force'" in msg and "\n" not in msg
+    assert db.read_bytes() == b"not a database at all, " * 200  # left for whoever wants to look
+
+
+def test_an_unreadable_value_names_the_file_and_the_key(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.set_raw("peername", bytes([103]) + bytes(103))  # a gob message longer than a peer name can be
+    with pytest.raises(StoreError) as err:
+        store.load_peer_name()
+    assert err.value.key == "peername"
+    assert str(err.value).startswith(f"{store.path}: the saved peer name (key 'peername') is unreadable: gob:")
+    store._conn().execute("UPDATE top SET value = 'text' WHERE key = 'peername'")  # not even bytes
+    with pytest.raises(StoreError, match="stored as str, not as bytes") as err:
+        store.get_raw("peername")
+    assert err.value.key == "peername"
+    store.close()
+
+
+def test_a_second_router_on_the_same_state_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.save_peer_name(1)
+    with pytest.raises(StoreError, match=r"is in use by another process .*is weave already running\?$"):
+        Store(tmp_path)
+    store.close()
+
+
+def test_held_writes_reach_the_file_only_when_flushed_and_a_fresh_file_is_discarded(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "weave"
+    store = Store(state)
+    store.hold()
+    store.save_peer_name(5)
+    store.delete("version")
+    assert store.load_peer_name() == 5 and store.keys() == ["peername"]
+    store.discard()  # a failed launch: the file it created goes, and the directories made for it
+    assert not (tmp_path / "state").exists()
+
+    store = Store(state)
+    store.hold()
+    store.save_peer_name(5)
+    store.flush()
+    store.save_direct_peers(["a"])  # written through after the flush
+    store.close()
+    again = Store(state)
+    again.hold()
+    again.save_peer_name(6)
+    again.discard()  # an existing file stays, without what was held
+    again = Store(state)
+    assert again.load_peer_name() == 5 and again.load_direct_peers() == ["a"]
+    again.close()
+
+
+def test_unchanged_values_are_not_written_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path)
+    store.save_peer_name(5)
+    store.save_direct_peers(["a"])
+    writes: list[object] = []
+    monkeypatch.setattr(store, "_write", lambda *a: writes.append(a))
+    store.save_peer_name(5)
+    store.save_direct_peers(["a"])
+    assert writes == []  # so a router with nothing new to save runs on a full disk
+    store.save_peer_name(6)
+    assert len(writes) == 1
     store.close()
