@@ -18,6 +18,7 @@ from weavenet.daemon.config import log_file, pid_file
 
 LAUNCH_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+POLL_TIMEOUT = 2.0
 
 
 def running_pid(run_dir: str) -> int | None:
@@ -47,7 +48,8 @@ def _tail_errors(path: str, since: int) -> str:
 
 
 def start(daemon_args: list[str], run_dir: str, http_addr: str, env: dict[str, str]) -> tuple[bool, str]:
-    """Start the daemon and wait until it is ready. Returns (ok, error message)."""
+    """Start the daemon and wait until it is ready. Returns (ok, error message); the daemon removes what a launch
+    that fails created (see ``Daemon.rollback``), this only waits."""
     os.makedirs(run_dir, exist_ok=True)
     log_path = log_file(run_dir)
     with open(log_path, "ab") as log:
@@ -66,7 +68,9 @@ def start(daemon_args: list[str], run_dir: str, http_addr: str, env: dict[str, s
         if proc.poll() is not None:
             return False, _tail_errors(log_path, offset) or f"router exited with status {proc.returncode}"
         try:
-            if request("GET", "/status", addr=http_addr).status == 200:
+            # bounded: a process that holds the port and never answers must not hang the launch; our daemon
+            # then exits (the port is taken), which the next round notices
+            if request("GET", "/status", addr=http_addr, timeout=POLL_TIMEOUT).status == 200:
                 return True, ""
         except RouterUnreachable:
             pass

@@ -65,11 +65,12 @@ async def _amain(argv: list[str]) -> int:
 
     config = from_args(argv)
     os.makedirs(config.run_dir, exist_ok=True)
-    daemon = Daemon(config)
+    daemon = Daemon(config)  # a failure here has left nothing behind
     try:
         await daemon.start()
     except BaseException:
         await daemon.close()
+        await asyncio.to_thread(daemon.rollback)  # what the failed launch created, and only that
         raise
     await daemon.run_until_stopped()
     return 0

@@ -2,6 +2,11 @@
 
 Like mesh's ``NewRouter`` it builds everything first and starts listening afterwards, so gossipers (IPAM, DNS)
 can register their channels before any connection forms.
+
+A launch either succeeds or leaves the host as it found it: the state store holds its writes until the router is
+about to serve requests, and :meth:`Daemon.rollback` removes what a failed launch created (the bridge if it was
+not there, the iptables rules and chains that were not, a state file that did not exist), never what was there
+before (a killed router's bridge, with containers on it).
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from weavenet.daemon.persistence import Store
 from weavenet.dataplane import fastcrypto
 from weavenet.dataplane.supervisor import Datapath
 from weavenet.docker.service import DockerIntegration
-from weavenet.errors import ConfigError
+from weavenet.errors import ConfigError, StateError
 from weavenet.host.bridge import BRIDGE, ensure_bridge
 from weavenet.host.expose import expose, reexpose
-from weavenet.host.iptables import canary_present, ensure_iptables
+from weavenet.host.iptables import Undo, canary_present, ensure_iptables
+from weavenet.host.run import run
 
 log = logging.getLogger("weavenet.daemon")
 
@@ -46,7 +52,18 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.store = Store(config.state_dir)
+        self._bridge_created = False
+        self._iptables_undo = Undo()
+        self._launched = False
+        self.store = Store(config.state_dir)  # StoreError names the file and what to do
+        self.store.hold()  # nothing reaches the file before the router serves (see start)
+        try:
+            self._build(config)
+        except BaseException:
+            self.store.discard()
+            raise
+
+    def _build(self, config: DaemonConfig) -> None:
         name = resolve_peer_name(config.name, "weave", self.store.load_peer_name(), config.host_root)
         self.store.save_peer_name(name)
         self.name = name
@@ -107,8 +124,8 @@ class Daemon:
             log.info("Communication between peers is unencrypted.")
         else:
             log.info("Communication between peers via untrusted networks is encrypted.")
-        await asyncio.to_thread(ensure_bridge, str(self.name), self.config.mtu)
-        await asyncio.to_thread(ensure_iptables, BRIDGE)
+        self._bridge_created = await asyncio.to_thread(ensure_bridge, str(self.name), self.config.mtu)
+        await asyncio.to_thread(ensure_iptables, BRIDGE, undo=self._iptables_undo)
         await asyncio.to_thread(reexpose, BRIDGE)
         await self.fastdp.start()  # probes VXLAN and ESP; falls back to sleeve-only before anything connects
         try:
@@ -126,11 +143,30 @@ class Daemon:
         if errors:
             raise ConfigError("; ".join(errors))
         self._save_peers()
+        self.store.flush()  # from here on callers are told things: what they are told is on disk first
         self._servers = await start_api(self)
         await self.docker.start()  # proxy and plugin use the API above; ready only once they run, as Weave's
+        pid_path = Path(pid_file(self.config.run_dir))
+        try:
+            pid_path.write_text(f"{os.getpid()}\n")
+        except OSError as e:
+            pid_path.unlink(missing_ok=True)
+            raise StateError(f"cannot write the pid file {pid_path}: {e.strerror or e}") from e
         self.ready = True
-        Path(pid_file(self.config.run_dir)).write_text(f"{os.getpid()}\n")
+        self._launched = True
         log.info("weavenet router ready (version %s)", snapshot.VERSION)
+
+    def rollback(self) -> None:
+        """After a failed launch: remove what it created, nothing that was there before (see the module doc)."""
+        if self._launched:
+            return
+        try:
+            self._iptables_undo.apply()
+        except Exception as e:  # go on: the rest must be undone too
+            log.error("removing the iptables rules of the failed launch: %s", e)
+        if self._bridge_created:
+            run(["ip", "link", "del", BRIDGE], check=False)
+        self.store.discard()
 
     async def run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()
@@ -155,8 +191,9 @@ class Daemon:
         await self.fastdp.close()
         await self.datapath.stop()
         self.store.close()
-        with contextlib.suppress(FileNotFoundError):
-            Path(pid_file(self.config.run_dir)).unlink()
+        if self._launched:  # the pid file is ours only once we wrote it (a killed router's stays as it was)
+            with contextlib.suppress(FileNotFoundError):
+                Path(pid_file(self.config.run_dir)).unlink()
 
     # -- data plane -------------------------------------------------------------------------------------------
 

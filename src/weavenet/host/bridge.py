@@ -44,9 +44,11 @@ def link_info(name: str, netns: str | None = None) -> dict | None:  # type: igno
     return data[0] if data else None
 
 
-def ensure_bridge(mac: str, mtu: int = DEFAULT_MTU, name: str = BRIDGE) -> None:
-    """Create (or fix up) the bridge: MAC, MTU, sysctls, up. Idempotent."""
+def ensure_bridge(mac: str, mtu: int = DEFAULT_MTU, name: str = BRIDGE) -> bool:
+    """Create (or fix up) the bridge: MAC, MTU, sysctls, up. Idempotent; True if it created the bridge (a launch
+    that fails deletes it again, and only then: containers may hang on a bridge that was there)."""
     info = link_info(name)
+    created = info is None
     if info is None:
         run(["ip", "link", "add", name, "type", "bridge"])
         info = link_info(name)
@@ -65,6 +67,7 @@ def ensure_bridge(mac: str, mtu: int = DEFAULT_MTU, name: str = BRIDGE) -> None:
     sysctl(f"net/ipv6/conf/{name}/accept_ra", "0", must=False)
     arp_sysctls(name)
     run(["ip", "link", "set", name, "up"])
+    return created
 
 
 def bridge_mtu(name: str = BRIDGE) -> int | None:

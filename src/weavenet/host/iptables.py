@@ -3,11 +3,14 @@
 The FORWARD rules must stay at the top and in this order, or Docker's and other tools' rules shadow them; if any
 is missing (a firewall reload, a ``docker`` restart) the whole block is removed and re-inserted at 1..n. A canary
 chain in three tables tells the router when a firewall flushed everything, so it can re-apply.
+
+``ensure_iptables`` can *record* what it created (an :class:`Undo`), so a launch that fails removes exactly that
+and leaves rules and chains that were there before it (a killed router's, which containers still rely on).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from weavenet.host.run import ok, run
 
@@ -20,6 +23,25 @@ class Rule:
     table: str
     chain: str
     spec: tuple[str, ...]
+
+
+@dataclass
+class Undo:
+    """What an ``ensure_iptables`` created, newest last: rules inserted or appended, chains created."""
+
+    rules: list[Rule] = field(default_factory=list)
+    chains: list[tuple[str, str]] = field(default_factory=list)
+
+    def apply(self) -> None:
+        """Remove it all again (rules first: a chain can only go once nothing jumps to it)."""
+        for rule in reversed(self.rules):
+            delete(rule)
+        for table, chain in reversed(self.chains):
+            if ok(_ipt(table, "-n", "-L", chain)):
+                run(_ipt(table, "-F", chain), check=False)
+                run(_ipt(table, "-X", chain), check=False)
+        self.rules.clear()
+        self.chains.clear()
 
 
 def forward_rules(bridge: str = "weave", docker_bridge: str | None = None) -> list[Rule]:
@@ -104,9 +126,11 @@ def exists(rule: Rule) -> bool:
     return ok(_ipt(rule.table, "-C", rule.chain, *rule.spec))
 
 
-def append_unique(rule: Rule) -> None:
+def append_unique(rule: Rule, undo: Undo | None = None) -> None:
     if not exists(rule):
         run(_ipt(rule.table, "-A", rule.chain, *rule.spec))
+        if undo is not None:
+            undo.rules.append(rule)
 
 
 def delete(rule: Rule) -> None:
@@ -114,9 +138,11 @@ def delete(rule: Rule) -> None:
         pass
 
 
-def ensure_chain(table: str, chain: str) -> None:
+def ensure_chain(table: str, chain: str, undo: Undo | None = None) -> None:
     if not ok(_ipt(table, "-n", "-L", chain)):
         run(_ipt(table, "-N", chain))
+        if undo is not None:
+            undo.chains.append((table, chain))
 
 
 def forward_block_in_place(rules: list[Rule]) -> bool:
@@ -132,26 +158,34 @@ def forward_block_in_place(rules: list[Rule]) -> bool:
 
 
 def ensure_iptables(
-    bridge: str = "weave", docker_bridge: str | None = None, docker_ip: str | None = None, port: int = 6783
+    bridge: str = "weave",
+    docker_bridge: str | None = None,
+    docker_ip: str | None = None,
+    port: int = 6783,
+    undo: Undo | None = None,
 ) -> None:
-    """Weave's chains and rules, idempotently; the FORWARD block re-inserted at the top if it was disturbed."""
-    ensure_chain("filter", "WEAVE-EXPOSE")
-    ensure_chain("nat", "WEAVE")
+    """Weave's chains and rules, idempotently; the FORWARD block re-inserted at the top if it was disturbed.
+    With ``undo``, what did not exist before is recorded there (a rule that was only moved is not)."""
+    ensure_chain("filter", "WEAVE-EXPOSE", undo)
+    ensure_chain("nat", "WEAVE", undo)
     for rule in input_rules(docker_bridge, docker_ip, port):
-        append_unique(rule)
+        append_unique(rule, undo)
     block = forward_rules(bridge, docker_bridge)
     if not forward_block_in_place(block):
+        existed = {rule for rule in block if exists(rule)}
         for rule in block:
             delete(rule)
         for pos, rule in enumerate(block, 1):
             run(_ipt(rule.table, "-I", rule.chain, str(pos), *rule.spec))
-    append_unique(Rule("nat", "POSTROUTING", ("-j", "WEAVE")))
-    install_canary()
+            if undo is not None and rule not in existed:
+                undo.rules.append(rule)
+    append_unique(Rule("nat", "POSTROUTING", ("-j", "WEAVE")), undo)
+    install_canary(undo)
 
 
-def install_canary() -> None:
+def install_canary(undo: Undo | None = None) -> None:
     for table in CANARY_TABLES:
-        ensure_chain(table, CANARY)
+        ensure_chain(table, CANARY, undo)
 
 
 def canary_present() -> bool:
