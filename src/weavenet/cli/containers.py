@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from weavenet.errors import HostError
+from weavenet.errors import HostError, StateError
 
 NO_IPAM = "IP address allocation must be enabled to use 'net:'"
 EXPOSE = "weave:expose"
@@ -26,6 +26,11 @@ def _split_addrs(args: Sequence[str]) -> tuple[list[str], str]:
     return addrs, container
 
 
+def _say(problems: Sequence[str]) -> None:
+    for p in problems:
+        click.echo(f"weave: {p}", err=True)
+
+
 def _ips(cidrs: Sequence[str]) -> str:
     return " ".join(c.split("/")[0] for c in cidrs)
 
@@ -35,7 +40,7 @@ def attach_cmd(args: Sequence[str], multicast_route: bool) -> None:
     from weavenet.cli import ipam_cmds
     from weavenet.cli.docker_cmds import docker_lookup
     from weavenet.host import attached
-    from weavenet.host.attach import attach, resolve_container
+    from weavenet.host.attach import attach, detach, resolve_container
 
     words, container = _split_addrs(args)
     ipam_cmds.parse_args(words)  # a typo is refused before anything changes
@@ -47,7 +52,15 @@ def attach_cmd(args: Sequence[str], multicast_route: bool) -> None:
     except BaseException:
         ipam_cmds.release(ref.id, from_ipam)
         raise
-    attached.record(ipam_cmds.run_dir(), ref.netns, ref.id)
+    problems: list[str] = []
+    try:
+        attached.record(ipam_cmds.run_dir(), ref.netns, ref.id, problems)
+    except StateError as e:  # a container nobody knows is attached: undo it all, say why
+        detach(ref, all_cidrs)
+        ipam_cmds.release(ref.id, from_ipam)
+        raise HostError(f"{e}; nothing was attached") from e
+    finally:
+        _say(problems)
     click.echo(_ips(all_cidrs))
 
 
@@ -79,7 +92,12 @@ def detach_cmd(args: Sequence[str]) -> None:
     ipam_cmds.release(ref.id, shown)
     if left is None:  # nothing left on the weave network
         ipam_cmds.release_all(ref.id)
-        attached.forget(ipam_cmds.run_dir(), ref.netns)
+        problems: list[str] = []
+        try:
+            attached.forget(ipam_cmds.run_dir(), ref.netns, problems)
+        except StateError as e:  # detached all the same; the router drops the entry when the container goes
+            problems.append(str(e))
+        _say(problems)
     click.echo(_ips(shown))
 
 
@@ -149,7 +167,10 @@ def ps_cmd(containers: Sequence[str]) -> None:
     from weavenet.host import attached
 
     gone = []
-    for netns, entry in sorted(attached.load(run_dir()).items()):
+    problems: list[str] = []
+    entries = attached.load(run_dir(), problems=problems)
+    _say(problems)
+    for netns, entry in sorted(entries.items()):
         cid = entry.ident
         if wanted and cid not in wanted and netns not in wanted:
             continue
@@ -164,7 +185,10 @@ def ps_cmd(containers: Sequence[str]) -> None:
         mac, cidrs = got
         lines.append(" ".join([_short(cid), mac, *cidrs]))
     if gone:
-        attached.prune(run_dir())
+        try:
+            attached.prune(run_dir())
+        except StateError as e:
+            _say([str(e)])
     from weavenet.cli.docker_cmds import docker_ps_lines
 
     lines += docker_ps_lines(containers, lines)  # Docker containers, named or not, wherever they were attached

@@ -79,6 +79,18 @@ def start(daemon_args: list[str], run_dir: str, http_addr: str, env: dict[str, s
     return False, f"router did not become ready within {LAUNCH_TIMEOUT:.0f}s; see {log_path}"
 
 
+def state_problems(http_addr: str) -> list[str]:
+    """What the router found wrong with its saved state at launch (``weave launch`` prints it)."""
+    import json
+
+    try:
+        reply = request("GET", "/report", addr=http_addr)
+        state = json.loads(reply.body).get("State") or {} if reply.status == 200 else {}
+    except (RouterUnreachable, ValueError, AttributeError):
+        return []
+    return [str(p) for p in state.get("Problems") or []]
+
+
 def stop(run_dir: str) -> bool:
     """SIGTERM the daemon and wait for it to exit (SIGKILL after a while). False if it was not running."""
     pid = running_pid(run_dir)

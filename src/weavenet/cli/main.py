@@ -6,6 +6,7 @@ the only module that chooses exit codes: mistakes print one line saying what is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -273,6 +274,8 @@ def launch(**opts: Any) -> None:
     ok, error = daemonctl.start(args, run_dir, cfg.http_addr, env)
     if not ok:
         _fail(error)
+    for problem in daemonctl.state_problems(cfg.http_addr):
+        click.echo(f"weave: {problem}", err=True)
 
 
 _DOCKER_BOOLS = (
@@ -392,6 +395,16 @@ def reset(force: bool) -> None:
         click.echo("Weave is not running (ignore on Kubernetes).", err=True)
     remove_state(state_dir_default())
     _host(_destroy_host_state)
+    _remove_registry(run_dir)
+
+
+def _remove_registry(run_dir: str) -> None:
+    """The attach registry goes with the containers' interfaces (and an unreadable one kept aside with it)."""
+    from weavenet.host import attached
+
+    for suffix in ("", attached.CORRUPT_SUFFIX, ".lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(attached.path(run_dir)) + suffix)
 
 
 def _destroy_host_state() -> None:

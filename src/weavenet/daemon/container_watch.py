@@ -86,8 +86,10 @@ class ContainerWatch:
         hub: ContainerEvents,
         clock: Callable[[], float],
         interval: float = WATCH_INTERVAL,
+        hints: Callable[[], list[str]] = list,
     ) -> None:
         self.run_dir = run_dir
+        self.hints = hints  # idents IPAM knows: an unreadable registry is rebuilt under them
         self.hub = hub
         self.clock = clock
         self.interval = interval
@@ -107,7 +109,7 @@ class ContainerWatch:
                 await self._task
 
     async def scan(self) -> None:
-        entries, status = await asyncio.to_thread(_read_registry, self.run_dir)
+        entries, status = await asyncio.to_thread(_read_registry, self.run_dir, self.hints())
         events, drop = self.state.observe(entries, lambda e: status.get(e.netns, False), self.clock())
         if drop:
             await asyncio.to_thread(_drop, self.run_dir, drop)
@@ -129,8 +131,8 @@ class ContainerWatch:
                 log.exception("container watch failed; trying again")
 
 
-def _read_registry(run_dir: str) -> tuple[dict[str, attached.Attached], dict[str, bool]]:
-    entries = attached.load(run_dir)
+def _read_registry(run_dir: str, hints: list[str]) -> tuple[dict[str, attached.Attached], dict[str, bool]]:
+    entries = attached.load(run_dir, rebuild=lambda: attached.rebuild_from_bridge(hints))
     return entries, {e.netns: attached.alive(e) for e in entries.values()}
 
 
@@ -142,8 +144,3 @@ def _drop(run_dir: str, keys: list[str]) -> None:
                 del entries[k]
 
     attached.update(run_dir, change)
-
-
-def live_entries(run_dir: str) -> dict[str, attached.Attached]:
-    """The registry's entries whose container still exists (at launch)."""
-    return {k: e for k, e in attached.load(run_dir).items() if attached.alive(e)}

@@ -4,9 +4,11 @@ Wiring, as Weave's ``prog/weaver/main.go`` does it: the allocator is registered 
 ``IPallocation`` (and on weavenet's ``weavenet-ipam-members``, see ``ipam.members``) before any connection
 forms; the topology's peer removals prune its nicknames; it is started with the persisted ring and owned
 addresses (``ring``, ``ownedAddresses``, ``peername`` in the state store, and ``weavenetIpamMembers``, written
-in one transaction whenever they change) and with *pre-claims*: the addresses of containers still attached
-(from the attach registry) and of the bridge (``weave:expose``), so a restarted router never hands them out
-again. Containers that went away while it was down are pruned.
+in one transaction whenever they change) and with *pre-claims*: the addresses really in use, found on the bridge
+(every container veth's peer and its addresses, :mod:`weavenet.host.ports`, and the bridge's own for
+``weave:expose``), so a restarted router never hands them out again, even when the attach registry or the owned
+addresses could not be read (said in the log, in ``weave status`` and by ``weave launch``). Containers that went
+away while it was down are pruned.
 
 Every call into the allocator runs through ``MeshDriver.run``, so the gossip it causes goes out at once and the
 allocator's timer is re-armed afterwards (``after_input``). Results come back through callbacks, turned into
@@ -28,12 +30,14 @@ from weavenet.core.container_events import DESTROY, DIE, START, ContainerEvent
 from weavenet.core.names import PeerName
 from weavenet.daemon import container_watch
 from weavenet.daemon.ipam_options import IpamSetup
+from weavenet.daemon.persistence import WHAT, StoreError
+from weavenet.errors import RemoteProtocolError, StateError
 from weavenet.host import attached
 from weavenet.ipam import members
 from weavenet.ipam.address import CIDR
 from weavenet.ipam.allocator import Allocator, AllocatorConfig, PreClaim
 from weavenet.ipam.operations import Operation, Result
-from weavenet.ipam.wire import CHANNEL
+from weavenet.ipam.wire import CHANNEL, Owned, decode_owned
 
 if TYPE_CHECKING:
     from weavenet.core.router import MeshRouter
@@ -44,6 +48,13 @@ log = logging.getLogger("weavenet.ipam")
 EXPOSE_IDENT = "weave:expose"
 CANCEL_POLL = 0.5
 STORE_KEYS = ("peername", "ring", "ownedAddresses", members.STORE_KEY)
+OWNED_KEY = "ownedAddresses"
+AFTERWARDS = {
+    "ownedAddresses": "the addresses in use were found again on the bridge",
+    "ring": "the ring is learnt again from the other peers, or made anew",
+    "peername": "the peer name comes from the bridge again",
+    members.STORE_KEY: "which peers reclaim automatically is learnt again from the other peers",
+}
 
 
 def ipam_for(daemon: Daemon) -> IPAMService | None:
@@ -106,7 +117,9 @@ class IPAMService:
         self.allocator.set_members_sink(self.router.new_gossip(members.CHANNEL, self.allocator.members_gossiper()))
         self.router.on_peer_removed.append(lambda peer: self.allocator.peer_gone(peer.name))
         daemon.container_events.subscribe(self._on_container_event)
-        self.watch = container_watch.ContainerWatch(daemon.config.run_dir, daemon.container_events, loop.time)
+        self.watch = container_watch.ContainerWatch(
+            daemon.config.run_dir, daemon.container_events, loop.time, hints=lambda: list(self.allocator.owned)
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.persist_failures = 0
@@ -116,13 +129,37 @@ class IPAMService:
 
     async def start(self) -> None:
         """Load the store, pre-claim what is in use, prune what is gone, start watching containers."""
-        stored = {k: v for k in STORE_KEYS if (v := self.store.get_raw(k)) is not None}
-        live, preclaims = await asyncio.to_thread(_in_use, self.daemon.config.run_dir)
-        registered = {e.ident for e in attached.load(self.daemon.config.run_dir).values()}
+        stored: dict[str, bytes] = {}
+        unreadable: dict[str, str] = {}
+        for k in STORE_KEYS:
+            try:
+                if (v := self.store.get_raw(k)) is not None:
+                    stored[k] = v
+            except StoreError as e:
+                if e.key is None:
+                    raise  # the whole file: the launch fails, saying which and what to do
+                unreadable[k] = e.reason
+        owned: dict[str, Owned] = {}
+        if OWNED_KEY in stored:
+            try:
+                owned = decode_owned(stored[OWNED_KEY])
+            except RemoteProtocolError:
+                pass  # the allocator finds it unreadable too, and says so below
+        problems: list[str] = []
+        live, preclaims = await asyncio.to_thread(_in_use, self.daemon.config.run_dir, owned, problems)
+        for message in problems:
+            self.daemon.problem(message)
+        registered = {e.ident for e in live.values()}
         for p in preclaims:
             log.info("[allocator %s] Found address %s for ID %s", self.daemon.name, p.cidr, p.ident)
         self._run(lambda now: self.allocator.start(stored, preclaims, now))
-        live_idents = {e.ident for e in live.values()}
+        unreadable.update(self.allocator.unreadable)
+        for key, reason in unreadable.items():
+            self.daemon.problem(
+                f"{self.store.path}: the saved {WHAT.get(key, key)} (key {key!r}) is unreadable ({reason}); "
+                f"{AFTERWARDS.get(key, 'it is written again')}. If anything looks wrong, 'weave reset' starts afresh"
+            )
+        live_idents = registered | {p.ident for p in preclaims if p.is_container}
         keep = {
             ident
             for ident in self.allocator.owned_all()
@@ -264,25 +301,57 @@ class IPAMService:
         return st
 
 
-def _in_use(run_dir: str) -> tuple[dict[str, attached.Attached], list[PreClaim]]:
-    """Containers still attached and their addresses, plus the bridge's (Weave's ``findExistingAddresses``)."""
+def _in_use(
+    run_dir: str, owned: dict[str, Owned], problems: list[str]
+) -> tuple[dict[str, attached.Attached], list[PreClaim]]:
+    """Containers still attached (the registry, rebuilt from the bridge if unreadable) and the addresses really in
+    use: every container veth's peer on the bridge and the bridge's own (Weave's ``findExistingAddresses``, which
+    asked Docker; the bridge also knows containers attached by PID or namespace path, and needs no records).
+
+    Each address is claimed for whoever IPAM recorded it under, else the container's registry ident, else the
+    PID or namespace path its veth leads to."""
     from weavenet.errors import HostError
     from weavenet.host.attach import ContainerRef, container_addrs
     from weavenet.host.bridge import BRIDGE
     from weavenet.host.expose import exposed
+    from weavenet.host.ports import bridge_ports, display_path
 
-    live = container_watch.live_entries(run_dir)
+    checkable = [i for i in owned if container_watch.checkable(i)]
+    try:
+        known = list(attached.read(run_dir).values())
+    except StateError:
+        known = []
+    ports = bridge_ports(BRIDGE, hints=checkable + [e.netns for e in known])
+    by_inode = attached.idents_by_inode(checkable)
+    registry = attached.load(run_dir, rebuild=lambda: attached.from_ports(ports, by_inode), problems=problems)
+    live = {k: e for k, e in registry.items() if attached.alive(e)}
+    for e in live.values():
+        ino = attached.ns_inode(e.netns)
+        if ino is not None:
+            by_inode[ino] = e.ident
+    by_addr = {c.addr: ident for ident, o in owned.items() for c in o.cidrs}
     claims: list[PreClaim] = []
     try:
         for cidr in exposed(BRIDGE):
             claims.append(PreClaim(EXPOSE_IDENT, CIDR.parse(cidr), is_container=False))
     except HostError as e:
         log.warning("cannot read the addresses of bridge %s: %s", BRIDGE, e)
-    for e in live.values():
+    covered: set[int] = set()
+    for port in ports:
+        if port.netns is None:
+            continue
+        covered.add(port.inode)
+        fallback = by_inode.get(port.inode) or (str(port.pid) if port.pid else display_path(port.netns))
+        for text in port.cidrs:
+            cidr = CIDR.parse(text)
+            claims.append(PreClaim(by_addr.get(cidr.addr) or fallback, cidr, is_container=True))
+    for e in live.values():  # attached, but not on this bridge (it was re-created): what its interface says
+        if attached.ns_inode(e.netns) in covered:
+            continue
         try:
             got = container_addrs(ContainerRef(e.ident, e.netns, ""))
         except HostError:
             continue
-        for cidr in got[1] if got else []:
-            claims.append(PreClaim(e.ident, CIDR.parse(cidr), is_container=True))
+        for text in got[1] if got else []:
+            claims.append(PreClaim(e.ident, CIDR.parse(text), is_container=True))
     return live, claims

@@ -724,6 +724,8 @@ class WeaveStatus:
     plugin: PluginStatus | None = field(
         default=None, metadata=_go("Plugin", "*plugin.Status", "ptr", elem=PluginStatus, omitempty=True)
     )
+    # weavenet's own: saved state found unreadable at launch, changes not saved (``weave launch`` prints them)
+    state: Any = field(default=None, metadata=_go("State", "interface {}", "iface", omitempty=True))
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a plain JSON-compatible dict with Weave's keys, order, nils and omissions."""

@@ -170,7 +170,18 @@ def render_status(report: Report) -> str:
                 "        Service: plugin (legacy)\n",
                 f"     DriverName: {plugin.get('DriverName', '')}\n",
             ]
+    out += _state_section(r.get("State") or {})
     return "".join(out)
+
+
+def _state_section(state: Mapping[str, Any]) -> list[str]:
+    """weavenet's own section, only when saved state was unreadable at launch or changes are not saved."""
+    notes = [str(p) for p in _list(state.get("Problems"))]
+    notes += [f"not saved: {why}" for why in (state.get("Unsaved") or {}).values()]
+    if not notes:
+        return []
+    lines = [f"                 {n}\n" for n in notes]
+    return ["\n", "        Service: state\n", f"       Problems: {len(notes)}\n", *lines]
 
 
 def render_targets(report: Report) -> str:

@@ -6,7 +6,8 @@ can register their channels before any connection forms.
 A launch either succeeds or leaves the host as it found it: the state store holds its writes until the router is
 about to serve requests, and :meth:`Daemon.rollback` removes what a failed launch created (the bridge if it was
 not there, the iptables rules and chains that were not, a state file that did not exist), never what was there
-before (a killed router's bridge, with containers on it).
+before (a killed router's bridge, with containers on it). State that cannot be read is said
+(:meth:`Daemon.problem`: the log, ``weave status``, and ``weave launch`` prints it), and rebuilt where it can be.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from weavenet.daemon.dns_service import DNSService
 from weavenet.daemon.fastdp_link import FastdpLink, overlays
 from weavenet.daemon.identity import resolve_peer_name
 from weavenet.daemon.ipam_service import ipam_for
-from weavenet.daemon.persistence import Store
+from weavenet.daemon.persistence import Store, StoreError
 from weavenet.dataplane import fastcrypto
 from weavenet.dataplane.supervisor import Datapath
 from weavenet.docker.service import DockerIntegration
@@ -52,6 +53,7 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
+        self.problems: list[str] = []  # state found unreadable at launch (and what was done about it)
         self._bridge_created = False
         self._iptables_undo = Undo()
         self._launched = False
@@ -64,7 +66,14 @@ class Daemon:
             raise
 
     def _build(self, config: DaemonConfig) -> None:
-        name = resolve_peer_name(config.name, "weave", self.store.load_peer_name(), config.host_root)
+        try:
+            persisted = self.store.load_peer_name()
+        except StoreError as e:
+            if e.key is None:
+                raise
+            self.problem(f"{e}; the peer name comes from the bridge again")
+            persisted = None
+        name = resolve_peer_name(config.name, "weave", persisted, config.host_root)
         self.store.save_peer_name(name)
         self.name = name
         sysrand = random.SystemRandom()
@@ -138,7 +147,9 @@ class Daemon:
             await self.dns.start()
         if self.ipam is not None:
             await self.ipam.start()  # persisted ring and addresses, pre-claims, before any peer connects
-        peers = self.store.load_direct_peers() if self.config.resume else self.config.peers
+        else:
+            await asyncio.to_thread(self._check_registry)
+        peers = self._resumed_peers() if self.config.resume else self.config.peers
         errors = await self.driver.connect(list(peers), replace=False)
         if errors:
             raise ConfigError("; ".join(errors))
@@ -155,6 +166,29 @@ class Daemon:
         self.ready = True
         self._launched = True
         log.info("weavenet router ready (version %s)", snapshot.VERSION)
+
+    def problem(self, message: str) -> None:
+        """State that could not be read (and what was done about it): logged, kept for ``weave status``."""
+        log.warning("%s", message)
+        self.problems.append(message)
+
+    def _check_registry(self) -> None:
+        """Without IPAM nobody else reads the attach registry at launch: an unreadable one is rebuilt and said."""
+        from weavenet.host import attached
+
+        found: list[str] = []
+        attached.load(self.config.run_dir, problems=found)
+        for message in found:
+            self.problem(message)
+
+    def _resumed_peers(self) -> list[str]:
+        try:
+            return self.store.load_direct_peers()
+        except StoreError as e:
+            if e.key is None:
+                raise
+            self.problem(f"{e}; --resume has no peers to connect to")
+            return []
 
     def rollback(self) -> None:
         """After a failed launch: remove what it created, nothing that was there before (see the module doc)."""
@@ -261,5 +295,7 @@ class Daemon:
         if self.ipam is not None:
             report["IPAM"] = self.ipam.status()
         report.update(self.docker.report())  # "Proxy" and "Plugin", each only when it runs
+        if self.problems:  # absent when all is well, as Weave's report has no such section
+            report["State"] = {"Problems": list(self.problems)}
         self.fastdp.add_to_report(report)
         return report

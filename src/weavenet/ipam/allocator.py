@@ -197,6 +197,7 @@ class Allocator:
         self._owned_dirty: dict[str, None] = {}  # idents changed since the last save, in order
         self._results: list[tuple[Done, Result]] = []
         self._depth = 0
+        self.unreadable: dict[str, str] = {}  # persisted keys that could not be decoded at start -> why
 
     # ===================================================================================== lifecycle
 
@@ -231,17 +232,28 @@ class Allocator:
                 self._try_ops(self.pending_claims)
 
     def _load(self, stored: dict[str, bytes]) -> bool:
-        try:
-            name = wire.decode_peer_name(stored[NAME_KEY]) if NAME_KEY in stored else None
-            ring = wire.decode_ring(stored[RING_KEY]) if RING_KEY in stored else None
-            owned = wire.decode_owned(stored[OWNED_KEY]) if OWNED_KEY in stored else None
-        except RemoteProtocolError as e:
-            self._overwrite(f"Persisted IPAM data is unreadable ({e}); starting afresh")
+        """Take what is readable: an unreadable ``ownedAddresses`` (or peer name) keeps the ring, and the
+        pre-claims (what is really on the bridge) say which addresses are in use; each key is rewritten."""
+        decoders: dict[str, Callable[[bytes], Any]] = {
+            NAME_KEY: wire.decode_peer_name,
+            RING_KEY: wire.decode_ring,
+            OWNED_KEY: wire.decode_owned,
+        }
+        got: dict[str, Any] = {}
+        for key, decode in decoders.items():
+            if key in stored:
+                try:
+                    got[key] = decode(stored[key])
+                except RemoteProtocolError as e:
+                    self.unreadable[key] = str(e)
+        name, ring, owned = got.get(NAME_KEY), got.get(RING_KEY), got.get(OWNED_KEY)
+        if ring is None or ring.empty():
+            if RING_KEY in self.unreadable:
+                self._overwrite(f"Persisted IPAM ring is unreadable ({self.unreadable[RING_KEY]}); starting afresh")
+            else:
+                self._overwrite("No valid persisted data")
             return False
-        if name is None or ring is None or ring.empty():
-            self._overwrite("No valid persisted data")
-            return False
-        if name != self.name or ring.peer != self.name:
+        if (name is not None and name != self.name) or ring.peer != self.name:
             self._overwrite(f"Deleting persisted data for peername {ring.peer if name == self.name else name}")
             return False
         if ring.range() != self.ring.range():
@@ -261,6 +273,8 @@ class Allocator:
                 for c in o.cidrs:
                     if self.space.is_free(c.addr):
                         self.space.claim(c.addr)
+        if self.unreadable:  # replace the unreadable values by readable ones
+            self._dirty |= {NAME_KEY, RING_KEY, OWNED_KEY}
         return True
 
     def _load_members(self, raw: bytes | None) -> None:

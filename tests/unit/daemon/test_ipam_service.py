@@ -5,6 +5,7 @@ status text and metrics."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,7 +25,7 @@ from weavenet.daemon.container_watch import WatchState, ident_alive
 from weavenet.daemon.ipam_options import IpamOptions, parse_go_duration, resolve
 from weavenet.daemon.ipam_service import IPAMService
 from weavenet.daemon.persistence import Store
-from weavenet.errors import ConfigError
+from weavenet.errors import ConfigError, StateError
 from weavenet.host import attached
 from weavenet.host.attached import Attached
 from weavenet.ipam import members
@@ -205,8 +206,56 @@ def test_registry_records_inode_and_reads_the_old_format(tmp_path: Path) -> None
     assert attached.load(run) == {}
     attached.path(run).write_text(json.dumps({"/proc/self/ns/net": "old"}))
     assert attached.load(run) == {"/proc/self/ns/net": Attached("/proc/self/ns/net", "old", 0)}
-    attached.path(run).write_text("not json")
-    assert attached.load(run) == {}
+
+
+def test_an_unreadable_registry_is_rebuilt_said_and_kept_aside(tmp_path: Path) -> None:
+    run = str(tmp_path)
+    rebuilt = {"/proc/self/ns/net": Attached("/proc/self/ns/net", "me", 7)}
+    for text in ("{garbage", "[1, 2]", '{"version": 2, "containers": {"x": {"id": 5}}}', '{"x": 1}', "\udcff"):
+        attached.path(run).write_text(text, errors="surrogateescape")
+        with pytest.raises(StateError, match=r"attached.json is unreadable \("):
+            attached.read(run)
+        problems: list[str] = []
+        assert attached.load(run, rebuild=lambda: dict(rebuilt), problems=problems) == rebuilt
+        (message,) = problems
+        assert message.startswith(f"{attached.path(run)} is unreadable (")
+        assert "rebuilt from the 1 container(s) found on the weave bridge" in message and "'weave reset'" in message
+        kept = tmp_path / "attached.json.corrupt"
+        assert kept.read_bytes() == text.encode(errors="surrogateescape")
+        assert attached.read(run) == rebuilt  # readable again
+    # updates rebuild too, before they change anything
+    attached.path(run).write_text("{garbage")
+    problems = []
+    attached.update(run, lambda e: e.pop("/proc/self/ns/net"), rebuild=lambda: dict(rebuilt), problems=problems)
+    assert attached.read(run) == {} and len(problems) == 1
+
+
+def test_registry_rebuilt_from_ports_under_the_idents_ipam_knows() -> None:
+    from weavenet.host.ports import Port
+
+    ports = [
+        Port("vethwepl42", "/proc/42/ns/net", 11, 42, "ethwe", "aa", ("10.32.0.1/12",)),
+        Port("vethwepl5f3a", "/run/netns/c", 12, None, "ethwe", "bb", ("10.32.0.2/12",)),
+        Port("vethwepl77", "/proc/77/ns/net", 13, 77, "ethwe", "cc", ()),
+        Port("vethwlab", "/proc/88/ns/net", 14, 88, "ethwe", "dd", ()),
+        Port("vethwepl9", None, 0, None, "", "", ()),  # its namespace was not found
+    ]
+    got = attached.from_ports(ports, {13: "/var/run/netns/known", 14: "0123456789ab"})
+    assert got["/proc/42/ns/net"] == Attached("/proc/42/ns/net", "42", 11)
+    path = "/var/run/netns/c" if os.path.realpath("/var/run") == "/run" else "/run/netns/c"
+    assert got[path] == Attached(path, path, 12)
+    assert got["/var/run/netns/known"] == Attached("/var/run/netns/known", "/var/run/netns/known", 13)
+    assert len(got) == 3  # the Docker container (an ID) is Docker's to list; the unfound one has no path
+
+
+def test_a_registry_that_cannot_be_written_is_an_error(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    attached.record(str(run), "/proc/self/ns/net", "me")
+    (run / "attached.tmp").mkdir()  # the temporary file cannot be created: as on a full /run
+    with pytest.raises(StateError, match=r"^cannot write .*attached.json: "):
+        attached.record(str(run), "/proc/self/ns/net", "again")
+    assert attached.read(str(run))["/proc/self/ns/net"].ident == "me"
 
 
 def test_watch_state_turns_scans_into_events() -> None:

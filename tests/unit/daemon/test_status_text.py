@@ -23,6 +23,7 @@ from weavenet.daemon.report import (
     RouterStatus,
     VersionCheck,
     WeaveStatus,
+    report_json,
     sample_report,
 )
 from weavenet.daemon.status_text import (
@@ -359,3 +360,19 @@ def test_version_line_forms() -> None:
     assert render_status(WeaveStatus(version="2.8.1", version_check=vc, router=_router())).startswith(
         "        Version: 2.8.1 (version 2.9.0 available - please upgrade!)\n\n"
     )
+
+
+def test_state_problems_get_a_section_of_their_own_only_when_there_are_some() -> None:
+    report = sample_report().to_dict()
+    problem = "/run/weave/attached.json is unreadable (not JSON): rebuilt from the 2 container(s) found on the bridge"
+    report["State"] = {"Problems": [problem], "Unsaved": {"ipam": "cannot write the state file: disk is full"}}
+    assert render_status(report) == TROUBLESHOOTING_STATUS + (
+        "\n"
+        "        Service: state\n"
+        "       Problems: 2\n"
+        f"                 {problem}\n"
+        "                 not saved: cannot write the state file: disk is full\n"
+    )
+    # it survives the JSON of GET /report (weavenet's own key, absent when all is well)
+    assert json.loads(report_json(report))["State"]["Problems"] == [problem]
+    assert "State" not in json.loads(sample_report().to_json())

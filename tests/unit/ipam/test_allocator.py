@@ -6,6 +6,7 @@ import pytest
 
 from weavenet.core.names import PeerName
 from weavenet.errors import RemoteProtocolError
+from weavenet.ipam import wire
 from weavenet.ipam.address import CIDR
 from weavenet.ipam.allocator import AllocatorConfig, PreClaim, TakeoverError
 from weavenet.ipam.operations import Result
@@ -245,3 +246,27 @@ def test_an_internal_error_on_wire_input_refuses_the_message_instead_of_crashing
     with pytest.raises(RemoteProtocolError, match="IPAM could not handle the message"):
         alloc.on_gossip_broadcast(PeerName(0x0B0000000001), payload)
     assert alloc.refused_count == 1
+
+
+# ------------------------------------------------------------------------------------------------ saved state
+
+
+def test_unreadable_owned_addresses_keep_the_ring_and_take_the_preclaims() -> None:
+    c = single(seed_peers=1)
+    ok(c.allocate(0, "x"))
+    ok(c.allocate(0, "y"))
+    stored = dict(c.peers[0].stored)
+    stored["ownedAddresses"] = b"\xff" * 24
+    again = IpamCluster(1, seed=1, seed_peers=1, autostart=False)
+    a = again.peers[0].alloc
+    a.start(stored, [PreClaim("x", CIDR.parse("10.32.0.1/12")), PreClaim("y", CIDR.parse("10.32.0.2/12"))], 0.0)
+    assert list(a.unreadable) == ["ownedAddresses"] and "gob" in a.unreadable["ownedAddresses"]
+    assert not a.ring.empty() and a.ring.entries == c.peers[0].alloc.ring.entries
+    assert a.owned_all() == {"x": [CIDR.parse("10.32.0.1/12")], "y": [CIDR.parse("10.32.0.2/12")]}
+    assert wire.decode_owned(again.peers[0].stored["ownedAddresses"]).keys() == {"x", "y"}  # rewritten readable
+    assert ok(again.allocate(0, "z")) == "10.32.0.3/12"
+    # an unreadable ring: nothing of it is used, and it is said
+    stored["ring"] = b"\x03garbage"
+    third = IpamCluster(1, seed=1, seed_peers=1, autostart=False)
+    third.peers[0].alloc.start(stored, [], 0.0)
+    assert set(third.peers[0].alloc.unreadable) == {"ring", "ownedAddresses"}
