@@ -1,6 +1,7 @@
 """IPAM's HTTP API, exactly as Weave's ``ipam/http.go`` (and ``DELETE /peer/{id}`` of ``prog/weaver``).
 
-Addresses travel as plain text ``a.b.c.d/len``; errors are 400 with the message; a request cancelled because
+Addresses travel as plain text ``a.b.c.d/len``; errors are 400 with the message (an allocation that could not be
+saved too: it was undone), a release done but not saved yet is 507 with the reason; a request cancelled because
 its container is not running (``check-alive=true``) or its client went away answers ``cancelled``. Idents
 may contain ``/`` (a namespace path): clients percent-encode them (``%2F``), the router decodes them.
 Without IPAM none of these routes exist (404, which ``weave`` reads as "IPAM disabled") except ``DELETE
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from weavenet.errors import ConfigError
+from weavenet.errors import ConfigError, StateError
 from weavenet.ipam.address import CIDR, parse_ip
 from weavenet.ipam.allocator import TakeoverError
 from weavenet.ipam.operations import Result
@@ -148,14 +149,20 @@ def add_routes(routes: web.RouteTableDef, daemon: Daemon) -> None:
             addr = parse_ip(request.match_info["ip"])
         except ConfigError as e:
             return _bad(str(e))
-        err = ipam.free(request.match_info["id"], addr)
+        try:
+            err = ipam.free(request.match_info["id"], addr)
+        except StateError as e:  # released, not saved yet: 507 Insufficient Storage
+            return _text(f"{e}\n", 507)
         if err is not None:
             return _bad(f"Unable to free: {err}")
         return web.Response(status=204)
 
     @routes.delete("/ip/{id}")
     async def delete(request: web.Request) -> web.Response:
-        err = ipam.delete(request.match_info["id"])
+        try:
+            err = ipam.delete(request.match_info["id"])
+        except StateError as e:
+            return _text(f"{e}\n", 507)
         if err is not None:
             return _bad(err)
         return web.Response(status=204)

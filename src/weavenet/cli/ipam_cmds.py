@@ -182,19 +182,25 @@ def lookup(ident: str, words: list[str]) -> tuple[list[str], list[str], bool]:
 
 
 def release(ident: str, cidrs: list[str]) -> None:
-    """Give addresses back to IPAM (errors ignored: an address IPAM does not hold for ``ident`` is fine)."""
+    """Give addresses back to IPAM (an address IPAM does not hold for ``ident`` is fine; a release the router
+    could not save yet is said)."""
     for cidr in cidrs:
         try:
-            request("DELETE", f"/ip/{path_ident(ident)}/{cidr.split('/')[0]}")
+            _unsaved(cidr.split("/")[0], request("DELETE", f"/ip/{path_ident(ident)}/{cidr.split('/')[0]}"))
         except RouterUnreachable:
             return
 
 
 def release_all(ident: str) -> None:
     try:
-        request("DELETE", f"/ip/{path_ident(ident)}")
+        _unsaved(ident, request("DELETE", f"/ip/{path_ident(ident)}"))
     except RouterUnreachable:
         pass
+
+
+def _unsaved(what: str, reply: Reply) -> None:
+    if reply.status == 507:  # released, but not saved yet (a full disk)
+        click.echo(f"weave: {what}: {reply.body.strip()}", err=True)
 
 
 def run_dir() -> str:

@@ -10,6 +10,9 @@ in one transaction whenever they change) and with *pre-claims*: the addresses re
 addresses could not be read (said in the log, in ``weave status`` and by ``weave launch``). Containers that went
 away while it was down are pruned.
 
+A change that cannot be saved (a full disk) fails the operation that made it, undone (see the allocator); a
+release stays released and is saved by the next write that succeeds.
+
 Every call into the allocator runs through ``MeshDriver.run``, so the gossip it causes goes out at once and the
 allocator's timer is re-armed afterwards (``after_input``). Results come back through callbacks, turned into
 futures here; a caller that disconnects while its request waits (for consensus, for space) cancels it.
@@ -123,6 +126,7 @@ class IPAMService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.persist_failures = 0
+        self._persist_error: str | None = None
         self.driver.after_input.append(self._arm)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -201,11 +205,18 @@ class IPAMService:
             log.exception("[allocator] tick failed; trying again on the next one")
 
     def _persist(self, items: dict[str, bytes]) -> None:
+        """Write, or raise StateError: the allocator then fails and undoes what callers were about to be given."""
         try:
             self.store.set_many_raw(items)
-        except Exception as e:  # a full disk must not take the router down; it is logged and counted
+        except StateError as e:  # a full disk must not take the router down: logged, counted, said to callers
             self.persist_failures += 1
-            log.error("[allocator] Error persisting IPAM data: %s", e)
+            if str(e) != self._persist_error:  # once, not on every retry (each tick tries again)
+                log.error("[allocator] Error persisting IPAM data: %s", e)
+            self._persist_error = str(e)
+            raise
+        if self._persist_error is not None:
+            log.info("[allocator] IPAM data saved again")
+            self._persist_error = None
 
     def _on_container_event(self, ev: ContainerEvent) -> None:
         if ev.kind == DIE:
@@ -264,14 +275,24 @@ class IPAMService:
         return self.allocator.owned_all()
 
     def free(self, ident: str, addr: int) -> str | None:
+        """Release one address: an error message if ``ident`` does not hold it; StateError if the release is
+        done but could not be saved yet."""
         out: list[str | None] = []
         self._run(lambda now: out.append(self.allocator.free(ident, addr, now)))
+        self._check_saved(out)
         return out[0] if out else "IPAM is shutting down"
 
     def delete(self, ident: str) -> str | None:
         out: list[str | None] = []
         self._run(lambda now: out.append(self.allocator.delete(ident, now)))
+        self._check_saved(out)
         return out[0] if out else "IPAM is shutting down"
+
+    def _check_saved(self, out: list[str | None]) -> None:
+        if out and out[0] is None and self.allocator.unsaved is not None:
+            raise StateError(
+                f"released, but not saved yet ({self.allocator.unsaved}); the router saves it as soon as it can"
+            )
 
     def rmpeer(self, peer: str) -> int:
         """``DELETE /peer/<id>``; raises ``TakeoverError`` for ourselves, a live peer or an unknown name."""
@@ -297,6 +318,7 @@ class IPAMService:
     def status(self) -> dict[str, Any]:
         st = self.allocator.status(self.default_subnet, self.loop.time())
         st["PersistFailures"] = self.persist_failures
+        st["Unsaved"] = self.allocator.unsaved or ""
         st["ContainerDeaths"] = self.watch.deaths
         return st
 

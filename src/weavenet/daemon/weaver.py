@@ -54,6 +54,7 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
         self.problems: list[str] = []  # state found unreadable at launch (and what was done about it)
+        self.unsaved: dict[str, str] = {}  # what could not be saved lately -> why
         self._bridge_created = False
         self._iptables_undo = Undo()
         self._launched = False
@@ -133,6 +134,7 @@ class Daemon:
             log.info("Communication between peers is unencrypted.")
         else:
             log.info("Communication between peers via untrusted networks is encrypted.")
+        self._check_space()
         self._bridge_created = await asyncio.to_thread(ensure_bridge, str(self.name), self.config.mtu)
         await asyncio.to_thread(ensure_iptables, BRIDGE, undo=self._iptables_undo)
         await asyncio.to_thread(reexpose, BRIDGE)
@@ -153,7 +155,7 @@ class Daemon:
         errors = await self.driver.connect(list(peers), replace=False)
         if errors:
             raise ConfigError("; ".join(errors))
-        self._save_peers()
+        self._save_peers(launching=True)
         self.store.flush()  # from here on callers are told things: what they are told is on disk first
         self._servers = await start_api(self)
         await self.docker.start()  # proxy and plugin use the API above; ready only once they run, as Weave's
@@ -171,6 +173,18 @@ class Daemon:
         """State that could not be read (and what was done about it): logged, kept for ``weave status``."""
         log.warning("%s", message)
         self.problems.append(message)
+
+    def _check_space(self) -> None:
+        """A full state directory does not stop a router with nothing to save, but it must be said."""
+        try:
+            full = os.statvfs(self.store.path.parent).f_bavail == 0
+        except OSError:
+            return
+        if full:
+            self.problem(
+                f"at launch the state directory {self.store.path.parent} was full: changes cannot be saved to "
+                f"{self.store.path}, so new addresses are refused until there is room"
+            )
 
     def _check_registry(self) -> None:
         """Without IPAM nobody else reads the attach registry at launch: an unreadable one is rebuilt and said."""
@@ -262,15 +276,25 @@ class Daemon:
 
     async def connect(self, peers: list[str], replace: bool) -> list[str]:
         errors = await self.driver.connect(peers, replace)
-        self._save_peers()
-        return errors
+        unsaved = self._save_peers()
+        return errors + ([unsaved] if unsaved else [])
 
     def forget(self, peers: list[str]) -> None:
         self.driver.forget(peers)
         self._save_peers()
 
-    def _save_peers(self) -> None:
-        self.store.save_direct_peers(self.router.maker.direct_targets())
+    def _save_peers(self, launching: bool = False) -> str | None:
+        """Save the direct peers (for ``--resume``); a failure is said and kept until a save succeeds."""
+        try:
+            self.store.save_direct_peers(self.router.maker.direct_targets())
+        except StoreError as e:
+            if launching:
+                raise
+            log.error("the peers were not saved: %s", e)
+            self.unsaved["peers"] = str(e)
+            return f"the peers were not saved: {e}"
+        self.unsaved.pop("peers", None)
+        return None
 
     async def expose(self, cidr: str, skip_nat: bool) -> None:
         """``weave expose``: an address on the bridge, and NAT unless ``skip_nat``."""
@@ -295,7 +319,10 @@ class Daemon:
         if self.ipam is not None:
             report["IPAM"] = self.ipam.status()
         report.update(self.docker.report())  # "Proxy" and "Plugin", each only when it runs
-        if self.problems:  # absent when all is well, as Weave's report has no such section
-            report["State"] = {"Problems": list(self.problems)}
+        unsaved = dict(self.unsaved)
+        if self.ipam is not None and self.ipam.allocator.unsaved:
+            unsaved["ipam"] = self.ipam.allocator.unsaved
+        if self.problems or unsaved:  # absent when all is well, as Weave's report has no such section
+            report["State"] = {"Problems": list(self.problems), "Unsaved": unsaved}
         self.fastdp.add_to_report(report)
         return report

@@ -13,7 +13,10 @@ This class is the :class:`~weavenet.core.gossip.Gossiper` of its channel and sen
 (monotonic seconds; gossip callbacks use the last time seen), ``wall_offset`` turns it into Unix time for the
 informational timestamp on the wire. It reads the mesh through :class:`TopologyView`. Persistence is a
 callback receiving Weave's keys with gob values, to be written in one transaction; results of operations are
-delivered only after that callback returned, so whatever a caller was told is on disk first.
+delivered only after that callback returned, so whatever a caller was told is on disk first. When it raises
+:class:`~weavenet.errors.StateError` (a full disk), the addresses that callers' operations took in that entry are
+given back and those operations fail with the reason; whatever else changed (the ring, releases) stays, is
+shown in ``unsaved`` and is written by the next entry that can (every tick tries).
 
 Beyond Weave: automatic reclaim of space held by peers gone for good (``reclaim.py``), with quarantine of the
 reclaimed space and the returning peer's yield-and-reclaim (``_yield``), only of peers that said they yield
@@ -34,7 +37,7 @@ from typing import Any, Protocol
 
 from weavenet.core.gossip import GossipData, GossipSink
 from weavenet.core.names import PeerName
-from weavenet.errors import ConfigError, RemoteProtocolError, WeavenetError
+from weavenet.errors import ConfigError, RemoteProtocolError, StateError, WeavenetError
 from weavenet.ipam import members as mb
 from weavenet.ipam import wire
 from weavenet.ipam.address import CIDR, Range, ip_str, subtract_ranges
@@ -197,7 +200,10 @@ class Allocator:
         self._owned_dirty: dict[str, None] = {}  # idents changed since the last save, in order
         self._results: list[tuple[Done, Result]] = []
         self._depth = 0
+        self._trying: Operation | None = None  # the operation being tried (whose caller an addition is for)
+        self._added: list[tuple[Done, str, CIDR]] = []  # additions for callers in this entry: undone if unsaved
         self.unreadable: dict[str, str] = {}  # persisted keys that could not be decoded at start -> why
+        self.unsaved: str | None = None  # why the last write of our state failed (None once one succeeds)
 
     # ===================================================================================== lifecycle
 
@@ -284,6 +290,7 @@ class Allocator:
             try:
                 stored = mb.decode(raw) or {}
             except RemoteProtocolError as e:
+                self.unreadable[MEMBERS_KEY] = str(e)
                 self._info(f"Persisted IPAM members are unreadable ({e}); learning them again")
         self.members.load(stored)
         self._dirty.add(MEMBERS_KEY)
@@ -329,12 +336,42 @@ class Allocator:
                 items[OWNED_KEY] = self._encode_owned()
             if MEMBERS_KEY in self._dirty:
                 items[MEMBERS_KEY] = mb.encode(self.members.table)
-            self._dirty.clear()
+            dirty, self._dirty = self._dirty, set()
             if self.persist is not None:
-                self.persist(items)
+                try:
+                    self.persist(items)
+                    self.unsaved = None
+                except StateError as e:
+                    self.unsaved = str(e)
+                    self._dirty |= dirty
+                    self._undo_unsaved(str(e))
+        self._added.clear()
         while self._results:
             done, result = self._results.pop(0)
             done(result)
+
+    def _undo_unsaved(self, reason: str) -> None:
+        """The state of this entry could not be written: addresses taken for callers are given back and their
+        operations fail, so nobody uses an address the disk does not record."""
+        failed: set[int] = set()
+        for done, ident, cidr in reversed(self._added):
+            if self.remove_owned(ident, cidr.addr):
+                self._free_space(cidr.addr)
+            failed.add(id(done))
+        if not failed:
+            return
+        message = f"address not given, because it could not be saved: {reason}"
+        self._results = [
+            (done, Result(error=message) if id(done) in failed and result.ok else result)
+            for done, result in self._results
+        ]
+
+    def _attempt(self, op: Operation) -> bool:
+        outer, self._trying = self._trying, op
+        try:
+            return op.try_(self)
+        finally:
+            self._trying = outer
 
     def _encode_owned(self) -> bytes:
         frags = self._owned_frags
@@ -361,7 +398,7 @@ class Allocator:
     def _do(self, op: Operation, queue: list[Operation]) -> Operation:
         if self.shutting_down:
             op.cancel(self)
-        elif not op.try_(self):
+        elif not self._attempt(op):
             queue.append(op)
         return op
 
@@ -558,7 +595,7 @@ class Allocator:
         for op in list(queue):
             if op not in queue:
                 continue
-            if op.try_(self) and op in queue:
+            if self._attempt(op) and op in queue:
                 queue.remove(op)
 
     def _try_pending_ops(self) -> None:
@@ -613,6 +650,9 @@ class Allocator:
         o.is_container = is_container
         o.cidrs.append(cidr)
         self._persist_owned(ident)
+        op = self._trying
+        if op is not None and op.waiter is not None:
+            self._added.append((op.waiter, ident, cidr))
 
     def _remove_all_owned(self, ident: str) -> list[CIDR]:
         o = self.owned.pop(ident, None)

@@ -53,6 +53,11 @@ class Operation:
     def try_(self, alloc: Allocator) -> bool:
         raise NotImplementedError
 
+    @property
+    def waiter(self) -> Done | None:
+        """Whom the result goes to, until it is sent (None for the allocator's own pre-claims)."""
+        return self._done
+
     def for_container(self, ident: str) -> bool:
         return self.ident == ident
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from weavenet.core.names import PeerName
-from weavenet.errors import RemoteProtocolError
+from weavenet.errors import RemoteProtocolError, StateError
 from weavenet.ipam import wire
 from weavenet.ipam.address import CIDR
 from weavenet.ipam.allocator import AllocatorConfig, PreClaim, TakeoverError
@@ -249,6 +249,44 @@ def test_an_internal_error_on_wire_input_refuses_the_message_instead_of_crashing
 
 
 # ------------------------------------------------------------------------------------------------ saved state
+
+
+def _full(items: dict[str, bytes]) -> None:
+    raise StateError("cannot write the state file /s/weave-netdata.sqlite: database or disk is full")
+
+
+def test_an_address_that_cannot_be_saved_is_not_given_and_the_rest_is_saved_later() -> None:
+    c = single()
+    a = c.peers[0].alloc
+    first = CIDR.parse("10.32.0.1/12")
+    assert ok(c.allocate(0, "a")) == str(first)
+    saving = a.persist
+    a.persist = _full
+    box = c.allocate(0, "b")
+    assert box[0].error == (
+        "address not given, because it could not be saved: "
+        "cannot write the state file /s/weave-netdata.sqlite: database or disk is full"
+    )
+    assert a.owned_all() == {"a": [first]} and a.space.is_free(CIDR.parse("10.32.0.2/12").addr)  # undone
+    assert ok(c.allocate(0, "a")) == str(first)  # nothing new to save: an address it holds is given
+    # a release is done (the container is gone), said as not saved, and saved by a later write
+    assert a.free("a", first.addr, c.now) is None
+    assert a.owned_all() == {} and a.unsaved is not None and "disk is full" in a.unsaved
+    a.persist = saving
+    c.run_for(6)  # the next tick writes what is waiting
+    assert a.unsaved is None and wire.decode_owned(c.peers[0].stored["ownedAddresses"]) == {}
+    assert ok(c.allocate(0, "b")) == str(first)
+
+
+def test_preclaims_are_kept_even_when_they_cannot_be_saved() -> None:
+    c = single(seed_peers=1)
+    ok(c.allocate(0, "x"))
+    stored = dict(c.peers[0].stored)
+    again = IpamCluster(1, seed=1, seed_peers=1, autostart=False)
+    a = again.peers[0].alloc
+    a.persist = _full
+    a.start(stored, [PreClaim("y", CIDR.parse("10.32.0.5/12"))], 0.0)
+    assert a.owned_all()["y"] == [CIDR.parse("10.32.0.5/12")] and a.unsaved is not None
 
 
 def test_unreadable_owned_addresses_keep_the_ring_and_take_the_preclaims() -> None:
