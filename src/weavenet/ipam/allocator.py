@@ -196,6 +196,7 @@ class Allocator:
         self._now = now
         self._next_tick = now + config.tick
         self._dirty: set[str] = set()
+        self._members_lazy = False  # our statement is to be written with the next write (see _load_members)
         self._owned_frags: dict[str, bytes] = {}  # each ident's encoded entry, so a save re-encodes only changes
         self._owned_dirty: dict[str, None] = {}  # idents changed since the last save, in order
         self._results: list[tuple[Done, Result]] = []
@@ -293,7 +294,9 @@ class Allocator:
                 self.unreadable[MEMBERS_KEY] = str(e)
                 self._info(f"Persisted IPAM members are unreadable ({e}); learning them again")
         self.members.load(stored)
-        self._dirty.add(MEMBERS_KEY)
+        # Our restated statement rides along with the next write rather than forcing one: a router on a full disk
+        # still launches, and a statement lost with a store is restated above the old one when it comes back.
+        self._members_lazy = True
         self.members_sink.gossip_broadcast(mb.MembersGossipData(self.members, {self.name}))
 
     def _overwrite(self, message: str) -> None:
@@ -334,13 +337,15 @@ class Allocator:
                 items[RING_KEY] = wire.encode_ring(self.ring)
             if OWNED_KEY in self._dirty:
                 items[OWNED_KEY] = self._encode_owned()
-            if MEMBERS_KEY in self._dirty:
+            if MEMBERS_KEY in self._dirty or self._members_lazy:
                 items[MEMBERS_KEY] = mb.encode(self.members.table)
+                self._dirty.add(MEMBERS_KEY)
             dirty, self._dirty = self._dirty, set()
             if self.persist is not None:
                 try:
                     self.persist(items)
                     self.unsaved = None
+                    self._members_lazy = False
                 except StateError as e:
                     self.unsaved = str(e)
                     self._dirty |= dirty
