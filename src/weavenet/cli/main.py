@@ -94,8 +94,8 @@ where <peer>     = <ip_address_or_fqdn>[:<port>]
 
 weavenet launch options: [--port <port>] [--conn-limit <n>] [--min-protocol-version <1|2>]
                     [--http-addr <ip>:<port>] [--status-addr <ip>:<port>] [--metrics-addr <ip>:<port>]
-                    [--state-dir <dir>] [--run-dir <dir>] [--host-root <dir>] [--no-fastdp] [--mtu <mtu>]
-                    [--ipalloc-reclaim-after <duration>]
+                    [--state-dir <dir>] [--db-prefix <prefix>] [--run-dir <dir>] [--host-root <dir>] [--no-fastdp]
+                    [--mtu <mtu>] [--ipalloc-reclaim-after <duration>]
 environment: WEAVE_PASSWORD WEAVE_PORT WEAVE_HTTP_ADDR WEAVE_STATUS_ADDR WEAVE_STATE_DIR WEAVE_RUN_DIR
              WEAVE_MTU WEAVE_NO_FASTDP
 """
@@ -201,6 +201,7 @@ def version() -> None:
 @click.option("--status-addr", default=lambda: os.environ.get("WEAVE_STATUS_ADDR", ""))
 @click.option("--metrics-addr", default="")
 @click.option("--state-dir", default=state_dir_default)
+@click.option("--db-prefix", default="")
 @click.option("--run-dir", default=run_dir_default)
 @click.option("--host-root", default="/")
 @click.option("--no-fastdp", is_flag=True)
@@ -252,7 +253,7 @@ def launch(**opts: Any) -> None:
         f"--host-root={opts['host_root']}",
         f"--log-file={os.path.join(run_dir, 'weaver.log')}",
     ]
-    for key in ("name", "nickname", "host", "trusted_subnets", "status_addr", "metrics_addr"):
+    for key in ("name", "nickname", "host", "trusted_subnets", "status_addr", "metrics_addr", "db_prefix"):
         if opts[key]:
             args.append(f"--{key.replace('_', '-')}={opts[key]}")
     if opts["no_discovery"]:

@@ -74,6 +74,7 @@ class DaemonConfig:
     status_addr: str = ""
     metrics_addr: str = ""
     state_dir: str = DEFAULT_STATE_DIR
+    db_prefix: str = ""  # Weave's --db-prefix: where its BoltDB state is imported from (daemon.weave_import)
     run_dir: str = DEFAULT_RUN_DIR
     host_root: str = "/"
     resume: bool = False
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-addr", default="")
     p.add_argument("--metrics-addr", default="")
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR)
+    p.add_argument("--db-prefix", default="")
     p.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
     p.add_argument("--host-root", default="/")
     p.add_argument("--resume", action="store_true")
@@ -243,6 +245,7 @@ def from_args(argv: list[str], environ: dict[str, str] | None = None) -> DaemonC
         status_addr=ns.status_addr,
         metrics_addr=ns.metrics_addr,
         state_dir=ns.state_dir,
+        db_prefix=ns.db_prefix,
         run_dir=ns.run_dir,
         host_root=ns.host_root,
         resume=ns.resume,

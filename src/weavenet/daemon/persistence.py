@@ -28,6 +28,9 @@ from weavenet.core.codec.gob import STRING, UINT, Named, Slice, decode_stream, e
 from weavenet.errors import RemoteProtocolError, StateError
 
 DB_FILENAME = "weave-netdata.sqlite"
+# Weave's own BoltDB files in the state directory (Kubernetes addon, Docker plugin); ``weave reset`` removes
+# them as Weave's did, so a reset router does not import Weave's old state again (see ``daemon.weave_import``)
+WEAVE_DB_FILENAMES = ("weave-netdata.db", "weavedata.db")
 SCHEMA_VERSION = b"\x01\x00"  # (major, minor), as Weave's "version" key
 SUFFIXES = ("", "-wal", "-shm", "-journal")
 
@@ -264,9 +267,9 @@ def state_exists(state_dir: str | os.PathLike[str]) -> bool:
 
 
 def remove_state(state_dir: str | os.PathLike[str]) -> None:
-    """Delete the state file and its journal (``weave reset``)."""
+    """Delete the state file and its journal, and Weave's state files beside them (``weave reset``)."""
     base = Path(state_dir) / DB_FILENAME
-    for suffix in SUFFIXES:
-        p = Path(str(base) + suffix)
+    paths = [Path(str(base) + suffix) for suffix in SUFFIXES]
+    for p in [*paths, *(Path(state_dir) / n for n in WEAVE_DB_FILENAMES)]:
         if p.exists():
             p.unlink()

@@ -33,6 +33,7 @@ from weavenet.daemon.fastdp_link import FastdpLink, overlays
 from weavenet.daemon.identity import resolve_peer_name
 from weavenet.daemon.ipam_service import ipam_for
 from weavenet.daemon.persistence import Store, StoreError
+from weavenet.daemon.weave_import import at_start as import_weave_state_at_start
 from weavenet.dataplane import fastcrypto
 from weavenet.dataplane.supervisor import Datapath
 from weavenet.docker.service import DockerIntegration
@@ -67,6 +68,8 @@ class Daemon:
             raise
 
     def _build(self, config: DaemonConfig) -> None:
+        # upgrade in place from Weave 2.8: its BoltDB state, once, into an empty store, before the name is chosen
+        import_weave_state_at_start(self.store, config.db_prefix, config.state_dir)
         try:
             persisted = self.store.load_peer_name()
         except StoreError as e:

@@ -124,9 +124,11 @@ class IpamCluster:
         seed_peers: int = 0,
         autostart: bool = True,
         go_peers: Iterable[int] = (),
+        names: Iterable[PeerName] = (),
     ) -> None:
         """``seed_peers``: create the ring at once from the first that many peers (``--ipalloc-init seed=``)
-        instead of an election; ``go_peers``: these peers behave as Weave 2.8 (see the module docstring)."""
+        instead of an election; ``go_peers``: these peers behave as Weave 2.8 (see the module docstring);
+        ``names``: the first peers' names (the rest are 0a:00:00:00:00:<n>)."""
         self.rng = random.Random(seed)
         self.now = 0.0
         self.latency = latency
@@ -140,14 +142,15 @@ class IpamCluster:
         self._components: dict[int, int] | None = None
         self._config = config
         go = set(go_peers)
-        names = [PeerName(0x0A0000000000 + i + 1) for i in range(n)]
-        for i, name in enumerate(names):
+        given = list(names)
+        all_names = given + [PeerName(0x0A0000000000 + i + 1) for i in range(len(given), n)]
+        for i, name in enumerate(all_names):
             cfg = AllocatorConfig(
                 name=name,
                 uid=self.rng.getrandbits(64),
                 nickname=f"p{i + 1}",
                 universe=self.universe,
-                seed=list(names[:seed_peers]),
+                seed=list(all_names[:seed_peers]),
                 peer_count=n,
             )
             if config is not None:
