@@ -14,9 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from weavenet.api.forms import form_value, read_form
 from weavenet.api.guard import API_LIMITS, GuardedRunner
 from weavenet.daemon import metrics, status_text
-from weavenet.daemon.gotemplate import TemplateExecError, TemplateParseError
 from weavenet.daemon.report import format_report, report_json
 from weavenet.errors import ConfigError, WeavenetError
+from weavenet.gocompat import TemplateExecError, TemplateParseError
 
 if TYPE_CHECKING:
     from weavenet.daemon.weaver import Daemon

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from weavenet.core.gotime import go_time_string
 from weavenet.core.sleeve_cipher import SECRETBOX
+from weavenet.gocompat import go_time_string
 
 if TYPE_CHECKING:
     from weavenet.core.router import MeshRouter

@@ -25,14 +25,13 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from weavenet.daemon.gotemplate import go_sprintf, go_value_string
-from weavenet.daemon.report import WeaveStatus, go_time_string, version_check_text
+from weavenet.daemon.report import WeaveStatus, version_check_text
 from weavenet.errors import WeavenetError
+from weavenet.gocompat import go_sprintf, go_value_string
 
 __all__ = [
     "STATUS_PAGES",
     "StatusUnavailable",
-    "go_time_string",
     "render_connections",
     "render_dns",
     "render_ipam",

@@ -7,6 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from weavenet.core.connection_maker import Target, TargetState
 from weavenet.core.framing import TAG_HEARTBEAT
 from weavenet.core.handshake import Handshake, HandshakeCompleted
 from weavenet.core.names import PeerName
@@ -92,6 +93,14 @@ def test_password_mismatch_is_refused() -> None:
     cid = r.accepted("10.0.0.3:40000", "10.0.0.1:6783", 0.0)
     pump(r, cid, remote_handshake(password=b"wrong"))
     assert "same --password" in r.connection_status()[-1]["Info"]  # type: ignore[operator]
+
+
+def test_retry_time_prints_as_the_report_prints_times() -> None:
+    """``weave status connections`` shows a failed target's retry time with the report's time formatter: the
+    wall clock float 1e9 + 1µs prints as ``.000001``, not as the ``.000000954`` of its binary value."""
+    r = MeshRouter(MeshConfig(name=ME, nickname="me"), rng=random.Random(1), now=0.0, wall_offset=1_000_000_000.0)
+    r.maker.targets["10.0.0.2:6783"] = Target(TargetState.WAITING, last_error="no route", try_after=0.000001)
+    assert r.connection_status()[-1]["Info"] == "no route, retry: 2001-09-09 01:46:40.000001 +0000 UTC"
 
 
 def test_oversized_frame_is_refused() -> None:

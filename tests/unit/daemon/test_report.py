@@ -1,4 +1,4 @@
-"""The report value: Weave's WeaveStatus JSON shape, Go's MarshalIndent bytes, Go time rendering, mesh's INFO
+"""The report value: Weave's WeaveStatus JSON shape, Go's MarshalIndent bytes, mesh's INFO
 rules. Expected JSON texts were checked byte for byte against Go's encoding/json over the same structs."""
 
 from __future__ import annotations
@@ -7,11 +7,9 @@ import json
 
 import pytest
 
-from weavenet.daemon.gotemplate import GoMap, GoNil, GoSlice, GoStruct, GoText
 from weavenet.daemon.report import (
     CIDRValue,
     DNSStatus,
-    GoTime,
     IPAMClaimStatus,
     IPAMStatus,
     LocalConnectionStatus,
@@ -23,12 +21,12 @@ from weavenet.daemon.report import (
     VersionCheck,
     WeaveStatus,
     format_report,
-    go_time_string,
     report_json,
     sample_report,
     template_view,
     version_check_text,
 )
+from weavenet.gocompat import GoMap, GoNil, GoSlice, GoStruct, GoText, GoTime
 
 # ------------------------------------------------------------------------------------------ JSON shape
 
@@ -223,42 +221,6 @@ def test_sample_report_matches_the_troubleshooting_cluster() -> None:
     ]
     assert len(d["Router"]["Peers"]) == 3
     assert sum(1 for e in d["DNS"]["Entries"] if e["Tombstone"] == 0) == 9
-
-
-# ------------------------------------------------------------------------------------------ Go time
-
-
-def test_go_time_string_matches_go() -> None:
-    assert GoTime(1438887338_246910357).string() == "2015-08-06 18:55:38.246910357 +0000 UTC"
-    assert GoTime(1438887338_000000000).string() == "2015-08-06 18:55:38 +0000 UTC"
-    assert GoTime(1438887338_100000000).string() == "2015-08-06 18:55:38.1 +0000 UTC"
-    assert GoTime.zero().string() == "0001-01-01 00:00:00 +0000 UTC"
-
-
-def test_go_time_string_of_a_float_timestamp() -> None:
-    assert go_time_string(1438887338.25) == "2015-08-06 18:55:38.25 +0000 UTC"
-    assert go_time_string(1438887338) == "2015-08-06 18:55:38 +0000 UTC"
-    # a float keeps the digits of its shortest spelling, not binary noise
-    assert go_time_string(1438887338.246910357) == "2015-08-06 18:55:38.2469103 +0000 UTC"
-
-
-def test_go_time_monotonic_reading() -> None:
-    """Go >= 1.9 appends the monotonic clock to String() of a time.Now()-derived value."""
-    t = GoTime(1438887338_246910357, monotonic_ns=29_250120367)
-    assert t.string() == "2015-08-06 18:55:38.246910357 +0000 UTC m=+29.250120367"
-    assert GoTime(0, monotonic_ns=-1_000000005).string().endswith(" m=-1.000000005")
-    assert t.rfc3339nano() == "2015-08-06T18:55:38.246910357Z"
-
-
-def test_rfc3339_round_trip_and_offsets() -> None:
-    for text in ("2015-08-06T18:55:38.246910357Z", "0001-01-01T00:00:00Z", "2016-04-06T12:30:00.5+02:00"):
-        assert GoTime.parse(text).rfc3339nano() == text
-    t = GoTime.parse("2016-04-06T12:30:00+02:00")
-    assert t.string() == "2016-04-06 12:30:00 +0200 +0200"
-    assert t.format_check() == "2016/04/06 12:30:00"
-    assert GoTime.parse("2016-04-06T12:30:00Z").unix_ns == 1459945800 * 10**9
-    with pytest.raises(ValueError):
-        GoTime.parse("yesterday")
 
 
 # ------------------------------------------------------------------------------------------ version check

@@ -10,7 +10,6 @@ import pytest
 from weavenet.daemon.report import (
     DNSEntryStatus,
     DNSStatus,
-    GoTime,
     IPAMEntryStatus,
     IPAMStatus,
     LocalConnectionStatus,
@@ -29,7 +28,6 @@ from weavenet.daemon.report import (
 from weavenet.daemon.status_text import (
     STATUS_PAGES,
     StatusUnavailable,
-    go_time_string,
     render_connections,
     render_dns,
     render_ipam,
@@ -37,6 +35,7 @@ from weavenet.daemon.status_text import (
     render_status,
     render_targets,
 )
+from weavenet.gocompat import GoTime
 
 # The troubleshooting-guide sample as the current template renders it (design doc section 1.5).
 TROUBLESHOOTING_STATUS = """\
@@ -348,11 +347,6 @@ def test_status_pages_table() -> None:
     r = sample_report()
     assert STATUS_PAGES[""](r) == TROUBLESHOOTING_STATUS
     assert STATUS_PAGES["peers"](r) == render_peers(r)
-
-
-def test_go_time_string_helper() -> None:
-    assert go_time_string(1438887338.5) == "2015-08-06 18:55:38.5 +0000 UTC"
-    assert GoTime.from_unix(0).string() == "1970-01-01 00:00:00 +0000 UTC"
 
 
 def test_version_line_forms() -> None:

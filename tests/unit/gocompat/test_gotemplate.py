@@ -13,7 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weavenet.daemon.gotemplate import (
+from weavenet.daemon.report import (
+    DNSStatus,
+    PeerStatus,
+    RouterStatus,
+    WeaveStatus,
+    format_report,
+    sample_report,
+    template_view,
+)
+from weavenet.gocompat import (
     GoMap,
     GoNil,
     GoStruct,
@@ -28,15 +37,8 @@ from weavenet.daemon.gotemplate import (
     go_sprintln,
     go_value_string,
 )
-from weavenet.daemon.report import (
-    DNSStatus,
-    PeerStatus,
-    RouterStatus,
-    WeaveStatus,
-    format_report,
-    sample_report,
-    template_view,
-)
+from weavenet.gocompat._builtins import _FUNCS
+from weavenet.gocompat._parser import _FUNC_NAMES
 
 from .go_golden import GO_SPRINTF, GO_TEMPLATE_ERRORS, GO_TEMPLATE_OUTPUTS
 
@@ -124,6 +126,11 @@ def test_version_subcommand_template() -> None:
 
 
 # ------------------------------------------------------------------------------------------ semantics
+
+
+def test_the_parser_knows_exactly_the_builtins() -> None:
+    """The parser refuses unknown function names and the executor runs the known ones: the two lists agree."""
+    assert frozenset(_FUNCS) == _FUNC_NAMES
 
 
 def test_missing_struct_field_is_an_error_but_missing_map_key_is_no_value() -> None:
