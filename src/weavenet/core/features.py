@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from weavenet.core.names import MAX_SHORT_ID, PEER_NAME_FLAVOUR, SHORT_ID_BITS, PeerName
 from weavenet.errors import ConfigError, HandshakeError
+from weavenet.gocompat import go_quote
 
 # Keys, in the order we emit them (V2, SPEC §3.3).
 PEER_NAME_FLAVOUR_KEY = "PeerNameFlavour"
@@ -175,39 +176,6 @@ def parse_bool(text: str) -> bool:
     if text in _FALSE:
         return False
     raise HandshakeError(f"strconv.ParseBool: parsing {go_quote(text)}: invalid syntax")
-
-
-_SIMPLE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
-
-
-def go_quote(text: str) -> str:
-    """Go ``strconv.Quote`` (the ``%q`` verb), close enough for error messages.
-
-    Lone surrogates from ``surrogateescape`` decoding stand for invalid UTF-8 bytes and print as ``\\xNN``, as
-    Go prints invalid bytes. Printability follows Python's ``str.isprintable``, which matches Go's
-    ``IsPrint`` for everything a peer name or number field plausibly contains.
-    """
-    out = ['"']
-    for ch in text:
-        o = ord(ch)
-        if ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif 0xDC80 <= o <= 0xDCFF:
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        elif ch in _SIMPLE_ESCAPES:
-            out.append(_SIMPLE_ESCAPES[ch])
-        elif o < 0x20 or o == 0x7F:
-            out.append(f"\\x{o:02x}")
-        elif 0xD800 <= o <= 0xDFFF:
-            out.append("\\ufffd")
-        elif o < 0x10000:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(f"\\U{o:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def go_hex_decode(text: str) -> bytes:

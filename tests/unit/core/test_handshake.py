@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from weavenet.core import crypto
 from weavenet.core.codec.gob import Encoder
-from weavenet.core.features import RemoteFeatures, go_quote, parse_bool, parse_features, parse_uint
+from weavenet.core.features import RemoteFeatures, parse_bool, parse_features, parse_uint
 from weavenet.core.handshake import (
     FEATURES,
     HEADER_TIMEOUT,
@@ -284,7 +284,6 @@ def test_features_parsing_details():
         with pytest.raises(HandshakeError):
             parse_bool(text)
     assert parse_uint("0", 12) == 0 and parse_uint("18446744073709551615", 64) == 2**64 - 1
-    assert go_quote('a"b\\c\n\x00é\u2028') == '"a\\"b\\\\c\\n\\x00é\\u2028"'
 
 
 def test_v1_public_key_errors():
