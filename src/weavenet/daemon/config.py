@@ -21,6 +21,7 @@ from weavenet.docker.options import DockerOptions
 from weavenet.docker.options import add_arguments as add_docker_arguments
 from weavenet.docker.options import from_namespace as docker_options
 from weavenet.errors import ConfigError
+from weavenet.gocompat import DurationError, parse_seconds
 from weavenet.host.bridge import env_mtu
 
 DEFAULT_STATE_DIR = "/var/lib/weave"
@@ -116,14 +117,11 @@ def parse_addr(text: str, what: str) -> tuple[str, int]:
 
 
 def parse_duration(text: str) -> float:
-    """A Go duration (``5s``, ``500ms``, ``1m``) or plain seconds, as ``--dns-fallback-timeout`` takes."""
-    t = text.strip()
-    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
-        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(t[: -len(suffix)]) * scale
-    if t.replace(".", "", 1).isdigit():
-        return float(t)
-    raise ConfigError(f"invalid duration {text!r}: use e.g. 5s or 500ms")
+    """A Go duration (``5s``, ``500ms``, ``1m30s``) or plain seconds, as ``--dns-fallback-timeout`` takes."""
+    try:
+        return parse_seconds(text, allow_negative=False)
+    except DurationError:
+        raise ConfigError(f"invalid duration {text!r}: use e.g. 5s or 500ms") from None
 
 
 def _validate_dns(cfg: DaemonConfig) -> None:

@@ -10,17 +10,15 @@ let part of the default subnet be unallocatable).
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass, field
 
 from weavenet.core.names import PeerName
 from weavenet.errors import ConfigError
+from weavenet.gocompat import DurationError, parse_seconds
 from weavenet.ipam.address import CIDR
 from weavenet.ipam.reclaim import DEFAULT_RECLAIM_AFTER, duration
 
 DEFAULT_RANGE = "10.32.0.0/12"
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
 @dataclass
@@ -45,18 +43,10 @@ class IpamSetup:
 
 def parse_go_duration(text: str) -> float:
     """A Go duration (``1h``, ``90m``, ``1h30m``, ``45s``) or plain seconds; ``ConfigError`` otherwise."""
-    t = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t)
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(t):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(t) or not t:
-        raise ConfigError(f"invalid duration {text!r}: use e.g. 1h, 30m or 0 (off)")
-    return total
+    try:
+        return parse_seconds(text, allow_negative=False)
+    except DurationError:
+        raise ConfigError(f"invalid duration {text!r}: use e.g. 1h, 30m or 0 (off)") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,12 +1,12 @@
 """Go's behaviour where weave's output or input is Go's: ``text/template``, ``fmt``, ``encoding/json``,
-``strconv`` quoting and ``time.Time`` printing.
+``strconv`` quoting, ``time.Time`` printing and ``time.Duration`` parsing and printing.
 
 Why this exists: ``weave report -f FORMAT`` hands FORMAT verbatim (curl ``--data-urlencode "format=$2"``)
 to the daemon, which parses it with Go's ``text/template`` (weave 2.8.x is built with Go 1.15) and executes
 it over the ``WeaveStatus`` report, with one extra function ``json``. Scripts in the wild feed it things like
 ``{{.Router.Name}}``, ``{{len .DNS.Entries}}`` or ``{{range .Router.Targets}}{{.}}{{"\\n"}}{{end}}``, so
-the output must be what Go prints, byte for byte, for the constructs that can occur. The status texts need
-the same pieces of Go, so they live here once.
+the output must be what Go prints, byte for byte, for the constructs that can occur. The status texts, the
+handshake's error messages and the duration flags need the same pieces of Go, so they live here once.
 
 Escapes: template *text* is copied verbatim, so ``'{{range .Router.Targets}}{{.}}\\n{{end}}'``
 (single-quoted in the shell) prints a literal backslash and ``n`` after each target, exactly as Go does. A
@@ -33,9 +33,10 @@ method callable as a field is a Stringer's ``String``; nesting deeper than 100 l
 
 The package is pure (no I/O, no clock): cores may use it. Modules: ``_values`` (value model), ``_floats`` and
 ``_fmt`` (fmt), ``_quote`` (strconv quoting), ``_json`` (encoding/json), ``_lexer``, ``_nodes``, ``_parser``,
-``_builtins`` and ``_exec`` (text/template), ``_time`` (time.Time).
+``_builtins`` and ``_exec`` (text/template), ``_time`` (time.Time), ``_duration`` (time.Duration).
 """
 
+from weavenet.gocompat._duration import SECOND, DurationError, format_duration, parse_duration, parse_seconds
 from weavenet.gocompat._errors import TemplateError, TemplateExecError, TemplateParseError
 from weavenet.gocompat._exec import Template, execute
 from weavenet.gocompat._fmt import go_sprint, go_sprintf, go_sprintln, go_value_string
@@ -45,6 +46,8 @@ from weavenet.gocompat._time import GoTime, go_time_string
 from weavenet.gocompat._values import GoMap, GoNil, GoSlice, GoStruct, GoText
 
 __all__ = [
+    "SECOND",
+    "DurationError",
     "GoMap",
     "GoNil",
     "GoSlice",
@@ -56,6 +59,7 @@ __all__ = [
     "TemplateExecError",
     "TemplateParseError",
     "execute",
+    "format_duration",
     "go_json",
     "go_quote",
     "go_sprint",
@@ -63,4 +67,6 @@ __all__ = [
     "go_sprintln",
     "go_time_string",
     "go_value_string",
+    "parse_duration",
+    "parse_seconds",
 ]

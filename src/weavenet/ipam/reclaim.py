@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from weavenet.core.names import PeerName
+from weavenet.gocompat import SECOND, format_duration
 from weavenet.ipam.ring import Ring
 
 DEFAULT_RECLAIM_AFTER = 3600.0
@@ -189,12 +190,6 @@ class Reclaimer:
 
 
 def duration(seconds: float) -> str:
-    """Go's ``time.Duration`` string, rounded to whole seconds (``1h2m3s``, ``45s``, ``0s``)."""
-    s = round(seconds)
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    if h:
-        return f"{h}h{m}m{sec}s"
-    if m:
-        return f"{m}m{sec}s"
-    return f"{sec}s"
+    """Go's ``time.Duration`` string of ``seconds`` rounded to whole seconds (``1h2m3s``, ``45s``, ``0s``): the
+    status texts speak of minutes and hours, where sub-second digits would only be noise."""
+    return format_duration(round(seconds) * SECOND)
