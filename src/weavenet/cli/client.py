@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from weavenet.daemon.config import http_addr_default
+from weavenet.config import http_addr_default
 
 CONNECT_TIMEOUT = 3.0
 NOT_RUNNING = "weave is not running. Have you launched it?"

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from weavenet.cli.client import RouterUnreachable, request
-from weavenet.daemon.config import log_file, pid_file
+from weavenet.config import log_file, pid_file
 
 LAUNCH_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0

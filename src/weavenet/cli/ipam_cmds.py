@@ -1,4 +1,4 @@
-"""IPAM in the ``weave`` command: launch options, ``prime``, ``rmpeer``, and the address part of
+"""IPAM in the ``weave`` command: the launch range's overlap check, ``prime``, ``rmpeer``, and the address part of
 ``attach|detach|expose|hide`` (Weave's script ``ipam_cidrs``).
 
 ``net:default`` and ``net:<cidr>`` are allocated by the router (``POST /ip/<ident>[/<cidr>]``); plain addresses
@@ -14,7 +14,6 @@ that container in the default subnet (or IPAM is off), remove every address, whe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import quote
 
 import click
@@ -24,7 +23,6 @@ from weavenet.errors import ConfigError, HostError
 from weavenet.ipam.cidr_args import AddrArg, parse_all
 
 NO_IPAM = "IP address allocation must be enabled to use 'net:'"
-DEFAULT_RANGE = "10.32.0.0/12"
 
 
 def path_ident(ident: str) -> str:
@@ -45,48 +43,21 @@ def _body_error(reply: Reply) -> HostError:
 # -- launch -----------------------------------------------------------------------------------------------------
 
 
-def launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--ipalloc-init``, ``--ipalloc-range`` (also ``--iprange``), ``--ipalloc-default-subnet``, and weavenet's
-    ``--ipalloc-reclaim-after``."""
-    fn = click.option("--ipalloc-reclaim-after", default=None)(fn)
-    fn = click.option("--ipalloc-default-subnet", default="")(fn)
-    fn = click.option("--ipalloc-range", "--iprange", "ipalloc_range", default=None)(fn)
-    return click.option("--ipalloc-init", default="")(fn)
-
-
-def launch_args(opts: dict[str, Any], fail: Callable[[str], None]) -> list[str]:
-    """The daemon's IPAM arguments; refuses a default range that overlaps a host route, warns of a given one, with
-    Weave's three lines (the first names the route)."""
-    from weavenet.daemon.ipam_options import IpamOptions, parse_go_duration, resolve
+def check_range(rng: str, defaulted: bool, fail: Callable[[str], None]) -> None:
+    """Refuses a default range that overlaps a host route, warns of a given one, with Weave's three lines (the
+    first names the route)."""
     from weavenet.host.netcheck import network_overlap
 
-    rng = opts["ipalloc_range"]
-    default = rng is None
-    if default:
-        rng = DEFAULT_RANGE
-    args = [f"--ipalloc-range={rng}"]
-    try:
-        ipam = IpamOptions(range=rng, default_subnet=opts["ipalloc_default_subnet"], init=opts["ipalloc_init"])
-        if opts["ipalloc_reclaim_after"] is not None:
-            ipam.reclaim_after = parse_go_duration(opts["ipalloc_reclaim_after"])
-            args.append(f"--ipalloc-reclaim-after={opts['ipalloc_reclaim_after']}")
-        resolve(ipam)
-    except ConfigError as e:
-        fail(str(e))
     overlap = network_overlap(rng) if rng else None
-    if overlap is not None:
-        click.echo(overlap, err=True)  # weaveutil netcheck's line, which Weave's script lets through first
-    if default and overlap is not None:
+    if overlap is None:
+        return
+    click.echo(overlap, err=True)  # weaveutil netcheck's line, which Weave's script lets through first
+    if defaulted:
         click.echo(f"ERROR: Default --ipalloc-range {rng} overlaps with existing route on host.", err=True)
         fail("You must pick another range and set it on all hosts.")
-    elif overlap is not None:
+    else:
         click.echo(f"WARNING: Specified --ipalloc-range {rng} overlaps with existing route on host.", err=True)
         click.echo("Unless this is deliberate, you must pick another range and set it on all hosts.", err=True)
-    if ipam.default_subnet:
-        args.append(f"--ipalloc-default-subnet={ipam.default_subnet}")
-    if ipam.init:
-        args.append(f"--ipalloc-init={ipam.init}")
-    return args
 
 
 # -- prime, rmpeer ----------------------------------------------------------------------------------------------
@@ -204,7 +175,7 @@ def _unsaved(what: str, reply: Reply) -> None:
 
 
 def run_dir() -> str:
-    from weavenet.daemon.config import run_dir_default
+    from weavenet.config import run_dir_default
 
     return run_dir_default()
 
@@ -221,8 +192,7 @@ def warn_overlap(cidrs: list[str]) -> None:
 
 __all__ = [
     "allocate",
-    "launch_args",
-    "launch_options",
+    "check_range",
     "lookup",
     "prime_cmd",
     "release",

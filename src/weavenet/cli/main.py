@@ -17,18 +17,9 @@ import click
 
 from weavenet.cli import daemonctl
 from weavenet.cli.client import call
-from weavenet.daemon.config import (
-    DEFAULT_CONN_LIMIT,
-    LOG_LEVELS,
-    DaemonConfig,
-    http_addr_default,
-    parse_trusted_subnets,
-    run_dir_default,
-    state_dir_default,
-    validate,
-)
+from weavenet.config import daemon_environ, log_file, run_dir_default, state_dir_default, to_argv, validate
+from weavenet.config.cli import cli_value, click_options, from_click, was_given
 from weavenet.errors import ConfigError
-from weavenet.host.bridge import env_mtu
 
 USAGE = """Usage:
 
@@ -111,40 +102,6 @@ def _run_dir() -> str:
     return run_dir_default()
 
 
-def _ipam_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    from weavenet.cli.ipam_cmds import launch_options
-
-    return launch_options(fn)
-
-
-def _ipam_launch_args(opts: dict[str, Any], fail: Callable[[str], None]) -> list[str]:
-    from weavenet.cli.ipam_cmds import launch_args
-
-    return launch_args(opts, fail)
-
-
-def _docker_launch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Weave's proxy and plugin options of ``weave launch`` (booleans also as ``--proxy=false``)."""
-    gobool = {"is_flag": False, "flag_value": "true"}
-    for name, default in (
-        ("--proxy", "true"),
-        ("--plugin", "true"),
-        ("--rewrite-inspect", "false"),
-        ("--no-default-ipalloc", "false"),
-        ("--no-rewrite-hosts", "false"),
-        ("--without-dns", "false"),
-        ("--no-multicast-route", "false"),
-        ("--tls", "false"),
-        ("--tlsverify", "false"),
-    ):
-        fn = click.option(name, default=default, **gobool)(fn)  # type: ignore[call-overload]
-    for name in ("--hostname-from-label", "--hostname-match", "--hostname-replacement", "--docker-api"):
-        fn = click.option(name, default=None)(fn)
-    for name in ("--tlscacert", "--tlscert", "--tlskey", "--plugin-socket", "--plugin-mesh-socket"):
-        fn = click.option(name, default=None)(fn)
-    return click.option("-H", "proxy_listen", multiple=True)(fn)
-
-
 @click.group(context_settings=CONTEXT, invoke_without_command=True, add_help_option=False)
 @click.option("--local", is_flag=True, hidden=True, help="accepted for compatibility; weavenet always runs locally")
 @click.option("--help", "show_help", is_flag=True, hidden=True)
@@ -185,179 +142,26 @@ def version() -> None:
 
 
 @weave.command(context_settings=CONTEXT)
-@click.option("--password")
-@click.option("--trusted-subnets", default="")
-@click.option("--host", default="")
-@click.option("--name")
-@click.option("--nickname")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("WEAVE_PORT") or 6783))
-@click.option("--no-discovery", is_flag=True)
-@click.option("--conn-limit", type=int, default=DEFAULT_CONN_LIMIT)
-@click.option("--min-protocol-version", type=int, default=1)
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info")
-@click.option("--no-restart", is_flag=True, help="accepted for compatibility (the router is not supervised)")
-@click.option("--resume", is_flag=True)
-@click.option("--http-addr", default=http_addr_default)
-@click.option("--status-addr", default=lambda: os.environ.get("WEAVE_STATUS_ADDR", ""))
-@click.option("--metrics-addr", default="")
-@click.option("--state-dir", default=state_dir_default)
-@click.option("--db-prefix", default="")
-@click.option("--run-dir", default=run_dir_default)
-@click.option("--host-root", default="/")
-@click.option("--no-fastdp", is_flag=True)
-@click.option("--mtu", type=int, default=0)
-@click.option("--no-dns", is_flag=True)
-@click.option("--dns-listen-address", default="")
-@click.option("--dns-domain", default="weave.local.")
-@click.option("--dns-ttl", type=int, default=1)
-@click.option("--dns-fallback-timeout", default="5s")
-@click.option("--resolv-conf", default="/etc/resolv.conf")
-@click.option("--dns-upstream", multiple=True)
-@_docker_launch_options
-@_ipam_launch_options
-@click.argument("peers", nargs=-1)
-def launch(**opts: Any) -> None:
-    """Start the router for this host in the background."""
-    run_dir = opts["run_dir"]
-    if daemonctl.running_pid(run_dir) is not None:
+@click_options
+@click.pass_context
+def launch(ctx: click.Context, **_: Any) -> None:
+    """Start the router for this host in the background (options: ``weavenet.config.model``)."""
+    from weavenet.cli.ipam_cmds import check_range
+
+    if daemonctl.running_pid(cli_value(ctx, "run_dir", os.environ)) is not None:
         _fail("weave is already running; you can stop it with 'weave stop'.", 3)
-    password = opts["password"] if opts["password"] is not None else os.environ.get("WEAVE_PASSWORD", "")
     try:
-        cfg = validate(
-            DaemonConfig(
-                peers=list(opts["peers"]),
-                name=opts["name"],
-                port=opts["port"],
-                trusted_subnets=parse_trusted_subnets(opts["trusted_subnets"]),
-                conn_limit=opts["conn_limit"],
-                min_protocol_version=opts["min_protocol_version"],
-                log_level=opts["log_level"],
-                http_addr=opts["http_addr"],
-                status_addr=opts["status_addr"],
-                metrics_addr=opts["metrics_addr"],
-                resume=opts["resume"],
-                mtu=opts["mtu"] or env_mtu(os.environ),
-                **_dns_config(opts),
-            )
-        )
+        cfg = validate(from_click(ctx, os.environ), os.environ)
     except ConfigError as e:
         _fail(str(e))
-    args = [
-        f"--port={cfg.port}",
-        f"--conn-limit={cfg.conn_limit}",
-        f"--min-protocol-version={cfg.min_protocol_version}",
-        f"--log-level={cfg.log_level}",
-        f"--http-addr={cfg.http_addr}",
-        f"--state-dir={opts['state_dir']}",
-        f"--run-dir={run_dir}",
-        f"--host-root={opts['host_root']}",
-        f"--log-file={os.path.join(run_dir, 'weaver.log')}",
-    ]
-    for key in ("name", "nickname", "host", "trusted_subnets", "status_addr", "metrics_addr", "db_prefix"):
-        if opts[key]:
-            args.append(f"--{key.replace('_', '-')}={opts[key]}")
-    if opts["no_discovery"]:
-        args.append("--no-discovery")
-    if opts["resume"]:
-        args.append("--resume")
-    if opts["no_fastdp"]:
-        args.append("--no-fastdp")  # WEAVE_NO_FASTDP reaches the daemon through its environment
-    if opts["mtu"]:
-        args.append(f"--mtu={opts['mtu']}")
-    args += _dns_args(opts)
-    args += _docker_args(opts)
-    args += _ipam_launch_args(opts, _fail)
-    args += ["--", *cfg.peers]
-    env = dict(os.environ)
-    env.pop("WEAVE_PASSWORD", None)
-    if password:
-        env["WEAVE_PASSWORD"] = password  # never on the command line, where ps would show it
-    ok, error = daemonctl.start(args, run_dir, cfg.http_addr, env)
+    check_range(cfg.ipam.range, not was_given(ctx, "ipam.range"), _fail)
+    cfg.log_file = log_file(cfg.run_dir)
+    env = daemon_environ(cfg, os.environ)  # the password goes there, never on the command line
+    ok, error = daemonctl.start(to_argv(cfg, env), cfg.run_dir, cfg.http_addr, env)
     if not ok:
         _fail(error)
     for problem in daemonctl.state_problems(cfg.http_addr):
         click.echo(f"weave: {problem}", err=True)
-
-
-_DOCKER_BOOLS = (
-    "proxy",
-    "plugin",
-    "rewrite_inspect",
-    "no_default_ipalloc",
-    "no_rewrite_hosts",
-    "without_dns",
-    "no_multicast_route",
-    "tls",
-    "tlsverify",
-)
-_DOCKER_VALUES = (
-    "hostname_from_label",
-    "hostname_match",
-    "hostname_replacement",
-    "docker_api",
-    "tlscacert",
-    "tlscert",
-    "tlskey",
-    "plugin_socket",
-    "plugin_mesh_socket",
-)
-
-
-def _docker_args(opts: dict[str, Any]) -> list[str]:
-    """The Docker options for the daemon, each only when given; booleans checked here for one-line errors."""
-    from weavenet.docker.options import go_bool
-
-    out = [arg for h in opts["proxy_listen"] for arg in ("-H", h)]
-    for key in _DOCKER_BOOLS:
-        flag = "--" + key.replace("_", "-")
-        try:
-            value = go_bool(opts[key])
-        except ValueError:
-            _fail(f"weave launch: invalid value {opts[key]!r} for {flag}: use true or false")
-        if value != (key in ("proxy", "plugin")):
-            out.append(f"{flag}={'true' if value else 'false'}")
-    for key in _DOCKER_VALUES:
-        if opts[key] is not None:
-            out.append(f"--{key.replace('_', '-')}={opts[key]}")
-    try:
-        from weavenet.daemon.config import build_parser
-        from weavenet.docker.options import from_namespace
-
-        from_namespace(build_parser().parse_args(out))  # the daemon's own checks, before it is started
-    except ConfigError as e:
-        _fail(str(e))
-    return out
-
-
-def _dns_config(opts: dict[str, Any]) -> dict[str, Any]:
-    from weavenet.daemon.config import parse_duration
-
-    return {
-        "no_dns": opts["no_dns"],
-        "dns_listen_address": opts["dns_listen_address"],
-        "dns_domain": opts["dns_domain"],
-        "dns_ttl": opts["dns_ttl"],
-        "dns_fallback_timeout": parse_duration(opts["dns_fallback_timeout"]),
-        "resolv_conf": opts["resolv_conf"],
-        "dns_upstream": list(opts["dns_upstream"]),
-    }
-
-
-def _dns_args(opts: dict[str, Any]) -> list[str]:
-    """weaveDNS options for the daemon, only those that differ from its defaults."""
-    if opts["no_dns"]:
-        return ["--no-dns"]
-    out = [f"--dns-upstream={u}" for u in opts["dns_upstream"]]
-    for key, default in (
-        ("dns_listen_address", ""),
-        ("dns_domain", "weave.local."),
-        ("dns_ttl", 1),
-        ("dns_fallback_timeout", "5s"),
-        ("resolv_conf", "/etc/resolv.conf"),
-    ):
-        if opts[key] != default:
-            out.append(f"--{key.replace('_', '-')}={opts[key]}")
-    return out
 
 
 @weave.command(context_settings=CONTEXT)

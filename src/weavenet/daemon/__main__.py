@@ -8,7 +8,7 @@ import logging.handlers
 import os
 import sys
 
-from weavenet.daemon.config import from_args
+from weavenet.config import from_argv, logging_options
 from weavenet.errors import ConfigError, WeavenetError
 
 
@@ -63,7 +63,7 @@ def setup_logging(level: str, log_file: str | None) -> None:
 async def _amain(argv: list[str]) -> int:
     from weavenet.daemon.weaver import Daemon
 
-    config = from_args(argv)
+    config = from_argv(argv)
     os.makedirs(config.run_dir, exist_ok=True)
     daemon = Daemon(config)  # a failure here has left nothing behind
     try:
@@ -79,10 +79,7 @@ async def _amain(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        from weavenet.daemon.config import build_parser
-
-        ns, _ = build_parser().parse_known_args(args)
-        setup_logging(ns.log_level, ns.log_file)
+        setup_logging(*logging_options(args))
         logging.getLogger("weavenet.daemon").info("Command line options: %s", " ".join(args))
         return asyncio.run(_amain(args))
     except (ConfigError, WeavenetError) as e:

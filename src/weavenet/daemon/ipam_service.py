@@ -29,10 +29,10 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from weavenet.config import IpamSetup, resolve_ipam
 from weavenet.core.container_events import DESTROY, DIE, START, ContainerEvent
 from weavenet.core.names import PeerName
 from weavenet.daemon import container_watch
-from weavenet.daemon.ipam_options import IpamSetup
 from weavenet.daemon.persistence import WHAT, StoreError
 from weavenet.errors import RemoteProtocolError, StateError
 from weavenet.host import attached
@@ -62,9 +62,7 @@ AFTERWARDS = {
 
 def ipam_for(daemon: Daemon) -> IPAMService | None:
     """The daemon's IPAM, or None when it is off (no ``--ipalloc-*`` option)."""
-    from weavenet.daemon.ipam_options import resolve
-
-    setup = resolve(daemon.config.ipam)
+    setup = resolve_ipam(daemon.config.ipam)
     return None if setup is None else IPAMService(daemon, setup)
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from weavenet.aio.mesh import MeshDriver
+from weavenet.config import DaemonConfig, pid_file
 from weavenet.core.container_events import ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig, MeshRouter, SendSpecial
 from weavenet.daemon import snapshot
-from weavenet.daemon.config import DaemonConfig, pid_file
 from weavenet.daemon.datapath_link import TableBuilder
 from weavenet.daemon.dns_service import DNSService
 from weavenet.daemon.fastdp_link import FastdpLink, overlays

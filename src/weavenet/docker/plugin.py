@@ -30,10 +30,10 @@ from typing import Any
 from aiohttp import web
 
 from weavenet.api.guard import API_LIMITS, GuardedRunner
+from weavenet.config import DockerOptions
 from weavenet.docker import endpoints_plugin as ep_names
 from weavenet.docker.api import DockerClient, DockerError
 from weavenet.docker.attacher import RouterAPI
-from weavenet.docker.options import DockerOptions
 from weavenet.errors import HostError, WeavenetError
 
 log = logging.getLogger("weavenet.plugin")

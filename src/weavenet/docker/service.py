@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from weavenet.config import DockerOptions
 from weavenet.core.container_events import DESTROY, ContainerEvent
 from weavenet.docker import status_page, weavewait
 from weavenet.docker.api import DockerClient, DockerError
 from weavenet.docker.attacher import Attacher, RouterAPI
 from weavenet.docker.endpoints import DEFAULT_DOCKER_API, parse_endpoint
 from weavenet.docker.events import EventWatcher
-from weavenet.docker.options import DockerOptions, server_ssl, upstream_ssl
+from weavenet.docker.options import listen_endpoints, server_ssl, upstream_ssl
 from weavenet.docker.rewrite import ProxySettings, is_weave_container
 from weavenet.errors import HostError
 
@@ -140,7 +141,7 @@ class DockerIntegration:
             )
             from weavenet.docker.endpoints import parse_endpoint as pe
 
-            await self.proxy.start([pe(a) for a in opts.listen_endpoints()])
+            await self.proxy.start([pe(a) for a in listen_endpoints(opts, os.environ)])
         if opts.plugin:
             from weavenet.docker.plugin import Plugin
 

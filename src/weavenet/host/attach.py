@@ -37,7 +37,7 @@ from ipaddress import IPv4Interface
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from weavenet.errors import HostError
-from weavenet.host.bridge import BRIDGE, arp_sysctls
+from weavenet.host.bridge import BRIDGE, DEFAULT_MTU, arp_sysctls
 from weavenet.host.run import ok, run, sysctl
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ IFNAME = "ethwe"
 # underlay (65487 // 1472 datagrams with 1452 bytes of room each): one sendmsg and one GRO receive per
 # super-frame instead of two. The kernel's own VXLAN path is indifferent to the cap.
 CONTAINER_GSO_MAX_SIZE = 63488
-DEFAULT_MTU = 1376  # when the bridge reports none
 NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind of namespace it is
 CLONE_NEWNET = 0x40000000
 MULTICAST = "224.0.0.0/4"

@@ -7,24 +7,11 @@ off, and the ARP cache settings are short so an address re-used by a new contain
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 
+from weavenet.config.model import DEFAULT_MTU
 from weavenet.host.run import ok, run, sysctl
 
 BRIDGE = "weave"
-DEFAULT_MTU = 1376  # Weave's fast-datapath MTU: 1460 (GCE) - 20 IP - 8 UDP - 8 VXLAN - 14 Ethernet - 34 ESP
-
-
-def env_mtu(env: Mapping[str, str]) -> int:
-    """``WEAVE_MTU``: the bridge's MTU, so every container's and the fast datapath's; the default without it."""
-    from weavenet.errors import ConfigError
-
-    text = (env.get("WEAVE_MTU") or "").strip()
-    if not text:
-        return DEFAULT_MTU
-    if not text.isdigit():
-        raise ConfigError(f"invalid WEAVE_MTU {text!r}: must be a number between 576 and 65535")
-    return int(text)
 
 
 # Short ARP cache lifetimes (``net/ipv4/neigh/<ifname>/<key>``), for the bridge and every container's ethwe.

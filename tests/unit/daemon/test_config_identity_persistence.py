@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.golden.wire_vectors import case
+from weavenet.config import DaemonConfig, parse_trusted_subnets, validate
+from weavenet.config import from_argv as from_args
 from weavenet.core.names import PeerName, mac_from_uuid
 from weavenet.daemon import identity
-from weavenet.daemon.config import DaemonConfig, from_args, parse_trusted_subnets, validate
 from weavenet.daemon.persistence import DB_FILENAME, Store, StoreError, remove_state
 from weavenet.errors import ConfigError
 

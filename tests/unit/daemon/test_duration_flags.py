@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from weavenet.daemon.config import parse_duration
-from weavenet.daemon.ipam_options import parse_go_duration
+from weavenet.config.convert import go_duration as parse_go_duration
+from weavenet.config.convert import short_duration as parse_duration
 from weavenet.errors import ConfigError
 from weavenet.ipam.reclaim import duration
 

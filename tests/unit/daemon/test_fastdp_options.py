@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from weavenet.daemon.config import from_args
+from weavenet.config import from_argv as from_args
 from weavenet.daemon.fastdp_link import overlays
 from weavenet.daemon.report import format_report
 from weavenet.daemon.status_text import render_connections

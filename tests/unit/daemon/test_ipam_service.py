@@ -16,13 +16,15 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from weavenet.aio.mesh import MeshDriver
 from weavenet.api.ipam_routes import add_routes
+from weavenet.config import DaemonConfig, IpamOptions
+from weavenet.config import from_argv as from_args
+from weavenet.config import go_duration as parse_go_duration
+from weavenet.config import resolve_ipam as resolve
 from weavenet.core.container_events import DIE, START, ContainerEvent, ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig, MeshRouter
 from weavenet.daemon import metrics, status_text
-from weavenet.daemon.config import DaemonConfig, from_args
 from weavenet.daemon.container_watch import WatchState, ident_alive
-from weavenet.daemon.ipam_options import IpamOptions, parse_go_duration, resolve
 from weavenet.daemon.ipam_service import IPAMService
 from weavenet.daemon.persistence import Store
 from weavenet.errors import ConfigError, StateError

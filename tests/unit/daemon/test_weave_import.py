@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.golden.wire_vectors import VECTORS
 from tests.unit.core.test_bolt import mutated
+from weavenet.config import from_argv as from_args
 from weavenet.core.codec.bolt import BoltError, parse
-from weavenet.daemon.config import from_args
 from weavenet.daemon.ipam_service import STORE_KEYS
 from weavenet.daemon.persistence import Store, remove_state
 from weavenet.daemon.weave_import import (

@@ -31,7 +31,7 @@ from tests.unit.dataplane.test_express import (
 )
 from tests.unit.dataplane.test_rx_worker import KEY, PEER, Rig
 from tests.unit.dataplane.test_warm_tick import TxBed
-from weavenet.daemon.config import from_args
+from weavenet.config import from_argv as from_args
 from weavenet.dataplane import fastwire, worker
 from weavenet.dataplane.frames import ZERO_VNET
 from weavenet.dataplane.gso import IDX_AT, SEQ_AT

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.unit.dataplane.test_rx_worker import FRAME, ME, PEER, Rig
-from weavenet.daemon.config import from_args
+from weavenet.config import from_argv as from_args
 from weavenet.dataplane import worker
 from weavenet.dataplane.channel import Channel
 from weavenet.dataplane.frames import ZERO_VNET

@@ -13,11 +13,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from weavenet.aio.mesh import MeshDriver
 from weavenet.api.dns_routes import add_dns_routes
+from weavenet.config import DaemonConfig, validate
+from weavenet.config import from_argv as from_args
+from weavenet.config import short_duration as parse_duration
 from weavenet.core.container_events import ContainerEvent, ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig, MeshRouter
 from weavenet.daemon import metrics, status_text
-from weavenet.daemon.config import DaemonConfig, from_args, parse_duration, validate
 from weavenet.daemon.dns_service import DNSService, _host_port, container_alive
 from weavenet.daemon.report import report_json
 from weavenet.errors import ConfigError

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from weavenet.config import DockerOptions
 from weavenet.docker.api import DockerUnreachable
 from weavenet.docker.attacher import RouterReply
-from weavenet.docker.options import DockerOptions
 from weavenet.docker.plugin import CONTENT_TYPE, Plugin
 
 

@@ -367,7 +367,8 @@ async def test_tls_listener_requires_a_client_certificate_with_tlsverify(tmp_pat
     import socket
     import ssl
 
-    from weavenet.docker.options import DockerOptions, server_ssl
+    from weavenet.config import DockerOptions
+    from weavenet.docker.options import server_ssl
 
     certs = _certs(tmp_path)
     if certs is None:

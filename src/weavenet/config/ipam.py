@@ -1,4 +1,5 @@
-"""IPAM's launch options and their checks, with Weave's messages (``prog/weaver/main.go`` ``ipamConfig``).
+"""What the IPAM options mean: the allocator's setup, and Weave's checks and messages (``prog/weaver/main.go``
+``ipamConfig``).
 
 IPAM is on when any of ``--ipalloc-range``, ``--ipalloc-default-subnet`` or ``--ipalloc-init`` is given (``weave
 launch`` always passes a range, ``10.32.0.0/12`` by default; ``--ipalloc-range ""`` turns IPAM off). Beyond
@@ -9,24 +10,13 @@ let part of the default subnet be unallocatable).
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 
+from weavenet.config.model import IpamOptions
 from weavenet.core.names import PeerName
 from weavenet.errors import ConfigError
-from weavenet.gocompat import DurationError, parse_seconds
 from weavenet.ipam.address import CIDR
-from weavenet.ipam.reclaim import DEFAULT_RECLAIM_AFTER, duration
-
-DEFAULT_RANGE = "10.32.0.0/12"
-
-
-@dataclass
-class IpamOptions:
-    range: str = ""
-    default_subnet: str = ""
-    init: str = ""
-    reclaim_after: float = DEFAULT_RECLAIM_AFTER
+from weavenet.ipam.reclaim import DEFAULT_RECLAIM_AFTER
 
 
 @dataclass
@@ -39,30 +29,6 @@ class IpamSetup:
     observer: bool = False
     peer_count: int = 0
     reclaim_after: float = DEFAULT_RECLAIM_AFTER
-
-
-def parse_go_duration(text: str) -> float:
-    """A Go duration (``1h``, ``90m``, ``1h30m``, ``45s``) or plain seconds; ``ConfigError`` otherwise."""
-    try:
-        return parse_seconds(text, allow_negative=False)
-    except DurationError:
-        raise ConfigError(f"invalid duration {text!r}: use e.g. 1h, 30m or 0 (off)") from None
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ipalloc-range", default="")
-    p.add_argument("--ipalloc-default-subnet", default="")
-    p.add_argument("--ipalloc-init", default="")
-    p.add_argument("--ipalloc-reclaim-after", default=duration(DEFAULT_RECLAIM_AFTER))
-
-
-def from_namespace(ns: argparse.Namespace) -> IpamOptions:
-    return IpamOptions(
-        range=ns.ipalloc_range,
-        default_subnet=ns.ipalloc_default_subnet,
-        init=ns.ipalloc_init,
-        reclaim_after=parse_go_duration(ns.ipalloc_reclaim_after),
-    )
 
 
 def _peer_names(text: str) -> list[PeerName]:
