@@ -288,3 +288,34 @@ def test_a_bad_environment_variable_is_one_line(tmp_path: Path) -> None:
 def test_entry_lookup() -> None:
     assert entry(DaemonConfig, "ipam.range").opt.flags == ("--ipalloc-range", "--iprange")
     assert entry(DaemonConfig, "docker.listen").opt.dest == "proxy_listen"
+
+
+# -- guards -------------------------------------------------------------------------------------------------------
+
+
+def test_the_config_package_is_pure() -> None:
+    """No sockets, subprocesses, asyncio or click behind ``import weavenet.config`` (the daemon imports it first)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; import weavenet.config; "
+        "print(sorted({'asyncio', 'socket', 'subprocess', 'click', 'aiohttp', 'pyroute2'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_usage_names_only_options_of_the_table() -> None:
+    """The usage text is Weave's, kept as it is; what it names must exist."""
+    import re
+
+    from weavenet.cli.main import USAGE
+
+    launch_part = USAGE[USAGE.index("weave launch") : USAGE.index("weave prime")]
+    launch_part += USAGE[USAGE.index("weavenet launch options") :]
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-H)\b", launch_part)) - {"--help", "--token"}
+    flags = {f for e in ON_CLI for f in e.opt.flags}
+    assert named and named <= flags, named - flags
+    envs = set(re.findall(r"\bWEAVE_[A-Z_]+", USAGE[USAGE.index("environment:") :]))
+    assert envs and envs <= {e.opt.env for e in WITH_ENV}, envs
