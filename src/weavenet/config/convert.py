@@ -6,14 +6,14 @@ to the same value (the argv ``weave launch`` hands the daemon depends on it).
 
 from __future__ import annotations
 
-from decimal import Decimal
 from ipaddress import IPv4Network
 from typing import Any
 
 from weavenet.config.option import UNSET
 from weavenet.docker.endpoints import names_proxy
 from weavenet.errors import ConfigError
-from weavenet.gocompat import DurationError, parse_seconds
+from weavenet.gocompat import SECOND, DurationError, parse_seconds
+from weavenet.gocompat import format_duration as go_format_duration
 
 # -- durations: every option that takes a Go duration goes through this section ----------------------------------
 # One parser (Go's time.ParseDuration, plus plain seconds), two messages: ``go_duration`` for the IPAM reclaim
@@ -37,9 +37,9 @@ def short_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Seconds as both parsers read them back exactly (``0.5s``, ``5400s``): the shortest decimal of the float."""
-    text = format(Decimal(repr(float(seconds))), "f")
-    return (text.removesuffix(".0") if "." in text else text) + "s"
+    """Go's spelling of a duration (``500ms``, ``1h30m0s``), which both parsers read back to the same value for
+    every duration they can produce (whole nanoseconds, as Go's)."""
+    return go_format_duration(round(seconds * SECOND))
 
 
 # -- the others ---------------------------------------------------------------------------------------------------
