@@ -99,6 +99,9 @@ def test_three_hosts_consensus_partition_restart_reset_rmpeer(make_testbed) -> N
     err = one_line_error(h1.weave("attach", "net:10.2.3.2/30", bad.netns_path))
     assert "bits after network prefix are not all zero" in err
     assert "out of bounds" in one_line_error(h1.weave("attach", "net:10.2.3.0/24", bad.netns_path))
+    assert "prefix length 0" in one_line_error(h1.weave("attach", "10.32.0.9/0", bad.netns_path))
+    assert "network address" in api(h1, "PUT", "/ip/x/10.2.3.0/24")
+    assert bad.netns_path not in owned(h1) and "x" not in owned(h1)
 
     # a container that goes away is released after the grace period (checked after the partition)
     gone, _ = attach(h1, "gone")

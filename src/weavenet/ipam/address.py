@@ -159,3 +159,32 @@ def subtract_ranges(r: Range, holes: list[Range]) -> list[Range]:
                 nxt.append(Range(h.end, piece.end))
         out = nxt
     return [p for p in out if p.size > 0]
+
+
+_NOT_HOSTS = (  # blocks whose addresses can never be a container's (RFC 6890)
+    (0x00000000, 8, "in 0.0.0.0/8 ('this network')"),
+    (0x7F000000, 8, "a loopback address"),
+    (0xE0000000, 4, "a multicast address"),
+    (0xF0000000, 4, "reserved (240.0.0.0/4)"),
+)
+
+
+def claim_refusal(cidr: CIDR) -> str | None:
+    """Why ``cidr`` cannot be claimed as a container's (or the bridge's) address, or None.
+
+    Weave 2.8 records any parsable CIDR, so ``10.32.0.9/0`` (a /0 on the container's interface takes every
+    destination off its default route) or ``224.0.0.1/24`` would be handed to ``ip addr add``; we refuse what
+    can only be a mistake. Addresses already in use (pre-claims at startup) are not checked here.
+    """
+    if cidr.prefix_len == 0:
+        return f"address {cidr} has prefix length 0 (it would make every destination local to the interface)"
+    for start, plen, what in _NOT_HOSTS:
+        if cidr.addr >> (32 - plen) == start >> (32 - plen):
+            return f"address {cidr} is {what}"
+    if cidr.prefix_len <= 30:
+        net = CIDR(cidr.network, cidr.prefix_len)
+        if cidr.addr == net.addr:
+            return f"address {cidr} is the network address of {net}"
+        if cidr.addr == net.addr + net.size - 1:
+            return f"address {cidr} is the broadcast address of {net}"
+    return None

@@ -40,7 +40,7 @@ from weavenet.core.names import PeerName
 from weavenet.errors import ConfigError, RemoteProtocolError, StateError, WeavenetError
 from weavenet.ipam import members as mb
 from weavenet.ipam import wire
-from weavenet.ipam.address import CIDR, Range, ip_str, subtract_ranges
+from weavenet.ipam.address import CIDR, Range, claim_refusal, ip_str, subtract_ranges
 from weavenet.ipam.operations import Allocate, Claim, Done, Operation, Prime, Result
 from weavenet.ipam.paxos import Node, Observer, Participant
 from weavenet.ipam.reclaim import DEFAULT_RECLAIM_AFTER, Reclaimer, duration
@@ -421,9 +421,18 @@ class Allocator:
         done: Done,
         no_error_on_unknown: bool = False,
     ) -> Operation:
-        """Record that ``ident`` uses ``cidr`` (asking its owner for it if another peer owns it)."""
+        """Record that ``ident`` uses ``cidr`` (asking its owner for it if another peer owns it).
+
+        An address outside our range is recorded for ``ident`` on this peer only, as Weave does: no other peer
+        hears of it, but no other container here gets it. What can never be a host address is refused.
+        """
         with self._entry(now):
-            return self._do(Claim(ident, cidr, is_container, no_error_on_unknown, done), self.pending_claims)
+            op = Claim(ident, cidr, is_container, no_error_on_unknown, done)
+            refusal = claim_refusal(cidr)
+            if refusal is not None:
+                op.refuse(self, refusal)
+                return op
+            return self._do(op, self.pending_claims)
 
     def prime(self, now: float, done: Done) -> Operation:
         with self._entry(now):

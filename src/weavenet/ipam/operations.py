@@ -154,7 +154,13 @@ class Claim(Operation):
                 alloc.remove_owned(previous, addr)
                 self._add_owned(alloc)
             else:
-                self._send(alloc, Result(error=f"address {self.cidr} already in use by {previous}"))
+                self._send(
+                    alloc,
+                    Result(
+                        error=f"address {self.cidr} already in use by {previous} (claimed on this peer, "
+                        f"outside the allocation range {alloc.universe})"
+                    ),
+                )
             self._send(alloc, Result())
             return True
         alloc.establish_ring()
@@ -201,6 +207,10 @@ class Claim(Operation):
         else:
             self._send(alloc, Result(error=f"address {self.cidr} is already owned by {existing}"))
         return True
+
+    def refuse(self, alloc: Allocator, reason: str) -> None:
+        """Answer at once with ``reason`` (the claim is never queued)."""
+        self._send(alloc, Result(error=reason))
 
     def denied_by(self, alloc: Allocator, owner: int, reason: str | None) -> None:
         nick = alloc.nicknames.get(owner)  # type: ignore[call-overload]

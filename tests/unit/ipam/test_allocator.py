@@ -61,10 +61,50 @@ def test_claims() -> None:
     assert c.claim(0, "y", CIDR.parse("10.32.0.9/12"))[0].error == "address 10.32.0.9/12 is already owned by x"
     assert ok(c.claim(0, "x", CIDR.parse("10.32.0.9/12"))) == ""  # again, same ident: fine
     assert ok(c.claim(0, "y", CIDR.parse("10.2.1.1/24"))) == ""  # outside the range: just recorded
-    assert c.claim(0, "z", CIDR.parse("10.2.1.1/24"))[0].error == "address 10.2.1.1/24 already in use by y"
+    assert c.claim(0, "z", CIDR.parse("10.2.1.1/24"))[0].error == (
+        "address 10.2.1.1/24 already in use by y (claimed on this peer, outside the allocation range 10.32.0.0/12)"
+    )
     assert a.lookup("y", CIDR.parse_subnet("10.2.1.0/24").range()) == [CIDR.parse("10.2.1.1/24")]
     assert ok(c.allocate(0, "w")) == "10.32.0.1/12"
     assert ok(c.allocate(0, "v")) != "10.32.0.9/12"
+
+
+def test_claims_outside_the_range_are_local_and_exclusive_as_in_weave() -> None:
+    """Weave 2.8 (``claim.go``): outside the ring, a claim is recorded on this peer only; another ident is refused
+    while the holder lives, takes it over once the holder died, and ``GET /ip/<id>`` (the default subnet) does
+    not list it while ``GET /ip`` does."""
+    c = single()
+    a = c.peers[0].alloc
+    far = CIDR.parse("192.0.2.1/32")
+    assert ok(c.claim(0, "x", far)) == ""
+    assert "already in use by x" in str(c.claim(0, "y", far)[0].error)
+    assert a.lookup("x", U.host_range()) == [] and a.owned_all() == {"x": [far]}
+    a.container_died("x", c.now)
+    assert ok(c.claim(0, "y", far)) == "" and a.owned_all() == {"y": [far]}
+
+
+@pytest.mark.parametrize(
+    ("cidr", "why"),
+    [
+        ("10.32.0.9/0", "has prefix length 0"),
+        ("192.0.2.1/0", "has prefix length 0"),
+        ("127.0.0.1/8", "is a loopback address"),
+        ("224.0.0.1/24", "is a multicast address"),
+        ("255.255.255.255/32", "is reserved (240.0.0.0/4)"),
+        ("0.0.0.1/32", "is in 0.0.0.0/8"),
+        ("10.32.0.0/12", "is the network address of 10.32.0.0/12"),
+        ("10.2.1.255/24", "is the broadcast address of 10.2.1.0/24"),
+    ],
+)
+def test_claims_that_cannot_be_host_addresses_are_refused(cidr: str, why: str) -> None:
+    """Weave 2.8 records these as given (``10.32.0.9/0`` stored as is); we refuse them and record nothing."""
+    c = single()
+    a = c.peers[0].alloc
+    box = c.claim(0, "x", CIDR.parse(cidr))
+    assert box and box[0].error is not None and why in box[0].error, box
+    assert a.owned_all() == {} and a.pending_claims == []
+    assert ok(c.claim(0, "x", CIDR.parse("10.2.1.254/24"))) == ""  # the edges of a subnet are fine
+    assert ok(c.claim(0, "x", CIDR.parse("10.2.2.0/31"))) == ""  # a /31 has no network or broadcast address
 
 
 def test_claim_of_another_peers_address_is_donated() -> None:
