@@ -113,6 +113,23 @@ def test_password_encrypts_and_wrong_password_is_refused_with_reason(make_testbe
     assert peers_count(h1) == 2 and peers_count(h2) == 2
 
 
+def test_a_peer_refused_by_the_connection_limit_is_neither_listed_nor_gossiped(make_testbed) -> None:
+    tb = make_testbed(3)
+    h1, h2, h3 = tb.hosts
+    launch(h1, "--conn-limit", "1")
+    launch(h2, peers=(h1.ip,))
+    wait_until(lambda: full_mesh([h1, h2]), 30, "h1-h2 established")
+    launch(h3, "--no-discovery", peers=(h1.ip,))
+
+    def refused() -> bool:
+        return "Connection limit reached (1)" in weave(h1, "status", "connections").stdout
+
+    wait_until(refused, 30, "h1 refusing h3 with its reason")
+    for _ in range(6):  # h3 keeps retrying; before the fix h1 listed it and gossiped it to h2 for a minute
+        assert peers_count(h1) == 2 and peers_count(h2) == 2
+        time.sleep(1)
+
+
 def test_connect_and_forget_change_targets(make_testbed) -> None:
     tb = make_testbed(3)
     h1, h2, h3 = tb.hosts

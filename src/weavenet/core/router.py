@@ -384,6 +384,12 @@ class MeshRouter(GossipMixin):
         """Port of the part of mesh ``LocalConnection.run`` after ``doIntro``."""
         remote = conn.features
         assert remote is not None
+        # Refuse over the limit before the remote enters the topology: mesh registers it first, so a refused
+        # peer was kept (and gossiped, and could even take our short ID) until the next garbage collection.
+        # A peer we are connected to already may still come in: it replaces a duplicate or loses to it; our own
+        # name goes on to be refused as ourselves or as a collision.
+        if remote.name not in self.by_peer and remote.name != self.name:
+            self._check_conn_limit()
         # register the remote peer
         if conn.accept_new_peer:
             effects = TopologyEffects()
@@ -586,6 +592,10 @@ class MeshRouter(GossipMixin):
                 self._garbage_collect(now)
                 self._routes_changed()
                 self._broadcast_peer_update(now)
+            elif conn.remote.local_refcount == 0 and conn.remote.name not in self.by_peer:
+                # registered, then refused before it was added (no overlay in common, a duplicate that lost):
+                # forget it now rather than gossip a peer we never connected to until the next collection
+                self._garbage_collect(now)
         if was is ConnState.DIALLING:
             return
         self._maker_dirty = True

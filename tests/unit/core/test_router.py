@@ -103,6 +103,42 @@ def test_retry_time_prints_as_the_report_prints_times() -> None:
     assert r.connection_status()[-1]["Info"] == "no route, retry: 2001-09-09 01:46:40.000001 +0000 UTC"
 
 
+def test_peers_refused_by_the_connection_limit_never_enter_the_topology() -> None:
+    """Mesh registers the remote before checking ``--conn-limit``, so every refused peer was kept, gossiped, and
+    (with a lower name and our short ID) could even take our short ID, until the next garbage collection."""
+    r = router(conn_limit=1)
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    assert pump(r, cid, remote_handshake()) is not None
+    ours = r.ourself.short_id
+    refused = [PeerName(0x01DEADBEEF00 + i) for i in range(20)]  # lower names than ours
+    for i, name in enumerate(refused):
+        extra = r.accepted(f"10.0.1.{i}:40000", "10.0.0.1:6783", 0.2)
+        hs = Handshake(
+            outbound=True, name=name, nickname=f"x{i}", uid=100 + i, conn_id=7, short_id=ours, trusted=False,
+            overlays="sleeve", password=None,
+        )  # fmt: skip
+        pump(r, extra, hs, now=0.2)
+        assert extra not in r.connections
+    assert "Connection limit reached (1)" in str(r.connection_status()[-1]["Info"])
+    assert set(r.topology.by_name) == {ME, THEM} and r.ourself.short_id == ours
+    sent = bytearray()
+    for t in (1.5, 31.0):  # the batched topology update, then a full gossip round, to THEM
+        r.handle_timer(t)
+        sent += b"".join(a.data for a in r.actions() if isinstance(a, Write) and a.conn_id == cid)
+    assert THEM in r.by_peer and sent and not any(name.to_bytes(6, "big") in sent for name in refused)
+
+
+def test_the_connection_limit_does_not_refuse_a_peer_already_connected() -> None:
+    r = router(conn_limit=1)
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    assert pump(r, cid, remote_handshake()) is not None
+    again = r.accepted("10.0.0.2:40001", "10.0.0.1:6783", 0.1)
+    pump(r, again, remote_handshake(), now=0.1)  # the same peer again: one of the two wins the tie-break
+    assert THEM in r.by_peer
+    assert all("Connection limit" not in c.reason for c in closes(r))
+    assert all("Connection limit" not in str(s["Info"]) for s in r.connection_status())
+
+
 def test_oversized_frame_is_refused() -> None:
     r = router()
     cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
