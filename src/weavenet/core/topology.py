@@ -411,11 +411,21 @@ def _split_canonical(payload: bytes) -> list[bytes] | None:
 
 
 def _is_definition(msg: bytes) -> bool:
-    """A definition message has a negative type id: its varint's value is odd (sign in the lowest bit)."""
+    """A definition message has a negative type id: its varint's value is odd (sign in the lowest bit).
+
+    A type id that does not fit in the message (or is longer than 8 bytes) counts as a definition too, so the
+    payload takes the general path, which refuses it with its reason.
+    """
     off = 1 if msg[0] < 0x80 else 1 + 256 - msg[0]  # skip the message length
+    if off >= len(msg):
+        return True
     first = msg[off]
-    last = first if first < 0x80 else msg[off + 256 - first]
-    return bool(last & 1)
+    if first < 0x80:
+        return bool(first & 1)
+    n = 256 - first
+    if n > 8 or off + n >= len(msg):
+        return True
+    return bool(msg[off + n] & 1)
 
 
 def _decode_general(payload: bytes) -> list[_Decoded]:

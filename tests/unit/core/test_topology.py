@@ -154,3 +154,15 @@ def test_fuzz_apply_update_only_raises_remote_protocol_error(data: bytes) -> Non
         topo.apply_update(data)
     except RemoteProtocolError:
         pass
+
+
+def test_a_type_id_running_past_its_message_is_refused_not_an_index_error() -> None:
+    """Found by the fuzz suite: a value message whose type id claims 128 bytes (first byte 0x80) in a payload
+    that otherwise uses our canonical definitions raised IndexError out of the fast path's definition check."""
+    payload = bytearray(_payload(_peer(B, 3), _peer(C, 4)))
+    canonical = _payload(_peer(B, 3))
+    value_at = len(canonical) + 1  # the second peer's summary: its length byte, then its type id
+    assert payload[value_at - 1] < 0x80 and payload[value_at] == 0xFF
+    payload[value_at] = 0x80
+    with pytest.raises(RemoteProtocolError):
+        _topo().apply_update(bytes(payload))
