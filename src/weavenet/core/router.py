@@ -128,6 +128,7 @@ class MeshRouter(GossipMixin):
         self.connections: dict[int, LocalConnection] = {}  # by connection id (all states)
         self.by_peer: dict[PeerName, LocalConnection] = {}  # READY connections, by remote peer
         self.inbound_failures: list[InboundFailure] = []
+        self.internal_errors = 0  # exceptions other than RemoteProtocolError while handling a peer's bytes (bugs)
         self.on_peer_removed: list[Callable[[Peer], None]] = []
         self.on_short_ids_changed: list[Callable[[], None]] = []
         self.on_routes_changed: list[Callable[[], None]] = []
@@ -207,6 +208,10 @@ class MeshRouter(GossipMixin):
             if conn.state is ConnState.HANDSHAKE and "decrypt" in str(e):
                 e = HandshakeError(f"{e}{PASSWORD_HINT}")
             self._shutdown(conn, e, now)
+        except Exception as e:  # a bug of ours on wire input: the connection goes, the router stays
+            self.internal_errors += 1
+            log.exception("%s: internal error handling the peer's input", conn.describe())
+            self._shutdown(conn, RemoteProtocolError(f"internal error handling the peer's input: {e!r}"), now)
         self._after_input(now)
 
     def connection_lost(self, conn_id: int, error: str | None, now: float) -> None:

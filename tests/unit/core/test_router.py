@@ -139,6 +139,37 @@ def test_the_connection_limit_does_not_refuse_a_peer_already_connected() -> None
     assert all("Connection limit" not in str(s["Info"]) for s in r.connection_status())
 
 
+class _BuggyGossiper:
+    """A channel whose handler has a bug: any exception other than RemoteProtocolError."""
+
+    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+        raise IndexError("a bug")
+
+    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> None:
+        raise IndexError("a bug")
+
+    def gossip(self) -> None:
+        return None
+
+    def on_gossip(self, update: bytes) -> None:
+        raise IndexError("a bug")
+
+
+def test_a_bug_handling_a_peers_message_drops_that_connection_not_the_router() -> None:
+    from weavenet.core import gossip as g
+
+    r = router()
+    r.new_gossip("buggy", _BuggyGossiper())
+    cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
+    done = pump(r, cid, remote_handshake())
+    assert done is not None
+    r.data_received(cid, done.framer.encode(g.encode_envelope(g.TAG_GOSSIP, "buggy", THEM, b"x")), 0.2)
+    assert any("internal error handling the peer's input: IndexError('a bug')" in c.reason for c in closes(r))
+    assert r.internal_errors == 1 and THEM not in r.by_peer
+    again = r.accepted("10.0.0.2:40001", "10.0.0.1:6783", 0.3)
+    assert pump(r, again, remote_handshake(), now=0.3) is not None and THEM in r.by_peer
+
+
 def test_oversized_frame_is_refused() -> None:
     r = router()
     cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
