@@ -57,13 +57,31 @@ def _strslice(value: Any) -> list[str] | None:
     raise ConfigError(f"invalid command {value!r}: expected a string or a list of strings")
 
 
+def _typed(value: Any, kind: type, what: str) -> Any:
+    """``value`` if it is null or a ``kind``; else Docker's own refusal of such a body, before we touch it."""
+    if value is not None and not isinstance(value, kind):
+        expected = "an object" if kind is dict else "a list"
+        raise ConfigError(f"invalid create request: {what} must be {expected}, not {type(value).__name__}")
+    return value
+
+
+def _check_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a create body we read must have Docker's types (the engine would refuse it anyway)."""
+    host = _typed(body.get("HostConfig"), dict, "HostConfig") or {}
+    _typed(body.get("Env"), list, "Env")
+    _typed(body.get("Labels"), dict, "Labels")
+    for key in ("Binds", "Dns", "DnsSearch"):
+        _typed(host.get(key), list, f"HostConfig.{key}")
+    return host
+
+
 def network_mode_attaches(mode: str) -> bool:
     return mode in ATTACHABLE_MODES
 
 
 def should_attach(body: Mapping[str, Any], settings: ProxySettings) -> list[AddrSpec] | None:
     """The addresses to give a container created with ``body``, or None to leave it alone."""
-    host = body.get("HostConfig") or {}
+    host = _check_body(body)
     if not network_mode_attaches(str(host.get("NetworkMode") or "")):
         return None
     return specs_from_env(body.get("Env"), settings.no_default_ipalloc)

@@ -138,6 +138,25 @@ def test_create_leaves_other_networks_alone(mode: str) -> None:
     assert rewrite.rewrite_create(body, "x", S) == (body, None)
 
 
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        ({"HostConfig": [None]}, "HostConfig must be an object, not list"),
+        ({"HostConfig": "host"}, "HostConfig must be an object, not str"),
+        ({"Env": 5}, "Env must be a list, not int"),
+        ({"Env": "WEAVE_CIDR=none"}, "Env must be a list, not str"),
+        ({"Labels": ["a"]}, "Labels must be an object, not list"),
+        ({"HostConfig": {"Binds": 1}}, "HostConfig.Binds must be a list, not int"),
+        ({"HostConfig": {"Dns": "1.1.1.1"}}, "HostConfig.Dns must be a list, not str"),
+    ],
+)
+def test_create_bodies_of_the_wrong_shape_are_refused(body: dict, what: str) -> None:
+    """Found by the fuzz suite: a HostConfig that is not an object raised AttributeError in the proxy (a 500 with a
+    traceback), an Env that is a number TypeError; now a ConfigError, which the proxy answers with 400."""
+    with pytest.raises(ConfigError, match=f"invalid create request: {what}"):
+        rewrite.rewrite_create({"Image": "bb", "Cmd": ["x"], **body}, "c", S, {})
+
+
 def test_create_without_dns_and_nomcast() -> None:
     s = rewrite.ProxySettings(dns_ip="172.18.1.1", wait_dir="/w", without_dns=True, no_multicast_route=True)
     out, _ = rewrite.rewrite_create({"Image": "bb", "Cmd": ["x"]}, "c", s, {})
