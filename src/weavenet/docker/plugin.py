@@ -259,6 +259,12 @@ class Plugin:
                 self.last_error = f"{call}: {e}"
                 log.warning("plugin: %s", self.last_error)
                 return _err(str(e))
+            except (AttributeError, TypeError) as e:
+                # a field of the wrong JSON type (an Interface that is not an object, ...): where libnetwork's Go
+                # structs fail to decode, Docker gets the same kind of answer
+                self.last_error = f"{call}: malformed request: {e}"
+                log.warning("plugin: %s", self.last_error)
+                return _err(f"malformed request to {call}: {e}")
 
         app.router.add_post("/{call}", handle)
         return app

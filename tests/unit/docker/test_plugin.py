@@ -197,3 +197,21 @@ async def test_network_weave_is_created_at_start(plugin: tuple[Plugin, list[str]
     assert spec["Name"] == "weave" and spec["Driver"] == "weavemesh"
     assert spec["IPAM"] == {"Driver": "weavemesh", "Config": [{"Subnet": "10.32.0.0/12"}]}
     assert p.report()["DriverName"] == "weave" and p.report()["MeshDriverName"] == "weavemesh"
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("NetworkDriver.CreateEndpoint", {"EndpointID": "e1", "Interface": True}),
+        ("NetworkDriver.CreateNetwork", {"NetworkID": "n1", "Options": [1]}),
+        ("NetworkDriver.CreateNetwork", {"NetworkID": "n1", "Options": {"com.docker.network.generic": "x"}}),
+    ],
+)
+async def test_fields_of_the_wrong_type_get_an_err_not_a_500(
+    plugin: tuple[Plugin, list[str], FakeRouter, FakeDocker], name: str, body: dict[str, Any]
+) -> None:
+    """Found by the fuzz suite: ``"Interface": true`` raised AttributeError (aiohttp's 500 and a traceback)."""
+    p, *_ = plugin
+    reply = await call(p.opts.plugin_mesh_socket, name, body)
+    assert reply["Err"].startswith(f"malformed request to {name}: ")
+    assert await call(p.opts.plugin_socket, "Plugin.Activate") == {"Implements": ["NetworkDriver"]}
