@@ -211,35 +211,3 @@ def test_start_sequence_numbers():
         assert frame.hex() == w["hex"]
         wire += frame
     assert [m.hex() for m in rx.feed(wire)] == [w["plaintext_hex"] for w in later]
-
-
-# --- fuzzing: nothing but RemoteProtocolError may come out of wire input ------------------------------------
-
-
-def fuzz_feed(framer: MessageFramer, chunks: list[bytes]) -> None:
-    try:
-        for c in chunks:
-            framer.feed(c)
-            assert framer.buffered <= 4 + 4096 + max(len(c) for c in chunks)
-    except RemoteProtocolError:
-        pass
-
-
-@pytest.mark.parametrize(("version", "key"), MODES, ids=MODE_IDS)
-@given(chunks=st.lists(st.binary(max_size=200), min_size=1, max_size=8))
-@settings(max_examples=150, deadline=None)
-def test_fuzz_random_bytes(version, key, chunks):
-    fuzz_feed(MessageFramer(outbound=False, session_key=key, version=version, max_message_size=4096), chunks)
-
-
-@pytest.mark.parametrize(("version", "key"), MODES, ids=MODE_IDS)
-@given(data=st.data())
-@settings(max_examples=150, deadline=None)
-def test_fuzz_bit_flips_and_truncation(version, key, data):
-    tx = MessageFramer(outbound=True, session_key=key, version=version)
-    wire = bytearray(b"".join(tx.encode(m) for m in (b"\x00", b"\x04hello gossip", b"\x07\x01\x01", b"x" * 300)))
-    for i in data.draw(st.lists(st.integers(0, len(wire) * 8 - 1), max_size=4)):
-        wire[i // 8] ^= 1 << (i % 8)
-    wire = wire[: data.draw(st.integers(0, len(wire)))]
-    rx = MessageFramer(outbound=False, session_key=key, version=version, max_message_size=4096)
-    fuzz_feed(rx, [bytes(wire)])

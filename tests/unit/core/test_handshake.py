@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from weavenet.core import crypto
 from weavenet.core.codec.gob import Encoder
 from weavenet.core.features import RemoteFeatures, parse_bool, parse_features, parse_uint
 from weavenet.core.handshake import (
@@ -372,112 +367,6 @@ def test_buffering_is_bounded(attack):
         assert isinstance(ev, HandshakeFailed)
         assert fed <= MAX_FEATURES_SIZE + 2000
 
-
-# --- fuzzing ------------------------------------------------------------------------------------------------
-
-
-def transcripts() -> dict[str, Any]:
-    with open(VECTORS / "handshake.json") as f:
-        return {c["name"]: c for c in json.load(f)["cases"] if c["name"].startswith("transcript_")}
-
-
-TRANSCRIPTS = transcripts()
-
-
-def side_for(c: dict[str, Any], side: str) -> Handshake:
-    inp = c["inputs"]
-    fmap = inp[side]["features_map"]
-    password = bytes.fromhex(inp["password_hex"]) if "password_hex" in inp else None
-    return Handshake(
-        outbound=inp[side]["outbound"],
-        name=PeerName.parse(fmap["Name"]),
-        nickname=fmap["NickName"],
-        uid=int(fmap["UID"]),
-        conn_id=int(fmap["ConnID"]),
-        short_id=int(fmap["ShortID"]),
-        trusted=False,
-        overlays=fmap["Overlays"],
-        password=password,
-        private_key=bytes.fromhex(inp[f"{side}_private_key_hex"]) if password is not None else None,
-        min_version=inp["min_version"],
-        max_version=inp["max_version"],
-    )
-
-
-def drive(hs: Handshake, chunks: list[bytes]) -> None:
-    """Feed chunks; only events or RemoteProtocolError from the framer afterwards are acceptable outcomes."""
-    framer = None
-    for chunk in chunks:
-        if framer is None:
-            hs.receive_data(chunk)
-            assert hs.buffered <= MAX_FEATURES_SIZE + 64 + len(chunk)
-            hs.data_to_send()
-            ev = hs.next_event()
-            if isinstance(ev, HandshakeFailed):
-                assert isinstance(ev.error, HandshakeError)
-                with pytest.raises(LocalProtocolError):
-                    hs.receive_data(b"x")
-                return
-            if isinstance(ev, HandshakeCompleted):
-                framer = ev.framer
-                try:
-                    framer.feed(b"")
-                except RemoteProtocolError:
-                    return
-        else:
-            try:
-                framer.feed(chunk)
-            except RemoteProtocolError:
-                return
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in itertools.pairwise(points)] or [b""]
-
-
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.mark.parametrize("name", sorted(TRANSCRIPTS))
-@pytest.mark.parametrize("side", ["A", "B"])
-@given(data=st.data())
-@FUZZ
-def test_fuzz_transcript_mutations(name, side, data):
-    c = TRANSCRIPTS[name]
-    theirs = "b_to_a" if side == "A" else "a_to_b"
-    wire = bytearray(b"".join(bytes.fromhex(w["hex"]) for w in c[theirs]))
-    for bit in data.draw(st.lists(st.integers(0, len(wire) * 8 - 1), max_size=3)):
-        wire[bit // 8] ^= 1 << (bit % 8)
-    wire = wire[: data.draw(st.integers(0, len(wire)))]
-    if data.draw(st.booleans()):
-        pos = data.draw(st.integers(0, len(wire)))
-        wire[pos:pos] = data.draw(st.binary(max_size=40))
-    drive(side_for(c, side), split(bytes(wire), data.draw(st.lists(st.integers(0, 4000), max_size=6))))
-
-
-@pytest.mark.parametrize("version", [1, 2])
-@pytest.mark.parametrize("password", [None, b"pw"])
-@given(
-    prefix_len=st.integers(0, 60),
-    junk=st.binary(max_size=300),
-    cuts=st.lists(st.integers(0, 400), max_size=5),
-)
-@FUZZ
-def test_fuzz_random_bytes(version, password, prefix_len, junk, cuts):
-    """Random bytes after a (partial) valid prefix: header, flag and key, start of a features frame."""
-    hs = make(A, outbound=False, password=password, max_version=version)
-    if version == 2:
-        valid = HEADER_V12 + (b"\x01" + crypto.generate_keypair(bytes(range(1, 33)))[1] if password else b"\x00")
-    else:
-        valid = b"weave\x01\x01" + bytes.fromhex("0eff81040102ff8200010c010c0000")
-    drive(hs, split(valid[:prefix_len] + junk, cuts))
-
-
-@given(st.binary(max_size=64))
-@settings(max_examples=300, deadline=None)
-def test_fuzz_headers(data):
-    drive(make(A, outbound=True), [data])
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,25 @@
-"""Fuzz: any bytes into the query path and the gossip decoder. Never a crash, never an oversized UDP answer,
-never an answer to a response; the gossip decoder raises RemoteProtocolError and nothing else."""
+"""Fuzz weaveDNS: any bytes into the query engine (what UDP and TCP clients send), and whole TCP streams into
+the real server on loopback. Never a crash, never an oversized UDP answer, never an answer to a response, errors
+never larger than the query; over TCP the server answers in order or closes, and keeps answering afterwards.
+
+The nameserver's gossip channel is fuzzed with the other channels in ``test_gossip.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 
 import dns.message
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fuzz.budget import fuzz
 from weavenet.core.names import PeerName
-from weavenet.dns.entries import Entry, parse_addr
+from weavenet.dns.entries import parse_addr
 from weavenet.dns.nameserver import Nameserver
 from weavenet.dns.query import QR, UDP_MAX, UDP_MIN, Drop, Forward, QueryEngine, Reply
-from weavenet.dns.wire import encode_gossip
-from weavenet.errors import RemoteProtocolError
+from weavenet.dns.server import DNSServer, Forwarder, Upstreams
 
 NOW = 1_700_000_000.0
 _ns = Nameserver(PeerName(1), "weave.local.", lambda: NOW, lambda p: True)
@@ -59,13 +63,13 @@ def check(data: bytes) -> None:
         assert len(out) <= d.question.limit
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz(400)
 @given(st.binary(max_size=600))
 def test_random_bytes(data: bytes) -> None:
     check(data)
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz(400)
 @given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 600), st.integers(0, 255)), max_size=6))
 def test_mutated_queries(seed: bytes, flips: list[tuple[int, int]]) -> None:
     data = bytearray(seed)
@@ -78,6 +82,7 @@ def test_mutated_queries(seed: bytes, flips: list[tuple[int, int]]) -> None:
 
 
 @given(st.integers(12, 80), st.integers(0, 0x3FFF))
+@fuzz(100)
 def test_compression_pointer_chains(at: int, target: int) -> None:
     head = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
     body = bytearray(b"\x01a" * 40)
@@ -86,38 +91,6 @@ def test_compression_pointer_chains(at: int, target: int) -> None:
     check(head + bytes(body) + b"\x00\x01\x00\x01")
     check(head + b"\xc0\x0c\x00\x01\x00\x01")  # points at itself
     check(head + b"\x01a\xc0\x0c\x00\x01\x00\x01")  # a loop through a label
-
-
-def _decode(data: bytes) -> None:
-    ns = Nameserver(PeerName(1), "weave.local.", lambda: NOW, lambda p: True)
-    try:
-        ns.on_gossip(data)
-    except RemoteProtocolError:
-        pass
-
-
-GOSSIP_SEED = encode_gossip(
-    int(NOW),
-    [Entry("c1", 2, 0x0A000001, "a.weave.local."), Entry("c2", 3, 0x0A000002, "b.weave.local.", 1, int(NOW))],
-)
-
-
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=400))
-def test_gossip_random_bytes(data: bytes) -> None:
-    _decode(data)
-
-
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.integers(0, len(GOSSIP_SEED) + 4), st.integers(0, 255)), min_size=1, max_size=5))
-def test_gossip_mutated(flips: list[tuple[int, int]]) -> None:
-    data = bytearray(GOSSIP_SEED)
-    for pos, val in flips:
-        if pos < len(data):
-            data[pos] = val
-        else:
-            data.append(val)
-    _decode(bytes(data))
 
 
 class _NoFastPath(QueryEngine):
@@ -139,7 +112,7 @@ A_SEEDS = [
 ]
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz(300)
 @given(
     st.sampled_from(A_SEEDS), st.lists(st.tuples(st.integers(0, 80), st.integers(0, 255)), max_size=3), st.booleans()
 )
@@ -152,3 +125,62 @@ def test_fast_path_answers_exactly_as_the_general_path(seed: bytes, flips: list[
     assert type(fast) is type(slow)
     if isinstance(fast, Reply):
         assert isinstance(slow, Reply) and fast.data == slow.data
+
+
+# -- TCP: whole streams into the real server on loopback ---------------------------------------------------------
+
+
+def _framed(query: bytes) -> bytes:
+    return len(query).to_bytes(2, "big") + query
+
+
+async def _tcp_session(stream: bytes) -> tuple[list[bytes], DNSServer]:
+    """Send ``stream`` on one TCP connection (then half-close), collect the framed answers until the server
+    closes; then check a fresh connection is still answered."""
+    ns = Nameserver(PeerName(1), "weave.local.", lambda: NOW, lambda p: True)
+    ns.add("a1.weave.local", "c1", parse_addr("10.2.1.1"), NOW)
+    engine = QueryEngine(ns.index, "weave.local.", 1, random.Random(3))
+    server = DNSServer(engine, Forwarder(engine, Upstreams(None), timeout=0.5))  # no upstream: nothing leaves
+    _, port = await server.listen("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(stream)
+        writer.write_eof()
+        answers = []
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    n = int.from_bytes(await reader.readexactly(2), "big")
+                    answers.append(await reader.readexactly(n))
+                except asyncio.IncompleteReadError as e:
+                    assert e.partial == b"", "the server sent half a frame"
+                    break
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_framed(SEEDS[0]))
+        async with asyncio.timeout(10):
+            n = int.from_bytes(await reader.readexactly(2), "big")
+            assert (await reader.readexactly(n))[:2] == SEEDS[0][:2]
+        writer.close()
+    finally:
+        await server.close()
+    return answers, server
+
+
+chunk = st.one_of(
+    st.sampled_from(SEEDS).map(_framed),
+    st.tuples(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 80), st.integers(0, 255)), max_size=3)).map(
+        lambda t: _framed(bytes(dict(t[1]).get(i, b) for i, b in enumerate(t[0])))
+    ),
+    st.binary(max_size=40),
+    st.binary(max_size=300).map(_framed),
+)
+
+
+@given(st.lists(chunk, min_size=1, max_size=5))
+@fuzz(60)
+def test_tcp_streams(chunks: list[bytes]) -> None:
+    answers, server = asyncio.run(_tcp_session(b"".join(chunks)))
+    assert server.engine.stats.dropped["internal error"] == 0
+    for a in answers:
+        assert len(a) >= 12 and struct.unpack("!H", a[2:4])[0] & QR
