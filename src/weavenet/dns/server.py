@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -34,6 +35,7 @@ SOCKETS_PER_UPSTREAM = 4
 MAX_INFLIGHT = 2048
 TCP_IDLE = 10.0
 MAX_TCP_CLIENTS = 256
+PORT_PAIR_TRIES = 20  # listen(host, 0): free UDP ports tried until the same TCP port is free too
 UDP_RECV_BUFFER = 4 * 1024 * 1024
 UDP_BATCH = 64
 
@@ -415,7 +417,19 @@ class DNSServer:
         task.add_done_callback(self._tasks.discard)
 
     async def listen(self, host: str, port: int) -> Address:
-        """Start UDP and TCP on ``host:port`` (port 0: the same free port for both). Raises OSError."""
+        """Start UDP and TCP on ``host:port`` (port 0: the same free port for both). Raises OSError.
+
+        With port 0 the kernel picks a free UDP port, whose TCP twin may be taken: then another pair is tried.
+        """
+        for _ in range(PORT_PAIR_TRIES - 1 if port == 0 else 0):
+            try:
+                return await self._listen(host, port)
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+        return await self._listen(host, port)
+
+    async def _listen(self, host: str, port: int) -> Address:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         usock = socket.socket(family, socket.SOCK_DGRAM)
         try:

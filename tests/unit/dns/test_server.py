@@ -4,10 +4,12 @@ the test (never a real resolver), failover, SERVFAIL, TCP retry, resolv.conf rel
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import dns.asyncquery
 import dns.flags
@@ -135,5 +137,26 @@ async def test_junk_never_stops_the_listener(junk: bytes) -> None:
         s.close()
         r = await dns.asyncquery.udp(dns.message.make_query("a1", "A"), "127.0.0.1", port=port, timeout=2)
         assert r.answer
+    finally:
+        await server.close()
+
+
+async def test_port_zero_tries_another_pair_when_the_tcp_twin_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel picks a free UDP port; its TCP twin may belong to someone else (seen once in a long fuzz run
+    on a busy machine). The race cannot be arranged, so the first TCP bind is made to fail as it would."""
+    real = asyncio.start_server
+    failures = [OSError(errno.EADDRINUSE, "address already in use")]
+
+    async def start_server(*args: Any, **kw: Any) -> asyncio.Server:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kw)
+
+    monkeypatch.setattr(asyncio, "start_server", start_server)
+    server, port = await start(Upstreams(None))
+    try:
+        q = dns.message.make_query("a1.weave.local.", "A")
+        r = await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=2)
+        assert [rr.address for rr in r.answer[0]] == ["10.2.1.1"] and not failures
     finally:
         await server.close()
