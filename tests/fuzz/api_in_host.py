@@ -53,7 +53,7 @@ VALUES = st.sampled_from(
         "24", "0", "32", "33", "-1", "99999999999999999999", "weave:expose", "_", "c1", "/proc/1/ns/net", "..",
         "", "a..b", "x" * 64, "true", "false", "status", "ipam", "dns", "peers", "targets", "connections",
         "{{.Router.Name}}", "{{range .}}", "{{template \"x\"}}", "{{.Nope.Nope}}", "{{", "weave.local.",
-        "h1.weave.local", "ce:12:34:56:78:01", "%", "%zz", "\x00", "é", "\u202e",
+        "h1.weave.local", "ce:12:34:56:78:01", "%", "%zz", "\x00", "é", "\u202e", "\u00b2", "\u0664", "\uff11\uff12",
     ]
 )  # fmt: skip
 TEXT = st.one_of(VALUES, VALUES, st.text(max_size=30), st.binary(max_size=16).map(lambda b: b.decode("latin-1")))

@@ -98,7 +98,7 @@ class CIDR(NamedTuple):
     def parse(cls, text: str) -> CIDR:
         """``a.b.c.d/n``; ``ConfigError`` saying ``invalid CIDR address: …`` (Go's net.ParseCIDR) otherwise."""
         ip, sep, plen = text.partition("/")
-        if not sep or not plen.isdigit() or int(plen) > 32 or len(plen) > 2:
+        if not sep or not (plen.isascii() and plen.isdigit()) or int(plen) > 32 or len(plen) > 2:
             raise ConfigError(f"invalid CIDR address: {text}")
         try:
             addr = int(ipaddress.IPv4Address(ip))

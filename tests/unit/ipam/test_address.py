@@ -45,3 +45,13 @@ def test_cidrs_cover_a_range_exactly() -> None:
 def test_subtract_ranges() -> None:
     assert subtract_ranges(Range(0, 10), [Range(2, 4), Range(8, 20)]) == [Range(0, 2), Range(4, 8)]
     assert subtract_ranges(Range(0, 10), [Range(0, 10)]) == []
+
+
+@pytest.mark.parametrize("text", ["10.32.0.9/\u00b2", "10.32.0.9/\u0664", "10.32.0.9/\uff11\uff12", "\u00b2.1.1.1/8"])
+def test_non_ascii_digits_are_not_a_prefix_length(text: str) -> None:
+    """Found by the HTTP API fuzz (``PUT /ip/x/10.32.0.9/%C2%B2``): ``str.isdigit`` accepts "²", ``int`` does not,
+    so the ValueError escaped as a 500."""
+    with pytest.raises(ConfigError, match="invalid CIDR address"):
+        CIDR.parse(text)
+    with pytest.raises(ConfigError):
+        CIDR.parse_subnet(text)
