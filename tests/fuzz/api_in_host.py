@@ -199,8 +199,9 @@ def test_raw_requests(seed: bytes, flips: list[tuple[int, int]], cut: int, tail:
     for pos, val in flips:
         data[pos % len(data)] = val
     out = _raw(bytes(data[: max(cut, 1)] if cut < len(data) else data) + tail)
-    if out:
-        assert out[:7] == b"HTTP/1." and int(out[9:12]) < 500, out[:300]
+    if out:  # a mangled version may be answered in kind ("HTTP/0.9 404")
+        version, _, rest = out.partition(b" ")
+        assert version.startswith(b"HTTP/") and int(rest[:3]) < 500, out[:300]
 
 
 def test_a_bad_request_line_costs_no_traceback() -> None:
