@@ -1,8 +1,9 @@
-"""asyncio adapter for the mesh router core: TCP listener and dialer, the sleeve UDP socket, one timer.
+"""asyncio adapter for the mesh router core: the TCP listener and dialer, and the sleeve's UDP socket.
 
-It makes no protocol decisions. After every input it drains the core's actions (dial, write, close, datagram)
-and re-arms exactly one ``call_at`` from the core's ``get_timer()`` (the aioquic ``transmit()`` pattern).
-Time given to the core is ``loop.time()``; ``wall_offset`` converts it to Unix time for status output.
+It makes no protocol decisions. The router is a machine of the shared :class:`~weavenet.aio.machine.MachineDriver`
+(inputs with ``now``, one timer); this module feeds it what arrives on its sockets and carries out its actions
+(dial, write, close, datagram; specials and VXLAN heartbeats go to the data plane's callbacks when it owns the
+UDP ports).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import contextlib
 import logging
 import socket
 import struct
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
+from weavenet.aio.machine import MachineDriver
 from weavenet.core.connection_maker import PeerAddr, join_host_port, parse_peer_spec
 from weavenet.core.router import Close, Dial, MeshRouter, SendDatagram, SendSpecial, SendVxlan, Write
 
@@ -42,8 +43,8 @@ class TokenBucket:
 
 
 class _MeshTCP(asyncio.Protocol):
-    def __init__(self, driver: MeshDriver, conn_id: int | None) -> None:
-        self.driver = driver
+    def __init__(self, mesh: MeshTransport, conn_id: int | None) -> None:
+        self.mesh = mesh
         self.conn_id = conn_id
         self.transport: asyncio.Transport | None = None
 
@@ -57,66 +58,70 @@ class _MeshTCP(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.driver.tcp_made(self)
+        self.mesh.tcp_made(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.conn_id is not None:
-            self.driver.run(lambda now: self.driver.router.data_received(self.conn_id, data, now))  # type: ignore[arg-type]
+        conn_id = self.conn_id
+        if conn_id is not None:
+            self.mesh.run(lambda now: self.mesh.router.data_received(conn_id, data, now))
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.driver.tcp_lost(self, exc)
+        self.mesh.tcp_lost(self, exc)
 
     def pause_writing(self) -> None:
-        if self.conn_id is not None:
-            self.driver.run(lambda now: self.driver.router.set_writable(self.conn_id, False, now))  # type: ignore[arg-type]
+        conn_id = self.conn_id
+        if conn_id is not None:
+            self.mesh.run(lambda now: self.mesh.router.set_writable(conn_id, False, now))
 
     def resume_writing(self) -> None:
-        if self.conn_id is not None:
-            self.driver.run(lambda now: self.driver.router.set_writable(self.conn_id, True, now))  # type: ignore[arg-type]
+        conn_id = self.conn_id
+        if conn_id is not None:
+            self.mesh.run(lambda now: self.mesh.router.set_writable(conn_id, True, now))
 
 
 class _SleeveUDP(asyncio.DatagramProtocol):
-    def __init__(self, driver: MeshDriver) -> None:
-        self.driver = driver
+    def __init__(self, mesh: MeshTransport) -> None:
+        self.mesh = mesh
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         host, port = addr[0], addr[1]
-        self.driver.run(lambda now: self.driver.router.datagram_received(data, (str(host), port), now))
+        self.mesh.run(lambda now: self.mesh.router.datagram_received(data, (str(host), port), now))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("sleeve UDP error: %s", exc)
 
 
-class MeshDriver:
-    """Runs a :class:`MeshRouter` on the real network."""
+class MeshTransport:
+    """Runs a :class:`MeshRouter` on the real network, as a machine of ``driver``."""
 
     def __init__(
         self,
         router: MeshRouter,
+        driver: MachineDriver,
         host: str,
         port: int,
         send_special: Callable[[SendSpecial], None] | None = None,
+        send_vxlan: Callable[[SendVxlan], None] | None = None,
     ) -> None:
-        """``send_special`` given: an external data plane owns the UDP port; specials are handed to it."""
+        """``send_special`` given: an external data plane owns the UDP port; specials are handed to it.
+        ``send_vxlan``: the fast datapath's heartbeats (None: it is off)."""
         self.router = router
+        self.driver = driver
         self.send_special = send_special
+        self.send_vxlan = send_vxlan
         self.host = host
         self.port = port
-        self.loop = asyncio.get_running_loop()
+        self.loop = driver.loop
         self._conns: dict[int, _MeshTCP] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._listener: socket.socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._bucket = TokenBucket(ACCEPT_MAX_TOKENS, ACCEPT_TOKEN_DELAY, self.loop.time())
-        self.wall_offset = time.time() - self.loop.time()
         self.closed = False
-        self.after_input: list[Callable[[], None]] = []
-        self.send_vxlan: Callable[[SendVxlan], None] | None = None  # the fast datapath's heartbeats
+        driver.add("mesh router", router, self._drain)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -130,7 +135,7 @@ class MeshDriver:
         self._listener = lsock
         if self.send_special is not None:
             self._spawn(self._accept_loop())
-            self.run(lambda now: None)
+            self.driver.flush()
             return
         udp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         udp_sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
@@ -139,12 +144,10 @@ class MeshDriver:
         transport, _ = await self.loop.create_datagram_endpoint(lambda: _SleeveUDP(self), sock=udp_sock)
         self._udp = transport
         self._spawn(self._accept_loop())
-        self.run(lambda now: None)
+        self.driver.flush()
 
     async def close(self) -> None:
         self.closed = True
-        if self._timer:
-            self._timer.cancel()
         if self._listener is not None:
             self._listener.close()
         for task in list(self._tasks):
@@ -155,8 +158,8 @@ class MeshDriver:
         if self._udp is not None:
             self._udp.close()
 
-    def _spawn(self, coro: object) -> None:
-        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -182,11 +185,9 @@ class MeshDriver:
     # -- inputs -------------------------------------------------------------------------------------------------
 
     def run(self, fn: Callable[[float], object]) -> None:
-        """Feed one input to the core, then carry out everything it asked for."""
-        if self.closed:
-            return
-        fn(self.loop.time())
-        self._transmit()
+        """Feed one input to the router (see :meth:`MachineDriver.run`), unless this transport is closed."""
+        if not self.closed:
+            self.driver.run(fn)
 
     def tcp_made(self, proto: _MeshTCP) -> None:
         assert proto.transport is not None
@@ -196,10 +197,14 @@ class MeshDriver:
             remote_addr = join_host_port(peer[0], peer[1])
             local_addr = join_host_port(local[0], local[1])
             log.info("->[%s] connection accepted", remote_addr)
+            if self.closed or self.driver.closed:
+                proto.transport.abort()
+                return
+            # registered before the flush: the router writes its handshake header at once
             conn_id = self.router.accepted(remote_addr, local_addr, self.loop.time())
             proto.conn_id = conn_id
             self._conns[conn_id] = proto
-            self._transmit()
+            self.driver.flush()
 
     def tcp_lost(self, proto: _MeshTCP, exc: Exception | None) -> None:
         if proto.conn_id is not None and self._conns.get(proto.conn_id) is proto:
@@ -227,7 +232,8 @@ class MeshDriver:
 
     # -- outputs ------------------------------------------------------------------------------------------------
 
-    def _transmit(self) -> None:
+    def _drain(self) -> None:
+        """Carry out what the router asked for (called by the driver after every input)."""
         for action in self.router.actions():
             if isinstance(action, Write):
                 proto = self._conns.get(action.conn_id)
@@ -246,25 +252,6 @@ class MeshDriver:
                 self.send_special(action)
             elif isinstance(action, SendVxlan) and self.send_vxlan is not None:
                 self.send_vxlan(action)
-        for cb in self.after_input:
-            cb()
-        self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        deadline = self.router.get_timer()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self.run(self.router.handle_timer)
 
     # -- commands -----------------------------------------------------------------------------------------------
 

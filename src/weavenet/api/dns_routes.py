@@ -9,14 +9,11 @@ registered when DNS is enabled: with ``--no-dns`` these answer 404, which ``weav
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from weavenet.api.control import DnsControl
 from weavenet.api.forms import form_value
-
-if TYPE_CHECKING:
-    from weavenet.daemon.dns_service import DNSService
 
 IP = r"{ip:\d+\.\d+\.\d+\.\d+}"
 
@@ -29,10 +26,10 @@ async def _param(request: web.Request, key: str) -> str:
     return await form_value(request, key)
 
 
-def add_dns_routes(routes: web.RouteTableDef, dns: DNSService) -> None:
+def add_dns_routes(routes: web.RouteTableDef, dns: DnsControl) -> None:
     @routes.get("/domain")
     async def domain(request: web.Request) -> web.Response:
-        return _text(dns.nameserver.domain)
+        return _text(dns.domain)
 
     @routes.get("/dns-address")
     async def dns_address(request: web.Request) -> web.Response:

@@ -11,18 +11,14 @@ Without IPAM none of these routes exist (404, which ``weave`` reads as "IPAM dis
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from weavenet.api.control import IpamControl
 from weavenet.errors import ConfigError, StateError
 from weavenet.ipam.address import CIDR, parse_ip
 from weavenet.ipam.allocator import TakeoverError
 from weavenet.ipam.operations import Result
-
-if TYPE_CHECKING:
-    from weavenet.daemon.ipam_service import IPAMService
-    from weavenet.daemon.weaver import Daemon
 
 TEXT = "text/plain"
 
@@ -57,9 +53,8 @@ def _allocated(result: Result, subnet: CIDR) -> web.Response:
     return _text(f"{result.cidr}")
 
 
-def add_routes(routes: web.RouteTableDef, daemon: Daemon) -> None:
-    """Register the routes (called from ``api/http.py`` for the read-write API)."""
-    ipam: IPAMService | None = getattr(daemon, "ipam", None)
+def add_routes(routes: web.RouteTableDef, ipam: IpamControl | None) -> None:
+    """Register the routes (called from ``api/http.py`` for the read-write API); ``ipam`` None: IPAM is off."""
 
     @routes.delete("/peer/{id}")
     async def rmpeer(request: web.Request) -> web.Response:

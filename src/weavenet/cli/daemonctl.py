@@ -49,7 +49,7 @@ def _tail_errors(path: str, since: int) -> str:
 
 def start(daemon_args: list[str], run_dir: str, http_addr: str, env: dict[str, str]) -> tuple[bool, str]:
     """Start the daemon and wait until it is ready. Returns (ok, error message); the daemon removes what a launch
-    that fails created (see ``Daemon.rollback``), this only waits."""
+    that fails created (see ``weavenet.daemon.root``), this only waits."""
     os.makedirs(run_dir, exist_ok=True)
     log_path = log_file(run_dir)
     with open(log_path, "ab") as log:

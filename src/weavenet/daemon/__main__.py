@@ -61,18 +61,13 @@ def setup_logging(level: str, log_file: str | None) -> None:
 
 
 async def _amain(argv: list[str]) -> int:
-    from weavenet.daemon.weaver import Daemon
+    from weavenet.daemon.root import Weaver
 
     config = from_argv(argv)
     os.makedirs(config.run_dir, exist_ok=True)
-    daemon = Daemon(config)  # a failure here has left nothing behind
-    try:
-        await daemon.start()
-    except BaseException:
-        await daemon.close()
-        await asyncio.to_thread(daemon.rollback)  # what the failed launch created, and only that
-        raise
-    await daemon.run_until_stopped()
+    weaver = Weaver(config)  # a failure here has left nothing behind
+    await weaver.start()  # a failure here is unwound: what the launch created is removed, and only that
+    await weaver.run_until_stopped()
     return 0
 
 

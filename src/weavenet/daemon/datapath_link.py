@@ -1,4 +1,9 @@
-"""From the mesh router's state to the data plane's tables (links and routes), pushed only when they change.
+"""The sleeve's data plane as the router runs it: its worker processes, and the tables they forward by.
+
+:class:`DatapathLink` owns the :class:`~weavenet.dataplane.supervisor.Datapath` (TAP, UDP socket, workers) and
+pushes it the tables built from the mesh router's state after every input, only when they change; it carries the
+router's special frames (heartbeats, PMTU probes) out through the workers and what they receive back in.
+
 
 Every connection with a working sleeve forwarder gets a sleeve link, also when the connection itself is on the
 fast datapath: relayed traffic and broadcasts for peers the kernel does not reach still travel through it.
@@ -8,10 +13,18 @@ datapath's host side once it has programmed them, so the sleeve never assumes mo
 
 from __future__ import annotations
 
-from weavenet.core.router import FAST_SLEEVE_FEATURE, MeshRouter
+import logging
+from collections.abc import Callable
+
+from weavenet.core.names import PeerName
+from weavenet.core.router import FAST_SLEEVE_FEATURE, MeshRouter, SendSpecial
 from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD
 from weavenet.dataplane import udp
+from weavenet.dataplane.supervisor import Datapath
 from weavenet.dataplane.tables import DEFAULT_MAX_PAYLOAD, Link, Tables
+
+log = logging.getLogger("weavenet.daemon")
+Run = Callable[[Callable[[float], object]], object]  # MachineDriver.run: one input to the router, then flush
 
 ETH_AND_FRAME_HEADERS = 14 + 14
 
@@ -129,3 +142,60 @@ class TableBuilder:
             me_short=me_short,
             short_ids=short_ids,
         )
+
+
+class DatapathLink:
+    """The data plane's workers and the router, joined: tables out after every input, specials both ways."""
+
+    def __init__(
+        self,
+        router: MeshRouter,
+        run: Run,
+        bridge: str,
+        host: str,
+        port: int,
+        *,
+        steering: bool = True,
+        warm_tick: bool = True,
+        rehearsal: bool = True,
+    ) -> None:
+        self.router = router
+        self._run = run
+        self.tables = TableBuilder(router)
+        self.datapath = Datapath(
+            bridge,
+            host,
+            port,
+            on_special=self._on_special,
+            steering=steering,
+            warm_tick=warm_tick,
+            rehearsal=rehearsal,
+        )
+        self.datapath.on_pmtu = self._on_pmtu
+
+    @property
+    def bridge(self) -> str:
+        return self.datapath.bridge
+
+    async def start(self) -> None:
+        await self.datapath.start()
+
+    async def stop(self) -> None:
+        await self.datapath.stop()
+
+    def push(self) -> None:
+        """After every input: new tables to the workers, if anything they use changed."""
+        tables = self.tables.build()
+        if tables is not None:
+            self.datapath.update(tables)
+
+    def send_special(self, action: SendSpecial) -> None:
+        self.datapath.send_special(int(action.peer), action.conn_uid, action.frame, action.df)
+
+    def _on_special(self, peer: int, conn_uid: int, frame: bytes, addr: tuple[str, int]) -> None:
+        self._run(lambda now: self.router.special_received(peer, conn_uid, frame, addr, now))
+
+    def _on_pmtu(self, peer: int, max_payload: int) -> None:
+        log.info("path MTU to %s: UDP payload limited to %d bytes", PeerName(peer), max_payload)
+        self.tables.pmtu[peer] = max_payload
+        self.push()

@@ -1,9 +1,10 @@
 """weaveDNS in the router daemon: the nameserver on the mesh, the DNS listeners, and what the API asks of them.
 
 Wiring, as in Weave's ``prog/weaver/main.go``: the nameserver is registered on gossip channel ``nameserver``
-before any connection forms; the topology's peer removals delete that peer's entries; container deaths (from
-``daemon.container_events``) tombstone the dead container's names; tombstones older than 30 min are purged every
-30 min. Every local change runs through ``MeshDriver.run`` so the broadcasts it causes go out at once.
+before any connection forms; the topology's peer removals delete that peer's entries; container deaths (from the
+container events) tombstone the dead container's names; tombstones older than 30 min are purged every 30 min.
+Every local change runs through the shared driver's ``run`` so the broadcasts it causes go out at once; entries
+carry wall-clock times (Weave gossips them), which the driver gives.
 
 Where it listens (``--dns-listen-address``):
 
@@ -21,9 +22,10 @@ import contextlib
 import logging
 import os
 import random
-import time
 from typing import TYPE_CHECKING, Any
 
+from weavenet.aio.machine import MachineDriver
+from weavenet.core.container_events import ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.dns.entries import Entry, addr_text, parse_addr
 from weavenet.dns.index import fqdn
@@ -34,7 +36,7 @@ from weavenet.errors import ConfigError
 
 if TYPE_CHECKING:
     from weavenet.core.container_events import ContainerEvent
-    from weavenet.daemon.weaver import Daemon
+    from weavenet.core.router import MeshRouter
 
 log = logging.getLogger("weavenet.dns")
 
@@ -55,25 +57,42 @@ def container_alive(ident: str) -> bool:
 
 
 class DNSService:
-    def __init__(self, daemon: Daemon) -> None:
-        cfg = daemon.config
-        self.daemon = daemon
-        self.router = daemon.router
-        self.driver = daemon.driver
+    def __init__(
+        self,
+        router: MeshRouter,
+        driver: MachineDriver,
+        events: ContainerEvents,
+        *,
+        domain: str,
+        ttl: int,
+        listen_address: str = "",
+        upstream: list[str] | None = None,
+        resolv_conf: str = "",
+        fallback_timeout: float = 5.0,
+        bridge: str = "weave",
+    ) -> None:
+        """``listen_address`` "" chooses automatically (see the module docstring); ``upstream`` given: those
+        servers, else the ``nameserver``\\ s of ``resolv_conf``, followed as it changes."""
+        self.name = router.name
+        self.router = router
+        self.driver = driver
+        self.bridge = bridge
         topo = self.router.topology
-        self.nameserver = Nameserver(daemon.name, cfg.dns_domain, time.time, lambda peer: topo.get(peer) is not None)
+        self.nameserver = Nameserver(router.name, domain, driver.wall, lambda peer: topo.get(peer) is not None)
         self.nameserver.set_sink(self.router.new_gossip(CHANNEL, self.nameserver))
         self.router.on_peer_removed.append(lambda peer: self.nameserver.peer_gone(peer.name))
-        self.engine = QueryEngine(self.nameserver.index, self.nameserver.domain, cfg.dns_ttl, random.Random())
-        static = [_host_port(u, DNS_PORT) for u in cfg.dns_upstream]
-        loop = asyncio.get_running_loop()
-        self.upstreams = Upstreams(None if static else cfg.resolv_conf, static, exclude=self._own_ips, clock=loop.time)
-        self.server = DNSServer(self.engine, Forwarder(self.engine, self.upstreams, cfg.dns_fallback_timeout))
-        self.listen_spec = cfg.dns_listen_address
+        self.engine = QueryEngine(self.nameserver.index, self.nameserver.domain, ttl, random.Random())
+        static = [_host_port(u, DNS_PORT) for u in upstream or []]
+        self.upstreams = Upstreams(
+            None if static else resolv_conf, static, exclude=self._own_ips, clock=driver.loop.time
+        )
+        self.server = DNSServer(self.engine, Forwarder(self.engine, self.upstreams, fallback_timeout))
+        self.listen_spec = listen_address
         self.mode = ""
         self.listen_errors: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        daemon.container_events.subscribe(self._on_container_event)
+        self.events = events
+        events.subscribe(self._on_container_event)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -105,6 +124,10 @@ class DNSService:
             task.cancel()
         await self.server.close()
 
+    @property
+    def domain(self) -> str:
+        return self.nameserver.domain
+
     def _own_ips(self) -> set[str]:
         return {host for host, _ in self.server.addresses}
 
@@ -112,9 +135,7 @@ class DNSService:
         """Bridge mode: listen on exactly the bridge's current addresses."""
         if self.mode != "bridge":
             return
-        from weavenet.host.bridge import BRIDGE
-
-        want = set(await asyncio.to_thread(_ipv4_addrs, BRIDGE))
+        want = set(await asyncio.to_thread(_ipv4_addrs, self.bridge))
         have = {host for host, _ in self.server.addresses}
         for host in sorted(have - want):
             await self.server.unlisten((host, DNS_PORT))
@@ -136,14 +157,14 @@ class DNSService:
     async def _purge_loop(self) -> None:
         while True:
             await asyncio.sleep(PURGE_INTERVAL)
-            self.driver.run(lambda now: self.nameserver.purge_tombstones(time.time()))
+            self.driver.run(lambda now: self.nameserver.purge_tombstones(self.driver.wall(now)))
 
     def _on_container_event(self, event: ContainerEvent) -> None:
         if event.kind in ("die", "destroy"):
             ident = event.ident
             # not inside whatever input published the event: the broadcast goes out on its own turn
             asyncio.get_running_loop().call_soon(
-                self.driver.run, lambda now: self.nameserver.container_died(ident, time.time())
+                self.driver.run, lambda now: self.nameserver.container_died(ident, self.driver.wall(now))
             )
 
     # -- what the API asks ----------------------------------------------------------------------------------------
@@ -161,20 +182,17 @@ class DNSService:
         """``PUT /name/{container}/{ip}``; raises ValueError for a bad address or name."""
         addr = parse_addr(ip)
         host = _check_name(name)
-        result: list[Entry | None] = [None]
-        self.driver.run(lambda now: result.__setitem__(0, self.nameserver.add(host, container, addr, time.time())))
+        entry = self.driver.run(lambda now: self.nameserver.add(host, container, addr, self.driver.wall(now)))
         if check_alive and container not in NO_CHECK_IDENTS and not container_alive(container):
-            log.info("[nameserver %s] container '%s' is not running: removing", self.daemon.name, container)
+            log.info("[nameserver %s] container '%s' is not running: removing", self.name, container)
             self.delete(container, ip, host)
-        return result[0]
+        return entry
 
     def delete(self, container: str | None, ip: str | None, name: str | None) -> list[Entry]:
         """``DELETE /name[/{container}[/{ip}]][?fqdn=]``: missing parts match anything."""
         addr = parse_addr(ip) if ip is not None else None
         host = fqdn(name) if name else None
-        out: list[list[Entry]] = [[]]
-        self.driver.run(lambda now: out.__setitem__(0, self.nameserver.delete(host, container, addr, time.time())))
-        return out[0]
+        return self.driver.run(lambda now: self.nameserver.delete(host, container, addr, self.driver.wall(now))) or []
 
     def entries_json(self) -> list[dict[str, Any]]:
         """``GET /name``: every entry, tombstones included, as Weave's JSON encodes them."""

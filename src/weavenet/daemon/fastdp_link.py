@@ -21,15 +21,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from weavenet.core.fastdp import SendVxlan
 from weavenet.core.names import PeerName
+from weavenet.core.router import MeshRouter
+from weavenet.daemon.datapath_link import DatapathLink, Run
 from weavenet.errors import HostError
 from weavenet.host import vxlan as host
-
-if TYPE_CHECKING:
-    from weavenet.daemon.weaver import Daemon
 
 log = logging.getLogger("weavenet.fastdp")
 
@@ -42,14 +43,37 @@ def overlays(no_fastdp: bool) -> tuple[str, ...]:
     return ("sleeve",) if no_fastdp else OVERLAYS
 
 
+@dataclass(frozen=True)
+class FastdpHooks:
+    """What the fast datapath needs installed elsewhere: the VXLAN port and special-frame callback for the data
+    plane's sniffer, the heartbeat sender for the mesh transport, and a hook after every router input."""
+
+    vxlan_port: int
+    on_vxlan_special: Callable[[str, int, bytes, int], None]
+    send_vxlan: Callable[[SendVxlan], None]
+    after_input: Callable[[], None]
+
+
 class FastdpLink:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.router = daemon.router
-        self.bridge = daemon.datapath.bridge
-        self.port = daemon.config.port + 1
-        self.mtu = daemon.config.mtu
-        self.local = daemon.config.host
+    def __init__(
+        self,
+        router: MeshRouter,
+        run: Run,
+        now: Callable[[], float],
+        link: DatapathLink,
+        port: int,
+        mtu: int,
+        local: str,
+    ) -> None:
+        """``port``: the VXLAN port (the mesh port + 1); ``local``: the address to send from ("" any)."""
+        self.router = router
+        self._input = run  # one input to the router, then flush
+        self._now = now
+        self.link = link
+        self.bridge = link.bridge
+        self.port = port
+        self.mtu = mtu
+        self.local = local
         self.enabled = self.router.fastdp is not None
         self.unavailable: str | None = None  # why this host cannot run the fast datapath
         self.esp = (False, "not probed")
@@ -61,11 +85,12 @@ class FastdpLink:
         self._event = asyncio.Event()
         self._wanted: object = None
         self._task: asyncio.Task[None] | None = None
-        if self.enabled:
-            daemon.datapath.vxlan_port = self.port
-            daemon.datapath.on_vxlan_special = self._on_special
-            daemon.driver.send_vxlan = self._send
-            daemon.driver.after_input.append(self.kick)
+
+    def hooks(self) -> FastdpHooks | None:
+        """The callbacks to install (None when this router does not offer the fast datapath)."""
+        if not self.enabled:
+            return None
+        return FastdpHooks(self.port, self._on_special, self._send, self.kick)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -82,7 +107,7 @@ class FastdpLink:
             self.unavailable = problem
             log.warning("fast datapath unavailable, using the sleeve only: %s", problem)
             self.router.disable_fastdp(f"fast datapath unavailable on this peer: {problem}")
-            self.daemon.datapath.vxlan_port = None
+            self.link.datapath.vxlan_port = None  # the data plane does not sniff a port nobody receives on
             self.enabled = False
             return
         log.info("fast datapath: VXLAN on UDP port %d, MTU %d", self.port, self.mtu)
@@ -100,13 +125,13 @@ class FastdpLink:
     # -- I/O for the router -----------------------------------------------------------------------------------------
 
     def _send(self, action: SendVxlan) -> None:
-        error = self.daemon.datapath.send_vxlan(action.addr, action.vni, action.frame)
+        error = self.link.datapath.send_vxlan(action.addr, action.vni, action.frame)
         if error is not None:
             peer, uid = int(action.peer), action.conn_uid
-            self.daemon.driver.run(lambda now: self.router.fastdp_send_failed(peer, uid, error, now))
+            self._input(lambda now: self.router.fastdp_send_failed(peer, uid, error, now))
 
     def _on_special(self, src_ip: str, vni: int, head: bytes, length: int) -> None:
-        self.daemon.driver.run(lambda now: self.router.vxlan_special_received(src_ip, vni, head, length, now))
+        self._input(lambda now: self.router.vxlan_special_received(src_ip, vni, head, length, now))
 
     # -- reconciliation ---------------------------------------------------------------------------------------------
 
@@ -154,11 +179,11 @@ class FastdpLink:
 
     async def _reconcile(self) -> None:
         desired = self.desired()
-        tables = self.daemon.tables
+        tables = self.link.tables
         keep = {p for n, (spec, p, _) in desired.items() if spec.forwarding and self._forwarding(n)}
         if tables.fastdp - keep:  # the sleeve resumes these peers' broadcasts before the kernel stops
             tables.fastdp = frozenset(tables.fastdp & keep)
-            self.daemon._push_tables()
+            self.link.push()
         for name in [n for n in self.applied if n not in desired]:
             await asyncio.to_thread(host.delete, name)
             del self.applied[name]
@@ -175,7 +200,7 @@ class FastdpLink:
                 self._tell(peer, uid, None)
         tables.fastdp = frozenset(p for n, (_, p, _) in desired.items() if self._forwarding(n))
         tables.vxlan_rx = frozenset(spec.rx_vni & 0xFFF for spec in self.applied.values())
-        self.daemon._push_tables()
+        self.link.push()
 
     def _forwarding(self, name: str) -> bool:
         spec = self.applied.get(name)
@@ -204,7 +229,7 @@ class FastdpLink:
         return None
 
     def _tell(self, peer: int, uid: int, error: str | None) -> None:
-        self.daemon.driver.run(lambda now: self.router.fastdp_device_ready(peer, uid, error, now))
+        self._input(lambda now: self.router.fastdp_device_ready(peer, uid, error, now))
 
     async def _refresh_macs(self) -> None:
         self._macs_at = time.monotonic()
@@ -217,7 +242,7 @@ class FastdpLink:
 
     def diagnostics(self) -> dict[str, Any]:
         """``OverlayDiagnostics.fastdp`` of ``weave report``: the kernel's devices and each connection's state."""
-        now = self.daemon.driver.loop.time()
+        now = self._now()
         ov = self.router.fastdp
         conns = []
         for conn in self.router.by_peer.values():
@@ -248,7 +273,7 @@ class FastdpLink:
             "MTU": self.mtu,
             "ESP": {"Supported": self.esp[0], "Detail": self.esp[1]},
             "Vports": [self._vport(s) for s in self.applied.values()],
-            "Flooding": sorted(str(PeerName(p)) for p in self.daemon.tables.fastdp),
+            "Flooding": sorted(str(PeerName(p)) for p in self.link.tables.fastdp),
             "Connections": conns,
             "Counters": ov.counters.as_dict() if ov is not None else {},
             "MACs": len(self.learned),

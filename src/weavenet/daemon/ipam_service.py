@@ -13,12 +13,13 @@ away while it was down are pruned.
 A change that cannot be saved (a full disk) fails the operation that made it, undone (see the allocator); a
 release stays released and is saved by the next write that succeeds.
 
-Every call into the allocator runs through ``MeshDriver.run``, so the gossip it causes goes out at once and the
-allocator's timer is re-armed afterwards (``after_input``). Results come back through callbacks, turned into
-futures here; a caller that disconnects while its request waits (for consensus, for space) cancels it.
+The allocator is a machine of the shared :class:`~weavenet.aio.machine.MachineDriver`: every call into it runs
+through ``driver.run``, so the gossip it causes goes out at once and its timer is re-armed afterwards. Results
+come back through callbacks, turned into futures here; a caller that disconnects while its request waits (for
+consensus, for space) cancels it.
 
-Container lifecycle comes from ``daemon.container_events``: ``die`` frees a container's addresses after 30 s
-unless it ``start``\\ s again, ``destroy`` at once.
+Container lifecycle comes from the container events: ``die`` frees a container's addresses after 30 s unless it
+``start``\\ s again, ``destroy`` at once.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from weavenet.config import IpamSetup, resolve_ipam
-from weavenet.core.container_events import DESTROY, DIE, START, ContainerEvent
+from weavenet.aio.machine import MachineDriver
+from weavenet.config import IpamSetup
+from weavenet.core.container_events import DESTROY, DIE, START, ContainerEvent, ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.daemon import container_watch
-from weavenet.daemon.persistence import WHAT, StoreError
+from weavenet.daemon.persistence import WHAT, Store, StoreError
 from weavenet.errors import RemoteProtocolError, StateError
 from weavenet.host import attached
 from weavenet.ipam import members
@@ -44,7 +46,6 @@ from weavenet.ipam.wire import CHANNEL, Owned, decode_owned
 
 if TYPE_CHECKING:
     from weavenet.core.router import MeshRouter
-    from weavenet.daemon.weaver import Daemon
 
 log = logging.getLogger("weavenet.ipam")
 
@@ -58,12 +59,6 @@ AFTERWARDS = {
     "peername": "the peer name comes from the bridge again",
     members.STORE_KEY: "which peers reclaim automatically is learnt again from the other peers",
 }
-
-
-def ipam_for(daemon: Daemon) -> IPAMService | None:
-    """The daemon's IPAM, or None when it is off (no ``--ipalloc-*`` option)."""
-    setup = resolve_ipam(daemon.config.ipam)
-    return None if setup is None else IPAMService(daemon, setup)
 
 
 class RouterView:
@@ -87,19 +82,33 @@ class RouterView:
 
 
 class IPAMService:
-    def __init__(self, daemon: Daemon, setup: IpamSetup) -> None:
-        self.daemon = daemon
+    def __init__(
+        self,
+        router: MeshRouter,
+        driver: MachineDriver,
+        store: Store,
+        events: ContainerEvents,
+        setup: IpamSetup,
+        *,
+        nickname: str,
+        run_dir: str,
+        problem: Callable[[str], None],
+    ) -> None:
+        """``problem``: where to say state that could not be read (the log, ``weave status``, ``weave launch``)."""
         self.setup = setup
-        self.router = daemon.router
-        self.driver = daemon.driver
-        self.store = daemon.store
+        self.router = router
+        self.name = router.name
+        self.driver = driver
+        self.store = store
+        self.run_dir = run_dir
+        self.problem = problem
         self.default_subnet = setup.default_subnet
-        loop = asyncio.get_running_loop()
+        loop = driver.loop
         self.loop = loop
         cfg = AllocatorConfig(
-            name=daemon.name,
+            name=router.name,
             uid=self.router.ourself.uid,
-            nickname=daemon.config.nickname,
+            nickname=nickname,
             universe=setup.universe,
             seed=list(setup.seed),
             observer=setup.observer,
@@ -117,15 +126,14 @@ class IPAMService:
         self.allocator.set_sink(self.router.new_gossip(CHANNEL, self.allocator))
         self.allocator.set_members_sink(self.router.new_gossip(members.CHANNEL, self.allocator.members_gossiper()))
         self.router.on_peer_removed.append(lambda peer: self.allocator.peer_gone(peer.name))
-        daemon.container_events.subscribe(self._on_container_event)
+        self.events = events
+        events.subscribe(self._on_container_event)
         self.watch = container_watch.ContainerWatch(
-            daemon.config.run_dir, daemon.container_events, loop.time, hints=lambda: list(self.allocator.owned)
+            run_dir, events, loop.time, hints=lambda: list(self.allocator.owned)
         )
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
         self.persist_failures = 0
         self._persist_error: str | None = None
-        self.driver.after_input.append(self._arm)
+        driver.add("IPAM allocator", self.allocator)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -148,16 +156,16 @@ class IPAMService:
             except RemoteProtocolError:
                 pass  # the allocator finds it unreadable too, and says so below
         problems: list[str] = []
-        live, preclaims = await asyncio.to_thread(_in_use, self.daemon.config.run_dir, owned, problems)
+        live, preclaims = await asyncio.to_thread(_in_use, self.run_dir, owned, problems)
         for message in problems:
-            self.daemon.problem(message)
+            self.problem(message)
         registered = {e.ident for e in live.values()}
         for p in preclaims:
-            log.info("[allocator %s] Found address %s for ID %s", self.daemon.name, p.cidr, p.ident)
+            log.info("[allocator %s] Found address %s for ID %s", self.name, p.cidr, p.ident)
         self._run(lambda now: self.allocator.start(stored, preclaims, now))
         unreadable.update(self.allocator.unreadable)
         for key, reason in unreadable.items():
-            self.daemon.problem(
+            self.problem(
                 f"{self.store.path}: the saved {WHAT.get(key, key)} (key {key!r}) is unreadable ({reason}); "
                 f"{AFTERWARDS.get(key, 'it is written again')}. If anything looks wrong, 'weave reset' starts afresh"
             )
@@ -174,33 +182,11 @@ class IPAMService:
 
     async def close(self) -> None:
         await self.watch.close()
-        if self._timer is not None:
-            self._timer.cancel()
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
     def _run(self, fn: Callable[[float], object]) -> None:
-        try:
-            self.driver.run(fn)
-        finally:
-            self._arm()  # even after a failure, so the allocator's timer keeps running
-
-    def _arm(self) -> None:
-        deadline = self.allocator.get_timer()
-        if deadline == self._timer_at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        try:
-            self._run(self.allocator.handle_timer)
-        except Exception:
-            log.exception("[allocator] tick failed; trying again on the next one")
+        self.driver.run(fn)
 
     def _persist(self, items: dict[str, bytes]) -> None:
         """Write, or raise StateError: the allocator then fails and undoes what callers were about to be given."""

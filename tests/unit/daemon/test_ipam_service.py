@@ -8,15 +8,15 @@ import json
 import os
 import random
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from weavenet.aio.mesh import MeshDriver
+from weavenet.aio.machine import MachineDriver
+from weavenet.aio.mesh import MeshTransport
 from weavenet.api.ipam_routes import add_routes
-from weavenet.config import DaemonConfig, IpamOptions
+from weavenet.config import IpamOptions
 from weavenet.config import from_argv as from_args
 from weavenet.config import go_duration as parse_go_duration
 from weavenet.config import resolve_ipam as resolve
@@ -61,25 +61,23 @@ def test_options() -> None:
 # ------------------------------------------------------------------------------------------------ the service
 
 
-def daemon(tmp: Path, store: Store, setup_range: str = "10.32.0.0/12") -> SimpleNamespace:
+async def make_service(tmp: Path, store: Store, setup_range: str = "10.32.0.0/12") -> IPAMService:
+    """The service on a real router core and driver (no sockets opened), as the composition root builds it."""
     router = MeshRouter(MeshConfig(name=NAME, nickname="h1"), rng=random.Random(1), now=0.0)
-    driver = MeshDriver(router, "", 0)
-    return SimpleNamespace(
-        config=DaemonConfig(run_dir=str(tmp / "run"), nickname="h1", ipam=IpamOptions(range=setup_range)),
-        router=router,
-        driver=driver,
-        store=store,
-        name=NAME,
-        container_events=ContainerEvents(),
-    )
-
-
-async def make_service(tmp: Path, store: Store) -> IPAMService:
-    d = daemon(tmp, store)
-    setup = resolve(d.config.ipam)
+    driver = MachineDriver()
+    MeshTransport(router, driver, "", 0)  # the router's actions are carried out (nothing to send here)
+    setup = resolve(IpamOptions(range=setup_range))
     assert setup is not None
-    svc = IPAMService(d, setup)  # type: ignore[arg-type]
-    d.ipam = svc
+    svc = IPAMService(
+        router,
+        driver,
+        store,
+        ContainerEvents(),
+        setup,
+        nickname="h1",
+        run_dir=str(tmp / "run"),
+        problem=lambda message: None,
+    )
     await svc.start()
     return svc
 
@@ -88,7 +86,7 @@ async def test_routes_persistence_and_events(tmp_path: Path) -> None:
     store = Store(tmp_path / "state")
     svc = await make_service(tmp_path, store)
     routes = web.RouteTableDef()
-    add_routes(routes, svc.daemon)  # type: ignore[arg-type]
+    add_routes(routes, svc)
     app = web.Application()
     app.add_routes(routes)
     ns = "%2Fproc%2Fself%2Fns%2Fnet"  # an ident with slashes, percent-encoded; it exists, so it is alive
@@ -130,7 +128,7 @@ async def test_routes_persistence_and_events(tmp_path: Path) -> None:
     st = svc.status()
     assert st["ActiveIPs"] == 1 and st["Entries"][0]["Peer"] == str(NAME)
     # die, then the grace period: the address goes (driven by the allocator's timer)
-    svc.daemon.container_events.publish(ContainerEvent(DIE, "/proc/self/ns/net", 0.0))
+    svc.events.publish(ContainerEvent(DIE, "/proc/self/ns/net", 0.0))
     assert svc.allocator.dead
     said = svc.allocator.members.own
     assert members.CHANNEL in svc.router.channels  # a gossiper of its own, not a surrogate

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import random
-from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from weavenet.aio.mesh import MeshDriver
+from weavenet.aio.machine import MachineDriver
+from weavenet.aio.mesh import MeshTransport
 from weavenet.api.dns_routes import add_dns_routes
 from weavenet.config import DaemonConfig, validate
 from weavenet.config import from_argv as from_args
@@ -69,15 +69,11 @@ def test_container_alive(tmp_path: object) -> None:
 @pytest.fixture
 async def service() -> DNSService:
     router = MeshRouter(MeshConfig(name=NAME, nickname="h1"), rng=random.Random(1), now=0.0)
-    driver = MeshDriver(router, "", 0)
-    daemon = SimpleNamespace(
-        config=DaemonConfig(resolv_conf="/nonexistent/resolv.conf"),
-        router=router,
-        driver=driver,
-        name=NAME,
-        container_events=ContainerEvents(),
+    driver = MachineDriver()
+    MeshTransport(router, driver, "", 0)  # the router's actions are carried out (nothing to send here)
+    return DNSService(
+        router, driver, ContainerEvents(), domain="weave.local.", ttl=1, resolv_conf="/nonexistent/resolv.conf"
     )
-    return DNSService(daemon)  # type: ignore[arg-type]
 
 
 async def test_routes(service: DNSService) -> None:
@@ -113,7 +109,7 @@ async def test_container_death_tombstones_its_names(service: DNSService) -> None
 
     service.add("4242", "10.2.1.5", "dies.weave.local", check_alive=False)
     assert service.nameserver.lookup("dies.weave.local.")
-    service.daemon.container_events.publish(ContainerEvent("die", "4242", 0.0))
+    service.events.publish(ContainerEvent("die", "4242", 0.0))
     await asyncio.sleep(0)
     assert service.nameserver.lookup("dies.weave.local.") == []
 

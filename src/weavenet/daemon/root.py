@@ -1,0 +1,289 @@
+"""The composition root: the one place where the router's parts are built and connected.
+
+Every other module takes what it uses (the router, the driver, the store, the container events, its own
+options) and, where another part must call it, offers the callback; only this module hands one part to another.
+Like mesh's ``NewRouter`` it builds everything first and starts listening afterwards, so gossipers (IPAM, DNS)
+register their channels before any connection forms.
+
+Start fills an :class:`contextlib.AsyncExitStack` as it goes: each part that started pushes its own stop, and a
+part that changes the host pushes its undo, which runs only if the launch fails. So a failed launch unwinds
+exactly what it did, newest first, every step even when one fails, and leaves the host as it found it; a stop
+after a good launch closes everything but keeps the bridge, the rules and the state for the next run.
+
+The order of start (each step needs the ones before it): host (bridge, rules) -> the fast datapath's probe ->
+the data plane's workers and the mesh sockets -> weaveDNS -> IPAM (persisted ring, pre-claims) -> the peers
+to connect to -> the store's held writes flushed -> the HTTP API -> Docker (its proxy and plugin use the API)
+-> the pid file, and ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from weavenet.aio.machine import MachineDriver
+from weavenet.aio.mesh import MeshTransport
+from weavenet.api.http import ApiParts, start_api
+from weavenet.config import DaemonConfig, pid_file, resolve_ipam
+from weavenet.core.container_events import ContainerEvents
+from weavenet.core.router import MeshConfig, MeshRouter
+from weavenet.daemon import snapshot, state
+from weavenet.daemon.datapath_link import DatapathLink
+from weavenet.daemon.dns_service import DNSService
+from weavenet.daemon.fastdp_link import FastdpLink, overlays
+from weavenet.daemon.host_setup import HostSetup
+from weavenet.daemon.ipam_service import IPAMService
+from weavenet.dataplane import fastcrypto
+from weavenet.docker.service import DockerIntegration
+from weavenet.errors import ConfigError, StateError
+from weavenet.host.bridge import BRIDGE
+
+log = logging.getLogger("weavenet.daemon")
+
+
+class Weaver:
+    """One router: its parts, built and connected; :meth:`start` and :meth:`close` (see the module docstring)."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.problems = state.Problems()
+        self.store, self.name = state.open_store(
+            config.state_dir, config.db_prefix, config.name, config.host_root, self.problems
+        )
+        try:
+            self._build(config)
+        except BaseException:
+            self.store.discard()
+            raise
+        self.ready = False
+        self.launched = False
+        self.stopping = asyncio.Event()
+        self._stack = contextlib.AsyncExitStack()
+
+    def _build(self, config: DaemonConfig) -> None:
+        loop = asyncio.get_running_loop()
+        self.driver = MachineDriver(loop)
+        self.router = MeshRouter(
+            MeshConfig(
+                name=self.name,
+                nickname=config.nickname,
+                port=config.port,
+                password=config.password,
+                conn_limit=config.conn_limit,
+                discovery=config.discovery,
+                trusted_subnets=config.trusted_subnets,
+                min_protocol_version=config.min_protocol_version,
+                external_datapath=True,
+                fast_sleeve=True,
+                fast_sleeve_ciphers=(fastcrypto.AEGIS256,) if fastcrypto.aegis_available() else (),
+                overlays=overlays(config.no_fastdp),
+                fastdp_mtu=config.mtu,
+            ),
+            rng=random.Random(random.SystemRandom().getrandbits(64)),
+            now=loop.time(),
+            secret_bytes=os.urandom,
+        )
+        self.router.wall_offset = self.driver.wall_offset
+        self.host = HostSetup(BRIDGE, str(self.name), config.mtu)
+        self.link = DatapathLink(
+            self.router,
+            self.driver.run,
+            BRIDGE,
+            config.host,
+            config.port,
+            steering=config.tap_steering,
+            warm_tick=config.warm_tick,
+            rehearsal=config.rehearsal,
+        )
+        self.fastdp = FastdpLink(
+            self.router, self.driver.run, self.driver.now, self.link, config.port + 1, config.mtu, config.host
+        )
+        hooks = self.fastdp.hooks()  # None when this router offers only the sleeve
+        if hooks is not None:
+            self.link.datapath.vxlan_port = hooks.vxlan_port
+            self.link.datapath.on_vxlan_special = hooks.on_vxlan_special
+        self.transport = MeshTransport(
+            self.router,
+            self.driver,
+            config.host,
+            config.port,
+            send_special=self.link.send_special,
+            send_vxlan=hooks.send_vxlan if hooks is not None else None,
+        )
+        self.driver.after_input.append(self.link.push)
+        if hooks is not None:
+            self.driver.after_input.append(hooks.after_input)
+        self.container_events = ContainerEvents()
+        self.dns = None if config.no_dns else self._dns(config)  # registers its gossip channel before we listen
+        ipam_setup = resolve_ipam(config.ipam)
+        self.ipam = (
+            None
+            if ipam_setup is None
+            else IPAMService(
+                self.router,
+                self.driver,
+                self.store,
+                self.container_events,
+                ipam_setup,
+                nickname=config.nickname,
+                run_dir=config.run_dir,
+                problem=self.problems.problem,
+            )
+        )
+        self.docker = DockerIntegration(config.docker, config.http_addr, config.run_dir, self.container_events)
+
+    def _dns(self, config: DaemonConfig) -> DNSService:
+        return DNSService(
+            self.router,
+            self.driver,
+            self.container_events,
+            domain=config.dns_domain,
+            ttl=config.dns_ttl,
+            listen_address=config.dns_listen_address,
+            upstream=list(config.dns_upstream),
+            resolv_conf=config.resolv_conf,
+            fallback_timeout=config.dns_fallback_timeout,
+            bridge=BRIDGE,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    def _on_failure(self, undo: Callable[[], object]) -> None:
+        """Push an undo that runs only if the launch fails (a stop after a good launch keeps what it did); it runs
+        in a thread, as it runs commands."""
+
+        async def maybe() -> None:
+            if not self.launched:
+                await asyncio.to_thread(undo)
+
+        self._stack.push_async_callback(maybe)
+
+    async def start(self) -> None:
+        """Start every part in order; on failure, what started is stopped and what changed the host is undone."""
+        try:
+            await self._start(self._stack)
+        except BaseException:
+            await self.close()  # says what failed in the unwinding; the launch's own error is the one raised
+            raise
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        config = self.config
+        log.info("Our name is %s(%s)", self.name, config.nickname)
+        if config.password is None:
+            log.info("Communication between peers is unencrypted.")
+        else:
+            log.info("Communication between peers via untrusted networks is encrypted.")
+        self._on_failure(self.store.discard)  # a fresh file and its journal, if this launch created them
+        state.check_space(self.store, self.problems)
+        self._on_failure(self.host.undo)
+        stack.push_async_callback(self.host.close)
+        await self.host.start()
+        stack.push_async_callback(self.fastdp.close)
+        await self.fastdp.start()  # probes VXLAN and ESP; falls back to sleeve-only before anything connects
+        stack.push_async_callback(self.link.stop)
+        stack.push_async_callback(self.transport.close)
+        stack.callback(self.driver.close)
+        try:
+            await self.link.start()
+            await self.transport.start()
+        except OSError as e:
+            raise ConfigError(f"unable to listen on port {config.port}: {e.strerror or e}") from e
+        if self.dns is not None:
+            stack.push_async_callback(self.dns.close)
+            await self.dns.start()
+        if self.ipam is not None:
+            stack.push_async_callback(self.ipam.close)
+            await self.ipam.start()  # persisted ring and addresses, pre-claims, before any peer connects
+        else:
+            await asyncio.to_thread(state.check_registry, config.run_dir, self.problems)
+        peers = state.resumed_peers(self.store, self.problems) if config.resume else config.peers
+        errors = await self.transport.connect(list(peers), replace=False)
+        if errors:
+            raise ConfigError("; ".join(errors))
+        state.save_peers(self.store, self.router.maker.direct_targets(), self.problems, launching=True)
+        self.store.flush()  # from here on callers are told things: what they are told is on disk first
+        api = ApiParts(status=self, router=self, docker=self.docker, ipam=self.ipam, dns=self.dns)
+        await start_api(stack, api, config.http_addr, config.status_addr, config.metrics_addr)
+        stack.push_async_callback(self.docker.close)
+        await self.docker.start()  # proxy and plugin use the API above; ready only once they run, as Weave's
+        self._write_pid_file(stack)
+        self.ready = True
+        self.launched = True
+        log.info("weavenet router ready (version %s)", snapshot.VERSION)
+
+    def _write_pid_file(self, stack: contextlib.AsyncExitStack) -> None:
+        pid_path = Path(pid_file(self.config.run_dir))
+        try:
+            pid_path.write_text(f"{os.getpid()}\n")
+        except OSError as e:
+            pid_path.unlink(missing_ok=True)
+            raise StateError(f"cannot write the pid file {pid_path}: {e.strerror or e}") from e
+        # the pid file is ours only once we wrote it (a killed router's stays as it was)
+        stack.callback(lambda: pid_path.unlink(missing_ok=True))
+
+    async def close(self) -> None:
+        """Stop every part that started, newest first; after a failed launch also undo what it changed. A step
+        that fails is logged and the others still run."""
+        try:
+            await self._stack.aclose()
+        except Exception:
+            log.exception("stopping the router: a step failed (the others ran)")
+        finally:
+            self.store.close()
+
+    async def run_until_stopped(self) -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.stopping.wait()
+        log.info("shutting down")
+        await self.close()
+
+    # -- what the API asks (RouterControl) ----------------------------------------------------------------------
+
+    async def connect(self, peers: list[str], replace: bool) -> list[str]:
+        errors = await self.transport.connect(peers, replace)
+        unsaved = state.save_peers(self.store, self.router.maker.direct_targets(), self.problems)
+        return errors + ([unsaved] if unsaved else [])
+
+    def forget(self, peers: list[str]) -> None:
+        self.transport.forget(peers)
+        state.save_peers(self.store, self.router.maker.direct_targets(), self.problems)
+
+    async def expose(self, cidr: str, skip_nat: bool) -> None:
+        """``weave expose``: an address on the bridge, and NAT unless ``skip_nat``."""
+        await self.host.expose(cidr, skip_nat)
+        if self.dns is not None:
+            await self.dns.refresh_listeners()  # weaveDNS follows the bridge's addresses
+
+    def remove_from_cluster(self) -> None:
+        """``DELETE /peer`` (``weave reset``): hand our state to others before going."""
+        log.info("leaving the cluster")
+        if self.ipam is not None:
+            self.ipam.shutdown()  # our IP ranges go to a live peer
+
+    # -- status (StatusSource) ------------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        dp = self.link.datapath
+        report = snapshot.weave_status(self.router, self.ready, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
+        if self.dns is not None:
+            report["DNS"] = self.dns.status()
+        if self.ipam is not None:
+            report["IPAM"] = self.ipam.status()
+        report.update(self.docker.report())  # "Proxy" and "Plugin", each only when it runs
+        unsaved = dict(self.problems.unsaved)
+        if self.ipam is not None and self.ipam.allocator.unsaved:
+            unsaved["ipam"] = self.ipam.allocator.unsaved
+        if self.problems.found or unsaved:  # absent when all is well, as Weave's report has no such section
+            report["State"] = {"Problems": list(self.problems.found), "Unsaved": unsaved}
+        self.fastdp.add_to_report(report)
+        return report
