@@ -78,7 +78,8 @@ class _Errors:
                 self.add(path, INVALID, "field names must be strings", k)
                 continue
             if known is not None and k not in known:
-                self.add(f"{path}.{k}" if path else k, INVALID, "unknown field (strict decoding)", v)
+                # the name goes in quoted as the value, never into the path: it may hold anything, newlines too
+                self.add(path or "<object>", INVALID, "unknown field", k)
                 continue
             out[k] = v
         return out

@@ -170,7 +170,9 @@ REFUSED = [
         'spec.policyTypes: Invalid value: ["Ingress","Egress","Ingress"]: may not specify more than two policyTypes',
     ),
     # a misspelt field is refused, not read as absent (``form`` would open the pod to every peer)
-    ({"ingress": [{"form": []}]}, "spec.ingress[0].form: Invalid value: []: unknown field (strict decoding)"),
+    ({"ingress": [{"form": []}]}, 'spec.ingress[0]: Invalid value: "form": unknown field'),
+    # found by the fuzz suite: a field name with a newline went into the path, and the message had two lines
+    ({"podSelector": {"matchLabels": {}, "\n": None}}, 'spec.podSelector: Invalid value: "\\n": unknown field'),
     ({"ingress": {"from": []}}, 'spec.ingress: Invalid value: {"from":[]}: must be a list'),
 ]
 
