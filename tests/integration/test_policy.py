@@ -13,6 +13,8 @@ and applies it in that host's namespace.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -20,8 +22,18 @@ import pytest
 
 from tests.integration.conftest import PREFIXES
 from tests.integration.policy_agent import Agent
+from tests.integration.test_host_network import MCAST_RECV, MCAST_SEND
 from weavenet.host.npc import Enforcer
-from weavenet.policy import ContainerPort, Namespace, NetworkPolicy, Pod, Snapshot, compile_state, parse_documents
+from weavenet.policy import (
+    ContainerPort,
+    Namespace,
+    NetworkPolicy,
+    Options,
+    Pod,
+    Snapshot,
+    compile_state,
+    parse_documents,
+)
 from weavenet.testbed import Testbed, TestbedBusy
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -63,6 +75,7 @@ class Cluster:
         self.enforcers = {h.name: Enforcer(h.netns_path) for h in tb.hosts}
         self.labels = {pod: {"pod": pod.split("/")[1]} for pod in PODS}
         self.policies: tuple[NetworkPolicy, ...] = ()
+        self.options = Options()
         self.round = 0
         self.apply_seconds: list[float] = []
 
@@ -79,7 +92,7 @@ class Cluster:
         start = time.monotonic()
         snap = self.snapshot()
         for h in self.tb.hosts:
-            self.enforcers[h.name].apply(compile_state(snap, h.name))
+            self.enforcers[h.name].apply(compile_state(snap, h.name, self.options))
         took = time.monotonic() - start
         self.apply_seconds.append(took)
         return took
@@ -387,6 +400,14 @@ def test_drops_are_counted_and_reset_removes_everything(cluster: Cluster) -> Non
     before = e.blocked_counts().get(("udp", 81), (0, 0))[0]
     cluster.agents["z/a"].call({"probe": [[ip_of("x/a"), "udp", 81, 1999]], "timeout": 0.5})
     assert e.blocked_counts()[("udp", 81)][0] > before
+    # ... and logged to NFLOG group 86, where ulogd or ``tcpdump -i nflog:86`` reads them as weave-npc's
+    dump = h1.popen(
+        ["tcpdump", "-n", "-l", "-i", "nflog:86", "-c", "1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    time.sleep(1.5)
+    cluster.agents["z/a"].call({"probe": [[ip_of("x/a"), "tcp", 81, 0]], "timeout": 0.5})
+    logged = dump.communicate(timeout=20)[0]
+    assert f"{ip_of('z/a')}." in logged and f"> {ip_of('x/a')}.81: Flags [S]" in logged, logged
     reg = CollectorRegistry()
     reg.register(BlockedConnections(e))
     text = generate_latest(reg).decode()
@@ -395,3 +416,30 @@ def test_drops_are_counted_and_reset_removes_everything(cluster: Cluster) -> Non
         e.reset()
         assert not e.table_exists()
     assert all(cluster.probe_all().values())
+
+
+def test_multicast_per_option(cluster: Cluster) -> None:
+    """``--allow-mcast`` (the default) lets multicast reach pods; without it none gets into a bridge."""
+    cluster.set_policies(policies("metadata: {name: deny, namespace: x}\nspec: {podSelector: {}}\n"))
+
+    def heard(tag: str) -> list[str]:
+        recvs = [
+            subprocess.Popen(
+                ["ip", "netns", "exec", cluster.netns[p], sys.executable, "-c", MCAST_RECV, ip_of(p), "4"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for p in ("x/a", "z/c")
+        ]
+        for r in recvs:
+            assert r.stdout is not None and r.stdout.readline().strip() == "ready"
+        sender = cluster.netns["y/b"]
+        subprocess.run(["ip", "netns", "exec", sender, sys.executable, "-c", MCAST_SEND, tag], check=True, timeout=20)
+        return [r.communicate(timeout=20)[0].strip() for r in recvs]
+
+    assert heard("on") == ["on", "on"]  # x/a too: isolated for ingress, but multicast is allowed
+    cluster.options = Options(allow_mcast=False)
+    cluster.apply()
+    assert heard("off") == ["", ""]
+    cluster.options = Options()
+    cluster.set_policies("")

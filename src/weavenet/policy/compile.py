@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from weavenet.policy.model import NetworkPolicy, Peer, Pod, PolicyPort, PolicyRule, Snapshot
-from weavenet.policy.select import Index, ipv4s, named_port
+from weavenet.policy.select import Index, named_port
 
 # Set kinds: what their members are (the nft renderer gives each its type).
 ADDR = "addr"  # ipv4 addresses
@@ -77,13 +77,18 @@ def _short(*parts: object) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
 
-def addr_ranges(ips: Iterable[str], networks: Iterable[ipaddress.IPv4Network]) -> frozenset[str]:
-    """Addresses and networks as the fewest non-overlapping CIDRs (an interval set refuses overlaps)."""
-    nets = [ipaddress.IPv4Network(ip) for ip in ips] + list(networks)
-    out = set()
-    for n in ipaddress.collapse_addresses(nets):
-        out.add(str(n.network_address) if n.prefixlen == 32 else str(n))
-    return frozenset(out)
+def addr_ranges(ips: Iterable[int], networks: Iterable[ipaddress.IPv4Network]) -> frozenset[str]:
+    """Addresses (as integers) and networks as the fewest non-overlapping ranges (an interval set refuses
+    overlaps): ``a.b.c.d`` or ``a.b.c.d-e.f.g.h``."""
+    spans = sorted([(i, i) for i in ips] + [(int(n.network_address), int(n.broadcast_address)) for n in networks])
+    merged: list[list[int]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    v4 = ipaddress.IPv4Address
+    return frozenset(str(v4(lo)) if lo == hi else f"{v4(lo)}-{v4(hi)}" for lo, hi in merged)
 
 
 def block_networks(peer: Peer) -> list[ipaddress.IPv4Network]:
@@ -145,7 +150,7 @@ class _Builder:
         return name
 
     def local_ips(self, pods: Iterable[Pod]) -> list[str]:
-        return [ip for p in pods if p.host == self.node for ip in ipv4s(p.ips)]
+        return [ip for p in pods if p.host == self.node for ip in self.idx.addrs(p)]
 
     def policy(self, pol: NetworkPolicy) -> None:
         selected = self.idx.selected(pol)
@@ -160,8 +165,8 @@ class _Builder:
             for i, rule in enumerate(pol.egress):
                 self.rule(pol, i, rule, target, None, egress=True)
 
-    def peers_set(self, pol: NetworkPolicy, rule: PolicyRule) -> tuple[str, list[Pod] | None]:
-        """The set of the rule's peers' addresses, and the peer pods (None: every pod, for named ports)."""
+    def peers_set(self, pol: NetworkPolicy, rule: PolicyRule) -> tuple[str, list[Pod], list[ipaddress.IPv4Network]]:
+        """The set of the rule's peers' addresses; the pods among them and the ``ipBlock`` networks."""
         pods: list[Pod] = []
         nets: list[ipaddress.IPv4Network] = []
         for peer in rule.peers:
@@ -169,13 +174,16 @@ class _Builder:
                 nets += block_networks(peer)
             else:
                 pods += self.idx.peer_pods(pol, peer)
-        ips = [ip for p in pods for ip in ipv4s(p.ips)]
+        ips = [ip for p in pods for ip in self.idx.addrs(p)]
         key = _short(pol.namespace, rule.peers)
         if nets:
-            # pods inside a block are peers too, for a named port resolved on them
-            pods += [p for ip, p in self.idx.by_ip.items() if any(ipaddress.IPv4Address(ip) in n for n in nets)]
-            return self._set(f"peer-{key}", NET, addr_ranges(ips, nets)), pods
-        return self._set(f"peer-{key}", ADDR, ips), pods
+            return self._set(f"peer-{key}", NET, addr_ranges((self.idx.ip_int[ip] for ip in ips), nets)), pods, nets
+        return self._set(f"peer-{key}", ADDR, ips), pods, nets
+
+    def pods_in(self, nets: list[ipaddress.IPv4Network]) -> list[Pod]:
+        """Pods whose address is in one of ``nets`` (an ``ipBlock`` peer's pods, for a named port on them)."""
+        ranges = [(int(n.network_address), int(n.broadcast_address)) for n in nets]
+        return [p for ip, p in self.idx.by_ip.items() if any(lo <= self.idx.ip_int[ip] <= hi for lo, hi in ranges)]
 
     def rule(
         self, pol: NetworkPolicy, i: int, rule: PolicyRule, target: str, local_sel: list[Pod] | None, egress: bool
@@ -184,12 +192,11 @@ class _Builder:
         comment = f"{pol.key} {what}[{i}]"
         own = (SADDR if egress else DADDR, target)
         matches: list[tuple[str, str]] = [own]
-        peer_pods: list[Pod] | None = None
+        peer_pods: list[Pod] = []
+        nets: list[ipaddress.IPv4Network] = []
         if rule.peers:
-            name, peer_pods = self.peers_set(pol, rule)
+            name, peer_pods, nets = self.peers_set(pol, rule)
             matches.append((DADDR if egress else SADDR, name))
-        elif egress:
-            peer_pods = list(self.idx.by_ip.values())
         out = self.egress if egress else self.ingress
         if not rule.ports:
             out.append(RuleState(tuple(matches), comment))
@@ -202,14 +209,19 @@ class _Builder:
             out.append(RuleState((*matches, (L4PORT, pname)), comment))
         if named:
             # the destination resolves the name: for ingress the local selected pods, for egress the peers
-            dests = local_sel if not egress else peer_pods
+            if not egress:
+                dests = local_sel or []
+            elif rule.peers:
+                dests = peer_pods + self.pods_in(nets) if nets else peer_pods
+            else:
+                dests = list(self.idx.by_ip.values())
             elems = set()
-            for pod in dests or []:
+            for pod in dests:
                 for p in named:
                     assert isinstance(p.port, str)
                     num = named_port(pod, p.port, p.protocol)
                     if num is not None:
-                        elems.update(f"{ip} . {p.protocol.lower()} . {num}" for ip in ipv4s(pod.ips))
+                        elems.update(f"{ip} . {p.protocol.lower()} . {num}" for ip in self.idx.addrs(pod))
             key = _short(what, pol.namespace, pol.pod_selector if not egress else rule.peers, named)
             nname = self._set(f"named-{key}", NAMED, elems)
             out.append(RuleState((*matches, (DADDR_L4PORT, nname)), comment + " named"))

@@ -7,7 +7,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from weavenet.policy.model import NetworkPolicy, Peer, Pod, Snapshot
+from weavenet.policy.model import LabelSelector, NetworkPolicy, Peer, Pod, Snapshot
 
 
 def ipv4s(ips: Iterable[str]) -> list[str]:
@@ -33,14 +33,32 @@ class Index:
         self.ns_labels = self.snapshot.namespace_labels()
         self.by_ns: dict[str, list[Pod]] = {}
         self.by_ip: dict[str, Pod] = {}
+        self.ip_int: dict[str, int] = {}
+        self._addrs: dict[str, list[str]] = {}
+        self._matching: dict[tuple[str, LabelSelector | None], list[Pod]] = {}
         for pod in sorted(self.snapshot.pods, key=lambda p: p.key):
             self.by_ns.setdefault(pod.namespace, []).append(pod)
-            for ip in ipv4s(pod.ips):
+            self._addrs[pod.key] = ipv4s(pod.ips)
+            for ip in self._addrs[pod.key]:
                 self.by_ip.setdefault(ip, pod)
+                self.ip_int[ip] = int(ipaddress.IPv4Address(ip))
+
+    def addrs(self, pod: Pod) -> list[str]:
+        """The pod's IPv4 addresses (parsed once per snapshot)."""
+        return self._addrs[pod.key]
+
+    def pods_matching(self, namespace: str, selector: LabelSelector | None) -> list[Pod]:
+        """A namespace's pods that ``selector`` matches (all of them for None); remembered, as policies share
+        selectors."""
+        key = (namespace, selector)
+        if key not in self._matching:
+            pods = self.by_ns.get(namespace, [])
+            self._matching[key] = pods if selector is None else [p for p in pods if selector.matches(p.labels)]
+        return self._matching[key]
 
     def selected(self, policy: NetworkPolicy) -> list[Pod]:
         """The pods the policy applies to: its namespace's pods matching ``podSelector``."""
-        return [p for p in self.by_ns.get(policy.namespace, []) if policy.pod_selector.matches(p.labels)]
+        return self.pods_matching(policy.namespace, policy.pod_selector)
 
     def peer_pods(self, policy: NetworkPolicy, peer: Peer) -> list[Pod]:
         """The pods a selector peer stands for (none for an ``ipBlock`` peer)."""
@@ -51,12 +69,7 @@ class Index:
         else:
             sel = peer.namespace_selector
             namespaces = sorted(ns for ns, labels in self.ns_labels.items() if sel.matches(labels))
-        pods = []
-        for ns in namespaces:
-            for p in self.by_ns.get(ns, []):
-                if peer.pod_selector is None or peer.pod_selector.matches(p.labels):
-                    pods.append(p)
-        return pods
+        return [p for ns in namespaces for p in self.pods_matching(ns, peer.pod_selector)]
 
     def peer_matches(self, policy: NetworkPolicy, peer: Peer, ip: str) -> bool:
         """Whether the address ``ip`` (a pod's or not) is one the peer stands for."""

@@ -30,7 +30,11 @@ def member(state: KernelState, name: str, key: tuple[str, ...]) -> bool:
         return key[0] in s.elements
     if s.kind == NET:
         ip = ipaddress.IPv4Address(key[0])
-        return any(ip in ipaddress.IPv4Network(e) for e in s.elements)
+        for e in s.elements:
+            lo, _, hi = e.partition("-")
+            if ipaddress.IPv4Address(lo) <= ip <= ipaddress.IPv4Address(hi or lo):
+                return True
+        return False
     if s.kind == PORTS:
         proto, port = key[0], int(key[1])
         for e in s.elements:
