@@ -168,11 +168,11 @@ def time_npc_ops(netns: str, members: int, rules: int) -> float:
     sh(netns, "ipset create wnpc-bench hash:ip -exist; iptables -N WNPC-BENCH 2>/dev/null || true")
     start = time.monotonic()
     for i in range(members):
-        subprocess.run(["ip", "netns", "exec", netns, "ipset", "add", "-exist", "wnpc-bench", f"10.99.{i // 250}.{i % 250}"],
-                       check=True)  # fmt: skip
+        ip = f"10.99.{i // 250}.{i % 250}"
+        subprocess.run(["ip", "netns", "exec", netns, "ipset", "add", "-exist", "wnpc-bench", ip], check=True)
     for i in range(rules):
-        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-A", "WNPC-BENCH", "-m", "set", "--match-set",
-                        "wnpc-bench", "src", "-p", "tcp", "--dport", str(1000 + i), "-j", "ACCEPT"], check=True)  # fmt: skip
+        spec = ["-m", "set", "--match-set", "wnpc-bench", "src", "-p", "tcp", "--dport", str(1000 + i), "-j", "ACCEPT"]
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-w", "-A", "WNPC-BENCH", *spec], check=True)
     took = time.monotonic() - start
     sh(netns, "iptables -F WNPC-BENCH; ipset flush wnpc-bench")
     return took
@@ -181,8 +181,8 @@ def time_npc_ops(netns: str, members: int, rules: int) -> float:
 def changes(snap: Snapshot) -> list[tuple[str, Snapshot]]:
     pods = list(snap.pods)
     added = Pod("ns3", "new", {"app": "app3", "tier": "web"}, ("10.40.0.1",), (ContainerPort("http", 8080),), NODE)
-    relabelled = [p if p.name != "pod3" else Pod(p.namespace, p.name, {"app": "app7", "tier": "db"}, p.ips, p.ports, p.host)
-                  for p in pods]  # fmt: skip
+    moved = {"app": "app7", "tier": "db"}
+    relabelled = [p if p.name != "pod3" else Pod(p.namespace, p.name, moved, p.ips, p.ports, p.host) for p in pods]
     extra = NetworkPolicy(
         "ns3", "extra", sel(app="app3"), (PolicyRule((Peer(None, sel(team="t1")),), (PolicyPort("TCP", 443),)),)
     )
@@ -320,8 +320,9 @@ def bench_throughput(reps: int, seconds: int) -> None:
             acceptor.communicate()
             for e in enf.values():
                 e.reset()
-        print(f"throughput median: none {statistics.median(gbps['none']):.2f} Gbit/s, 100 policies "
-              f"{statistics.median(gbps['100 policies']):.2f} Gbit/s, ratio median {statistics.median(ratios):.3f}")  # fmt: skip
+        none, hundred = statistics.median(gbps["none"]), statistics.median(gbps["100 policies"])
+        print(f"throughput median: none {none:.2f} Gbit/s, 100 policies {hundred:.2f} Gbit/s, "
+              f"ratio median {statistics.median(ratios):.3f}")  # fmt: skip
         print(f"new connections/s median: none {statistics.median(rate['none']):.0f}, "
               f"100 policies {statistics.median(rate['100 policies']):.0f}")  # fmt: skip
 
