@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from weavenet.errors import HostError
-from weavenet.host.npc import Enforcer
+from weavenet.host.npc import Enforcer, remove_all
 from weavenet.policy import nft
 from weavenet.policy.compile import ADDR, DADDR, NET, SADDR, KernelState, RuleState, SetState
 
@@ -79,3 +79,6 @@ def test_restart_keeps_table_and_counters_and_reset_removes_it(netns: str) -> No
     again.reset()
     assert not again.table_exists() and again.blocked_counts() == {}
     again.reset()  # nothing there: nothing to do
+    again.apply(state({"10.1.0.0"}))
+    remove_all(netns)  # what ``weave reset`` calls
+    assert not again.table_exists()

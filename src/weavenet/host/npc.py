@@ -53,7 +53,10 @@ class Enforcer:
         return run(["nft", *args], netns=self.netns, input=script)
 
     def table_exists(self) -> bool:
-        return ok(["nft", "list", "table", nft.FAMILY, nft.TABLE], self.netns)
+        try:
+            return ok(["nft", "list", "table", nft.FAMILY, nft.TABLE], self.netns)
+        except FileNotFoundError as e:
+            raise HostError("nft is not installed (package nftables): network policy cannot be enforced") from e
 
     def ensure_closed(self) -> bool:
         """Install the closed table if the host has none; True if it did."""
@@ -142,3 +145,12 @@ class BlockedConnections:
             "Policy states the kernel refused to apply.",
             value=self.enforcer.errors,
         )
+
+
+def remove_all(netns: str | None = None) -> None:
+    """``weave reset``: remove the policy table if there is one. Without ``nft`` there cannot be one."""
+    try:
+        Enforcer(netns).reset()
+    except HostError as e:
+        if "not installed" not in str(e):
+            raise
