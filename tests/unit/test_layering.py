@@ -17,7 +17,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "weavenet"
 
-PURE = ("core", "ipam", "dns", "gocompat", "status")
+PURE = ("core", "ipam", "dns", "gocompat", "status", "policy")
 IMPURE_IN_PURE = {"dns/server.py"}  # weaveDNS's listeners: the asyncio side of the pure dns package
 IO_MODULES = {"asyncio", "socket", "time", "os", "subprocess", "pyroute2", "aiohttp", "select", "threading"}
 IMPURE_LAYERS = {"aio", "api", "cli", "daemon", "dataplane", "docker", "host", "testbed", "demo", "demo_docker"}
