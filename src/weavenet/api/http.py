@@ -15,10 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from weavenet.api.control import DnsControl, DockerControl, IpamControl, RouterControl, StatusSource
 from weavenet.api.forms import form_value, read_form
 from weavenet.api.guard import API_LIMITS, GuardedRunner
-from weavenet.daemon import metrics, status_text
-from weavenet.daemon.report import format_report, report_json
 from weavenet.errors import ConfigError, WeavenetError
 from weavenet.gocompat import TemplateExecError, TemplateParseError
+from weavenet.status import PAGES, StatusUnavailable, as_report, format_report, render_status, report_json
+from weavenet.status.metrics import render_metrics
 
 TEXT = "text/plain"
 MAX_BODY = 1024 * 1024
@@ -50,17 +50,17 @@ def build_app(parts: ApiParts, read_only: bool = False) -> web.Application:
 
     @routes.get("/status")
     async def status(request: web.Request) -> web.Response:
-        report = source.report()
-        return _text(status_text.render_status(report), 200 if report["Ready"] else 503)
+        report = as_report(source.report())
+        return _text(render_status(report), 200 if report.ready else 503)
 
     @routes.get("/status/{sub}")
     async def status_sub(request: web.Request) -> web.Response:
-        render = status_text.STATUS_PAGES.get(request.match_info["sub"])
+        render = PAGES.get(request.match_info["sub"])
         if render is None:
             raise web.HTTPNotFound(text="404 page not found\n")
         try:
             return _text(render(source.report()))
-        except status_text.StatusUnavailable as e:
+        except StatusUnavailable as e:
             return _text(e.body, 500)
 
     @routes.get("/report")
@@ -79,10 +79,6 @@ def build_app(parts: ApiParts, read_only: bool = False) -> web.Application:
     @routes.get("/metrics")
     async def metrics_handler(request: web.Request) -> web.Response:
         return _metrics_response(source)
-
-    from weavenet.docker import status_page
-
-    status_text.STATUS_PAGES.setdefault("docker", status_page.render)  # ``weave status docker`` (weavenet's own)
 
     @routes.get("/proxyaddrs")
     async def proxyaddrs(request: web.Request) -> web.Response:
@@ -186,4 +182,4 @@ async def start_api(
 
 
 def _metrics_response(source: StatusSource) -> web.Response:
-    return web.Response(body=metrics.render(source.report), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=render_metrics(source.report()), headers={"Content-Type": CONTENT_TYPE_LATEST})

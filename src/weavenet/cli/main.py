@@ -135,7 +135,7 @@ def setup() -> None:
 
 @weave.command(context_settings=CONTEXT)
 def version() -> None:
-    from weavenet.daemon.snapshot import VERSION
+    from weavenet.status import VERSION
 
     click.echo(f"weave script {VERSION}")
     click.echo(f"weave {VERSION}")

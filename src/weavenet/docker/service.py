@@ -22,7 +22,7 @@ import aiohttp
 
 from weavenet.config import DockerOptions
 from weavenet.core.container_events import DESTROY, ContainerEvent
-from weavenet.docker import status_page, weavewait
+from weavenet.docker import weavewait
 from weavenet.docker.api import DockerClient, DockerError
 from weavenet.docker.attacher import Attacher, RouterAPI
 from weavenet.docker.endpoints import DEFAULT_DOCKER_API, parse_endpoint
@@ -260,7 +260,7 @@ class DockerIntegration:
             out["Proxy"] = {"Addresses": list(self.proxy.addresses)}
         if self.plugin is not None:
             out["Plugin"] = self.plugin.report()
-        out[status_page.KEY] = self.diagnostics()  # not part of Weave's report: only ``weave status docker`` shows it
+        out["DockerDiagnostics"] = self.diagnostics()  # not in Weave's report: only ``weave status docker``
         return out
 
     def proxy_addresses(self) -> list[str]:

@@ -6,7 +6,7 @@ field is an error; field order is insertion order); :class:`GoMap` is a Go map (
 iteration is in sorted key order); ``list``/``tuple`` are slices; :class:`GoText` is a value that encodes to
 JSON as a string but prints differently (a Go ``Stringer`` such as ``time.Time``). A plain ``dict`` ranged over
 is iterated like a map, and ``len``/``range`` treat ``None`` as an empty slice, because a JSON round trip cannot
-tell a nil slice from a nil pointer; use ``weavenet.daemon.report.template_view`` to get the exact Go typing of
+tell a nil slice from a nil pointer; use ``weavenet.status.template_view`` to get the exact Go typing of
 a report.
 
 Strings are Python ``str``; the bytes Go would hold are their UTF-8 encoding, with ``surrogateescape``

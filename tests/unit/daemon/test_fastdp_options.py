@@ -7,9 +7,8 @@ import pytest
 
 from weavenet.config import from_argv as from_args
 from weavenet.daemon.fastdp_link import overlays
-from weavenet.daemon.report import format_report
-from weavenet.daemon.status_text import render_connections
 from weavenet.errors import ConfigError
+from weavenet.status import format_report, render_connections
 
 
 def test_no_fastdp_and_mtu_from_options_or_environment() -> None:

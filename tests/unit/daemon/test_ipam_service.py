@@ -23,7 +23,6 @@ from weavenet.config import resolve_ipam as resolve
 from weavenet.core.container_events import DIE, START, ContainerEvent, ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig, MeshRouter
-from weavenet.daemon import metrics, status_text
 from weavenet.daemon.container_watch import WatchState, ident_alive
 from weavenet.daemon.ipam_service import IPAMService
 from weavenet.daemon.persistence import Store
@@ -31,6 +30,7 @@ from weavenet.errors import ConfigError, StateError
 from weavenet.host import attached
 from weavenet.host.attached import Attached
 from weavenet.ipam import members
+from weavenet.status import render_ipam, render_metrics
 
 NAME = PeerName(0xAABBCCDDEEFF)
 
@@ -174,7 +174,7 @@ def test_status_text_and_metrics() -> None:
         "Refusals": ["Incompatible IP allocation ranges (received: 10.2.0.0/16, ours: 10.32.0.0/12)"],
     }
     report = {"Router": {"Name": "aa:bb:cc:dd:ee:ff"}, "IPAM": ipam}
-    text = status_text.render_ipam(report)
+    text = render_ipam(report)
     lines = text.splitlines()
     assert lines[0] == "aa:bb:cc:dd:ee:ff(h1)                   524288 IPs (50.0% of total) (3 active)"
     assert lines[1] == "7e:00:00:00:00:03(h3)                   524288 IPs (50.0% of total) - unreachable!"
@@ -182,12 +182,12 @@ def test_status_text_and_metrics() -> None:
     assert "7e:00:00:00:00:03(h3): unreachable for 1h2m3s; this peer reclaims its space in 57m" in text
     assert "'weave rmpeer h3' on one peer only" in text and "Refused IPAM messages: 2 (last: Incompatible" in text
     plain = dict(ipam, Unreachable=[], Refused=0)
-    assert status_text.render_ipam({"Router": {"Name": "aa:bb:cc:dd:ee:ff"}, "IPAM": plain}).count("\n") == 2
-    out = metrics.render(lambda: report).decode()
+    assert render_ipam({"Router": {"Name": "aa:bb:cc:dd:ee:ff"}, "IPAM": plain}).count("\n") == 2
+    out = render_metrics(report).decode()
     assert 'weave_ips{state="local-used"} 3.0' in out and "weave_max_ips 1.048576e+06" in out
     assert "weave_ipam_unreachable_count 1.0" in out and "weave_ipam_unreachable_percentage 50.0" in out
     assert "weave_ipam_pending_allocates 1.0" in out and "weave_ipam_refused_messages_total 2.0" in out
-    off = metrics.render(lambda: {"Router": {}}).decode()  # IPAM off: no IPAM metrics, and no crash
+    off = render_metrics({"Router": {}}).decode()  # IPAM off: no IPAM metrics, and no crash
     assert "weave_ips" not in off and "weave_ipam" not in off
 
 

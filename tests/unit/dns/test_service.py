@@ -19,10 +19,9 @@ from weavenet.config import short_duration as parse_duration
 from weavenet.core.container_events import ContainerEvent, ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig, MeshRouter
-from weavenet.daemon import metrics, status_text
 from weavenet.daemon.dns_service import DNSService, _host_port, container_alive
-from weavenet.daemon.report import report_json
 from weavenet.errors import ConfigError
+from weavenet.status import render_dns, render_metrics, render_status, report_json
 
 NAME = PeerName(0xAABBCCDDEEFF)
 
@@ -120,14 +119,14 @@ async def test_report_status_and_metrics(service: DNSService) -> None:
     service.delete("weave:extern", "10.32.0.2", None)
     service.engine.handle(b"\x00" * 20)
     report = {"Ready": True, "Version": "x", "Router": {}, "DNS": service.status()}
-    text = status_text.render_status(report)
+    text = render_status(report)
     assert "        Service: dns\n         Domain: weave.local.\n       Upstream: none\n" in text
     assert "            TTL: 1\n        Entries: 1\n" in text
-    assert status_text.render_dns(report) == "one          10.32.0.1       weave:extern aa:bb:cc:dd:ee:ff\n"
+    assert render_dns(report) == "one          10.32.0.1       weave:extern aa:bb:cc:dd:ee:ff\n"
     dns = json.loads(report_json(report))["DNS"]
     assert list(dns)[:5] == ["Domain", "Upstream", "Address", "TTL", "Entries"]
     assert dns["Diagnostics"]["LocalEntries"] == 1
-    body = metrics.render(lambda: report).decode()
+    body = render_metrics(report).decode()
     assert "weave_dns_entries 1.0" in body
     assert 'weave_dns_queries_total{transport="udp"} 1.0' in body
     assert 'weave_dns_responses_total{rcode="FORMERR",source="local",type="other"} 1.0' in body

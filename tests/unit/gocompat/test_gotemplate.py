@@ -13,15 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weavenet.daemon.report import (
-    DNSStatus,
-    PeerStatus,
-    RouterStatus,
-    WeaveStatus,
-    format_report,
-    sample_report,
-    template_view,
-)
 from weavenet.gocompat import (
     GoMap,
     GoNil,
@@ -39,6 +30,15 @@ from weavenet.gocompat import (
 )
 from weavenet.gocompat._builtins import _FUNCS
 from weavenet.gocompat._parser import _FUNC_NAMES
+from weavenet.status import (
+    DNSStatus,
+    PeerStatus,
+    RouterStatus,
+    WeaveStatus,
+    format_report,
+    sample_report,
+    template_view,
+)
 
 from .go_golden import GO_SPRINTF, GO_TEMPLATE_ERRORS, GO_TEMPLATE_OUTPUTS
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from weavenet.daemon.report import (
+from weavenet.gocompat import GoMap, GoNil, GoSlice, GoStruct, GoText, GoTime
+from weavenet.status import (
     CIDRValue,
     DNSStatus,
     IPAMClaimStatus,
@@ -26,7 +27,6 @@ from weavenet.daemon.report import (
     template_view,
     version_check_text,
 )
-from weavenet.gocompat import GoMap, GoNil, GoSlice, GoStruct, GoText, GoTime
 
 # ------------------------------------------------------------------------------------------ JSON shape
 

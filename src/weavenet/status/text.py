@@ -1,10 +1,9 @@
-"""``weave status`` and its sub-commands, rendered from the report dict exactly as Weave's templates do.
+"""``weave status`` and its sub-commands, rendered from the report exactly as Weave's templates do.
 
 Weave renders these with Go templates in ``prog/weaver/http.go`` (``GET /status``, ``/status/targets``,
 ``/status/connections``, ``/status/peers``, ``/status/dns``, ``/status/ipam``); scripts grep and ``cut`` the
 output, so every column width, separator and trailing space below is deliberate. Each function takes the
-report as built by :mod:`weavenet.daemon.report` (a :class:`~weavenet.daemon.report.WeaveStatus` or its
-``to_dict()``/JSON form) and returns the HTTP body.
+report (a :class:`~weavenet.status.report.WeaveStatus`, or its JSON form as a dict) and returns the HTTP body.
 
 Blank-line wrapping: the plain ``weave status`` command prints an empty line, then the body of ``GET /status``
 (which already ends in a newline), then another empty line (the script's ``[ -n "$SUB_STATUS" ] || echo``
@@ -22,25 +21,28 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
-from weavenet.daemon.report import WeaveStatus, version_check_text
 from weavenet.errors import WeavenetError
-from weavenet.gocompat import go_sprintf, go_value_string
+from weavenet.gocompat import SECOND, format_duration, go_sprintf, go_value_string
+from weavenet.status.docker import render_docker_diagnostics
+from weavenet.status.ipam import IPAMStatus
+from weavenet.status.report import Report, StateStatus, as_report, version_check_text
+from weavenet.status.router import LocalConnectionStatus, PeerStatus, RouterStatus
 
 __all__ = [
+    "CONNECTION_STATES",
+    "PAGES",
     "STATUS_PAGES",
     "StatusUnavailable",
     "render_connections",
     "render_dns",
+    "render_docker",
     "render_ipam",
     "render_peers",
     "render_status",
     "render_targets",
 ]
-
-Report = Mapping[str, Any] | WeaveStatus
 
 # the order Weave prints connection-state counts in ("waiting" rows are counted in the total only)
 CONNECTION_STATES = ("established", "pending", "retrying", "failed", "connecting")
@@ -52,12 +54,9 @@ class StatusUnavailable(WeavenetError):
     body = "error during template execution\n"
 
 
-def _dict(report: Report) -> Mapping[str, Any]:
-    return report.to_dict() if isinstance(report, WeaveStatus) else report
-
-
-def _list(v: Sequence[Any] | None) -> Sequence[Any]:
-    return v if v is not None else ()
+def _router(report: Report) -> RouterStatus:
+    """The router section; with none, Go's zero value (every field empty)."""
+    return as_report(report).router or RouterStatus.from_dict({})
 
 
 def _print_list(items: Sequence[str] | None) -> str:
@@ -65,24 +64,24 @@ def _print_list(items: Sequence[str] | None) -> str:
     return ", ".join(items) if items else "none"
 
 
-def _print_counts(counts: Mapping[str, int], keys: Sequence[str]) -> str:
+def _print_counts(counts: dict[str, int], keys: Iterable[str]) -> str:
     """http.go ``printCounts``: ``N state`` in the given order, states that never occurred left out."""
     return ", ".join(f"{counts[k]} {k}" for k in keys if counts.get(k))
 
 
-def _connection_counts(conns: Sequence[Mapping[str, Any]]) -> str:
+def _connection_counts(conns: Sequence[LocalConnectionStatus]) -> str:
     counts: dict[str, int] = {}
     for c in conns:
-        counts[c.get("State", "")] = counts.get(c.get("State", ""), 0) + 1
+        counts[c.state] = counts.get(c.state, 0) + 1
     return _print_counts(counts, CONNECTION_STATES)
 
 
-def _peer_connection_counts(peers: Sequence[Mapping[str, Any]]) -> str:
+def _peer_connection_counts(peers: Sequence[PeerStatus]) -> str:
     """Connections of *all* peers (ourself included), split into established and pending."""
     counts = {"established": 0, "pending": 0}
     for p in peers:
-        for c in _list(p.get("Connections")):
-            counts["established" if c.get("Established") else "pending"] += 1
+        for c in p.connections or ():
+            counts["established" if c.established else "pending"] += 1
     return _print_counts(counts, ("established", "pending"))
 
 
@@ -90,19 +89,17 @@ def _state(enabled: object) -> str:
     return "enabled" if enabled else "disabled"
 
 
-def _ipam_status_line(ipam: Mapping[str, Any]) -> str:
-    entries = _list(ipam.get("Entries"))
+def _ipam_status_line(ipam: IPAMStatus) -> str:
+    entries = ipam.entries or ()
     if entries:
-        if not any(e.get("Size", 0) > 0 and e.get("IsKnownPeer") for e in entries):
+        if not any(e.size > 0 and e.is_known_peer for e in entries):
             return "all IP ranges owned by unreachable peers - use 'rmpeer' if they are dead"
-        if _list(ipam.get("PendingAllocates")):
+        if ipam.pending_allocates:
             return "waiting for IP(s) to become available"
         return "ready"
-    paxos = ipam.get("Paxos")
-    if paxos is not None:
-        if paxos.get("Elector"):
-            quorum, known = paxos.get("Quorum", 0), paxos.get("KnownNodes", 0)
-            return f"awaiting consensus (quorum: {quorum}, known: {known})"
+    if ipam.paxos is not None:
+        if ipam.paxos.elector:
+            return f"awaiting consensus (quorum: {ipam.paxos.quorum}, known: {ipam.paxos.known_nodes})"
         return "priming"
     return "idle"
 
@@ -115,68 +112,63 @@ def render_status(report: Report) -> str:
     connecting (zero counts omitted, the parenthesis omitted when all are zero); ``Peers`` adds
     ``(with N established[, M pending] connections)`` over every peer's connections.
     """
-    r = _dict(report)
-    router = r.get("Router") or {}
-    pmin, pmax = router.get("ProtocolMinVersion", 0), router.get("ProtocolMaxVersion", 0)
+    r = as_report(report)
+    router = _router(r)
+    pmin, pmax = router.protocol_min_version, router.protocol_max_version
     versions = f"{pmax}" if pmin == pmax else f"{pmin}..{pmax}"
-    conns = _list(router.get("Connections"))
-    peers = _list(router.get("Peers"))
+    conns = router.connections or []
+    peers = router.peers or []
     conn_counts = _connection_counts(conns)
     peer_counts = _peer_connection_counts(peers)
     out = [
-        f"        Version: {r.get('Version', '')} ({version_check_text(r.get('VersionCheck'))})\n",
+        f"        Version: {r.version} ({version_check_text(r.version_check)})\n",
         "\n",
         "        Service: router\n",
-        f"       Protocol: {router.get('Protocol', '')} {versions}\n",
-        f"           Name: {router.get('Name', '')}({router.get('NickName', '')})\n",
-        f"     Encryption: {_state(router.get('Encryption'))}\n",
-        f"  PeerDiscovery: {_state(router.get('PeerDiscovery'))}\n",
-        f"        Targets: {len(_list(router.get('Targets')))}\n",
+        f"       Protocol: {router.protocol} {versions}\n",
+        f"           Name: {router.name}({router.nick_name})\n",
+        f"     Encryption: {_state(router.encryption)}\n",
+        f"  PeerDiscovery: {_state(router.peer_discovery)}\n",
+        f"        Targets: {len(router.targets or ())}\n",
         f"    Connections: {len(conns)}{f' ({conn_counts})' if conn_counts else ''}\n",
         f"          Peers: {len(peers)}{f' (with {peer_counts} connections)' if peer_counts else ''}\n",
-        f" TrustedSubnets: {_print_list(router.get('TrustedSubnets'))}\n",
+        f" TrustedSubnets: {_print_list(router.trusted_subnets)}\n",
     ]
-    ipam = r.get("IPAM")
-    if ipam is not None:
+    if r.ipam is not None:
         out += [
             "\n",
             "        Service: ipam\n",
-            f"         Status: {_ipam_status_line(ipam)}\n",
-            f"          Range: {ipam.get('Range', '')}\n",
-            f"  DefaultSubnet: {ipam.get('DefaultSubnet', '')}\n",
+            f"         Status: {_ipam_status_line(r.ipam)}\n",
+            f"          Range: {r.ipam.range}\n",
+            f"  DefaultSubnet: {r.ipam.default_subnet}\n",
         ]
-    dns = r.get("DNS")
-    if dns is not None:
-        live = sum(1 for e in _list(dns.get("Entries")) if e.get("Tombstone", 0) == 0)
+    if r.dns is not None:
+        live = sum(1 for e in r.dns.entries or () if e.tombstone == 0)
         out += [
             "\n",
             "        Service: dns\n",
-            f"         Domain: {dns.get('Domain', '')}\n",
-            f"       Upstream: {_print_list(dns.get('Upstream'))}\n",
-            f"            TTL: {dns.get('TTL', 0)}\n",
+            f"         Domain: {r.dns.domain}\n",
+            f"       Upstream: {_print_list(r.dns.upstream)}\n",
+            f"            TTL: {r.dns.ttl}\n",
             f"        Entries: {live}\n",
         ]
-    proxy = r.get("Proxy")
-    if proxy is not None:
-        out += ["\n", "        Service: proxy\n", f"        Address: {_print_list(proxy.get('Addresses'))}\n"]
-    plugin = r.get("Plugin")
-    if plugin is not None:
+    if r.proxy is not None:
+        out += ["\n", "        Service: proxy\n", f"        Address: {_print_list(r.proxy.addresses)}\n"]
+    if r.plugin is not None:
         out.append("\n")
-        if (plugin.get("Config") or {}).get("EnableV2"):
+        if r.plugin.config.enable_v2:
             out.append("        Service: plugin (v2)\n")
         else:
-            out += [
-                "        Service: plugin (legacy)\n",
-                f"     DriverName: {plugin.get('DriverName', '')}\n",
-            ]
-    out += _state_section(r.get("State") or {})
+            out += ["        Service: plugin (legacy)\n", f"     DriverName: {r.plugin.driver_name}\n"]
+    out += _state_section(r.state)
     return "".join(out)
 
 
-def _state_section(state: Mapping[str, Any]) -> list[str]:
+def _state_section(state: StateStatus | None) -> list[str]:
     """weavenet's own section, only when saved state was unreadable at launch or changes are not saved."""
-    notes = [str(p) for p in _list(state.get("Problems"))]
-    notes += [f"not saved: {why}" for why in (state.get("Unsaved") or {}).values()]
+    if state is None:
+        return []
+    notes = [str(p) for p in state.problems or ()]
+    notes += [f"not saved: {why}" for why in (state.unsaved or {}).values()]
     if not notes:
         return []
     lines = [f"                 {n}\n" for n in notes]
@@ -185,8 +177,7 @@ def _state_section(state: Mapping[str, Any]) -> list[str]:
 
 def render_targets(report: Report) -> str:
     """``GET /status/targets``: each target as given to launch/connect, one per line."""
-    router = _dict(report).get("Router") or {}
-    return "".join(f"{t}\n" for t in _list(router.get("Targets")))
+    return "".join(f"{t}\n" for t in _router(report).targets or ())
 
 
 def _arrow(outbound: object) -> str:
@@ -202,10 +193,9 @@ def render_connections(report: Report) -> str:
     separator* (``encrypted=truemtu=1376``), values in Go ``%v``. The single spaces around INFO are always
     there, so a line with empty INFO/ATTRS ends in spaces (``connecting`` + 3 spaces).
     """
-    router = _dict(report).get("Router") or {}
     out = []
-    for c in _list(router.get("Connections")):
-        attrs = c.get("Attrs") or {}
+    for c in _router(report).connections or ():
+        attrs = c.attrs or {}
         attr_text = "".join(
             f"{k}={go_value_string(attrs[k])}" for k in sorted(attrs) if k not in ("name", "fallback", "cipher")
         )
@@ -214,8 +204,8 @@ def render_connections(report: Report) -> str:
         if attrs.get("fallback"):  # weavenet: why a connection is not on the fast datapath, after Weave's columns
             attr_text += f" (fallback: {attrs['fallback']})"
         out.append(
-            f"{_arrow(c.get('Outbound'))} {go_sprintf('%-21v', c.get('Address', ''))} "
-            f"{go_sprintf('%-11v', c.get('State', ''))} {c.get('Info', '')} {attr_text}\n"
+            f"{_arrow(c.outbound)} {go_sprintf('%-21v', c.address)} {go_sprintf('%-11v', c.state)} {c.info} "
+            f"{attr_text}\n"
         )
     return "".join(out)
 
@@ -223,16 +213,14 @@ def render_connections(report: Report) -> str:
 def render_peers(report: Report) -> str:
     """``GET /status/peers``: ``name(nick)`` per peer, then one line per connection
     ``   {->|<-} %-21v(address) %-37v(name(nick)) {established|pending}``."""
-    router = _dict(report).get("Router") or {}
     out = []
-    for p in _list(router.get("Peers")):
-        out.append(f"{p.get('Name', '')}({p.get('NickName', '')})\n")
-        for c in _list(p.get("Connections")):
-            who = f"{c.get('Name', '')}({c.get('NickName', '')})"
-            state = "established" if c.get("Established") else "pending"
+    for p in _router(report).peers or ():
+        out.append(f"{p.name}({p.nick_name})\n")
+        for c in p.connections or ():
+            state = "established" if c.established else "pending"
             out.append(
-                f"   {_arrow(c.get('Outbound'))} {go_sprintf('%-21v', c.get('Address', ''))} "
-                f"{go_sprintf('%-37v', who)} {state}\n"
+                f"   {_arrow(c.outbound)} {go_sprintf('%-21v', c.address)} "
+                f"{go_sprintf('%-37v', f'{c.name}({c.nick_name})')} {state}\n"
             )
     return "".join(out)
 
@@ -240,20 +228,20 @@ def render_peers(report: Report) -> str:
 def render_dns(report: Report) -> str:
     """``GET /status/dns``: per live entry ``%-12v %-15v %12.12v origin`` -- the hostname without
     ``.<domain>``, the address, the container id cut to 12 characters, the origin peer."""
-    dns = _dict(report).get("DNS")
+    dns = as_report(report).dns
     if dns is None:
         raise StatusUnavailable("weaveDNS is disabled: /status/dns cannot be rendered")
-    suffix = "." + str(dns.get("Domain", ""))
+    suffix = "." + dns.domain
     out = []
-    for e in _list(dns.get("Entries")):
-        if e.get("Tombstone", 0) != 0:
+    for e in dns.entries or ():
+        if e.tombstone != 0:
             continue
-        host = str(e.get("Hostname", ""))
+        host = e.hostname
         if suffix and host.endswith(suffix):
             host = host[: -len(suffix)]
         out.append(
-            f"{go_sprintf('%-12v', host)} {go_sprintf('%-15v', e.get('Address', ''))} "
-            f"{go_sprintf('%12.12v', e.get('ContainerID', ''))} {e.get('Origin', '')}\n"
+            f"{go_sprintf('%-12v', host)} {go_sprintf('%-15v', e.address)} "
+            f"{go_sprintf('%12.12v', e.container_id)} {e.origin}\n"
         )
     return "".join(out)
 
@@ -278,52 +266,54 @@ def render_ipam(report: Report) -> str:
     map, i.e. random order) with ``- unreachable!`` when the ring names a peer we do not know, else an empty
     suffix (so the line ends in a space). Nickname and reachability come from a peer's first entry.
     """
-    r = _dict(report)
-    ipam = r.get("IPAM")
+    r = as_report(report)
+    ipam = r.ipam
     if ipam is None:
         raise StatusUnavailable("IPAM is disabled: /status/ipam cannot be rendered")
-    our_name = (r.get("Router") or {}).get("Name", "")
-    total = int(ipam.get("RangeNumIPs", 0))
-    stats: dict[str, list[Any]] = {}  # peer -> [ips, nickname, reachable]
-    for e in _list(ipam.get("Entries")):
-        s = stats.setdefault(e.get("Peer", ""), [0, e.get("Nickname", ""), bool(e.get("IsKnownPeer"))])
-        s[0] = (s[0] + int(e.get("Size", 0))) & 0xFFFFFFFF  # uint32, as in Go
+    our_name = _router(r).name
+    total = ipam.range_num_ips
+    stats: dict[str, tuple[int, str, bool]] = {}  # peer -> (ips, nickname, reachable)
+    for e in ipam.entries or ():
+        ips, nick, known = stats.get(e.peer, (0, e.nickname, e.is_known_peer))
+        stats[e.peer] = ((ips + e.size) & 0xFFFFFFFF, nick, known)  # uint32, as in Go
 
-    def line(peer: str, s: list[Any], info: str) -> str:
-        return go_sprintf(
-            "%-37v %8d IPs (%04.1f%% of total) %s\n", f"{peer}({s[1]})", s[0], _percentage(s[0], total), info
-        )
+    def line(peer: str, info: str) -> str:
+        ips, nick, _ = stats[peer]
+        share = _percentage(ips, total)
+        return go_sprintf("%-37v %8d IPs (%04.1f%% of total) %s\n", f"{peer}({nick})", ips, share, info)
 
     out = []
     if our_name in stats:
-        out.append(line(our_name, stats[our_name], f"({ipam.get('ActiveIPs', 0)} active)"))
+        out.append(line(our_name, f"({ipam.active_ips} active)"))
     for peer in sorted(p for p in stats if p != our_name):
-        out.append(line(peer, stats[peer], "" if stats[peer][2] else "- unreachable!"))
+        out.append(line(peer, "" if stats[peer][2] else "- unreachable!"))
     return "".join(out) + _ipam_trouble(ipam)
 
 
-def _ipam_trouble(ipam: Mapping[str, Any]) -> str:
+def _ipam_trouble(ipam: IPAMStatus) -> str:
     """weavenet's addition to ``status ipam``, only when something needs attention: space stuck on
     unreachable peers (for how long, what will happen to it, the manual remedy), refused ring gossip, and
     addresses found in use twice. Weave's own lines above are unchanged."""
-    from weavenet.ipam.reclaim import duration
-
-    stuck = _list(ipam.get("Unreachable"))
+    stuck = ipam.unreachable
     out = []
     if stuck:
-        out.append(f"\nIP space on unreachable peers: {sum(int(s.get('IPs', 0)) for s in stuck)} IPs\n")
+        out.append(f"\nIP space on unreachable peers: {sum(s.ips for s in stuck)} IPs\n")
         for s in stuck:
-            who = f"{s.get('Peer', '')}({s.get('Nickname', '')})"
-            out.append(f"  {who}: unreachable for {duration(float(s.get('AbsentFor', 0)))}; {s.get('Plan', '')}\n")
-        names = " ".join(str(s.get("Nickname") or s.get("Peer", "")) for s in stuck)
+            absent = format_duration(round(s.absent_for) * SECOND)  # whole seconds: sub-second digits are noise
+            out.append(f"  {s.peer}({s.nickname}): unreachable for {absent}; {s.plan}\n")
+        names = " ".join(s.nickname or s.peer for s in stuck)
         out.append(f"  if a peer is gone for good: 'weave rmpeer {names}' on one peer only frees its space now\n")
-    refused = int(ipam.get("Refused", 0) or 0)
-    if refused:
-        last = _list(ipam.get("Refusals"))
-        out.append(f"\nRefused IPAM messages: {refused}{f' (last: {last[-1]})' if last else ''}\n")
-    for c in _list(ipam.get("Conflicts")):
+    if ipam.refused:
+        last = ipam.refusals
+        out.append(f"\nRefused IPAM messages: {ipam.refused}{f' (last: {last[-1]})' if last else ''}\n")
+    for c in ipam.conflicts:
         out.append(f"\nAddress conflict: {c}\n")
     return "".join(out)
+
+
+def render_docker(report: Report) -> str:
+    """``GET /status/docker`` (weavenet's own page, see :mod:`weavenet.status.docker`)."""
+    return render_docker_diagnostics(as_report(report).docker)
 
 
 # GET /status[/<sub>] -> renderer; an unknown sub-page is a 404 ("Invalid 'weave status' sub-command").
@@ -335,3 +325,5 @@ STATUS_PAGES: dict[str, Callable[[Report], str]] = {
     "dns": render_dns,
     "ipam": render_ipam,
 }
+# Weave's pages and weavenet's own
+PAGES: dict[str, Callable[[Report], str]] = {**STATUS_PAGES, "docker": render_docker}

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from weavenet.daemon.report import (
+from weavenet.gocompat import GoTime
+from weavenet.status import (
+    STATUS_PAGES,
     DNSEntryStatus,
     DNSStatus,
     IPAMEntryStatus,
@@ -20,22 +22,18 @@ from weavenet.daemon.report import (
     PluginStatus,
     ProxyStatus,
     RouterStatus,
+    StatusUnavailable,
     VersionCheck,
     WeaveStatus,
-    report_json,
-    sample_report,
-)
-from weavenet.daemon.status_text import (
-    STATUS_PAGES,
-    StatusUnavailable,
     render_connections,
     render_dns,
     render_ipam,
     render_peers,
     render_status,
     render_targets,
+    report_json,
+    sample_report,
 )
-from weavenet.gocompat import GoTime
 
 # The troubleshooting-guide sample as the current template renders it (design doc section 1.5).
 TROUBLESHOOTING_STATUS = """\
