@@ -21,8 +21,8 @@ from tests.unit.core.test_router import ME, THEM, pump, remote_handshake, router
 from weavenet.core import gossip as g
 from weavenet.core import topology_gossip as tg
 from weavenet.core.router import Close, ConnState, MeshRouter, Write
+from weavenet.core.router_status import router_status
 from weavenet.core.topology import decode_update
-from weavenet.daemon import snapshot
 from weavenet.daemon.ipam_service import RouterView
 from weavenet.dns import nameserver as dns_ns
 from weavenet.dns.wire import decode_gossip as decode_dns
@@ -144,7 +144,7 @@ def test_messages_on_a_live_connection(messages: list[bytes]) -> None:
             raise AssertionError(f"the router gossiped what it cannot decode: {e}") from e
     rig.alloc.ring.check()
     rig.alloc.status(None)
-    snapshot.weave_status(r, True)
+    router_status(r)
     _still_answers(r, 32.0)
     assert r.internal_errors == 0
 

@@ -176,7 +176,7 @@ def test_seeded_ring_broadcast_is_byte_identical() -> None:
     assert kinds == ["broadcast"]  # createRing broadcasts once
     (payload,) = sink.out[0][2].encode()
     assert payload.hex() == c["output_hex"]
-    assert alloc.status(None)["Entries"][0]["Token"] == "10.32.0.0"
+    assert alloc.status(None).to_dict()["Entries"][0]["Token"] == "10.32.0.0"
 
 
 def test_ring_after_gossip_and_allocations_is_byte_identical() -> None:

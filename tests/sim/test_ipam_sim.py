@@ -160,7 +160,7 @@ def test_partitioned_sides_keep_allocating_and_agree_after_heal() -> None:
     c.run_for(30)
     check(c)
     shown = [
-        [(e["Token"], e["Size"], e["Peer"], e["Nickname"]) for e in c.peers[i].alloc.status(None)["Entries"]]
+        [(e["Token"], e["Size"], e["Peer"], e["Nickname"]) for e in c.peers[i].alloc.status(None).to_dict()["Entries"]]
         for i in range(10)
     ]
     assert all(s == shown[0] for s in shown), "every peer shows the same owners (weave status ipam)"
@@ -214,9 +214,9 @@ def test_dead_peer_space_is_reclaimed_once_by_the_lowest_survivor() -> None:
     c.kill(0)  # the lowest-named peer dies, so peer 1 must do it
     c.run_for(40)
     assert 0 in _owners(c, 1), "not before the configured absence"
-    stuck = c.peers[1].alloc.status(None)["Unreachable"]
-    assert stuck and "this peer reclaims its space in" in stuck[0]["Plan"]
-    assert "reclaims its space in about" in c.peers[2].alloc.status(None)["Unreachable"][0]["Plan"]
+    stuck = c.peers[1].alloc.status(None).unreachable
+    assert stuck and "this peer reclaims its space in" in stuck[0].plan
+    assert "reclaims its space in about" in c.peers[2].alloc.status(None).unreachable[0].plan
     c.run_for(60)
     assert all(0 not in _owners(c, i) for i in range(1, 5))
     assert [c.peers[i].alloc.reclaims for i in range(5)] == [0, 1, 0, 0, 0]
@@ -234,7 +234,7 @@ def test_minority_never_reclaims_and_two_owners_never_do() -> None:
     minority = [c.peers[i].alloc.reclaims for i in (0, 1)]
     assert minority == [0, 0], "a minority must never reclaim"
     assert c.peers[2].alloc.reclaims == 2, "the lowest of the majority reclaims both absent peers"
-    plan = c.peers[0].alloc.status(None)["Unreachable"][0]["Plan"]
+    plan = c.peers[0].alloc.status(None).unreachable[0].plan
     assert plan.startswith("not reclaimed automatically: 2 of 5 peers owning IP space reachable")
     pair = IpamCluster(2, seed=9, config=_reclaiming(10))
     spread(pair, 2)
@@ -271,7 +271,7 @@ def test_peer_cut_off_too_long_yields_and_reclaims_its_addresses() -> None:
 
 
 def _plan(c: IpamCluster, i: int, about: int) -> str:
-    stuck = {e["Peer"]: e["Plan"] for e in c.peers[i].alloc.status(None)["Unreachable"]}
+    stuck = {e.peer: e.plan for e in c.peers[i].alloc.status(None).unreachable}
     return stuck[str(c.peers[about].name)]
 
 

@@ -8,12 +8,13 @@ from any object with those methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from weavenet.dns.entries import Entry
 from weavenet.ipam.address import CIDR
 from weavenet.ipam.operations import Result
+from weavenet.status import WeaveStatus
 
 Disconnected = Callable[[], bool]  # has the client gone away? (long waits are cancelled then)
 
@@ -21,7 +22,7 @@ Disconnected = Callable[[], bool]  # has the client gone away? (long waits are c
 class StatusSource(Protocol):
     """The router's one report (``weave status``, ``weave report``, ``/metrics`` are functions of it)."""
 
-    def report(self) -> Mapping[str, Any]: ...
+    def report(self) -> WeaveStatus: ...
 
 
 class RouterControl(Protocol):

@@ -17,7 +17,7 @@ from weavenet.api.forms import form_value, read_form
 from weavenet.api.guard import API_LIMITS, GuardedRunner
 from weavenet.errors import ConfigError, WeavenetError
 from weavenet.gocompat import TemplateExecError, TemplateParseError
-from weavenet.status import PAGES, StatusUnavailable, as_report, format_report, render_status, report_json
+from weavenet.status import PAGES, StatusUnavailable, format_report, render_status, report_json
 from weavenet.status.metrics import render_metrics
 
 TEXT = "text/plain"
@@ -50,7 +50,7 @@ def build_app(parts: ApiParts, read_only: bool = False) -> web.Application:
 
     @routes.get("/status")
     async def status(request: web.Request) -> web.Response:
-        report = as_report(source.report())
+        report = source.report()
         return _text(render_status(report), 200 if report.ready else 503)
 
     @routes.get("/status/{sub}")

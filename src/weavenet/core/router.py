@@ -64,6 +64,7 @@ from weavenet.core.timers import Timers
 from weavenet.core.topology import ConnSummary, Peer, Topology, TopologyEffects
 from weavenet.core.topology_gossip import TopologyGossipData
 from weavenet.errors import ConnectToSelf, HandshakeError, PeerNameCollision, RemoteProtocolError
+from weavenet.status.router import LocalConnectionStatus
 
 __all__ = [
     "PROTOCOL",
@@ -312,7 +313,7 @@ class MeshRouter(GossipMixin):
         ch = self.channels[channel] = _Channel(self, channel, gossiper)
         return ch
 
-    def connection_status(self) -> list[dict[str, object]]:
+    def connection_status(self) -> list[LocalConnectionStatus]:
         """Weave's ``LocalConnectionStatus`` list: our connections, then targets not connected."""
         return connection_status(self)
 

@@ -33,6 +33,7 @@ from weavenet.dns.nameserver import CHANNEL, PURGE_INTERVAL, Nameserver
 from weavenet.dns.query import QueryEngine
 from weavenet.dns.server import DNSServer, Forwarder, Upstreams
 from weavenet.errors import ConfigError
+from weavenet.status.dns import DNSDiagnostics, DNSEntryStatus, DNSStatus
 
 if TYPE_CHECKING:
     from weavenet.core.container_events import ContainerEvent
@@ -208,41 +209,36 @@ class DNSService:
             for e in self.nameserver.entries
         ]
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> DNSStatus:
         """The ``DNS`` part of ``weave report`` (Weave's ``nameserver.Status``) plus our counters."""
         stats = self.engine.stats
         entries = [
-            {
-                "Hostname": e.hostname,
-                "Origin": str(PeerName(e.origin)),
-                "ContainerID": e.container_id,
-                "Address": addr_text(e.addr),
-                "Version": e.version,
-                "Tombstone": e.tombstone,
-            }
+            DNSEntryStatus(
+                e.hostname, str(PeerName(e.origin)), e.container_id, addr_text(e.addr), e.version, e.tombstone
+            )
             for e in self.nameserver.entries
         ]
-        diagnostics = {
-            "Queries": dict(stats.queries),
-            "Responses": {f"{t} {r} {s}": n for (t, r, s), n in sorted(stats.responses.items())},
-            "Forwarded": stats.forwarded,
-            "Truncated": stats.truncated,
-            "Dropped": dict(stats.dropped),
-            "Refused": dict(stats.refused),
-            "UpstreamFailures": dict(stats.upstream_failures),
-            "Gossip": dict(self.nameserver.counters),
-            "ListenErrors": dict(self.listen_errors),
-            "UpstreamError": self.upstreams.error,
-            "LocalEntries": self.nameserver.local_live_count(),
-        }
-        return {
-            "Domain": self.nameserver.domain,
-            "Upstream": self.upstreams.names(),
-            "Address": self.address,
-            "TTL": self.engine.ttl,
-            "Entries": entries or None,
-            "Diagnostics": diagnostics,
-        }
+        diagnostics = DNSDiagnostics(
+            queries=dict(stats.queries),
+            responses={f"{t} {r} {s}": n for (t, r, s), n in sorted(stats.responses.items())},
+            forwarded=stats.forwarded,
+            truncated=stats.truncated,
+            dropped=dict(stats.dropped),
+            refused=dict(stats.refused),
+            upstream_failures=dict(stats.upstream_failures),
+            gossip=dict(self.nameserver.counters),
+            listen_errors=dict(self.listen_errors),
+            upstream_error=self.upstreams.error,
+            local_entries=self.nameserver.local_live_count(),
+        )
+        return DNSStatus(
+            self.nameserver.domain,
+            self.upstreams.names(),
+            self.address,
+            self.engine.ttl,
+            entries or None,
+            diagnostics,
+        )
 
 
 def _check_name(name: str) -> str:

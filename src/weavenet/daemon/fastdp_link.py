@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from weavenet.core.fastdp import SendVxlan
 from weavenet.core.names import PeerName
@@ -31,6 +30,8 @@ from weavenet.core.router import MeshRouter
 from weavenet.daemon.datapath_link import DatapathLink, Run
 from weavenet.errors import HostError
 from weavenet.host import vxlan as host
+from weavenet.status.overlay import EspStatus, FastdpConnection, FastdpDiagnostics, ForwarderStatus, VniPair, Vport
+from weavenet.status.router import MACStatus, RouterStatus, mac_text
 
 log = logging.getLogger("weavenet.fastdp")
 
@@ -240,7 +241,7 @@ class FastdpLink:
 
     # -- status -------------------------------------------------------------------------------------------------
 
-    def diagnostics(self) -> dict[str, Any]:
+    def diagnostics(self) -> FastdpDiagnostics:
         """``OverlayDiagnostics.fastdp`` of ``weave report``: the kernel's devices and each connection's state."""
         now = self._now()
         ov = self.router.fastdp
@@ -248,63 +249,58 @@ class FastdpLink:
         for conn in self.router.by_peer.values():
             fwd = conn.fastdp_forwarder()
             best = conn.best_forwarder()
-            row: dict[str, Any] = {
-                "Peer": str(conn.remote.name) if conn.remote else "",
-                "NickName": conn.remote.nickname if conn.remote else "",
-                "Using": best.name if best is not None else "none",
-                "Reason": self.router.fallback_reason(conn, now),
-            }
+            forwarder = None
             if fwd is not None:
                 vnis = fwd.vnis
-                row.update(
-                    Established=fwd.established,
-                    Healthy=fwd.healthy,
-                    Remote=f"{fwd.remote_addr[0]}:{fwd.remote_addr[1]}" if fwd.remote_addr else "",
-                    VNIs={"In": vnis[0], "Out": vnis[1]} if vnis else None,
-                    LastHeartbeat=round(now - fwd.last_rx, 1) if fwd.last_rx is not None else None,
-                    PeerReceives=fwd.peer_flags,
-                    Weavenet=fwd.weavenet,
+                forwarder = ForwarderStatus(
+                    established=fwd.established,
+                    healthy=fwd.healthy,
+                    remote=f"{fwd.remote_addr[0]}:{fwd.remote_addr[1]}" if fwd.remote_addr else "",
+                    vnis=VniPair(vnis[0], vnis[1]) if vnis else None,
+                    last_heartbeat=round(now - fwd.last_rx, 1) if fwd.last_rx is not None else None,
+                    peer_receives=fwd.peer_flags,
+                    weavenet=fwd.weavenet,
                 )
-            conns.append(row)
-        return {
-            "Enabled": self.enabled,
-            "Unavailable": self.unavailable,
-            "Port": self.port,
-            "MTU": self.mtu,
-            "ESP": {"Supported": self.esp[0], "Detail": self.esp[1]},
-            "Vports": [self._vport(s) for s in self.applied.values()],
-            "Flooding": sorted(str(PeerName(p)) for p in self.link.tables.fastdp),
-            "Connections": conns,
-            "Counters": ov.counters.as_dict() if ov is not None else {},
-            "MACs": len(self.learned),
-            "Failed": {f"{PeerName(p)}/{u:x}": e for (p, u), e in self.failed.items()},
-        }
+            conns.append(
+                FastdpConnection(
+                    peer=str(conn.remote.name) if conn.remote else "",
+                    nick_name=conn.remote.nickname if conn.remote else "",
+                    using=best.name if best is not None else "none",
+                    reason=self.router.fallback_reason(conn, now),
+                    forwarder=forwarder,
+                )
+            )
+        return FastdpDiagnostics(
+            enabled=self.enabled,
+            unavailable=self.unavailable,
+            port=self.port,
+            mtu=self.mtu,
+            esp=EspStatus(self.esp[0], self.esp[1]),
+            vports=[self._vport(s) for s in self.applied.values()],
+            flooding=sorted(str(PeerName(p)) for p in self.link.tables.fastdp),
+            connections=conns,
+            counters=ov.counters.as_dict() if ov is not None else {},
+            macs=len(self.learned),
+            failed={f"{PeerName(p)}/{u:x}": e for (p, u), e in self.failed.items()},
+        )
 
-    def _vport(self, s: host.DeviceSpec) -> dict[str, Any]:
+    def _vport(self, s: host.DeviceSpec) -> Vport:
         owner = self.owners.get(s.name)
-        return {
-            "Name": s.name,
-            "TypeName": "vxlan",
-            "RxVNI": s.rx_vni,
-            "TxVNI": s.tx_vni,
-            "Remote": f"{s.remote_ip}:{s.remote_port}",
-            "Forwarding": s.forwarding,
-            "Peer": str(PeerName(owner[0])) if owner else "",
-        }
+        peer = str(PeerName(owner[0])) if owner else ""
+        return Vport(s.name, "vxlan", s.rx_vni, s.tx_vni, f"{s.remote_ip}:{s.remote_port}", s.forwarding, peer)
 
-    def add_to_report(self, report: dict[str, Any]) -> None:
-        router = report.get("Router") or {}
-        diags = router.get("OverlayDiagnostics")
-        if isinstance(diags, dict):
-            diags["fastdp"] = self.diagnostics()
+    def add_to_report(self, router: RouterStatus) -> None:
+        """Our diagnostics beside the sleeve's, and the MACs learned behind VXLAN devices that the data plane
+        did not learn itself."""
+        if router.overlay_diagnostics is not None:
+            router.overlay_diagnostics["fastdp"] = self.diagnostics()
         if self.learned:
-            known = {m.get("Mac") for m in router.get("MACs") or []}
+            known = {m.mac for m in router.macs or ()}
             extra = []
             for mac_hex, peer in self.learned:
-                mac = ":".join(mac_hex[i : i + 2] for i in range(0, 12, 2))
+                mac = mac_text(mac_hex)
                 if mac in known:
                     continue
                 p = self.router.topology.get(PeerName(peer))
-                nick = p.nickname if p else ""
-                extra.append({"Mac": mac, "Name": str(PeerName(peer)), "NickName": nick, "LastSeen": ""})
-            router["MACs"] = (router.get("MACs") or []) + extra or None
+                extra.append(MACStatus(mac, str(PeerName(peer)), p.nickname if p else ""))
+            router.macs = (router.macs or []) + extra or None

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from weavenet.aio.machine import MachineDriver
 from weavenet.config import IpamSetup
@@ -43,6 +43,7 @@ from weavenet.ipam.address import CIDR
 from weavenet.ipam.allocator import Allocator, AllocatorConfig, PreClaim
 from weavenet.ipam.operations import Operation, Result
 from weavenet.ipam.wire import CHANNEL, Owned, decode_owned
+from weavenet.status.ipam import IPAMStatus
 
 if TYPE_CHECKING:
     from weavenet.core.router import MeshRouter
@@ -299,11 +300,12 @@ class IPAMService:
         """``DELETE /peer`` (``weave reset``): hand our ranges to a live peer."""
         self._run(self.allocator.shutdown)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> IPAMStatus:
+        """The ``IPAM`` part of ``weave report``: the allocator's, with this service's counters."""
         st = self.allocator.status(self.default_subnet, self.loop.time())
-        st["PersistFailures"] = self.persist_failures
-        st["Unsaved"] = self.allocator.unsaved or ""
-        st["ContainerDeaths"] = self.watch.deaths
+        st.persist_failures = self.persist_failures
+        st.unsaved = self.allocator.unsaved or ""
+        st.container_deaths = self.watch.deaths
         return st
 
 

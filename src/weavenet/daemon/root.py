@@ -25,7 +25,6 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from weavenet.aio.machine import MachineDriver
 from weavenet.aio.mesh import MeshTransport
@@ -33,7 +32,8 @@ from weavenet.api.http import ApiParts, start_api
 from weavenet.config import DaemonConfig, pid_file, resolve_ipam
 from weavenet.core.container_events import ContainerEvents
 from weavenet.core.router import MeshConfig, MeshRouter
-from weavenet.daemon import snapshot, state
+from weavenet.core.router_status import router_status
+from weavenet.daemon import state
 from weavenet.daemon.datapath_link import DatapathLink
 from weavenet.daemon.dns_service import DNSService
 from weavenet.daemon.fastdp_link import FastdpLink, overlays
@@ -43,6 +43,7 @@ from weavenet.dataplane import fastcrypto
 from weavenet.docker.service import DockerIntegration
 from weavenet.errors import ConfigError, StateError
 from weavenet.host.bridge import BRIDGE
+from weavenet.status import VERSION, StateStatus, WeaveStatus
 
 log = logging.getLogger("weavenet.daemon")
 
@@ -215,7 +216,7 @@ class Weaver:
         self._write_pid_file(stack)
         self.ready = True
         self.launched = True
-        log.info("weavenet router ready (version %s)", snapshot.VERSION)
+        log.info("weavenet router ready (version %s)", VERSION)
 
     def _write_pid_file(self, stack: contextlib.AsyncExitStack) -> None:
         pid_path = Path(pid_file(self.config.run_dir))
@@ -272,18 +273,25 @@ class Weaver:
 
     # -- status (StatusSource) ------------------------------------------------------------------------------------
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> WeaveStatus:
+        """The whole report, built afresh: ``weave status``, ``weave report`` and ``/metrics`` render it."""
         dp = self.link.datapath
-        report = snapshot.weave_status(self.router, self.ready, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
-        if self.dns is not None:
-            report["DNS"] = self.dns.status()
-        if self.ipam is not None:
-            report["IPAM"] = self.ipam.status()
-        report.update(self.docker.report())  # "Proxy" and "Plugin", each only when it runs
+        router = router_status(self.router, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
+        self.fastdp.add_to_report(router)
+        docker = self.docker.report()  # "Proxy" and "Plugin", each only when it runs
         unsaved = dict(self.problems.unsaved)
         if self.ipam is not None and self.ipam.allocator.unsaved:
             unsaved["ipam"] = self.ipam.allocator.unsaved
-        if self.problems.found or unsaved:  # absent when all is well, as Weave's report has no such section
-            report["State"] = {"Problems": list(self.problems.found), "Unsaved": unsaved}
-        self.fastdp.add_to_report(report)
-        return report
+        problems = list(self.problems.found)
+        return WeaveStatus(
+            ready=self.ready,
+            version=VERSION,
+            router=router,
+            ipam=self.ipam.status() if self.ipam is not None else None,
+            dns=self.dns.status() if self.dns is not None else None,
+            proxy=docker.proxy,
+            plugin=docker.plugin,
+            # absent when all is well, as Weave's report has no such section
+            state=StateStatus(problems, unsaved) if problems or unsaved else None,
+            docker=docker.diagnostics,
+        )

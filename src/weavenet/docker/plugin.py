@@ -35,6 +35,7 @@ from weavenet.docker import endpoints_plugin as ep_names
 from weavenet.docker.api import DockerClient, DockerError
 from weavenet.docker.attacher import RouterAPI
 from weavenet.errors import HostError, WeavenetError
+from weavenet.status.docker import PluginConfig, PluginStatus
 
 log = logging.getLogger("weavenet.plugin")
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
@@ -220,23 +221,24 @@ class Plugin:
         )
         return True
 
-    def report(self) -> dict[str, Any]:
-        return {
-            "Config": {
-                "Socket": self.opts.plugin_socket,
-                "MeshSocket": self.opts.plugin_mesh_socket,
-                "Enable": True,
-                "EnableV2": False,
-                "EnableV2Multicast": False,
-                "DNS": not self.opts.without_dns,
-                "DefaultSubnet": self.default_subnet,
-                "ProcPath": "/proc",
-            },
-            "DriverName": ep_names.driver_name(self.opts.plugin_socket) if self.opts.plugin_socket else "",
-            "MeshDriverName": ep_names.driver_name(self.opts.plugin_mesh_socket)
-            if self.opts.plugin_mesh_socket
-            else "",
-        }
+    def report(self) -> PluginStatus:
+        """The report's ``Plugin`` section, as Weave's legacy plugin gives it."""
+        config = PluginConfig(
+            socket=self.opts.plugin_socket,
+            mesh_socket=self.opts.plugin_mesh_socket,
+            enable=True,
+            enable_v2=False,
+            enable_v2_multicast=False,
+            dns=not self.opts.without_dns,
+            default_subnet=self.default_subnet,
+            proc_path="/proc",
+        )
+        opts = self.opts
+        return PluginStatus(
+            config,
+            ep_names.driver_name(opts.plugin_socket) if opts.plugin_socket else "",
+            ep_names.driver_name(opts.plugin_mesh_socket) if opts.plugin_mesh_socket else "",
+        )
 
     # -- HTTP -------------------------------------------------------------------------------------------------------
 

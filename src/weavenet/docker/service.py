@@ -30,6 +30,15 @@ from weavenet.docker.events import EventWatcher
 from weavenet.docker.options import listen_endpoints, server_ssl, upstream_ssl
 from weavenet.docker.rewrite import ProxySettings, is_weave_container
 from weavenet.errors import HostError
+from weavenet.status.docker import (
+    DockerAttach,
+    DockerDiagnostics,
+    DockerEvents,
+    DockerPlugin,
+    DockerProxy,
+    DockerReport,
+    ProxyStatus,
+)
 
 if TYPE_CHECKING:
     from weavenet.core.container_events import ContainerEvents
@@ -253,15 +262,12 @@ class DockerIntegration:
 
     # -- status ------------------------------------------------------------------------------------------------------
 
-    def report(self) -> dict[str, Any]:
-        """The report's ``Proxy`` and ``Plugin`` sections (only the services that run), as Weave's."""
-        out: dict[str, Any] = {}
-        if self.proxy is not None:
-            out["Proxy"] = {"Addresses": list(self.proxy.addresses)}
-        if self.plugin is not None:
-            out["Plugin"] = self.plugin.report()
-        out["DockerDiagnostics"] = self.diagnostics()  # not in Weave's report: only ``weave status docker``
-        return out
+    def report(self) -> DockerReport:
+        """The report's ``Proxy`` and ``Plugin`` sections (only the services that run), as Weave's, and our
+        diagnostics (not in Weave's report: only ``weave status docker`` shows them)."""
+        proxy = ProxyStatus(list(self.proxy.addresses)) if self.proxy is not None else None
+        plugin = self.plugin.report() if self.plugin is not None else None
+        return DockerReport(proxy, plugin, self.diagnostics())
 
     def proxy_addresses(self) -> list[str]:
         return list(self.proxy.addresses) if self.proxy is not None else []
@@ -269,26 +275,14 @@ class DockerIntegration:
     def attached_containers(self) -> list[tuple[str, int]]:
         return self.attacher.attached() if self.attacher is not None else []
 
-    def diagnostics(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"DockerAPI": self.opts.docker_api, "Enabled": self.enabled}
-        if self.disabled_reason:
-            d["DisabledReason"] = self.disabled_reason
-        if self.wait_problem:
-            d["WaitProgram"] = self.wait_problem
+    def diagnostics(self) -> DockerDiagnostics:
+        d = DockerDiagnostics(self.opts.docker_api, self.enabled, self.disabled_reason, self.wait_problem)
         if self.watcher is not None:
-            d["Events"] = {
-                "Connected": self.watcher.connected.is_set(),
-                "LastError": self.watcher.last_error,
-                **self.watcher.counts,
-            }
+            d.events = DockerEvents(self.watcher.connected.is_set(), self.watcher.last_error, dict(self.watcher.counts))
         if self.proxy is not None:
-            d["Proxy"] = {**self.proxy.stats, "Active": self.proxy.active}
+            d.proxy = DockerProxy(dict(self.proxy.stats), self.proxy.active)
         if self.attacher is not None:
-            d["Attach"] = {**self.attacher.stats, "LastError": self.attacher.last_error}
+            d.attach = DockerAttach(dict(self.attacher.stats), self.attacher.last_error)
         if self.plugin is not None:
-            d["Plugin"] = {
-                "Scope": self.plugin.scope,
-                "Calls": dict(self.plugin.calls),
-                "LastError": self.plugin.last_error,
-            }
+            d.plugin = DockerPlugin(self.plugin.scope, dict(self.plugin.calls), self.plugin.last_error)
         return d

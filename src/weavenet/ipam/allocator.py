@@ -47,6 +47,7 @@ from weavenet.ipam.reclaim import DEFAULT_RECLAIM_AFTER, Reclaimer, duration
 from weavenet.ipam.ring import UNKNOWN_PEER, DifferentRange, DifferentSeeds, Ring, RingError, normalize_consensus
 from weavenet.ipam.space import Space
 from weavenet.ipam.wire import GossipMessage, Owned
+from weavenet.status.ipam import CIDRValue, IPAMClaimStatus, IPAMEntryStatus, IPAMStatus, IPAMUnreachable
 
 log = logging.getLogger("weavenet.ipam")
 
@@ -1012,59 +1013,51 @@ class Allocator:
 
     # ===================================================================================== status
 
-    def status(self, default_subnet: CIDR | None, now: float | None = None) -> dict[str, Any]:
-        """The ``IPAM`` part of the report, with Weave's keys; weavenet's additions under keys Go lacks."""
+    def status(self, default_subnet: CIDR | None, now: float | None = None) -> IPAMStatus:
+        """The ``IPAM`` part of the report (Weave's ``ipam.Status``), with weavenet's reclaim and refusal notes."""
         t = self._now if now is None else now
         paxos = None
         if self.awaiting_consensus and self.paxos is not None:
             paxos = self.paxos.status()
         entries = [
-            {
-                "Token": ip_str(info.range.start),
-                "Size": info.range.size,
-                "Peer": str(info.peer),
-                "Nickname": self.nicknames.get(info.peer, ""),
-                "IsKnownPeer": self.view.is_known_peer(info.peer),
-                "Version": info.version,
-            }
+            IPAMEntryStatus(
+                ip_str(info.range.start),
+                info.range.size,
+                str(info.peer),
+                self.nicknames.get(info.peer, ""),
+                self.view.is_known_peer(info.peer),
+                info.version,
+            )
             for info in self.ring.all_range_info()
         ]
         claims = [
-            {"Ident": op.ident, "CIDR": {"Addr": ip_str(op.cidr.addr), "PrefixLen": op.cidr.prefix_len}}
+            IPAMClaimStatus(op.ident, CIDRValue(ip_str(op.cidr.addr), op.cidr.prefix_len))
             for op in self.pending_claims
             if isinstance(op, Claim)
         ]
         allocates = [op.describe() for op in self.pending_allocates if isinstance(op, Allocate)]
         stuck = self.reclaimer.stuck(self.ring, self.name, self.view.is_reachable, t, self._describe, self.members)
-        return {
-            "Paxos": paxos,
-            "Range": str(self.universe),
-            "RangeNumIPs": self.universe.size,
-            "ActiveIPs": self.space.num_owned(),
-            "DefaultSubnet": str(default_subnet) if default_subnet is not None else "",
-            "Entries": entries or None,
-            "PendingClaims": claims or None,
-            "PendingAllocates": allocates or None,
-            # weavenet additions (not part of Weave's JSON report)
-            "Unreachable": [
-                {
-                    "Peer": str(s.peer),
-                    "Nickname": self.nicknames.get(s.peer, ""),
-                    "IPs": s.ips,
-                    "AbsentFor": s.absent_for,
-                    "Plan": s.plan,
-                    "ReclaimIn": s.reclaim_in,
-                }
+        return IPAMStatus(
+            paxos=paxos,
+            range=str(self.universe),
+            range_num_ips=self.universe.size,
+            active_ips=self.space.num_owned(),
+            default_subnet=str(default_subnet) if default_subnet is not None else "",
+            entries=entries or None,
+            pending_claims=claims or None,
+            pending_allocates=allocates or None,
+            unreachable=[
+                IPAMUnreachable(str(s.peer), self.nicknames.get(s.peer, ""), s.ips, s.absent_for, s.plan, s.reclaim_in)
                 for s in stuck
             ],
-            "ReclaimAfter": self.config.reclaim_after,
-            "Reclaims": self.reclaims,
-            "ReclaimedIPs": self.reclaimed_ips,
-            "Refused": self.refused_count,
-            "Refusals": list(self.refusals),
-            "Conflicts": list(self.conflicts),
-            "Orphans": len(self.orphans),
-        }
+            reclaim_after=self.config.reclaim_after,
+            reclaims=self.reclaims,
+            reclaimed_ips=self.reclaimed_ips,
+            refused=self.refused_count,
+            refusals=list(self.refusals),
+            conflicts=list(self.conflicts),
+            orphans=len(self.orphans),
+        )
 
     # ===================================================================================== logging
 

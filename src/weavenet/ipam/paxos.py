@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from weavenet.core.names import PeerName
+from weavenet.status.ipam import PaxosStatus
 
 
 class NodeID(NamedTuple):
@@ -167,8 +168,8 @@ class Node:
                     return claims.accepted_val
         return None
 
-    def status(self) -> dict[str, object]:
-        return {"Elector": True, "KnownNodes": len(self.knows), "Quorum": self.quorum}
+    def status(self) -> PaxosStatus:
+        return PaxosStatus(True, len(self.knows), self.quorum)
 
 
 class Observer:
@@ -197,8 +198,8 @@ class Observer:
     def consensus(self) -> AcceptedValue | None:
         return None
 
-    def status(self) -> dict[str, object]:
-        return {"Elector": False, "KnownNodes": 0, "Quorum": 0}
+    def status(self) -> PaxosStatus:
+        return PaxosStatus(False, 0, 0)
 
 
 Participant = Node | Observer

@@ -151,5 +151,5 @@ def _dns_metrics(dns: DNSStatus | None) -> Iterator[Metric]:
 def render_metrics(report: Report) -> bytes:
     """The exposition text of ``/metrics`` for this report."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ReportCollector(as_report(report)))  # type: ignore[arg-type]
+    registry.register(_ReportCollector(as_report(report)))
     return generate_latest(registry)

@@ -67,7 +67,7 @@ def test_unknown_protocol_version_is_refused_with_reason() -> None:
     (close,) = closes(r)
     assert "remote version range [3,4] is incompatible with ours [1,2]" in close.reason
     status = r.connection_status()
-    assert status[-1]["State"] == "failed" and "incompatible" in str(status[-1]["Info"])
+    assert status[-1].state == "failed" and "incompatible" in status[-1].info
 
 
 def test_peer_name_collision_and_connect_to_self() -> None:
@@ -75,7 +75,7 @@ def test_peer_name_collision_and_connect_to_self() -> None:
     cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
     pump(r, cid, remote_handshake(name=ME, uid=12345))
     assert cid not in r.connections
-    assert "peer names collision" in r.connection_status()[-1]["Info"]  # type: ignore[operator]
+    assert "peer names collision" in r.connection_status()[-1].info
     cid = r.accepted("10.0.0.1:40001", "10.0.0.1:6783", 0.0)
     pump(r, cid, remote_handshake(name=ME, uid=r.ourself.uid))
     assert cid not in r.connections
@@ -85,10 +85,10 @@ def test_password_mismatch_is_refused() -> None:
     r = router(password=b"right")
     cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
     pump(r, cid, remote_handshake(password=None))
-    assert "peer requested an unencrypted connection" in r.connection_status()[-1]["Info"]  # type: ignore[operator]
+    assert "peer requested an unencrypted connection" in r.connection_status()[-1].info
     cid = r.accepted("10.0.0.3:40000", "10.0.0.1:6783", 0.0)
     pump(r, cid, remote_handshake(password=b"wrong"))
-    assert "same --password" in r.connection_status()[-1]["Info"]  # type: ignore[operator]
+    assert "same --password" in r.connection_status()[-1].info
 
 
 def test_retry_time_prints_as_the_report_prints_times() -> None:
@@ -96,7 +96,7 @@ def test_retry_time_prints_as_the_report_prints_times() -> None:
     wall clock float 1e9 + 1µs prints as ``.000001``, not as the ``.000000954`` of its binary value."""
     r = MeshRouter(MeshConfig(name=ME, nickname="me"), rng=random.Random(1), now=0.0, wall_offset=1_000_000_000.0)
     r.maker.targets["10.0.0.2:6783"] = Target(TargetState.WAITING, last_error="no route", try_after=0.000001)
-    assert r.connection_status()[-1]["Info"] == "no route, retry: 2001-09-09 01:46:40.000001 +0000 UTC"
+    assert r.connection_status()[-1].info == "no route, retry: 2001-09-09 01:46:40.000001 +0000 UTC"
 
 
 def test_peers_refused_by_the_connection_limit_never_enter_the_topology() -> None:
@@ -115,7 +115,7 @@ def test_peers_refused_by_the_connection_limit_never_enter_the_topology() -> Non
         )  # fmt: skip
         pump(r, extra, hs, now=0.2)
         assert extra not in r.connections
-    assert "Connection limit reached (1)" in str(r.connection_status()[-1]["Info"])
+    assert "Connection limit reached (1)" in r.connection_status()[-1].info
     assert set(r.topology.by_name) == {ME, THEM} and r.ourself.short_id == ours
     sent = bytearray()
     for t in (1.5, 31.0):  # the batched topology update, then a full gossip round, to THEM
@@ -132,7 +132,7 @@ def test_the_connection_limit_does_not_refuse_a_peer_already_connected() -> None
     pump(r, again, remote_handshake(), now=0.1)  # the same peer again: one of the two wins the tie-break
     assert THEM in r.by_peer
     assert all("Connection limit" not in c.reason for c in closes(r))
-    assert all("Connection limit" not in str(s["Info"]) for s in r.connection_status())
+    assert all("Connection limit" not in s.info for s in r.connection_status())
 
 
 class _BuggyGossiper:

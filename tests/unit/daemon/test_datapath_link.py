@@ -81,8 +81,8 @@ def test_encrypted_fast_links_take_aegis_only_when_both_peers_offer_it() -> None
         (link,) = t.links.values()
         assert link.key is not None and link.fast and link.cipher == AEGIS256
     both.run_until_true(lambda: all(c.established for p in both.peers for c in p.router.by_peer.values()), 30)
-    (status,) = [s for s in both.peers[0].router.connection_status() if s["State"] == "established"]
-    assert status["Attrs"]["cipher"] == AEGIS256 and status["Attrs"]["encrypted"] is True  # type: ignore[index]
+    (status,) = [s for s in both.peers[0].router.connection_status() if s.state == "established"]
+    assert status.attrs is not None and status.attrs["cipher"] == AEGIS256 and status.attrs["encrypted"] is True
     one = encrypted_pair(((AEGIS256,), ()))
     for i in (0, 1):
         t = TableBuilder(one.peers[i].router).build()
@@ -90,8 +90,8 @@ def test_encrypted_fast_links_take_aegis_only_when_both_peers_offer_it() -> None
         (link,) = t.links.values()
         assert link.cipher == SECRETBOX
     one.run_until_true(lambda: all(c.established for p in one.peers for c in p.router.by_peer.values()), 30)
-    (status,) = [s for s in one.peers[0].router.connection_status() if s["State"] == "established"]
-    assert "cipher" not in status["Attrs"]  # type: ignore[operator]
+    (status,) = [s for s in one.peers[0].router.connection_status() if s.state == "established"]
+    assert status.attrs is not None and "cipher" not in status.attrs
 
 
 def test_fast_cipher_prefers_ours_in_order_and_defaults_to_secretbox() -> None:

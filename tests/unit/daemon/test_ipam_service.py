@@ -126,7 +126,7 @@ async def test_routes_persistence_and_events(tmp_path: Path) -> None:
             await (await client.delete("/peer/7e:00:00:00:00:01")).text() == "0 IPs taken over from 7e:00:00:00:00:01\n"
         )
     st = svc.status()
-    assert st["ActiveIPs"] == 1 and st["Entries"][0]["Peer"] == str(NAME)
+    assert st.active_ips == 1 and st.entries is not None and st.entries[0].peer == str(NAME)
     # die, then the grace period: the address goes (driven by the allocator's timer)
     svc.events.publish(ContainerEvent(DIE, "/proc/self/ns/net", 0.0))
     assert svc.allocator.dead

@@ -21,7 +21,7 @@ from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig, MeshRouter
 from weavenet.daemon.dns_service import DNSService, _host_port, container_alive
 from weavenet.errors import ConfigError
-from weavenet.status import render_dns, render_metrics, render_status, report_json
+from weavenet.status import RouterStatus, WeaveStatus, render_dns, render_metrics, render_status, report_json
 
 NAME = PeerName(0xAABBCCDDEEFF)
 
@@ -118,7 +118,7 @@ async def test_report_status_and_metrics(service: DNSService) -> None:
     service.add("weave:extern", "10.32.0.2", "two.weave.local", check_alive=False)
     service.delete("weave:extern", "10.32.0.2", None)
     service.engine.handle(b"\x00" * 20)
-    report = {"Ready": True, "Version": "x", "Router": {}, "DNS": service.status()}
+    report = WeaveStatus(ready=True, version="x", router=RouterStatus.from_dict({}), dns=service.status())
     text = render_status(report)
     assert "        Service: dns\n         Domain: weave.local.\n       Upstream: none\n" in text
     assert "            TTL: 1\n        Entries: 1\n" in text

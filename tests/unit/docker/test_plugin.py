@@ -196,7 +196,7 @@ async def test_network_weave_is_created_at_start(plugin: tuple[Plugin, list[str]
     spec = docker.created[0]
     assert spec["Name"] == "weave" and spec["Driver"] == "weavemesh"
     assert spec["IPAM"] == {"Driver": "weavemesh", "Config": [{"Subnet": "10.32.0.0/12"}]}
-    assert p.report()["DriverName"] == "weave" and p.report()["MeshDriverName"] == "weavemesh"
+    assert p.report().driver_name == "weave" and p.report().mesh_driver_name == "weavemesh"
 
 
 @pytest.mark.parametrize(

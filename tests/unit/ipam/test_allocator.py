@@ -43,7 +43,7 @@ def test_subnets_exclude_network_and_broadcast() -> None:
     assert ok(c.allocate(0, "a", sub)) == "10.32.5.1/30"
     assert ok(c.allocate(0, "b", sub)) == "10.32.5.2/30"
     assert c.allocate(0, "c", sub) == []  # full: waits for space
-    assert c.peers[0].alloc.status(None)["PendingAllocates"] == ["c 10.32.5.0/30"]
+    assert c.peers[0].alloc.status(None).pending_allocates == ["c 10.32.5.0/30"]
     out = c.allocate(0, "d", CIDR.parse_subnet("10.2.0.0/16"))
     assert out[0].error == "range 10.2.0.0/16 out of bounds: 10.32.0.0/12"
 
@@ -116,7 +116,7 @@ def test_claim_of_another_peers_address_is_donated() -> None:
     assert ok(box) == ""
     assert c.peers[0].alloc.ring.owner(far.addr) == c.peers[0].name
     theirs = c.claim(1, "theirs", far)
-    assert c.peers[1].alloc.status(None)["PendingClaims"] == [
+    assert c.peers[1].alloc.status(None).to_dict()["PendingClaims"] == [
         {"Ident": "theirs", "CIDR": {"Addr": "10.44.0.7", "PrefixLen": 12}}
     ]
     c.run_for(1)  # the owner uses it: denied
@@ -165,7 +165,8 @@ def test_cancel_a_pending_allocation() -> None:
     box: list[Result] = []
     op = c.peers[0].alloc.allocate("c", U, True, c.now, box.append)
     c.run_for(10)
-    assert box == [] and c.peers[0].alloc.status(None)["Paxos"] == {"Elector": True, "KnownNodes": 1, "Quorum": 2}
+    paxos = c.peers[0].alloc.status(None).to_dict()["Paxos"]
+    assert box == [] and paxos == {"Elector": True, "KnownNodes": 1, "Quorum": 2}
     c.peers[0].alloc.cancel(op, c.now)
     assert box[0].cancelled and box[0].error == "Allocate request for c cancelled"
 
@@ -226,7 +227,7 @@ def test_seed_and_range_mismatches_are_refused_with_weaves_messages() -> None:
     ):
         a.peers[0].alloc.on_gossip_broadcast(PeerName(0x0B0000000001), d.peers[0].alloc.encode_state())
     st = a.peers[0].alloc.status(None)
-    assert st["Refused"] == 2 and st["Refusals"][0].startswith("IP allocation was seeded by different peers")
+    assert st.refused == 2 and st.refusals[0].startswith("IP allocation was seeded by different peers")
 
 
 def _named(cfg: AllocatorConfig, name: int, nick: str) -> AllocatorConfig:
@@ -257,10 +258,10 @@ def test_preclaims_are_claimed_once_the_ring_exists() -> None:
 
 def test_status_shapes() -> None:
     c = single()
-    st = c.peers[0].alloc.status(U)
+    st = c.peers[0].alloc.status(U).to_dict()
     assert st["Entries"] is None and st["Paxos"] is None and st["DefaultSubnet"] == "10.32.0.0/12"
     ok(c.allocate(0, "a"))
-    st = c.peers[0].alloc.status(U)
+    st = c.peers[0].alloc.status(U).to_dict()
     assert st["Entries"] == [
         {
             "Token": "10.32.0.0",
