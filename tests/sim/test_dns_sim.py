@@ -106,3 +106,23 @@ def test_a_departed_peer_takes_its_entries_with_it() -> None:
     assert gone is not None, "a departed peer's entries stayed"
     assert all(ns.lookup("b.weave.local.") for ns in nss[:3])
     assert all(PeerName(nss[3].ourname) not in {PeerName(e.origin) for e in ns.entries} for ns in nss[:3])
+
+
+def test_a_removal_lost_with_a_broken_connection_arrives_with_its_replacement() -> None:
+    """Found by the chaos run (bench/chaos.py --seed 424242 --duration 600): a removal broadcast on a connection
+    that was cut and then timed out is lost with it; the connection that replaces it (the peer still reachable
+    through a third one, so not a "new peer") carried nothing, and the removed name resolved on that peer, to an
+    address since given to another container, until the 30 s full gossip. A replacement resyncs at once."""
+    net, nss = mesh(3, seed=3)
+    assert net.run_until_true(lambda: len(net.peers[1].router.by_peer) == 2, 30) is not None  # 1-2 by discovery
+    do(net, net.peers[1], lambda: nss[1].add("a1.weave.local.", "c1", ADDR, net.clock.wall()))
+    assert net.run_until_true(lambda: all(resolves(nss, [0, 1, 2])), 10, step=0.1) is not None
+    net.run_for(31)  # just past a periodic round: the next one is half a minute away
+    net.cut(1, 2)
+    net.run_for(0.5)
+    do(net, net.peers[1], lambda: nss[1].delete(None, "c1", None, net.clock.wall()))
+    assert net.run_until_true(lambda: net.peers[1].name not in net.peers[2].router.by_peer, 20, step=0.1) is not None
+    assert resolves(nss, [0, 1, 2]) == [False, False, True]  # 2 still has it: the removal went down the cut link
+    net.heal(1, 2)
+    took = net.run_until_true(lambda: not any(resolves(nss, [0, 1, 2])), 20, step=0.1)
+    assert took is not None and took < 3, f"the removal reached peer 2 only {took} s after the link came back"

@@ -190,3 +190,75 @@ def test_a_peer_without_weavenet_features_keeps_its_connections() -> None:
     assert all(len(u) == 1 for u in uids) and established_everywhere(net)
     net.run_for(60)
     assert [{c.uid for c in p.router.ready_connections()} for p in net.peers] == uids, "the connection flapped"
+
+
+def _links_up(net: SimNetwork, pairs: list[tuple[int, int]]) -> bool:
+    for a, b in pairs:
+        for x, y in ((a, b), (b, a)):
+            conn = net.peers[x].router.by_peer.get(net.peers[y].name)
+            if conn is None or not conn.established:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("cut_for", [30.0, 200.0])
+def test_links_come_back_within_two_seconds_of_a_heal(seed: int, cut_for: float) -> None:
+    """Liveness beacons: after a cut long enough for the redial backoff to grow, the link returns about one beacon
+    interval after the heal (without them: at the next redial, 5-20 s later), for a direct peer and for a link
+    discovery made."""
+    net = SimNetwork(3, seed=seed)
+    net.connect(1, [0])
+    net.connect(2, [0])  # 1-2 comes from discovery
+    everyone = [(0, 1), (0, 2), (1, 2)]
+    assert net.run_until_true(lambda: _links_up(net, everyone), 30, step=0.1) is not None
+    net.run_for(90)  # connections older than a minute: the first redial after the loss is immediate
+    cut_at = net.now()
+    net.partition([2], [0, 1])
+    assert net.run_until_true(lambda: not net.peers[2].router.by_peer, 30, step=0.5) is not None
+    net.run_until(cut_at + cut_for + seed * 0.37)  # a different phase of the backoff for each seed
+    net.heal_all()
+    took = net.run_until_true(lambda: _links_up(net, everyone), 60, step=0.05)
+    assert took is not None and took <= 2.0, f"seed {seed}: links back {took} s after the heal"
+
+
+def test_no_beacons_to_a_peer_that_does_not_offer_them() -> None:
+    """A peer without the beacon feature (Go's Weave, older weavenet) gets none: a cut costs it Weave's backoff."""
+    from dataclasses import replace
+
+    from weavenet.core import beacons as bc
+
+    net = SimNetwork(2, seed=7)
+    old = net.peers[1].router
+    old.config = replace(old.config, beacons=False)
+    net.connect(1, [0])
+    assert net.run_until_true(lambda: _links_up(net, [(0, 1)]), 30, step=0.1) is not None
+    net.cut(0, 1)
+    assert net.run_until_true(lambda: not net.peers[0].router.by_peer, 30, step=0.5) is not None
+    net.run_for(20)
+    assert net.peers[0].router.beacons.peers() == [] and old.beacons.peers() == []
+    assert net.peers[0].router.sleeve.counters.unknown_sender == 0
+    # both offering them: each side beacons the other while they are apart
+    net2 = SimNetwork(2, seed=7)
+    net2.connect(1, [0])
+    assert net2.run_until_true(lambda: _links_up(net2, [(0, 1)]), 30, step=0.1) is not None
+    net2.cut(0, 1)
+    assert net2.run_until_true(lambda: not net2.peers[0].router.by_peer, 30, step=0.5) is not None
+    assert [p.router.beacons.peers() for p in net2.peers] == [[net2.peers[1].name], [net2.peers[0].name]]
+    assert bc.INTERVAL == 1.0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_new_link_carries_traffic_within_a_fraction_of_a_second(seed: int) -> None:
+    """Heartbeats ramp from 50 ms (a first one lost to a race is resent at once) and an established connection is
+    gossiped at once, not after a second's batching: both peers route to each other (established, symmetric)
+    within a few round trips of the dial."""
+    net = SimNetwork(2, seed=seed)
+    net.connect(1, [0])
+    a, b = net.peers
+
+    def routed() -> bool:
+        return a.router.routes.unicast(b.name) == b.name and b.router.routes.unicast(a.name) == a.name
+
+    took = net.run_until_true(routed, 10, step=0.01)
+    assert took is not None and took < 0.3, f"seed {seed}: routes after {took} s"

@@ -6,10 +6,12 @@ return at once; what it wants done in the world (bytes to write, datagrams, dial
 wants to be woken it says so through ``get_timer()``. This driver is the only place that turns that into
 asyncio:
 
-* :meth:`MachineDriver.run` feeds one input (a function of ``now``), then *flushes*: every registered machine's
-  actions are drained by its own drain callback (one input of one machine can cause actions of another: an IPAM
-  allocation gossips through the mesh router), the after-input hooks run (tables for the data plane, the fast
-  datapath's reconciler), and every machine's timer is re-armed;
+* :meth:`MachineDriver.run` feeds one input (a function of ``now``), then *flushes*: the after-input hooks run
+  (tables for the data plane, the fast datapath's reconciler: they read the machines' new state, and a new link
+  must be in the data plane's tables before the heartbeat that proves it is handed over, or that heartbeat is
+  dropped and the link takes half a second longer each way), every registered machine's actions are drained by
+  its own drain callback (one input of one machine can cause actions of another: an IPAM allocation gossips
+  through the mesh router), and every machine's timer is re-armed;
 * each machine has at most one ``loop.call_at``, re-armed only when its deadline moved; when it fires, the
   machine's ``handle_timer`` gets ``now = max(deadline, loop.time())``, so a machine never sees a time before
   the deadline it asked for (``call_at`` may fire a hair early);
@@ -93,17 +95,17 @@ class MachineDriver:
         try:
             for _ in range(MAX_ROUNDS):
                 self._again = False
+                for hook in self.after_input:  # first: the data plane must know a new link before its heartbeat
+                    try:
+                        hook()
+                    except Exception:
+                        log.exception("after-input hook %s failed", getattr(hook, "__qualname__", hook))
                 for reg in self._machines:
                     if reg.drain is not None:
                         try:
                             reg.drain()
                         except Exception:
                             log.exception("carrying out what %s asked for failed", reg.name)
-                for hook in self.after_input:
-                    try:
-                        hook()
-                    except Exception:
-                        log.exception("after-input hook %s failed", getattr(hook, "__qualname__", hook))
                 if not self._again:
                     break
             else:

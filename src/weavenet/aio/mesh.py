@@ -105,9 +105,11 @@ class MeshTransport:
         port: int,
         send_special: Callable[[SendSpecial], None] | None = None,
         send_vxlan: Callable[[SendVxlan], None] | None = None,
+        send_datagram: Callable[[tuple[str, int], bytes], None] | None = None,
     ) -> None:
-        """``send_special`` given: an external data plane owns the UDP port; specials are handed to it.
-        ``send_vxlan``: the fast datapath's heartbeats (None: it is off)."""
+        """``send_special`` given: an external data plane owns the UDP port; specials are handed to it, and so are
+        the core's own datagrams (liveness beacons) through ``send_datagram``. ``send_vxlan``: the fast
+        datapath's heartbeats (None: it is off)."""
         self.router = router
         self.driver = driver
         self.send_special = send_special
@@ -121,6 +123,8 @@ class MeshTransport:
         self._tasks: set[asyncio.Task[None]] = set()
         self._bucket = TokenBucket(ACCEPT_MAX_TOKENS, ACCEPT_TOKEN_DELAY, self.loop.time())
         self.closed = False
+        self.send_datagram = send_datagram
+        self._dials: dict[int, asyncio.Task[None]] = {}  # pending dials, cancelled when the core abandons them
         driver.add("mesh router", router, self._drain)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -205,6 +209,15 @@ class MeshTransport:
             proto.conn_id = conn_id
             self._conns[conn_id] = proto
             self.driver.flush()
+            return
+        # Outbound: tell the core here, not when the dial's await returns: the peer's first bytes can be delivered
+        # before that (the await resumes a loop iteration later), and would reach a core still dialling.
+        conn_id = proto.conn_id
+        if self._conns.get(conn_id) is not proto:  # abandoned by the core meanwhile
+            proto.transport.abort()
+            return
+        local = proto.transport.get_extra_info("sockname")
+        self.run(lambda now: self.router.dial_succeeded(conn_id, join_host_port(local[0], local[1]), now))
 
     def tcp_lost(self, proto: _MeshTCP, exc: Exception | None) -> None:
         if proto.conn_id is not None and self._conns.get(proto.conn_id) is proto:
@@ -212,28 +225,40 @@ class MeshTransport:
             conn_id = proto.conn_id
             self.run(lambda now: self.router.connection_lost(conn_id, str(exc) if exc else None, now))
 
-    async def _dial(self, conn_id: int, address: str) -> None:
+    def _start_dial(self, conn_id: int, address: str, timeout: float | None) -> None:
+        task = self.loop.create_task(self._dial(conn_id, address, timeout))
+        self._dials[conn_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _t: self._dials.pop(conn_id, None))
+
+    async def _dial(self, conn_id: int, address: str, timeout: float | None = None) -> None:
         host, port = address.rsplit(":", 1)
         host = host.strip("[]")
         proto = _MeshTCP(self, conn_id)
         self._conns[conn_id] = proto
         try:
-            await self.loop.create_connection(
-                lambda: proto, host, int(port), local_addr=(self.host, 0) if self.host else None
+            await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: proto, host, int(port), local_addr=(self.host, 0) if self.host else None
+                ),
+                timeout,
             )
-        except OSError as e:
+        except OSError as e:  # TimeoutError included
+            if proto.transport is not None:
+                return  # connected just as the timeout struck: the connection's own end reports it
             self._conns.pop(conn_id, None)
-            err = f"dial tcp4 {address}: {e.strerror or e}"
+            if isinstance(e, TimeoutError):
+                err = f"dial tcp4 {address}: i/o timeout"
+            else:
+                err = f"dial tcp4 {address}: {e.strerror or e}"
             self.run(lambda now: self.router.dial_failed(conn_id, err, now))
-            return
-        assert proto.transport is not None
-        local = proto.transport.get_extra_info("sockname")
-        self.run(lambda now: self.router.dial_succeeded(conn_id, join_host_port(local[0], local[1]), now))
-
+        # connected: tcp_made has told the core
     # -- outputs ------------------------------------------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Carry out what the router asked for (called by the driver after every input)."""
+        """Carry out what the router asked for (called by the driver after every input, after the hooks that
+        keep the data plane's tables: a new link must be known there before a heartbeat for it is handed over)."""
         for action in self.router.actions():
             if isinstance(action, Write):
                 proto = self._conns.get(action.conn_id)
@@ -242,12 +267,16 @@ class MeshTransport:
             elif isinstance(action, SendDatagram):
                 if self._udp is not None:
                     self._udp.sendto(action.data, action.addr)
+                elif self.send_datagram is not None:
+                    self.send_datagram(action.addr, action.data)
             elif isinstance(action, Close):
                 proto = self._conns.pop(action.conn_id, None)
                 if proto is not None and proto.transport is not None:
                     proto.transport.abort()
+                elif (dial := self._dials.pop(action.conn_id, None)) is not None:
+                    dial.cancel()  # a pending dial the core gave up on (its TCP not connected yet)
             elif isinstance(action, Dial):
-                self._spawn(self._dial(action.conn_id, action.address))
+                self._start_dial(action.conn_id, action.address, action.timeout)
             elif isinstance(action, SendSpecial) and self.send_special is not None:
                 self.send_special(action)
             elif isinstance(action, SendVxlan) and self.send_vxlan is not None:

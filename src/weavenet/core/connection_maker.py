@@ -9,7 +9,15 @@ Port of mesh ``connection_maker.go``, with time passed in. Targets come from two
 
 A failed or terminated target is retried after a random delay in [i/2, 3i/2), with ``i`` starting at 2 s and
 growing ×1.5 up to 6 minutes; a connection that lived for more than a minute is retried at once. A peer-name
-collision or a connection to ourselves is never retried.
+collision or a connection to ourselves is never retried. A dial that has not connected within ``DIAL_TIMEOUT``
+fails (left to the kernel, its SYNs would back off for two minutes, so a path that healed meanwhile would wait
+for the next one).
+
+The backoff is blind to the path healing; a *sign of life* from a target's IP (a datagram on the mesh port, such
+as a liveness beacon, or a peer there becoming reachable in the topology) tells it: the
+target is dialled at once, and a dial pending for over ``REDIAL_AFTER`` is abandoned and started again (its next
+SYN may be seconds away). At most once per backoff step, so a flood of signs cannot make a dial loop: the rate
+stays within twice the backoff's.
 
 Name resolution is I/O, so the adapter resolves ``host`` before calling :meth:`ConnectionMaker.initiate`.
 """
@@ -27,6 +35,8 @@ from weavenet.core.topology import Topology
 INITIAL_INTERVAL = 2.0
 MAX_INTERVAL = 6 * 60.0
 RESET_AFTER = 60.0
+DIAL_TIMEOUT = 10.0
+REDIAL_AFTER = 1.0
 
 
 class TargetState(Enum):
@@ -43,6 +53,9 @@ class Target:
     try_after: float | None = None  # None: never (Go's zero time)
     try_interval: float = INITIAL_INTERVAL
     last_error_wall: float | None = None
+    attempt_started: float | None = None  # when the current (or last) dial began
+    hurried: bool = False  # a sign of life brought this backoff step forward; cleared by the next scheduled dial
+    hurry_now: bool = False  # the next dial is that hurried one
 
     def next_try_now(self, now: float) -> None:
         self.try_after = now
@@ -213,6 +226,35 @@ class ConnectionMaker:
     def connection_created(self, address: str, outbound: bool) -> None:
         if outbound and (target := self.targets.get(address)) is not None:
             target.state = TargetState.CONNECTED
+            target.hurried = target.hurry_now = False
+
+    def sign_of_life(self, ip: str, now: float, dialling: Iterable[str] = ()) -> list[str]:
+        """Something was heard from ``ip``: dial its waiting targets now (once per backoff step).
+
+        ``dialling`` are the addresses with a dial still pending (TCP not yet connected). Of those, the ones
+        pending for over ``REDIAL_AFTER`` are returned: the caller abandons those dials, and the next
+        :meth:`check` starts them again.
+        """
+        pending = set(dialling)
+        restart = []
+        for address, target in self.targets.items():
+            if target.hurried or host_of(address) != ip:
+                continue
+            if target.state is TargetState.WAITING and target.try_after is not None and target.try_after > now:
+                target.try_after = now
+            elif (
+                target.state is TargetState.ATTEMPTING
+                and address in pending
+                and target.attempt_started is not None
+                and now - target.attempt_started >= REDIAL_AFTER
+            ):
+                target.state = TargetState.WAITING
+                target.try_after = now
+                restart.append(address)
+            else:
+                continue
+            target.hurried = target.hurry_now = True
+        return restart
 
     def connection_terminated(
         self, address: str, outbound: bool, error: str, retry: bool, counts: bool, now: float, wall: float
@@ -295,6 +337,11 @@ class ConnectionMaker:
             target.state = TargetState.WAITING
             if target.try_after <= now:
                 target.state = TargetState.ATTEMPTING
+                target.attempt_started = now
+                if target.hurry_now:
+                    target.hurry_now = False
+                else:
+                    target.hurried = False  # a scheduled dial: the next sign of life may hurry again
                 dial.append((address, address in direct))
             elif deadline is None or target.try_after < deadline:
                 deadline = target.try_after

@@ -21,6 +21,7 @@ PROTOCOL_MAX_VERSION = 2
 class Dial:
     conn_id: int
     address: str  # "ip:port"
+    timeout: float | None = None  # give up (dial_failed) if not connected by then
 
 
 @dataclass(slots=True)
@@ -75,6 +76,7 @@ class MeshConfig:
     fast_sleeve_ciphers: tuple[str, ...] = ()  # faster AEADs than secretbox we can seal super-frames with
     fastdp_mtu: int = 1376  # the overlay MTU the fast datapath's heartbeats prove (the bridge's MTU)
     esp: bool = False  # the kernel can do IPsec ESP (else encrypted connections cannot use the fast datapath)
+    beacons: bool = True  # liveness beacons to lost weavenet peers (see beacons.py); off: behave as Weave 2.8
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping
 from ipaddress import ip_address
 
+from weavenet.core import beacons as bc
 from weavenet.core import gossip as g
 from weavenet.core import sleeve_cipher
 from weavenet.core import topology_gossip as tg
@@ -37,7 +38,14 @@ from weavenet.core.connection import (
     ConnState,
     LocalConnection,
 )
-from weavenet.core.connection_maker import ConnectionMaker, LiveConnection, PeerAddr, host_of, split_host_port
+from weavenet.core.connection_maker import (
+    DIAL_TIMEOUT,
+    ConnectionMaker,
+    LiveConnection,
+    PeerAddr,
+    host_of,
+    split_host_port,
+)
 from weavenet.core.fastdp import FastdpForwarder, FastdpOverlay
 from weavenet.core.framing import TAG_HEARTBEAT
 from weavenet.core.handshake import Handshake, HandshakeCompleted, HandshakeFailed
@@ -84,6 +92,7 @@ __all__ = [
 log = logging.getLogger("weavenet.mesh")
 
 INBOUND_FAILURES_KEPT = 16
+RESYNC_WITHIN = 300.0  # a connection replacing one lost this recently gets our whole gossip state
 FAST_SLEEVE_FEATURE = "WeavenetSleeve"
 FASTDP_FEATURE = "WeavenetFastdp"  # speaks weavenet's fast-datapath heartbeat extension (flags, probes)
 PASSWORD_HINT = " (do both peers use the same --password?)"
@@ -119,6 +128,9 @@ class MeshRouter(GossipMixin):
         self.ourself = ourself
         self.routes = Routes(self.topology)
         self.maker = ConnectionMaker(config.port, config.discovery, rng)
+        self.beacons = bc.Beacons()
+        self._reachable: set[PeerName] = set()  # peers routable over any connection, at the last route change
+        self._lost_at: dict[PeerName, float] = {}  # when our connection to a peer last went (see _add_connection)
         self.sleeve = SleeveOverlay(config.name, external=config.external_datapath)
         self.fastdp: FastdpOverlay | None = None
         self.fastdp_off_reason = "fast datapath disabled on this peer"
@@ -245,6 +257,13 @@ class MeshRouter(GossipMixin):
     def datagram_received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         self._now = now
         self.sleeve.receive_datagram(data, addr, now)
+        self._after_input(now)
+
+    def heard_from(self, ip: str, now: float) -> None:
+        """The data plane received a packet from ``ip`` under a peer name we have no connection to (a beacon, a
+        peer that still thinks it is connected to us): a sign of life, so a redial there need not wait."""
+        self._now = now
+        self._sign_of_life(ip, now)
         self._after_input(now)
 
     def vxlan_special_received(self, src_ip: str, vni: int, head: bytes, length: int, now: float) -> None:
@@ -530,6 +549,7 @@ class MeshRouter(GossipMixin):
                 self._shutdown(dup, RemoteProtocolError(dup_err), now)
                 raise RemoteProtocolError(dup_err)
         self._check_conn_limit()
+        self.beacons.found(remote.name)
         # Reachable over any connection means it has been getting our gossip already (Go asks for established
         # routes, which in a forming mesh sends whole states down most new connections).
         connected_before = self.routes.unicast_all(remote.name) is not None
@@ -537,8 +557,14 @@ class MeshRouter(GossipMixin):
         self.by_peer[remote.name] = conn
         self.ourself.connections[remote.name] = ConnSummary(remote.name, conn.remote_tcp_addr, conn.outbound, False)
         self.ourself.version += 1
+        lost_at = self._lost_at.pop(remote.name, None)
         if restarted:
             log.info("%s: connection added (restarted peer)", conn.describe())
+            self._send_all_gossip_down(conn)
+        elif connected_before and lost_at is not None and now - lost_at < RESYNC_WITHIN:
+            # What was queued on the connection this one replaces died with it (a removal broadcast down a cut
+            # link, say), and the peer, reachable through others meanwhile, is no new peer: resync.
+            log.info("%s: connection added (replacing one lost %.1fs ago)", conn.describe(), now - lost_at)
             self._send_all_gossip_down(conn)
         elif connected_before:
             log.info("%s: connection added", conn.describe())
@@ -564,7 +590,7 @@ class MeshRouter(GossipMixin):
         self.ourself.version += 1
         log.info("%s: connection fully established", conn.describe())
         self._routes_changed()
-        self._broadcast_peer_update(now)
+        self._broadcast_peer_update(now, urgent=True)
 
     def _shutdown(self, conn: LocalConnection, error: Exception, now: float, emit_close: bool = True) -> None:
         """Tear a connection down (port of ``LocalConnection.teardown``)."""
@@ -595,9 +621,13 @@ class MeshRouter(GossipMixin):
                 self.ourself.connections.pop(conn.remote.name, None)
                 self.ourself.version += 1
                 log.info("%s: connection deleted", conn.describe())
+                self._beacon_lost(conn, now)
+                self._lost_at[conn.remote.name] = now
+                if len(self._lost_at) > 1024:
+                    self._lost_at = {p: t for p, t in self._lost_at.items() if now - t < RESYNC_WITHIN}
                 self._garbage_collect(now)
                 self._routes_changed()
-                self._broadcast_peer_update(now)
+                self._broadcast_peer_update(now, urgent=True)
             elif conn.remote.local_refcount == 0 and conn.remote.name not in self.by_peer:
                 # registered, then refused before it was added (no overlay in common, a duplicate that lost):
                 # forget it now rather than gossip a peer we never connected to until the next collection
@@ -617,6 +647,29 @@ class MeshRouter(GossipMixin):
         )
         if not conn.outbound and was is ConnState.HANDSHAKE:
             self._record_inbound_failure(conn.remote_tcp_addr, str(error), now)
+
+    def _sign_of_life(self, ip: str, now: float) -> None:
+        dialling = {c.remote_tcp_addr: c for c in self.connections.values() if c.state is ConnState.DIALLING}
+        restart = self.maker.sign_of_life(ip, now, dialling)
+        for address in restart:
+            log.info("->[%s] sign of life from %s: dialling again", address, ip)
+            self._shutdown(dialling[address], RemoteProtocolError("dial abandoned for a fresh one"), now)
+        self._maker_dirty = True
+
+    def _beacon_lost(self, conn: LocalConnection, now: float) -> None:
+        """Our last connection to a weavenet peer went: beacon to it, so either side notices the path heal."""
+        assert conn.remote is not None
+        if not self.config.beacons or conn.features is None or conn.features.raw.get(bc.BEACON_FEATURE) != "1":
+            return
+        addr = next((f.remote_addr for f in conn.forwarders if isinstance(f, SleeveForwarder) and f.remote_addr), None)
+        if addr is None:
+            parts = split_host_port(conn.remote_tcp_addr)
+            if parts is None:
+                return
+            host, port = parts
+            addr = (host, int(port) if conn.outbound and port.isdigit() else self.config.port)
+        self.beacons.lost(conn.remote.name, addr, now)
+        self.timers.set("beacons", self.beacons.next_deadline() or now)
 
     def _record_inbound_failure(self, address: str, error: str, now: float) -> None:
         host = host_of(address)
@@ -703,6 +756,13 @@ class MeshRouter(GossipMixin):
             if self.routes.recalculate():
                 for cb in self.on_routes_changed:
                     cb()
+            self._newly_reachable(now)
+        elif key == "beacons":
+            beacon = bc.beacon(self.name)
+            for addr in self.beacons.due(now):
+                self._actions.append(SendDatagram(addr, beacon))
+            if (deadline := self.beacons.next_deadline()) is not None:
+                self.timers.set("beacons", deadline)
         elif key == "maker":
             self._maker_dirty = True
         elif isinstance(key, tuple) and key[0] == "flush":
@@ -711,6 +771,22 @@ class MeshRouter(GossipMixin):
             conn = self.connections.get(key[1])
             if conn is not None:
                 self._conn_timer(conn, now)
+
+    def _newly_reachable(self, now: float) -> None:
+        """A peer that became reachable (over anyone's connections) is alive, and its path may have healed: a sign
+        of life for its addresses, as others' topology entries give them."""
+        reachable = set(self.routes.unicast_table(all_connections=True)) - {self.name}
+        new, self._reachable = reachable - self._reachable, reachable
+        if not new:
+            return
+        ips = {
+            ip
+            for peer in self.topology.by_name.values()
+            for other, conn in peer.connections.items()
+            if other in new and (ip := host_of(conn.tcp_addr)) is not None
+        }
+        for ip in ips:
+            self._sign_of_life(ip, now)
 
     def _conn_timer(self, conn: LocalConnection, now: float) -> None:
         if now >= conn.deadline:
@@ -750,10 +826,16 @@ class MeshRouter(GossipMixin):
                 extra[sleeve_cipher.CIPHERS_FEATURE] = ",".join(self.config.fast_sleeve_ciphers)
         if self.fastdp is not None:
             extra[FASTDP_FEATURE] = "1"
+        if self.config.beacons:
+            extra[bc.BEACON_FEATURE] = "1"
         return extra
 
     def _after_input(self, now: float) -> None:
         """Run what any input may have made necessary: overlay events, then the connection maker."""
+        if self.sleeve.strangers:
+            strangers, self.sleeve.strangers = set(self.sleeve.strangers), []
+            for ip in strangers:
+                self._sign_of_life(ip, now)
         changed: set[SleeveForwarder | FastdpForwarder] = set()
         while self.sleeve.changed or (self.fastdp is not None and self.fastdp.changed):
             changed |= self.sleeve.changed
@@ -845,7 +927,7 @@ class MeshRouter(GossipMixin):
                 continue
             log.info("->[%s] attempting connection", address)
             conn = self._new_connection(True, address, accept_new_peer=direct, now=now)
-            self._actions.append(Dial(conn.id, address))
+            self._actions.append(Dial(conn.id, address, DIAL_TIMEOUT))
         deadline = self.maker.next_deadline()
         if deadline is None:
             self.timers.cancel("maker")

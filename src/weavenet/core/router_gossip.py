@@ -274,9 +274,18 @@ class GossipMixin:
     def _garbage_collect(self, now: float) -> None:
         self._apply_effects(self.topology.garbage_collect(reachable(self.topology)), now)
 
-    def _broadcast_peer_update(self, now: float, *names: PeerName) -> None:
+    def _broadcast_peer_update(self, now: float, *names: PeerName, urgent: bool = False) -> None:
+        """Gossip our changed entry within a second, batching changes (mesh's deferred topology update).
+
+        ``urgent``: a connection became established or went away. That changes the data plane's routes, which
+        use only connections both ends report established: a link that came back carried no traffic until the
+        peers had heard of it, a second later. Those go at once; the per-connection gossip coalescing
+        (``_flush_gossip``) still merges a burst of them into a few messages.
+        """
         self._pending_update.update(names)
-        if not self.timers.pending("topology"):
+        if urgent:
+            self.timers.set("topology", now)
+        elif not self.timers.pending("topology"):
             self.timers.set("topology", now + TOPOLOGY_UPDATE_DELAY)
 
     def _routes_changed(self) -> None:

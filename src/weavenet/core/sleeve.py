@@ -41,6 +41,7 @@ from weavenet.errors import RemoteProtocolError
 log = logging.getLogger("weavenet.sleeve")
 
 FAST_HEARTBEAT = 0.5
+FIRST_RETRY = 0.05  # until established, heartbeats start this close and double up to FAST_HEARTBEAT
 SLOW_HEARTBEAT = 10.0
 HEARTBEAT_TIMEOUT = 60.0
 # Between two weavenet peers (negotiated): a silent peer is noticed in seconds instead of a minute, so traffic
@@ -109,6 +110,7 @@ class SleeveForwarder:
         else:
             self.dec = None
         self.heartbeat_interval = 0.0
+        self._ramp = 0.0  # the current gap between heartbeats while not yet established (see _send_heartbeat)
         self.next_heartbeat: float | None = None
         self.timeout_at: float | None = None
         self.next_frag_test: float | None = None
@@ -162,7 +164,17 @@ class SleeveForwarder:
         self.overlay.outbox.append((self.remote_addr, packet))
 
     def _send_heartbeat(self, now: float) -> None:
-        self.next_heartbeat = now + self.heartbeat_interval
+        """Send a heartbeat and schedule the next one.
+
+        Until the connection is established they ramp up from ``FIRST_RETRY`` (0.05, 0.1, 0.2, 0.4, then every
+        0.5 s): the first one often meets a peer whose data plane has not yet heard of the connection (both ends
+        finish the handshake at about the same moment), and waiting a full 0.5 s for the next cost every link,
+        new or restored, that much on each side."""
+        interval = self.heartbeat_interval
+        if not self.established and interval == FAST_HEARTBEAT:
+            self._ramp = min(self._ramp * 2, FAST_HEARTBEAT) if self._ramp else FIRST_RETRY
+            interval = self._ramp
+        self.next_heartbeat = now + interval
         self._send_special(heartbeat_frame(self.conn_uid))
 
     # -- inputs -------------------------------------------------------------------------------------------------
@@ -354,6 +366,9 @@ class SleeveOverlay:
     # ``specials`` as (peer, connection uid, frame, df), and arrive already decoded via ``receive_special``.
     external: bool = False
     specials: list[tuple[PeerName, int, bytes, bool]] = field(default_factory=list)
+    # IPs that sent us packets under a peer name we have no connection to (beacons, a peer that still thinks it is
+    # connected): signs of life the router drains after each input
+    strangers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.local_bin = self.local_name.bytes6()
@@ -390,6 +405,8 @@ class SleeveOverlay:
         fwds = self._by_peer.get(data[:NAME_SIZE])
         if not fwds:
             self.counters.unknown_sender += 1
+            if len(self.strangers) < 64:
+                self.strangers.append(sender[0])
             return []
         fwd, body = self._open(fwds, data)
         if fwd is None or body is None:

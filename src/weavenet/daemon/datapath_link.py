@@ -172,6 +172,7 @@ class DatapathLink:
             rehearsal=rehearsal,
         )
         self.datapath.on_pmtu = self._on_pmtu
+        self.datapath.on_stranger = self._on_stranger
 
     @property
     def bridge(self) -> str:
@@ -194,6 +195,10 @@ class DatapathLink:
 
     def _on_special(self, peer: int, conn_uid: int, frame: bytes, addr: tuple[str, int]) -> None:
         self._run(lambda now: self.router.special_received(peer, conn_uid, frame, addr, now))
+
+    def _on_stranger(self, ip: str) -> None:
+        """A datagram from an address we have no link with (a lost peer's beacon): a sign of life to redial."""
+        self._run(lambda now: self.router.heard_from(ip, now))
 
     def _on_pmtu(self, peer: int, max_payload: int) -> None:
         log.info("path MTU to %s: UDP payload limited to %d bytes", PeerName(peer), max_payload)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from weavenet.aio.machine import MachineDriver
 from weavenet.core.container_events import ContainerEvents
 from weavenet.core.names import PeerName
+from weavenet.daemon import dns_saved
 from weavenet.dns.entries import Entry, addr_text, parse_addr
 from weavenet.dns.index import fqdn
 from weavenet.dns.nameserver import CHANNEL, PURGE_INTERVAL, Nameserver
@@ -71,6 +72,7 @@ class DNSService:
         resolv_conf: str = "",
         fallback_timeout: float = 5.0,
         bridge: str = "weave",
+        run_dir: str = "",
     ) -> None:
         """``listen_address`` "" chooses automatically (see the module docstring); ``upstream`` given: those
         servers, else the ``nameserver``\\ s of ``resolv_conf``, followed as it changes."""
@@ -78,6 +80,7 @@ class DNSService:
         self.router = router
         self.driver = driver
         self.bridge = bridge
+        self.run_dir = run_dir  # where our live names are kept for a restarted router ("" none: tests)
         topo = self.router.topology
         self.nameserver = Nameserver(router.name, domain, driver.wall, lambda peer: topo.get(peer) is not None)
         self.nameserver.set_sink(self.router.new_gossip(CHANNEL, self.nameserver))
@@ -99,6 +102,7 @@ class DNSService:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await self._restore()
         if self.listen_spec:
             self.mode = "given"
             host, port = _host_port(self.listen_spec, DNS_PORT)
@@ -128,6 +132,38 @@ class DNSService:
     @property
     def domain(self) -> str:
         return self.nameserver.domain
+
+    async def _restore(self) -> None:
+        """Register again the names this host's router had before a restart (see ``dns_saved``)."""
+        if not self.run_dir:
+            return
+        saved = await asyncio.to_thread(dns_saved.load, self.run_dir)
+        if not saved:
+            return
+        keep = await asyncio.to_thread(dns_saved.still_there, saved, self.bridge)
+        for ident, addr, name in keep:
+            self.driver.run(
+                lambda now, i=ident, a=addr, n=name: self.nameserver.add(n, i, parse_addr(a), self.driver.wall(now))
+            )
+        log.info(
+            "[nameserver %s] %d names of containers attached before restored (%d gone)",
+            self.name,
+            len(keep),
+            len(saved) - len(keep),
+        )
+        self._save()
+
+    def _save(self) -> None:
+        """Keep our live names in the runtime directory, for a restarted router."""
+        if not self.run_dir:
+            return
+        ours = int(self.name)
+        names = [
+            (e.container_id, addr_text(e.addr), e.hostname)
+            for e in self.nameserver.entries
+            if e.live and e.origin == ours
+        ]
+        dns_saved.save(self.run_dir, names)
 
     def _own_ips(self) -> set[str]:
         return {host for host, _ in self.server.addresses}
@@ -164,9 +200,11 @@ class DNSService:
         if event.kind in ("die", "destroy"):
             ident = event.ident
             # not inside whatever input published the event: the broadcast goes out on its own turn
-            asyncio.get_running_loop().call_soon(
-                self.driver.run, lambda now: self.nameserver.container_died(ident, self.driver.wall(now))
-            )
+            asyncio.get_running_loop().call_soon(self._died, ident)
+
+    def _died(self, ident: str) -> None:
+        self.driver.run(lambda now: self.nameserver.container_died(ident, self.driver.wall(now)))
+        self._save()
 
     # -- what the API asks ----------------------------------------------------------------------------------------
 
@@ -187,13 +225,16 @@ class DNSService:
         if check_alive and container not in NO_CHECK_IDENTS and not container_alive(container):
             log.info("[nameserver %s] container '%s' is not running: removing", self.name, container)
             self.delete(container, ip, host)
+        self._save()
         return entry
 
     def delete(self, container: str | None, ip: str | None, name: str | None) -> list[Entry]:
         """``DELETE /name[/{container}[/{ip}]][?fqdn=]``: missing parts match anything."""
         addr = parse_addr(ip) if ip is not None else None
         host = fqdn(name) if name else None
-        return self.driver.run(lambda now: self.nameserver.delete(host, container, addr, self.driver.wall(now))) or []
+        out = self.driver.run(lambda now: self.nameserver.delete(host, container, addr, self.driver.wall(now))) or []
+        self._save()
+        return out
 
     def entries_json(self) -> list[dict[str, Any]]:
         """``GET /name``: every entry, tombstones included, as Weave's JSON encodes them."""

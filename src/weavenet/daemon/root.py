@@ -25,25 +25,28 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from weavenet.aio.machine import MachineDriver
 from weavenet.aio.mesh import MeshTransport
-from weavenet.api.http import ApiParts, start_api
 from weavenet.config import DaemonConfig, pid_file, resolve_ipam
 from weavenet.core.container_events import ContainerEvents
 from weavenet.core.router import MeshConfig, MeshRouter
 from weavenet.core.router_status import router_status
 from weavenet.daemon import state
+from weavenet.daemon.announce import Announcer
 from weavenet.daemon.datapath_link import DatapathLink
 from weavenet.daemon.dns_service import DNSService
 from weavenet.daemon.fastdp_link import FastdpLink, overlays
 from weavenet.daemon.host_setup import HostSetup
 from weavenet.daemon.ipam_service import IPAMService
 from weavenet.dataplane import fastcrypto
-from weavenet.docker.service import DockerIntegration
 from weavenet.errors import ConfigError, StateError
 from weavenet.host.bridge import BRIDGE
 from weavenet.status import VERSION, StateStatus, WeaveStatus
+
+if TYPE_CHECKING:
+    from weavenet.docker.service import DockerIntegration
 
 log = logging.getLogger("weavenet.daemon")
 
@@ -116,8 +119,11 @@ class Weaver:
             config.port,
             send_special=self.link.send_special,
             send_vxlan=hooks.send_vxlan if hooks is not None else None,
+            send_datagram=self.link.datapath.send_datagram,  # liveness beacons, from the mesh port
         )
         self.driver.after_input.append(self.link.push)
+        self.announcer = Announcer(self.router, config.run_dir)  # gratuitous ARP when peers come back
+        self.driver.after_input.append(self.announcer.check)
         if hooks is not None:
             self.driver.after_input.append(hooks.after_input)
         self.container_events = ContainerEvents()
@@ -137,7 +143,7 @@ class Weaver:
                 problem=self.problems.problem,
             )
         )
-        self.docker = DockerIntegration(config.docker, config.http_addr, config.run_dir, self.container_events)
+        self.docker: DockerIntegration | None = None  # made once the mesh is dialling (see _start)
 
     def _dns(self, config: DaemonConfig) -> DNSService:
         return DNSService(
@@ -151,6 +157,7 @@ class Weaver:
             resolv_conf=config.resolv_conf,
             fallback_timeout=config.dns_fallback_timeout,
             bridge=BRIDGE,
+            run_dir=config.run_dir,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -184,6 +191,7 @@ class Weaver:
         state.check_space(self.store, self.problems)
         self._on_failure(self.host.undo)
         stack.push_async_callback(self.host.close)
+        stack.callback(self.announcer.close)
         await self.host.start()
         stack.push_async_callback(self.fastdp.close)
         await self.fastdp.start()  # probes VXLAN and ESP; falls back to sleeve-only before anything connects
@@ -209,6 +217,12 @@ class Weaver:
             raise ConfigError("; ".join(errors))
         state.save_peers(self.store, self.router.maker.direct_targets(), self.problems, launching=True)
         self.store.flush()  # from here on callers are told things: what they are told is on disk first
+        # The HTTP API and the Docker integration (aiohttp: ~0.8 s of imports on a loaded machine) only now: a
+        # relaunched router's connections, and so its containers' traffic, need not wait for them.
+        from weavenet.api.http import ApiParts, start_api
+        from weavenet.docker.service import DockerIntegration
+
+        self.docker = DockerIntegration(config.docker, config.http_addr, config.run_dir, self.container_events)
         api = ApiParts(status=self, router=self, docker=self.docker, ipam=self.ipam, dns=self.dns)
         await start_api(stack, api, config.http_addr, config.status_addr, config.metrics_addr)
         stack.push_async_callback(self.docker.close)
@@ -278,7 +292,7 @@ class Weaver:
         dp = self.link.datapath
         router = router_status(self.router, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
         self.fastdp.add_to_report(router)
-        docker = self.docker.report()  # "Proxy" and "Plugin", each only when it runs
+        docker = self.docker.report() if self.docker is not None else None  # "Proxy", "Plugin": each if it runs
         unsaved = dict(self.problems.unsaved)
         if self.ipam is not None and self.ipam.allocator.unsaved:
             unsaved["ipam"] = self.ipam.allocator.unsaved
@@ -289,9 +303,9 @@ class Weaver:
             router=router,
             ipam=self.ipam.status() if self.ipam is not None else None,
             dns=self.dns.status() if self.dns is not None else None,
-            proxy=docker.proxy,
-            plugin=docker.plugin,
+            proxy=docker.proxy if docker is not None else None,
+            plugin=docker.plugin if docker is not None else None,
             # absent when all is well, as Weave's report has no such section
             state=StateStatus(problems, unsaved) if problems or unsaved else None,
-            docker=docker.diagnostics,
+            docker=docker.diagnostics if docker is not None else None,
         )

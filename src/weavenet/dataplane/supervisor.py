@@ -71,6 +71,7 @@ class Datapath:
         self._stopping = False
         self.vxlan_port = vxlan_port  # None: no fast datapath
         self.on_vxlan_special = on_vxlan_special
+        self.on_stranger: Callable[[str], None] | None = None  # a datagram from a peer name without a link
         self.sniffer: socket.socket | None = None
         self.vxlan_sender: socket.socket | None = None
 
@@ -214,6 +215,9 @@ class Datapath:
         if kind == "special":
             _, peer, conn_uid, frame, addr = msg
             self.on_special(peer, conn_uid, frame, (str(addr[0]), int(addr[1])))
+        elif kind == "stranger":
+            if self.on_stranger is not None:
+                self.on_stranger(str(msg[1]))
         elif kind == "vxlan_special":
             if self.on_vxlan_special is not None:
                 _, src_ip, vni, head, length = msg
@@ -278,6 +282,15 @@ class Datapath:
 
     def send_special(self, peer: int, conn_uid: int, frame: bytes, df: bool) -> None:
         self._send("tx", ("special", peer, conn_uid, frame, df))
+
+    def send_datagram(self, addr: tuple[str, int], data: bytes) -> None:
+        """A datagram of the router's own (a liveness beacon) from the mesh port; lost if the socket is full."""
+        if self.sock is None:
+            return
+        try:
+            self.sock.sendto(data, addr)
+        except OSError as e:
+            log.debug("sending to %s:%d: %s", addr[0], addr[1], e)
 
     def send_vxlan(self, addr: tuple[str, int], vni: int, frame: bytes) -> str | None:
         """Send a hand-made VXLAN packet (a heartbeat); returns why it could not leave, if so."""

@@ -70,6 +70,7 @@ CHORES = 0.1  # seconds between the rx worker's checks for expired reassemblies 
 # are queued: on an idle machine the failed read, its exception included, is one more cold step of a round trip.
 BURST_GAP = 0.0002  # 5,000 wakes per second: above that, the poll per datagram would cost more than it saves
 STATS_INTERVAL = 2.0
+STRANGER_GAP = 0.5  # the router hears of datagrams from one IP without a link at most this often
 TX_STREAM, RX_STREAM = 0, 1
 ANNOUNCE_EVERY = 60.0
 ANSWER_READS = 1  # frames the rx worker takes from the TAP after each injection (more: the poll loop sees them)
@@ -394,6 +395,7 @@ class RxWorker(_Base):
         self._in = bytearray(EXPRESS_MAX)  # the last datagram express_in delivered (REHEARSAL)
         self._in_len = 0
         self._cmsg = socket.CMSG_SPACE(4)
+        self._strangers: dict[str, float] = {}  # IP -> when the router was last told of a datagram without a link
 
     def on_tables(self, tables: Tables) -> None:
         self.tables = tables
@@ -620,6 +622,7 @@ class RxWorker(_Base):
         link = self._by_bin.get(sender)
         if link is None:
             self.count("unknown_sender")
+            self.stranger(addr[0], now)
             return
         if fastwire.is_fast(dgram):
             done = self.reasm.add(dgram, now)
@@ -628,6 +631,17 @@ class RxWorker(_Base):
                 self.salvage(link, sender, done[1], done[2], now)
             return
         self.classic(link, sender, dgram, addr, now)
+
+    def stranger(self, ip: str, now: float) -> None:
+        """Tell the router, at most every STRANGER_GAP per IP, that a peer we have no link to sent us something: a
+        liveness beacon, or a peer that still thinks it is connected. Either is a sign the path works."""
+        last = self._strangers.get(ip)
+        if last is not None and now - last < STRANGER_GAP:
+            return
+        if len(self._strangers) >= 1024:
+            self._strangers.clear()
+        self._strangers[ip] = now
+        self.ctl.send(("stranger", ip))
 
     def salvage(self, link: Link, sender: bytes, stream: int, seq: int, now: float) -> None:
         """A later super-frame completed: older incomplete ones lost chunks; rebuild the TCP segments that arrived."""

@@ -420,3 +420,23 @@ def detach(ref: ContainerRef, cidrs: list[str] | None = None, ifname: str = IFNA
         _delete_all(_drop_rule(ifname), ref.netns)
         run(["ip", "link", "del", ifname], netns=ref.netns, check=False)  # the bridge's port goes with it
     return removed
+
+
+def announce(ref: ContainerRef, ifname: str = IFNAME) -> int:
+    """Gratuitous ARPs for the container's addresses on its weave interface, sent from inside it, as at attach.
+
+    Containers elsewhere that kept sending to this one while the path was down hold its address as unresolved
+    and retry ARP only once a second; the announcement resolves it at once. Returns how many were sent.
+    """
+    got = container_addrs(ref, ifname)
+    if got is None or not got[0]:
+        return 0
+    mac = bytes.fromhex(got[0].replace(":", ""))
+    ips = [IPv4Interface(c).ip.packed for c in got[1]]
+
+    def send() -> int:
+        for ip in ips:
+            _gratuitous_arp(ifname, mac, ip)
+        return len(ips)
+
+    return in_netns(ref.netns, send)

@@ -9,6 +9,7 @@ import pytest
 from weavenet.core.connection_maker import (
     INITIAL_INTERVAL,
     MAX_INTERVAL,
+    REDIAL_AFTER,
     ConnectionMaker,
     LiveConnection,
     PeerAddr,
@@ -130,3 +131,66 @@ def test_no_dial_when_peer_without_port_already_dialled_us() -> None:
     live = [LiveConnection(PeerName(2), "10.0.0.2:41234", outbound=False)]
     assert cm.check(0.0, _topology(), live) == []
     assert cm.direct_targets() == ["10.0.0.2"]
+
+
+def _failing_target(cm: ConnectionMaker, topo: Topology, failures: int) -> float:
+    """Dial 10.0.0.2 and fail ``failures`` times; returns the time of the last failure (1 s apart)."""
+    cm.initiate([PeerAddr("10.0.0.2", "10.0.0.2", 0)], replace=False, now=0.0)
+    now = 0.0
+    assert cm.check(now, topo, []) == [("10.0.0.2:6783", True)]
+    cm.connection_aborted("10.0.0.2:6783", "timeout", now=now, wall=now)
+    for _ in range(failures - 1):
+        target = cm.targets["10.0.0.2:6783"]
+        now = max(now + 1.0, target.try_after or 0.0)
+        assert cm.check(now, topo, []) == [("10.0.0.2:6783", True)]
+        cm.connection_aborted("10.0.0.2:6783", "timeout", now=now, wall=now)
+    return now
+
+
+def test_sign_of_life_hurries_a_waiting_target_once_per_backoff_step() -> None:
+    cm = ConnectionMaker(6783, discovery=False, rng=random.Random(3))
+    topo = _topology()
+    now = _failing_target(cm, topo, 6)
+    target = cm.targets["10.0.0.2:6783"]
+    scheduled = target.try_after
+    assert scheduled is not None and scheduled - now > 3.0  # well into the backoff
+    assert cm.sign_of_life("10.0.0.9", now + 1, []) == [] and target.try_after == scheduled  # another host
+    assert cm.sign_of_life("10.0.0.2", now + 1, []) == []
+    assert target.try_after == now + 1
+    assert cm.check(now + 1, topo, []) == [("10.0.0.2:6783", True)]
+    # that hurried dial fails: the backoff goes on, and further signs of life wait for its next scheduled dial
+    cm.connection_aborted("10.0.0.2:6783", "timeout", now=now + 1, wall=0.0)
+    later = target.try_after
+    assert later is not None and later > now + 2
+    cm.sign_of_life("10.0.0.2", now + 2, [])
+    assert target.try_after == later and cm.check(now + 2, topo, []) == []
+    assert cm.check(later, topo, []) == [("10.0.0.2:6783", True)]  # scheduled: may be hurried again
+    cm.connection_aborted("10.0.0.2:6783", "timeout", now=later, wall=0.0)
+    cm.sign_of_life("10.0.0.2", later + 0.5, [])
+    assert target.try_after == later + 0.5
+
+
+def test_sign_of_life_restarts_a_dial_pending_for_a_while_and_spares_others() -> None:
+    cm = ConnectionMaker(6783, discovery=False, rng=random.Random(3))
+    topo = _topology()
+    cm.initiate([PeerAddr("a", "10.0.0.2", 0), PeerAddr("b", "10.0.0.3", 0)], replace=False, now=0.0)
+    assert len(cm.check(0.0, topo, [])) == 2
+    # a dial that has barely started is left alone; one pending for a while is abandoned and started again
+    assert cm.sign_of_life("10.0.0.2", REDIAL_AFTER / 2, ["10.0.0.2:6783"]) == []
+    assert cm.sign_of_life("10.0.0.2", 5.0, ["10.0.0.2:6783"]) == ["10.0.0.2:6783"]
+    assert cm.check(5.0, topo, []) == [("10.0.0.2:6783", True)]
+    assert cm.targets["10.0.0.2:6783"].attempt_started == 5.0
+    # a target whose TCP connected (handshaking: not among the pending dials) is not touched
+    assert cm.sign_of_life("10.0.0.3", 5.0, ["10.0.0.2:6783"]) == []
+    assert cm.targets["10.0.0.3:6783"].state is TargetState.ATTEMPTING
+    # connected: the hurry is over; a collision is never retried, signs of life or not
+    cm.connection_created("10.0.0.2:6783", outbound=True)
+    assert not cm.targets["10.0.0.2:6783"].hurried
+    cm.connection_terminated("10.0.0.3:6783", True, "collision", retry=False, counts=True, now=6.0, wall=0.0)
+    assert cm.sign_of_life("10.0.0.3", 7.0, []) == [] and cm.targets["10.0.0.3:6783"].try_after is None
+
+
+def test_dials_carry_a_timeout() -> None:
+    from weavenet.core.connection_maker import DIAL_TIMEOUT
+
+    assert 2 * INITIAL_INTERVAL < DIAL_TIMEOUT < 60  # past a few SYNs, far short of the kernel's two minutes
