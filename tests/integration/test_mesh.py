@@ -173,3 +173,43 @@ def test_cli_lifecycle_and_bad_input(make_testbed) -> None:
     assert "not running" in weave(h1, "stop", check=False).stderr
     assert weave(h1, "reset", check=False).returncode == 1
     weave(h1, "reset", "--force")
+
+
+def log_lines(host, pattern: str) -> list[str]:
+    out = host.run(["sh", "-c", f"grep -e '{pattern}' /run/weave/weaver.log || true"]).stdout
+    return out.splitlines()
+
+
+@pytest.mark.parametrize("overlay", ["fastdp", "sleeve"])
+def test_a_silent_peer_without_weavenet_features_is_noticed_in_seconds(make_testbed, overlay: str) -> None:
+    """h2 runs with WEAVE_NO_EXTENSIONS: Weave 2.8's protocol and timings only, as a Go router, so h1 treats it as
+    a Go peer (core/liveness.py). An underlay that goes dark without an error (no FIN, no RST) was noticed after
+    50-60 s (the sleeve's heartbeat timeout); now within seconds: ~7 s with both overlays, whose Go heartbeat
+    streams h1 interleaves, ~12 s on the sleeve alone (one 10 s stream)."""
+    tb = make_testbed(2)
+    h1, h2 = tb.hosts
+    extra = ("--no-fastdp",) if overlay == "sleeve" else ()
+    launch(h1, "--log-level", "debug", *extra)
+    launch(h2, *extra, peers=(h1.ip,), env={"WEAVE_NO_EXTENSIONS": "1"})
+    wait_until(lambda: full_mesh([h1, h2]), 30, "h1-h2 established")
+    assert log_lines(h2, "extensions off (WEAVE_NO_EXTENSIONS)")
+    if overlay == "sleeve":
+        assert established(h1)[0]["Attrs"]["name"] == "sleeve"
+    else:
+        wait_until(lambda: established(h1)[0]["Attrs"]["name"] == "fastdp", 30, "h1 on fastdp to h2")
+        # the fast datapath's heartbeats stop (UDP 6784 blocked): its expected heartbeats are late, the peer is
+        # challenged through the sleeve and answers (PMTUVerified over TCP): the connection stays
+        tb.block(h1, h2)
+        wait_until(lambda: log_lines(h1, "heartbeat overdue, challenge 1 sent"), 30, "a challenge")
+        time.sleep(5)
+        tb.unblock(h1, h2)
+        assert not log_lines(h1, "connection shutting down"), log_lines(h1, "connection shutting down")
+    time.sleep(12)  # idle: nothing is torn down
+    assert len(established(h1)) == 1 and not log_lines(h1, "no sign of life")
+    tb.cut(h1, h2)
+    started = time.monotonic()
+    wait_until(lambda: not established(h1), 90, "h1 noticing the silent peer")
+    took = time.monotonic() - started
+    bound = 20 if overlay == "fastdp" else 30  # ~7 s and ~12 s, with room for a loaded machine
+    assert took < bound, f"noticed after {took:.1f}s"
+    assert log_lines(h1, "no sign of life from the peer"), "the reason"

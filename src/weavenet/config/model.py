@@ -187,6 +187,10 @@ class DaemonConfig:
     tap_steering: bool = option(True, env="WEAVE_NO_TAP_STEERING", help="two TAP queues with BPF steering")
     warm_tick: bool = option(True, env="WEAVE_NO_WARM_TICK", help="idle wakes after traffic")
     rehearsal: bool = option(True, env="WEAVE_NO_REHEARSAL", help="the warm ticks replay the last express frame")
+    # WEAVE_NO_EXTENSIONS: Weave 2.8's protocol and timings only, no Weavenet* feature sent or read, as a Go router
+    # (core MeshConfig.extensions): to rule our extensions out when interworking with Go peers misbehaves, and to
+    # stand in for a Go peer on hosts that have none
+    extensions: bool = option(True, env="WEAVE_NO_EXTENSIONS", help="weavenet's protocol extensions")
     # weaveDNS; dns_listen_address "" = automatic (see weavenet.daemon.dns_service)
     no_dns: bool = option(False, flag="--no-dns", help="no weaveDNS")
     dns_listen_address: str = option(

@@ -15,6 +15,7 @@ from weavenet.core.features import RemoteFeatures
 from weavenet.core.framing import MessageFramer
 from weavenet.core.gossip import GossipSender
 from weavenet.core.handshake import Handshake
+from weavenet.core.liveness import Silence
 from weavenet.core.names import PeerName
 from weavenet.core.sleeve import SleeveForwarder
 from weavenet.core.topology import Peer
@@ -67,6 +68,11 @@ class LocalConnection:
     gossip_last: float = -1e9  # when gossip was last sent
     # topology entries (uid, version) the remote is known to hold: it sent them to us, or we sent them to it
     peer_versions: dict[PeerName, tuple[int, int]] = field(default_factory=dict)
+    # a peer without weavenet's features (Go): its silence is watched once established (see ``liveness``)
+    watch: bool = False
+    silence: Silence | None = None
+    first_acks: dict[str, float] = field(default_factory=dict)  # overlay -> when its first ack was sent
+    held: list[tuple[float, int, int, bytes]] = field(default_factory=list)  # (send at, index, sub-tag, body)
 
     @property
     def trusted_by_remote(self) -> bool:

@@ -159,7 +159,9 @@ class FastdpForwarder:
         return self.overlay.mtu + UNDERLAY_OVERHEAD
 
     def _recent(self, t: float | None, now: float, within: float) -> bool:
-        return t is not None and now - t < within
+        # ``t + within``, the sum get_timer wakes at: ``now - t`` can round below ``within`` at that very moment,
+        # and the forwarder would stay healthy and ask for the same wake again and again (a busy loop)
+        return t is not None and now < t + within
 
     def _rx_timeout(self) -> float:
         return QUICK_RX_TIMEOUT if self.weavenet else GO_RX_TIMEOUT
@@ -323,6 +325,8 @@ class FastdpForwarder:
             if not self.established:
                 self.established = True
                 self.heartbeat_interval = 0.0  # re-derived below
+                if not self.weavenet and self.next_heartbeat is not None:
+                    self.next_heartbeat = now + SLOW_HEARTBEAT  # as Go: the slow phase starts at the ack
             self._update(now)
         elif subtag == CONTROL_CRYPTO_INIT_SA_REMOTE:
             log.info("%r: ignoring IPsec setup from the peer (no encrypted fast datapath here)", self)

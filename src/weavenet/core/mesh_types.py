@@ -77,6 +77,10 @@ class MeshConfig:
     fastdp_mtu: int = 1376  # the overlay MTU the fast datapath's heartbeats prove (the bridge's MTU)
     esp: bool = False  # the kernel can do IPsec ESP (else encrypted connections cannot use the fast datapath)
     beacons: bool = True  # liveness beacons to lost weavenet peers (see beacons.py); off: behave as Weave 2.8
+    # False: a plain Weave 2.8 router -- no Weavenet* feature sent, the peer's ignored, so every connection runs
+    # Weave's own protocol and timings, as a Go router would (the simulation's stand-in for a Go peer; the
+    # daemon's WEAVE_NO_EXTENSIONS, for checking interworking with Go peers on hosts that have none)
+    extensions: bool = True
 
 
 @dataclass(slots=True)

@@ -46,9 +46,10 @@ from weavenet.core.connection_maker import (
     host_of,
     split_host_port,
 )
-from weavenet.core.fastdp import FastdpForwarder, FastdpOverlay
+from weavenet.core.fastdp import CONTROL_HEARTBEAT_ACK, FastdpForwarder, FastdpOverlay
 from weavenet.core.framing import TAG_HEARTBEAT
 from weavenet.core.handshake import Handshake, HandshakeCompleted, HandshakeFailed
+from weavenet.core.liveness import CHALLENGE_LEN, Silence, ack_time
 from weavenet.core.mesh_types import (
     PROTOCOL,
     PROTOCOL_MAX_VERSION,
@@ -67,7 +68,7 @@ from weavenet.core.names import PeerName
 from weavenet.core.router_gossip import TOPOLOGY_CHANNEL, GossipMixin, _Channel, _DigestGossiper
 from weavenet.core.router_status import INBOUND_FAILURE_TTL, connection_status
 from weavenet.core.routes import Routes
-from weavenet.core.sleeve import SleeveForwarder, SleeveOverlay
+from weavenet.core.sleeve import CONTROL_CONNECTION_ESTABLISHED, SLOW_HEARTBEAT, SleeveForwarder, SleeveOverlay
 from weavenet.core.timers import Timers
 from weavenet.core.topology import ConnSummary, Peer, Topology, TopologyEffects
 from weavenet.core.topology_gossip import TopologyGossipData
@@ -216,6 +217,8 @@ class MeshRouter(GossipMixin):
                 conn.handshake.receive_data(data)
                 self._drain_handshake(conn, now)
             else:
+                if conn.silence is not None:
+                    conn.silence.heard(now)
                 self._receive_messages(conn, data, now)
         except RemoteProtocolError as e:
             if conn.state is ConnState.HANDSHAKE and "decrypt" in str(e):
@@ -484,7 +487,7 @@ class MeshRouter(GossipMixin):
                     conn.forwarders.append(None)
                     continue
                 vx_port = int(port) + 1 if conn.outbound and port.isdigit() else self.fastdp.port
-                weavenet = features.raw.get(FASTDP_FEATURE) == "1"
+                weavenet = self.remote_feature(conn, FASTDP_FEATURE) == "1"
                 fwd_dp = FastdpForwarder(
                     self.fastdp, conn.remote, conn.uid, conn.outbound, (host, vx_port), weavenet, self._now
                 )
@@ -503,6 +506,8 @@ class MeshRouter(GossipMixin):
                 fwd.owner = conn
                 if self._quick_sleeve(features.raw):
                     fwd.quick()
+                else:
+                    conn.watch = self.config.extensions  # a Go peer's 10 s heartbeats: see ``liveness``
                 conn.forwarders.append(fwd)
             else:
                 conn.forwarders.append(None)
@@ -585,6 +590,8 @@ class MeshRouter(GossipMixin):
             self._shutdown(conn, RemoteProtocolError("Cannot set unknown connection active"), now)
             return
         conn.established = True
+        if conn.watch:
+            conn.silence = Silence(now)
         summary = self.ourself.connections[conn.remote.name]
         self.ourself.connections[conn.remote.name] = dataclasses.replace(summary, established=True)
         self.ourself.version += 1
@@ -659,7 +666,7 @@ class MeshRouter(GossipMixin):
     def _beacon_lost(self, conn: LocalConnection, now: float) -> None:
         """Our last connection to a weavenet peer went: beacon to it, so either side notices the path heal."""
         assert conn.remote is not None
-        if not self.config.beacons or conn.features is None or conn.features.raw.get(bc.BEACON_FEATURE) != "1":
+        if not self.config.beacons or self.remote_feature(conn, bc.BEACON_FEATURE) != "1":
             return
         addr = next((f.remote_addr for f in conn.forwarders if isinstance(f, SleeveForwarder) and f.remote_addr), None)
         if addr is None:
@@ -706,6 +713,8 @@ class MeshRouter(GossipMixin):
 
     def _handle_message(self, conn: LocalConnection, tag: int, payload: bytes, now: float) -> None:
         if tag == TAG_HEARTBEAT:
+            if conn.silence is not None:
+                conn.silence.beat("tcp", now, TCP_HEARTBEAT)
             return
         if tag in (g.TAG_GOSSIP, g.TAG_GOSSIP_BROADCAST, g.TAG_GOSSIP_UNICAST):
             self._gossip_from = conn
@@ -734,6 +743,9 @@ class MeshRouter(GossipMixin):
         times = [conn.deadline]
         if conn.next_heartbeat is not None:
             times.append(conn.next_heartbeat)
+        if conn.silence is not None:
+            times.append(conn.silence.timer())
+        times.extend(at for at, _, _, _ in conn.held)
         for fwd in conn.forwarders:
             if fwd is not None and (t := fwd.get_timer()) is not None:
                 times.append(t)
@@ -799,10 +811,84 @@ class MeshRouter(GossipMixin):
         if conn.next_heartbeat is not None and now >= conn.next_heartbeat:
             self.send_message(conn, bytes((TAG_HEARTBEAT,)))
             conn.next_heartbeat = now + TCP_HEARTBEAT
+        if conn.held and not self._send_held(conn, now):
+            return
+        if conn.silence is not None and not self._watch_silence(conn, conn.silence, now):
+            return
         for fwd in conn.forwarders:
             if fwd is not None:
                 fwd.handle_timer(now)
         self._schedule_conn(conn)
+
+    def _watch_silence(self, conn: LocalConnection, silence: Silence, now: float) -> bool:
+        """Challenge a quiet Go peer, or give up on a silent one (``liveness``); False if the connection ended."""
+        self._heard_through_overlays(conn, silence)
+        sleeve = conn.sleeve_forwarder()
+        # a challenge goes through the sleeve: only while the peer's sleeve heartbeats still come that way
+        can = sleeve is not None and sleeve.remote_addr is not None and silence.live("sleeve", now)
+        step = silence.step(now, can)
+        if step == "probe":
+            assert sleeve is not None
+            sleeve.challenge(CHALLENGE_LEN)
+            log.debug("%s: heartbeat overdue, challenge %d sent", conn.describe(), silence.probes)
+        elif step == "dead":
+            self._shutdown(conn, RemoteProtocolError(silence.describe(now)), now)
+            return False
+        return True
+
+    @staticmethod
+    def _heard_through_overlays(conn: LocalConnection, silence: Silence) -> None:
+        """The overlays' heartbeats (each a stream with Go's slow period) and other specials are signs of life."""
+        for fwd in conn.forwarders:
+            if isinstance(fwd, SleeveForwarder):
+                if fwd.last_heartbeat is not None:
+                    silence.beat("sleeve", fwd.last_heartbeat, SLOW_HEARTBEAT)
+                if fwd.last_heard is not None:
+                    silence.heard(fwd.last_heard)
+            elif isinstance(fwd, FastdpForwarder) and fwd.last_rx is not None:
+                silence.beat("fastdp", fwd.last_rx, SLOW_HEARTBEAT)
+
+    def _first_ack(self, conn: LocalConnection, fwd: SleeveForwarder | FastdpForwarder, subtag: int) -> str | None:
+        """Which overlay's first acknowledgement this control message is (each overlay sends one), if any."""
+        if isinstance(fwd, SleeveForwarder) and subtag == CONTROL_CONNECTION_ESTABLISHED and not conn.compat:
+            return "sleeve"
+        if isinstance(fwd, FastdpForwarder) and subtag == CONTROL_HEARTBEAT_ACK:
+            return "fastdp"
+        return None
+
+    def _ack_hold(self, conn: LocalConnection, kind: str, now: float) -> float | None:
+        """When a Go peer's second first-ack may go so that its two heartbeat streams interleave (``liveness``),
+        or None for now."""
+        other = "fastdp" if kind == "sleeve" else "sleeve"
+        sent = conn.first_acks.get(other)
+        if sent is None:
+            return None
+        fwd = conn.fastdp_forwarder() if other == "fastdp" else conn.sleeve_forwarder()
+        last = None if fwd is None else (fwd.last_rx if isinstance(fwd, FastdpForwarder) else fwd.last_heartbeat)
+        # a heartbeat that came well after the ack is on the slow phase, more exactly than the ack's send time
+        ref = last if last is not None and last > sent + SLOW_HEARTBEAT / 2 else sent
+        at = ack_time(now, ref)
+        return at if at > now else None
+
+    def _send_control(self, conn: LocalConnection, index: int, subtag: int, body: bytes) -> None:
+        if conn.compat:
+            self.send_message(conn, bytes((subtag,)) + body)
+        else:
+            self.send_message(conn, bytes((TAG_OVERLAY_CONTROL, index, subtag)) + body)
+
+    def _send_held(self, conn: LocalConnection, now: float) -> bool:
+        """Send the held acknowledgements that are due; False if the connection ended meanwhile."""
+        due = [h for h in conn.held if h[0] <= now]
+        conn.held = [h for h in conn.held if h[0] > now]
+        for _, index, subtag, body in due:
+            fwd = conn.forwarders[index]
+            if fwd is None or fwd.stopped:
+                continue
+            kind = self._first_ack(conn, fwd, subtag)
+            if kind is not None:
+                conn.first_acks.setdefault(kind, now)
+            self._send_control(conn, index, subtag, body)
+        return conn.state is ConnState.READY
 
     # ===================================================================================== after every input
 
@@ -815,9 +901,17 @@ class MeshRouter(GossipMixin):
             self._actions.extend(self.fastdp.outbox)
             self.fastdp.outbox.clear()
 
+    def remote_feature(self, conn: LocalConnection, key: str) -> str | None:
+        """One of the peer's weavenet feature keys, or None (always None with ``extensions`` off: Go reads none)."""
+        if not self.config.extensions or conn.features is None:
+            return None
+        return conn.features.raw.get(key)
+
     def _extra_features(self) -> dict[str, str]:
         """Feature keys only weavenet peers read (Go ignores unknown ones)."""
-        extra = {}
+        extra: dict[str, str] = {}
+        if not self.config.extensions:
+            return extra
         if self.config.gossip_filter:
             extra[tg.DIGEST_FEATURE] = "1"
         if self.config.fast_sleeve:
@@ -856,10 +950,14 @@ class MeshRouter(GossipMixin):
             if fwd is None:
                 continue
             for subtag, body in fwd.control_out:
-                if conn.compat:
-                    self.send_message(conn, bytes((subtag,)) + body)
-                else:
-                    self.send_message(conn, bytes((TAG_OVERLAY_CONTROL, index, subtag)) + body)
+                kind = self._first_ack(conn, fwd, subtag) if conn.watch else None
+                if kind is not None:
+                    hold = self._ack_hold(conn, kind, now)
+                    if hold is not None:
+                        conn.held.append((hold, index, subtag, body))
+                        continue
+                    conn.first_acks.setdefault(kind, now)
+                self._send_control(conn, index, subtag, body)
             fwd.control_out.clear()
             if fwd.stopped and fwd.error and not fwd.error_logged:
                 fwd.error_logged = True
@@ -879,10 +977,10 @@ class MeshRouter(GossipMixin):
 
     def fast_sleeve_cipher(self, conn: LocalConnection) -> str:
         """What seals this connection's fast sleeve super-frames (secretbox unless both peers offer better)."""
-        features = conn.features.raw if conn.features else {}
-        if not self.config.fast_sleeve or features.get(FAST_SLEEVE_FEATURE) != "1":
+        if not self.config.fast_sleeve or self.remote_feature(conn, FAST_SLEEVE_FEATURE) != "1":
             return sleeve_cipher.SECRETBOX
-        return sleeve_cipher.negotiate(self.config.fast_sleeve_ciphers, features)
+        assert conn.features is not None
+        return sleeve_cipher.negotiate(self.config.fast_sleeve_ciphers, conn.features.raw)
 
     def fallback_reason(self, conn: LocalConnection, now: float) -> str | None:
         """Why a connection is not on the fast datapath (None if it is, or while fastdp is still being tried)."""

@@ -163,7 +163,7 @@ class GossipMixin:
                 self._send_digest(conn, digest)
 
     def _speaks_digest(self, conn: LocalConnection) -> bool:
-        return bool(self.config.gossip_filter and conn.features and conn.features.raw.get(tg.DIGEST_FEATURE))
+        return bool(self.config.gossip_filter and self.remote_feature(conn, tg.DIGEST_FEATURE))
 
     def _send_digest(self, conn: LocalConnection, digest: bytes) -> None:
         assert conn.remote is not None

@@ -135,6 +135,8 @@ class SleeveForwarder:
         self.pmtu_verified = False
         self.pmtu_ladder: list[int] = []
         self.owner: object = None  # the mesh connection this forwarder belongs to (set by the router)
+        self.last_heard: float | None = None  # the last valid special frame from the peer (a sign of life)
+        self.last_heartbeat: float | None = None  # the last valid heartbeat (its arrivals mark the peer's phase)
 
     def _touch(self) -> None:
         """Tell the overlay this forwarder has output, a new state or a new timer for its owner to look at."""
@@ -176,6 +178,14 @@ class SleeveForwarder:
             interval = self._ramp
         self.next_heartbeat = now + interval
         self._send_special(heartbeat_frame(self.conn_uid))
+
+    def challenge(self, size: int) -> bool:
+        """Send a special frame of ``size`` bytes that a peer answers with ``PMTUVerified`` (see ``liveness``);
+        False if there is no address to send it to yet."""
+        if self.remote_addr is None or self.stopped:
+            return False
+        self._send_special(bytes(size))
+        return True
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
@@ -231,6 +241,7 @@ class SleeveForwarder:
             (uid,) = struct.unpack_from(">Q", frame, ETHERNET_OVERHEAD)
             if uid != self.conn_uid:
                 return
+            self.last_heard = self.last_heartbeat = now
             if self.remote_addr is None:
                 self.remote_addr = sender
                 if self.heartbeat_interval:
@@ -244,9 +255,11 @@ class SleeveForwarder:
             if self.timeout_at is not None:
                 self.timeout_at = now + self.heartbeat_timeout
         elif len(frame) == FRAG_TEST_SIZE:
+            self.last_heard = now
             if not any(frame):
                 self.control_out.append((CONTROL_FRAGMENTATION_RECEIVED, b""))
         else:
+            self.last_heard = now
             self.control_out.append((CONTROL_PMTU_VERIFIED, struct.pack(">H", len(frame) - ETHERNET_OVERHEAD)))
 
     # -- path MTU discovery (Weave's sleeve: DF probes of candidate+14 bytes, acknowledged over TCP) -------------

@@ -67,9 +67,7 @@ class TableBuilder:
             if fwd is None or conn.remote is None:
                 continue
             key = conn.session_key if (router.config.password is not None and conn.untrusted) else None
-            fast = bool(
-                router.config.fast_sleeve and conn.features and conn.features.raw.get(FAST_SLEEVE_FEATURE) == "1"
-            )
+            fast = router.config.fast_sleeve and router.remote_feature(conn, FAST_SLEEVE_FEATURE) == "1"
             cipher = router.fast_sleeve_cipher(conn)
             addr = fwd.remote_addr
             overhead = (NACL_OVERHEAD if key else PLAIN_OVERHEAD) + ETH_AND_FRAME_HEADERS

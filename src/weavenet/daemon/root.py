@@ -88,6 +88,9 @@ class Weaver:
                 fast_sleeve_ciphers=(fastcrypto.AEGIS256,) if fastcrypto.aegis_available() else (),
                 overlays=overlays(config.no_fastdp),
                 fastdp_mtu=config.mtu,
+                extensions=config.extensions,
+                gossip_filter=config.extensions,  # Go sends every topology entry: so does a plain Weave router
+                beacons=config.extensions,
             ),
             rng=random.Random(random.SystemRandom().getrandbits(64)),
             now=loop.time(),
@@ -187,6 +190,8 @@ class Weaver:
             log.info("Communication between peers is unencrypted.")
         else:
             log.info("Communication between peers via untrusted networks is encrypted.")
+        if not config.extensions:
+            log.info("weavenet extensions off (WEAVE_NO_EXTENSIONS): Weave 2.8's protocol only, as a Go router")
         self._on_failure(self.store.discard)  # a fresh file and its journal, if this launch created them
         state.check_space(self.store, self.problems)
         self._on_failure(self.host.undo)

@@ -98,6 +98,55 @@ def complete_checksum(frame: bytearray, csum_start: int, csum_offset: int) -> No
     frame[field : field + 2] = value.to_bytes(2, "big")
 
 
+NEEDS_UDP_CSUM = 6  # csum_offset of the UDP checksum field
+
+
+def vnet_for_copy(frame: bytes | memoryview) -> bytes:
+    """The virtio-net header for a frame copied off the wire without its offload state (the VXLAN sniffer's raw
+    socket): NEEDS_CSUM when it is an unfragmented UDP datagram whose checksum field holds just the pseudo-header
+    sum, else ZERO_VNET.
+
+    Why: a datagram sent with checksum offload is a *partial* skb whose checksum field holds only the pseudo-header
+    sum, and it stays partial while it crosses veths and software bridges (a test bed, containers on one VM, VMs
+    on one hypervisor with virtio offloads): the kernel that receives it over VXLAN trusts it, but a raw socket's
+    copy of it is just bytes. Relayed as they are, such frames arrive elsewhere with a "bad udp cksum" and are
+    dropped. The header tells the receiving kernel (through its TAP) or ``segment`` (for a Go peer) to finish the
+    checksum; nothing is summed here. A datagram whose correct checksum happens to equal the pseudo-header sum is
+    finished into the same value, so a false match is harmless. Only broadcast and multicast frames pass here
+    (unicast never reaches the sniffer), so the bulk path pays nothing. TCP is never broadcast, so only UDP is
+    looked at.
+    """
+    n = len(frame)
+    if n < ETH_HLEN + 28:
+        return ZERO_VNET
+    kind = frame[12] << 8 | frame[13]
+    if kind == ETHERTYPE_IPV4:
+        ip = ETH_HLEN
+        ihl = (frame[ip] & 0x0F) * 4
+        # fragments carry no complete UDP datagram (and are never partial): only a whole datagram is finished
+        if frame[ip + 9] != 17 or ihl < 20 or int.from_bytes(frame[ip + 6 : ip + 8], "big") & 0x3FFF:
+            return ZERO_VNET
+        l4 = ip + ihl
+        ip_payload = int.from_bytes(frame[ip + 2 : ip + 4], "big") - ihl
+        pseudo = ones_sum(bytes(frame[ip + 12 : ip + 20]))
+    elif kind == ETHERTYPE_IPV6 and n >= ETH_HLEN + 48:
+        ip = ETH_HLEN
+        if frame[ip + 6] != 17:  # UDP right after the fixed header (extension headers: left alone)
+            return ZERO_VNET
+        l4 = ip + 40
+        ip_payload = int.from_bytes(frame[ip + 4 : ip + 6], "big")
+        pseudo = ones_sum(bytes(frame[ip + 8 : ip + 40]))
+    else:
+        return ZERO_VNET
+    udp_len = int.from_bytes(frame[l4 + 4 : l4 + 6], "big")
+    if udp_len < 8 or udp_len != ip_payload or l4 + udp_len != n:
+        return ZERO_VNET  # malformed, or padded (a partial frame never met a NIC, the only thing that pads)
+    field = int.from_bytes(frame[l4 + 6 : l4 + 8], "big")
+    if not field or field % 0xFFFF != (pseudo + 17 + udp_len) % 0xFFFF:
+        return ZERO_VNET  # no checksum (IPv4), or a complete one
+    return VNET_HDR.pack(VNET_F_NEEDS_CSUM, GSO_NONE, 0, 0, l4, NEEDS_UDP_CSUM)
+
+
 def _pseudo_v4(src: bytes, dst: bytes, proto: int, length: int) -> int:
     return ones_sum(src + dst + bytes((0, proto)) + length.to_bytes(2, "big"))
 

@@ -611,7 +611,7 @@ class RxWorker(_Base):
         src_peer = int.from_bytes(first[0:6], "big")
         dst_peer = int.from_bytes(first[6:12], "big")
         vnet = bytes(first[12 : 12 + VNET_LEN])
-        self.frame_parts(src_peer, dst_peer, vnet, [first[12 + VNET_LEN :], *pieces[1:]], now)
+        self.frame_parts(src_peer, dst_peer, vnet, [first[12 + VNET_LEN :], *pieces[1:]], now, link.peer)
 
     def datagram(self, dgram: memoryview, addr: tuple[str, int], now: float) -> None:
         self.count("packets")
@@ -657,7 +657,7 @@ class RxWorker(_Base):
             rebuilt = frames.salvage(vnet, parts, len(first), fastwire.SUPER_LEN + VNET_LEN, count)
             self.count("salvaged_segments", len(rebuilt))
             for f in rebuilt:
-                self.frame_parts(src_peer, dst_peer, ZERO_VNET, [memoryview(f)], now)
+                self.frame_parts(src_peer, dst_peer, ZERO_VNET, [memoryview(f)], now, link.peer)
 
     def sealed_or_plain(
         self, link: Link, stream: int, seq: int, flags: int, payload: bytes | memoryview, now: float
@@ -691,7 +691,7 @@ class RxWorker(_Base):
         src_peer = int.from_bytes(plain[0:6], "big")
         dst_peer = int.from_bytes(plain[6:12], "big")
         vnet = bytes(plain[12 : 12 + VNET_LEN])
-        return self.frame_parts(src_peer, dst_peer, vnet, [memoryview(plain)[12 + VNET_LEN :]], now)
+        return self.frame_parts(src_peer, dst_peer, vnet, [memoryview(plain)[12 + VNET_LEN :]], now, link.peer)
 
     def classic(self, link: Link, sender: bytes, dgram: memoryview, addr: tuple[str, int], now: float) -> None:
         if link.key is not None:
@@ -714,7 +714,7 @@ class RxWorker(_Base):
                     self.count("bad_special")
                 continue
             src_peer, dst_peer = int.from_bytes(f.src, "big"), int.from_bytes(f.dst, "big")
-            self.frame_parts(src_peer, dst_peer, ZERO_VNET, [memoryview(f.data)], now)
+            self.frame_parts(src_peer, dst_peer, ZERO_VNET, [memoryview(f.data)], now, link.peer)
 
     def _classic_decryptor(self, link: Link) -> Decryptor:
         key = (link.peer, link.conn_uid)
@@ -734,9 +734,12 @@ class RxWorker(_Base):
             )
         return dec
 
-    def frame_parts(self, src_peer: int, dst_peer: int, vnet: bytes, parts: list[memoryview], now: float) -> bool:
-        """A frame (given as consecutive pieces) from the overlay: inject it here and/or pass it on. True if the
-        express path delivered it (``deliver_known``), the only path a rehearsal takes."""
+    def frame_parts(
+        self, src_peer: int, dst_peer: int, vnet: bytes, parts: list[memoryview], now: float, via: int
+    ) -> bool:
+        """A frame (given as consecutive pieces) from the overlay, sent to us by the neighbour ``via``: inject it
+        here and/or pass it on. True if the express path delivered it (``deliver_known``), the only path a rehearsal
+        takes."""
         head = parts[0]
         if (
             len(parts) == 1
@@ -752,7 +755,7 @@ class RxWorker(_Base):
             return False
         src_mac = bytes(head[6:12])
         inject, hops, learned = forward.from_overlay(
-            self.tables, self.macs, src_peer, dst_peer, bytes(head[0:6]), src_mac, now
+            self.tables, self.macs, src_peer, dst_peer, bytes(head[0:6]), src_mac, now, via
         )
         if inject:
             if learned:
@@ -820,16 +823,21 @@ class RxWorker(_Base):
         src_mac = bytes(frame[6:12])
         if self.macs.add_forced(src_mac, src_peer, now):
             self.peer.send(("mac", src_mac, src_peer))  # new, moved or refreshed (see frame_parts)
-        if src_short not in t.vxlan_rx:  # no device of ours took it (relayed by a Go peer): deliver it here
+        local = src_short not in t.vxlan_rx  # no device of ours took it (relayed by a Go peer): deliver it here
+        hops = [(hop, src_peer, hop) for hop in t.broadcast.get(src_peer, ()) if hop != src_peer]
+        # a copy without the skb's offload state: a partial UDP checksum must be finished where it lands
+        vnet = frames.vnet_for_copy(frame) if local or hops else ZERO_VNET
+        if local:
             try:
-                os.writev(self.tap, [ZERO_VNET, frame])
+                os.writev(self.tap, [vnet, frame])
                 self.count("vxlan_injected")
             except OSError:
                 self.count("inject_errors")
         self.count("vxlan_broadcasts")
-        hops = [(hop, src_peer, hop) for hop in t.broadcast.get(src_peer, ()) if hop != src_peer]
         if hops:
-            self.relay(hops, ZERO_VNET, frame)
+            if vnet != ZERO_VNET:
+                self.count("vxlan_partial_csums")
+            self.relay(hops, vnet, frame)
 
     def report(self) -> None:
         stats = {"rx_" + k: v for k, v in self.counters.items()}

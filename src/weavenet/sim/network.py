@@ -77,6 +77,7 @@ class SimNetwork:
         self._seq = 0
         self._cut: set[frozenset[int]] = set()
         self._vxlan_blocked: set[frozenset[int]] = set()  # UDP port+1 dropped between these peers
+        self._sleeve_blocked: set[frozenset[int]] = set()  # UDP port (the sleeve) dropped between these peers
         self._vxlan_mtu: dict[frozenset[int], int] = {}  # underlay MTU for VXLAN between these peers
         self._devices: set[tuple[int, int]] = set()  # (peer index, connection UID) with a VXLAN device
         self._streams: dict[tuple[int, int], _Stream] = {}  # (peer index, conn id) -> outgoing stream
@@ -248,6 +249,8 @@ class SimNetwork:
         target = self._by_ip.get(addr[0])
         if target is None or addr[1] != PORT or not self.connected(peer, target):
             return
+        if frozenset((peer.index, target.index)) in self._sleeve_blocked:
+            return
         if self.udp_loss and self.rng.random() < self.udp_loss:
             return
         src = (peer.ip, PORT)
@@ -285,6 +288,14 @@ class SimNetwork:
             self._vxlan_blocked.add(pair)
         else:
             self._vxlan_blocked.discard(pair)
+
+    def block_sleeve(self, a: int, b: int, blocked: bool = True) -> None:
+        """Drop (or pass again) the sleeve's UDP datagrams between peers a and b; TCP and VXLAN still pass."""
+        pair = frozenset((a, b))
+        if blocked:
+            self._sleeve_blocked.add(pair)
+        else:
+            self._sleeve_blocked.discard(pair)
 
     def set_vxlan_mtu(self, a: int, b: int, mtu: int) -> None:
         """The underlay MTU VXLAN packets between a and b must fit (1500 unless set)."""

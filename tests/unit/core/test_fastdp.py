@@ -259,3 +259,21 @@ def test_heartbeat_from_a_new_address_is_followed() -> None:
     head, length = their_heartbeat()
     ov.receive_special("10.9.9.9", vni_for(THEM.short_id, ME.short_id), head, length, 0.1)
     assert fwd.remote_addr == ("10.9.9.9", 6784)
+
+
+def test_the_heartbeat_deadline_is_not_a_busy_loop() -> None:
+    """At ``last_rx + timeout`` exactly (what get_timer asks for), ``now - last_rx`` can round below the timeout:
+    the forwarder must not stay healthy and ask for the same wake again."""
+    ov, fwd = forwarder(weavenet=False)
+    fwd.set_device(None, 0.1)
+    receive(ov, 0.2)
+    fwd.control_message(CONTROL_HEARTBEAT_ACK, b"", 0.3)
+    last = 43.27670679050534  # (last + 25) - last < 25 in floating point
+    assert (last + GO_RX_TIMEOUT) - last < GO_RX_TIMEOUT
+    receive(ov, last)
+    assert fwd.healthy
+    wakes = 0
+    while (t := fwd.get_timer()) is not None and t <= last + GO_RX_TIMEOUT and wakes < 100:
+        fwd.handle_timer(t)
+        wakes += 1
+    assert wakes < 100 and fwd.on_hold

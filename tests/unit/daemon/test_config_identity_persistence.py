@@ -23,6 +23,7 @@ def test_config_from_args_and_env() -> None:
     assert cfg.port == 7000 and not cfg.discovery and cfg.password == b"pw" and cfg.peers == ["1.2.3.4"]
     assert [str(n) for n in cfg.trusted_subnets] == ["10.0.0.0/8", "192.168.0.0/16"]
     assert from_args([], environ={"WEAVE_PASSWORD": ""}).password is None  # empty: unencrypted, as Weave
+    assert cfg.extensions and not from_args([], environ={"WEAVE_NO_EXTENSIONS": "1"}).extensions
 
 
 @pytest.mark.parametrize(

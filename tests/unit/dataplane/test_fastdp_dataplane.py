@@ -11,12 +11,14 @@ import struct
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.dataplane.test_frames import udp4_frame
 from weavenet.core.fastdp_codec import encode_vxlan, heartbeat_frame, vni_for
-from weavenet.dataplane import forward, vxlan
+from weavenet.dataplane import forward, frames, vxlan
 from weavenet.dataplane.channel import Channel
+from weavenet.dataplane.frames import VNET_LEN
 from weavenet.dataplane.mac_cache import MacCache
 from weavenet.dataplane.tables import Link, Tables
-from weavenet.dataplane.worker import RxWorker
+from weavenet.dataplane.worker import IN_VNET, RxWorker
 
 ME, A, B = 0xCE0000000001, 0xCE0000000002, 0xCE0000000003
 SHORT = {ME: 0x101, A: 0x202, B: 0x303}
@@ -83,6 +85,28 @@ def test_broadcasts_skip_peers_the_kernel_flooded_to() -> None:
     macs.add_forced(UNICAST[:6], A, 1.0)
     assert forward.from_local(t, macs, UNICAST[:6], UNICAST[6:12], 1.0) == [(A, ME, A)]  # known: where it lives
     assert forward.from_local(tables(), macs, BCAST[:6], BCAST[6:12], 1.0) == [(A, ME, A), (B, ME, B)]
+
+
+def test_a_frame_never_goes_back_to_the_neighbour_it_came_from() -> None:
+    """While a peer joins, two neighbours' views of it differ and each sees the other as downstream of it: without
+    this rule a broadcast of the joining peer bounced between them until their routes agreed (hundreds to thousands
+    of times on a test bed, injected each time)."""
+    c = 0xCE0000000009  # the joining peer, source of the broadcast
+    mld = bytes.fromhex("333300000016" "0a00000000c9" "86dd") + bytes(46)
+    # ME thinks C is linked to it only (passes C's broadcasts on to A); A thinks C is linked to it only (to ME)
+    me_tables = Tables(me=ME, links=tables().links, unicast={A: A, c: A}, broadcast={c: [A]})
+    a_tables = Tables(me=A, links={}, unicast={ME: ME, c: ME}, broadcast={c: [ME]})
+    inject, hops, _ = forward.from_overlay(me_tables, MacCache(), c, ME, mld[:6], mld[6:12], 1.0, via=c)
+    assert inject and hops == [(A, c, A)]  # from C itself: on to A, as the broadcast routes say
+    inject, hops, _ = forward.from_overlay(a_tables, MacCache(), c, A, mld[:6], mld[6:12], 1.0, via=ME)
+    assert inject and hops == []  # from ME: not back to ME, whatever A's routes say
+    inject, hops, _ = forward.from_overlay(me_tables, MacCache(), c, ME, mld[:6], mld[6:12], 1.0, via=A)
+    assert inject and hops == []
+    # a unicast for C whose route leads back where it came from is dropped, not bounced
+    assert forward.from_overlay(a_tables, MacCache(), B, c, UNICAST[:6], UNICAST[6:12], 1.0, via=ME)[1] == []
+    assert forward.from_overlay(a_tables, MacCache(), B, c, UNICAST[:6], UNICAST[6:12], 1.0, via=B)[1] == [
+        (ME, B, c)
+    ]
 
 
 # -- the rx worker and the sniffer ---------------------------------------------------------------------------------
@@ -160,6 +184,29 @@ def test_sniffed_broadcast_without_a_device_is_delivered_here() -> None:
         (frame,) = rig.drain(rig.tap_far)
         assert frame[10:] == BCAST  # after the virtio-net header
         assert rig.drain(rig.hop) == []  # broadcast[B] is empty
+    finally:
+        rig.close()
+
+
+def test_sniffed_partial_checksum_is_relayed_and_delivered_to_be_finished() -> None:
+    # A datagram sent with checksum offload crosses veths as a partial skb: the kernel that receives it over VXLAN
+    # trusts it, but the sniffer's copy has only the pseudo-header sum in its checksum field. It must go on with a
+    # virtio-net header that has the receiving kernel (or segment(), for a Go peer) finish the checksum.
+    partial = udp4_frame(b"7")
+    want = frames.vnet_for_copy(partial)
+    assert want != frames.ZERO_VNET
+    rig = Rig()
+    try:
+        rig.worker.vxlan(ipv4_udp(encode_vxlan(vni_for(SHORT[A], SHORT[ME]), partial)), 1.0)  # relayed to B
+        (dgram,) = rig.drain(rig.hop)
+        assert dgram[IN_VNET : IN_VNET + VNET_LEN] == want and dgram[IN_VNET + VNET_LEN :] == partial
+        assert rig.worker.counters["vxlan_partial_csums"] == 1
+        rig.worker.vxlan(ipv4_udp(encode_vxlan(vni_for(SHORT[B], SHORT[ME]), partial)), 1.0)  # delivered here
+        assert rig.drain(rig.tap_far) == [want + partial]
+        complete = udp4_frame(b"7", "full")
+        rig.worker.vxlan(ipv4_udp(encode_vxlan(vni_for(SHORT[A], SHORT[ME]), complete)), 1.0)
+        (dgram,) = rig.drain(rig.hop)
+        assert dgram[IN_VNET : IN_VNET + VNET_LEN] == frames.ZERO_VNET  # nothing to finish
     finally:
         rig.close()
 

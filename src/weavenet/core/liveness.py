@@ -1,0 +1,121 @@
+"""Noticing a silent Go peer within seconds, from the traffic Weave 2.8 sends anyway.
+
+Between weavenet peers both overlays heartbeat every 2 s, so an underlay that goes dark without an error (no FIN,
+no RST, no ICMP) is noticed in about 6 s. A Weave 2.8 (Go) peer heartbeats every 10 s on each overlay once
+established, gives up after 60 s, and sends a TCP heartbeat every 30 s: on its timings a silent Go peer was
+noticed after 50-60 s. We cannot change what a Go peer sends, and asking it more often than it talks would add
+traffic to every idle connection, so a connection to a peer without weavenet's features (``watch``) combines what
+it hears from it and asks only when a heartbeat that was due does not come:
+
+* **Two streams, interleaved.** A Go peer's sleeve and fast-datapath heartbeats each slow to every 10 s at the
+  moment our first acknowledgement of that overlay arrives (``ConnectionEstablished``, ``HeartbeatAck``), and keep
+  that phase. Sent together, as they used to be, the two acks put both streams on one phase: a pair of heartbeats
+  every 10 s. The second of the two first acks is held until half a period after the first stream's phase
+  (``ack_time``), and the peer then sends a heartbeat every 5 s: the same packets, interleaved. (The streams drift
+  apart slowly -- Go re-arms the fast datapath's timer after sending, the sleeve's before -- so a connection days
+  old may be back to gaps of up to 10 s; nothing costs more then, it only takes longer to notice.)
+* **Expected heartbeats.** Each heartbeat stream (sleeve, fast datapath, TCP) comes at its period from its last
+  arrival. Every TCP message and special frame is a sign of life too. When the first heartbeat expected after the
+  last sign of life is ``LATE`` overdue, the peer may be gone: the connection *challenges* it.
+* **A challenge Go answers.** A *PMTU verification frame* through the sleeve: a special frame of a length that is
+  neither a heartbeat nor the fragmentation test, which Weave 2.8 answers at once with ``PMTUVerified`` over TCP,
+  logging nothing (``router/sleeve.go`` handleMTUTest). Sent ``PROBES`` times, ``PROBE_EVERY`` apart; no sign of
+  life by the last one's deadline and the connection is torn down and re-dialled, as between weavenet peers.
+
+So an idle connection sends exactly what it did (a challenge only follows a lost or missing heartbeat), and a
+silent peer is noticed ``LATE + PROBES * PROBE_EVERY`` (2 s) after its next heartbeat was due: within 7 s with
+interleaved streams, within 12 s with one (a sleeve-only connection: no fast datapath on one side, an encrypted
+link, UDP 6784 blocked). Noticing within 10 s on a single 10 s stream is only possible by asking in every period,
+which is what the ``LATE`` rule avoids.
+
+Only connections to peers without weavenet's features are watched, only once established, and challenges go
+only while the peer's sleeve heartbeats still come (a challenge takes the same path the other way): silence
+alone, unchallenged, never ends a connection here (the overlays' own 60 s timeouts still apply). So a sleeve path
+that closes while the fast datapath still works costs one reconnection (challenges unanswered before the fast
+datapath's next heartbeat was due), after which the connection runs on the fast datapath unchallenged; waiting
+for every stream's next heartbeat instead would have made every silent peer take up to 10.5 s to notice.
+"""
+
+from __future__ import annotations
+
+from weavenet.core.sleeve import SLOW_HEARTBEAT
+from weavenet.core.sleeve_codec import ETHERNET_OVERHEAD
+
+STREAM_OFFSET = SLOW_HEARTBEAT / 2  # the second stream's phase, relative to the first
+OFFSET_SLACK = 0.25  # a second ack this close to the wanted phase goes at once
+LATE = 0.5  # an expected heartbeat this overdue (Go's timers and the path jitter by milliseconds): challenge
+PROBE_EVERY = 0.5  # a challenge (one UDP datagram, answered over TCP) is repeated this often ...
+PROBES = 3  # ... this many times; unanswered PROBE_EVERY after the last, the peer is gone
+MISSED = 2  # a stream that missed this many heartbeats in a row is not expected any more (a blocked path)
+# A special frame of this length is a PMTU verification frame to Weave 2.8 (heartbeats are 22 bytes, the
+# fragmentation test 60001); the answer carries length - 14, here 1, never a size our own PMTU search uses.
+CHALLENGE_LEN = ETHERNET_OVERHEAD + 1
+
+
+def ack_time(now: float, ref: float) -> float:
+    """When to send the second first-ack so that its stream runs ``STREAM_OFFSET`` from the stream whose phase
+    ``ref`` marks (the time that stream's ack was sent, or one of its heartbeats arrived): ``now`` if that is
+    within ``OFFSET_SLACK`` of the wanted phase, else the next such moment."""
+    phase = (now - ref - STREAM_OFFSET) % SLOW_HEARTBEAT  # seconds past the wanted phase
+    if phase <= OFFSET_SLACK or phase >= SLOW_HEARTBEAT - OFFSET_SLACK:
+        return now
+    return now + SLOW_HEARTBEAT - phase
+
+
+class Silence:
+    """What a watched connection has heard from its peer, and its challenge round if one is under way."""
+
+    __slots__ = ("heard_at", "next_probe", "probes", "streams")
+
+    def __init__(self, now: float) -> None:
+        self.heard_at = now  # the last sign of life of any kind
+        self.streams: dict[str, tuple[float, float]] = {}  # heartbeat stream -> (last arrival, period)
+        self.probes = 0
+        self.next_probe = 0.0
+
+    def heard(self, at: float) -> None:
+        if at > self.heard_at:
+            self.heard_at = at
+            self.probes = 0
+
+    def beat(self, stream: str, at: float, period: float) -> None:
+        """A heartbeat of a periodic stream arrived at ``at`` (a sign of life that also says when the next is due)."""
+        last = self.streams.get(stream)
+        if last is None or at > last[0]:
+            self.streams[stream] = (at, period)
+        self.heard(at)
+
+    def expected(self) -> float:
+        """The first moment after the last sign of life at which a heartbeat should have arrived."""
+        due = []
+        for last, period in self.streams.values():
+            missed = int((self.heard_at - last) // period)  # beats of this stream due since, and not seen
+            if missed < MISSED:
+                due.append(last + (missed + 1) * period)
+        return min(due) if due else self.heard_at + SLOW_HEARTBEAT
+
+    def live(self, stream: str, now: float) -> bool:
+        """Whether ``stream`` still comes (it missed fewer than ``MISSED`` beats by ``now``)."""
+        got = self.streams.get(stream)
+        return got is not None and int((now - got[0]) // got[1]) < MISSED
+
+    def step(self, now: float, can_probe: bool) -> str | None:
+        """``"probe"`` (send a challenge now), ``"dead"`` (challenged ``PROBES`` times, in vain) or None."""
+        if now < self.expected() + LATE or now < self.next_probe:
+            return None
+        if self.probes >= PROBES:
+            return "dead"
+        self.next_probe = now + PROBE_EVERY  # also when no challenge can go: the timer moves on
+        if not can_probe:
+            return None
+        self.probes += 1
+        return "probe"
+
+    def timer(self) -> float:
+        return max(self.expected() + LATE, self.next_probe)
+
+    def describe(self, now: float) -> str:
+        return (
+            f"no sign of life from the peer for {now - self.heard_at:.1f}s "
+            f"(heartbeats overdue, {self.probes} challenges unanswered)"
+        )
