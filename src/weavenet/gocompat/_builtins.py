@@ -67,7 +67,7 @@ def _f_lt(a: object, b: object) -> bool:
         raise _FuncError("incompatible types for comparison")
     if ka == "string":
         return _go_bytes(str(a)) < _go_bytes(str(b))
-    return a < b  # type: ignore[operator]
+    return bool(a < b)  # type: ignore[operator]  # both of one basic kind (int, float, string), checked above
 
 
 def _deref_type(v: object) -> str:

@@ -45,7 +45,7 @@ class GoNil:
         return f"GoNil({self.kind!r}, {self.go_type!r})"
 
 
-class GoStruct(dict):
+class GoStruct(dict[str, Any]):
     """A Go struct value (a ``dict`` so it stays JSON-compatible).
 
     ``pointer`` says it was reached through a pointer (``*T``); ``stringer`` is its ``String()`` method,
@@ -72,7 +72,7 @@ class GoStruct(dict):
         return ("*" if self.pointer else "") + self.go_type
 
 
-class GoMap(dict):
+class GoMap(dict[Any, Any]):
     """A Go map: a missing key gives "no value" as a field and ``elem_zero`` (the element type's zero value;
     ``None`` for ``interface{}``) from ``index``; ranging and printing go in sorted key order."""
 
@@ -88,7 +88,7 @@ class GoMap(dict):
         self.elem_zero = elem_zero
 
 
-class GoSlice(list):
+class GoSlice(list[Any]):
     """A Go slice with its type name (for ``%T`` and error messages)."""
 
     def __init__(self, items: Sequence[Any] = (), *, go_type: str = "[]interface {}") -> None:

@@ -114,7 +114,7 @@ class Space:
 
     def allocated_in(self, r: Range) -> list[int]:
         """Allocated addresses inside ``r`` (used when a range must be given up)."""
-        out = []
+        out: list[int] = []
         for a in _pairs(self.ours):
             out.extend(range(max(a.start, r.start), min(a.end, r.end)))
         return out
