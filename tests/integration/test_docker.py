@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import PREFIXES, netns_unavailable
+from weavenet.host.attach import CONTAINER_GSO_MAX_SIZE
 from weavenet.testbed import Host, Testbed, TestbedBusy
 from weavenet.testbed.docker_engine import IMAGE, EngineUnavailable, engine_unavailable, start_engines
 
@@ -227,6 +228,8 @@ def test_docker_run_net_weave_through_the_plugin(hosts: tuple[Host, Host]) -> No
     wait_until(lambda: pings(h1, "p1", "p2.weave.local"), 30, "p1 pings p2 by name")
     assert re.search(rf"^{cid(h1, 'p1')[:12]} \S+ {re.escape(ip1)}/", weave(h1, "ps").stdout, re.M)
     wait_until(lambda: pings(h2, "p2", "p1.weave.local"), 30, "p2 pings p1 by name")
+    inner = h1.run(["nsenter", "-t", h1.docker.inspect("p1", "{{.State.Pid}}"), "-n", "ip", "-d", "link"]).stdout
+    assert f"gso_max_size {CONTAINER_GSO_MAX_SIZE} " in inner  # super-frames the sleeve sends whole, as weave attach
     # a network of one's own, with Docker's IPAM and explicit addresses
     for h in hosts:
         dk(h, "network", "create", "-d", "weavemesh", "--subnet", "10.40.0.0/24", "own", proxy=False)

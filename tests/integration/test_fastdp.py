@@ -32,6 +32,23 @@ for i in range(int(sys.argv[1])):
     s.sendto(f"{sys.argv[2]}{i}".encode(), ("10.2.1.255", 5010)); time.sleep(0.05)
 """
 
+VXLAN_CAPTURE = r"""
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)); s.bind(("eth0", 0)); s.settimeout(0.5)
+print("ready", flush=True)  # every packet in and out (ETH_P_ALL)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    try: p = s.recv(65535)
+    except socket.timeout: continue
+    ip = p[14:]; udp = ip[(ip[0] & 15) * 4:]
+    if p[12:14] != b"\x08\x00" or ip[9] != 17 or struct.unpack("!H", udp[2:4])[0] != int(sys.argv[2]):
+        continue  # not VXLAN
+    if udp[16:22] == bytes(6):
+        continue  # a heartbeat or probe (the router's, all-zero MACs): data frames only
+    df = bool(struct.unpack("!H", ip[6:8])[0] & 0x4000)
+    print(df, ip[8], struct.unpack("!H", udp[6:8])[0], int.from_bytes(udp[12:15], "big"), flush=True)
+"""
+
 
 def connections(host) -> dict[str, str]:
     """Peer nickname -> the rest of its ``weave status connections`` line (overlay, name, attrs, fallback)."""
@@ -144,6 +161,31 @@ def test_fastdp_mesh_fallback_relay_and_recovery(make_testbed) -> None:
     # weave reset removes the VXLAN devices with the bridge
     assert h3.weave("reset").returncode == 0
     assert "vethwe-vx" not in h3.run(["ip", "-br", "link"]).stdout
+
+
+def test_vxlan_data_packets_have_weaves_outer_headers(make_testbed) -> None:
+    """What the kernel sends for containers is what Weave 2.8's fastdp sends (its SetTunnel: TTL 64, DF, no
+    UDP checksum), with the VNIs the devices were given, in both directions and for large (GSO) packets too."""
+    tb = make_testbed(2)
+    h1, h2 = tb.hosts
+    assert h1.weave("launch").returncode == 0 and h2.weave("launch", h1.ip).returncode == 0
+    c1, c2 = container(h1, "c", "10.2.1.1/24"), container(h2, "c", "10.2.1.2/24")
+    wait_until(lambda: all_fastdp(tb) and ping(c1, "10.2.1.2"), 30, "fastdp between c1 and c2")
+    cap = subprocess.Popen(
+        ["ip", "netns", "exec", h2.netns, sys.executable, "-c", VXLAN_CAPTURE, "6", "6784"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert cap.stdout is not None and cap.stdout.readline().strip() == "ready"
+    assert ping(c1, "10.2.1.2", count=3)
+    transfer(c1, c2, "10.2.1.2", 2 * 1024 * 1024)
+    seen = [line.split() for line in cap.communicate(timeout=30)[0].splitlines()]
+    assert len(seen) > 6, seen
+    assert {(df, ttl, csum) for df, ttl, csum, _ in seen} == {("True", "64", "0")}, seen
+    vnis = set()
+    for h in tb.hosts:  # what each device sends: the VNI of its one forwarding entry
+        vnis |= {e["vni"] for e in json.loads(h.run(["bridge", "-j", "fdb", "show"]).stdout) if "vni" in e}
+    assert {int(vni) for *_, vni in seen} == vnis and len(vnis) == 2, (seen, vnis)
 
 
 def test_sleeve_when_fastdp_cannot_or_must_not_be_used(make_testbed) -> None:

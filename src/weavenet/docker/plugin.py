@@ -57,13 +57,15 @@ def _err(message: str) -> web.Response:
 
 
 def _sync_create_endpoint(eid: str, mtu: int | None) -> str:
+    from weavenet.host.attach import CONTAINER_GSO_MAX_SIZE
     from weavenet.host.bridge import BRIDGE, bridge_mtu
     from weavenet.host.run import run
 
     local, guest = ep_names.veth_names(eid)
     size = ["mtu", str(mtu or bridge_mtu(BRIDGE) or 1376)]
+    gso = ["gso_max_size", str(CONTAINER_GSO_MAX_SIZE)]  # the container's end only, as weave attach does
     run(["ip", "link", "del", local], check=False)  # a leftover of a crashed run
-    run(["ip", "link", "add", local, *size, "type", "veth", "peer", "name", guest, *size])
+    run(["ip", "link", "add", local, *size, "type", "veth", "peer", "name", guest, *size, *gso])
     try:
         run(["ip", "link", "set", local, "master", BRIDGE])
         run(["ip", "link", "set", "dev", local, "type", "bridge_slave", "hairpin", "on"], check=False)

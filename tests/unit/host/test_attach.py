@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from weavenet.dataplane import fastcrypto, fastwire, frames, udp
 from weavenet.errors import HostError
 from weavenet.host import attach
 
@@ -56,3 +57,20 @@ def test_own_namespace_is_refused_with_weaves_message() -> None:
     assert str(e.value) == attach.HOST_NETNS_MESSAGE
     with pytest.raises(HostError, match="not a network namespace"):
         attach.attach(attach.ContainerRef("x", "/proc/self/ns/uts", "x"), ["10.2.1.1/24"])
+
+
+def test_container_super_frames_fit_one_sleeve_send() -> None:
+    """Under the cap, a container's TCP builds super-frames of at most cap - 321 bytes of payload (the kernel keeps
+    MAX_TCP_HEADER + 1 back) in whole segments, plus 66 bytes of Ethernet, IP and TCP headers with timestamps.
+    The largest fits one UDP GSO send of the fast sleeve on a 1500-byte underlay, sealed with the larger tag,
+    whatever the overlay MTU; and the cap is no smaller than that needs (every super-frame the kernel's VXLAN
+    path carries costs it per-packet work: 63488 allowed 47 segments of 1324 bytes, this 48)."""
+    segment = 1500 - 28
+    room = (udp.MAX_GSO_BYTES // segment) * (segment - fastwire.HDR_LEN)
+    room -= fastwire.SUPER_LEN + frames.VNET_LEN + max(fastcrypto.MAC, fastcrypto.AEGIS_TAG)
+    payload = attach.CONTAINER_GSO_MAX_SIZE - 321
+    assert payload + 66 == room
+    for mtu in (576, 1340, 1376, 1410, 1438, 1500):
+        mss = mtu - 52
+        assert payload // mss * mss + 66 <= room, mtu
+    assert payload // (1376 - 52) == 48
