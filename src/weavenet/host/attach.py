@@ -17,27 +17,29 @@ exits afterwards: no other code ever runs in the wrong namespace.
 
 pyroute2 costs about 0.3 s to import, so only :func:`attach` imports it (the router does so at start): the
 commands that merely read a container's addresses (:func:`container_addrs`: ``weave ps``, DNS, Docker lookups)
-and :func:`detach` keep using ``ip`` and ``iptables`` and start fast.
+and :func:`detach` keep using ``ip`` and ``iptables`` and start fast. The namespace primitives (the ``setns``
+thread, the gratuitous ARP, the isolation rules) are :mod:`weavenet.host.netns`, shared with the CNI plugin.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
 import json
 import os
 import socket
-import struct
 import subprocess
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from weavenet.errors import HostError
 from weavenet.host.bridge import BRIDGE, DEFAULT_MTU, arp_sysctls
+from weavenet.host.netns import accept_rule as _accept_rule
+from weavenet.host.netns import drop_rule as _drop_rule
+from weavenet.host.netns import gratuitous_arp as _gratuitous_arp
+from weavenet.host.netns import in_netns, ns_inode, own_netns_inode, run_tool
+from weavenet.host.netns import isolation_rules as _iptables_rules
 from weavenet.host.run import ok, run, sysctl
 
 if TYPE_CHECKING:
@@ -57,20 +59,13 @@ IFNAME = "ethwe"
 # largest GSO packet the bridge hands it whole, and larger ones (merged by GRO on a NIC, or from a Go peer's
 # containers) would be cut into MTU-sized packets on their way into the container.
 CONTAINER_GSO_MAX_SIZE = 64089
-NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: which kind of namespace it is
-CLONE_NEWNET = 0x40000000
-MULTICAST = "224.0.0.0/4"
 RT_SCOPE_LINK = 253
 RTPROT_BOOT = 3  # what ``ip route add`` marks its routes with (pyroute2 would say "static")
 BRPORT_HAIRPIN = 1  # IFLA_BRPORT_MODE value: frames may leave by the port they came in (container to itself)
-IPTABLES_TIMEOUT = 30.0
 HOST_NETNS_MESSAGE = (
     "Container is running in the host network namespace, and therefore cannot be connected to weave - perhaps "
     "the container was started with --net=host"
 )
-T = TypeVar("T")
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,32 +86,14 @@ def parse_cidr(text: str) -> IPv4Interface:
         raise HostError(f"invalid address {text!r}: {e}") from e
 
 
-def _ns_inode(path: str) -> int:
-    """The namespace's inode, checking that ``path`` really is a network namespace."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError as e:
-        raise HostError(f"{path}: no such file") from e
-    except PermissionError as e:
-        raise HostError(f"{path}: permission denied") from e
-    try:
-        try:
-            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
-        except OSError:
-            kind = 0
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if kind != CLONE_NEWNET:
-        raise HostError(f"{path} is not a network namespace")
-    return st.st_ino
+_ns_inode = ns_inode
 
 
 def _refuse_own_netns(path: str) -> None:
     """A container sharing our namespace (``--net=host``) would get the bridge's own veth end: Weave refuses it.
     (The calling thread's namespace, which is the host's: the process's may differ when a caller runs us in a
     thread of its own, as the tests do.)"""
-    if _ns_inode(path) == os.stat("/proc/thread-self/ns/net").st_ino:
+    if _ns_inode(path) == own_netns_inode():
         raise HostError(HOST_NETNS_MESSAGE)
 
 
@@ -149,36 +126,6 @@ def pid_ref(ident: str, pid: int) -> ContainerRef:
     return ContainerRef(ident, f"/proc/{pid}/ns/net", str(pid)[:7])
 
 
-def in_netns(netns_path: str, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a new thread that has joined the network namespace at ``netns_path``; its result or error."""
-    result: list[Any] = []
-    error: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            fd = os.open(netns_path, os.O_RDONLY)
-        except OSError as e:
-            error.append(HostError(f"{netns_path}: {e.strerror}"))
-            return
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                error.append(HostError(f"setns {netns_path}: {os.strerror(err)}"))
-                return
-            result.append(fn())
-        except BaseException as e:
-            error.append(e)
-        finally:
-            os.close(fd)
-
-    t = threading.Thread(target=body, name="weave-netns", daemon=True)
-    t.start()
-    t.join()
-    if error:
-        raise error[0]
-    return result[0]  # type: ignore[no-any-return]
-
-
 def container_addrs(ref: ContainerRef, ifname: str = IFNAME) -> tuple[str, list[str]] | None:
     """(MAC, CIDRs) of the container's weave interface, or None if it has none (read with ``ip``: see above)."""
     if not ok(["ip", "link", "show", ifname], ref.netns):
@@ -198,46 +145,9 @@ def _nl_message(e: Exception) -> str:
     return os.strerror(code) if isinstance(code, int) and code > 0 else str(e)
 
 
-def _gratuitous_arp(ifname: str, mac: bytes, ip: bytes) -> None:
-    """A gratuitous ARP (broadcast request, sender and target both ``ip``) as ``arping -U`` sends it, without
-    that process and the second it waits for answers."""
-    frame = b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + ip + b"\x00" * 6 + ip
-    with contextlib.closing(socket.socket(socket.AF_PACKET, socket.SOCK_RAW)) as s:
-        s.bind((ifname, 0))
-        s.send(frame)
-
-
-def _accept_rule(subnet: str, ifname: str) -> list[str]:
-    return ["INPUT", "-i", ifname, "-s", subnet, "-d", MULTICAST, "-j", "ACCEPT"]
-
-
-def _drop_rule(ifname: str) -> list[str]:
-    return ["INPUT", "-i", ifname, "-d", MULTICAST, "-j", "DROP"]
-
-
-def _iptables_rules(subnets: list[str], new_link: bool, ifname: str = IFNAME, undo: bool = False) -> str:
-    """The container's multicast isolation as one ``iptables-restore --noflush`` input: accept from its own
-    subnets (inserted first), drop the rest (appended, once, with a new interface); ``undo`` deletes them."""
-    lines = ["*filter"]
-    for s in subnets:
-        rule = _accept_rule(s, ifname)
-        lines.append(" ".join(["-D", *rule] if undo else ["-I", rule[0], "1", *rule[1:]]))
-    if new_link:
-        lines.append(" ".join(["-D" if undo else "-A", *_drop_rule(ifname)]))
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
 def _iptables(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """``iptables``/``iptables-restore`` (forked from the calling thread, so in its namespace)."""
-    try:
-        return subprocess.run(
-            list(args), input=input, capture_output=True, text=True, timeout=IPTABLES_TIMEOUT, check=False
-        )
-    except FileNotFoundError as e:
-        raise HostError(f"{args[0]} is not installed") from e
-    except subprocess.TimeoutExpired as e:
-        raise HostError(f"{args[0]} in the container: timed out") from e
+    return run_tool(list(args), input=input)
 
 
 def _index(ipr: IPRoute, ifname: str) -> int | None:

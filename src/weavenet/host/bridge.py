@@ -9,13 +9,10 @@ from __future__ import annotations
 import json
 
 from weavenet.config.model import DEFAULT_MTU
+from weavenet.host.netns import ARP_SYSCTLS
 from weavenet.host.run import ok, run, sysctl
 
 BRIDGE = "weave"
-
-
-# Short ARP cache lifetimes (``net/ipv4/neigh/<ifname>/<key>``), for the bridge and every container's ethwe.
-ARP_SYSCTLS = (("base_reachable_time", "5"), ("delay_first_probe_time", "2"), ("ucast_solicit", "1"))
 
 
 def arp_sysctls(ifname: str, netns: str | None = None) -> None:
