@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
@@ -35,10 +34,10 @@ from typing import TYPE_CHECKING
 
 from weavenet.errors import HostError
 from weavenet.host.bridge import BRIDGE, DEFAULT_MTU, arp_sysctls
+from weavenet.host.netns import Completed, in_netns, ns_inode, own_netns_inode, run_tool
 from weavenet.host.netns import accept_rule as _accept_rule
 from weavenet.host.netns import drop_rule as _drop_rule
 from weavenet.host.netns import gratuitous_arp as _gratuitous_arp
-from weavenet.host.netns import in_netns, ns_inode, own_netns_inode, run_tool
 from weavenet.host.netns import isolation_rules as _iptables_rules
 from weavenet.host.run import ok, run, sysctl
 
@@ -145,7 +144,7 @@ def _nl_message(e: Exception) -> str:
     return os.strerror(code) if isinstance(code, int) and code > 0 else str(e)
 
 
-def _iptables(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+def _iptables(*args: str, input: str | None = None) -> Completed:
     """``iptables``/``iptables-restore`` (forked from the calling thread, so in its namespace)."""
     return run_tool(list(args), input=input)
 
