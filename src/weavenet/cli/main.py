@@ -119,18 +119,38 @@ def help_cmd() -> None:
     click.echo(USAGE, nl=False)
 
 
-SETUP_MESSAGE = (
-    "weave setup: nothing to do: weavenet runs from its installed package (no images to pull, no CNI plugin to "
-    "install); 'weave launch' is all it needs"
+CNI_DIR_OPTIONS = (
+    click.option("--plugin-dir", help="where the plugins go (default $WEAVE_CNI_PLUGIN_DIR, else /opt/cni/bin)"),
+    click.option("--conf-dir", help="where 10-weave.conflist goes (default $WEAVE_CNI_CONF_DIR, else /etc/cni/net.d)"),
 )
 
 
+def _cni_dirs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(CNI_DIR_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+@weave.command("setup-cni", context_settings=CONTEXT)
+@_cni_dirs
+def setup_cni(plugin_dir: str | None, conf_dir: str | None) -> None:
+    """Install the CNI plugins ``weave-net`` and ``weave-ipam`` and Weave's ``10-weave.conflist``
+    (``weavenet.cni.install``); silent, as Weave's."""
+    from weavenet.cni.install import setup as install
+
+    try:
+        install(os.environ, state_dir_default(), plugin_dir, conf_dir)
+    except ConfigError as e:
+        _fail(str(e))
+
+
 @weave.command(context_settings=CONTEXT)
-def setup() -> None:
-    """Weave's ``setup`` pulled its images (and installed its CNI plugin) so that a later ``weave launch`` needed
-    no download. weavenet has neither: it says so and succeeds, so provisioning scripts that run ``weave setup``
-    before ``weave launch``, as Weave's installation guide had them do, keep working."""
-    click.echo(SETUP_MESSAGE)
+@_cni_dirs
+@click.pass_context
+def setup(ctx: click.Context, plugin_dir: str | None, conf_dir: str | None) -> None:
+    """Weave's ``setup`` pulled its images, then did what ``setup-cni`` does. weavenet has no images: the CNI
+    plugins are all there is to set up, so provisioning scripts that run ``weave setup`` keep working."""
+    ctx.invoke(setup_cni, plugin_dir=plugin_dir, conf_dir=conf_dir)
 
 
 @weave.command(context_settings=CONTEXT)
@@ -198,9 +218,22 @@ def reset(force: bool) -> None:
     stop_docker()  # Docker's network ``weave``, on the old default subnet: a later launch may use another
     if not daemonctl.stop(run_dir):
         click.echo("Weave is not running (ignore on Kubernetes).", err=True)
+    _remove_cni()
     remove_state(state_dir_default())
     _host(_destroy_host_state)
     _remove_registry(run_dir)
+
+
+def _remove_cni() -> None:
+    """What ``weave setup-cni`` installed, as far as it is still ours (``weavenet.cni.install.remove``), and the
+    CNI plugins' attachment records: the addresses they name go with the IPAM state."""
+    import shutil
+
+    from weavenet.cni.install import remove
+    from weavenet.cni.records import base_dir
+
+    remove(state_dir_default())
+    shutil.rmtree(base_dir(os.environ), ignore_errors=True)
 
 
 def _remove_registry(run_dir: str) -> None:
