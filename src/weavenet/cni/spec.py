@@ -52,6 +52,9 @@ REQUIRED = {
     "STATUS": (),
     "VERSION": (),
 }
+# The commands that act on a namespace: the others ignore CNI_NETNS (libcni validates a configuration with VERSION
+# and CNI_NETNS=dummy).
+NETNS_COMMANDS = ("ADD", "CHECK", "DEL")
 # The first version that has each command.
 SINCE = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 
@@ -166,11 +169,12 @@ def parse_env(env: Mapping[str, str], also_ids: tuple[str, ...] = ()) -> Request
         check_container_id(cid, also_ids)
     if "CNI_IFNAME" in REQUIRED[command]:
         check_ifname(ifname)
-    netns = env.get("CNI_NETNS", "")
+    netns = env.get("CNI_NETNS", "") if command in NETNS_COMMANDS else ""
     if netns and not netns.startswith("/"):
         raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS must be an absolute path", repr(netns))
     path = tuple(p for p in env.get("CNI_PATH", "").split(":") if p)
-    return Request(command, cid, netns, ifname, parse_args(env.get("CNI_ARGS", "")), path)
+    args = parse_args(env.get("CNI_ARGS", "")) if command in NETNS_COMMANDS else ()
+    return Request(command, cid, netns, ifname, args, path)
 
 
 # -- the configuration ---------------------------------------------------------------------------------------------

@@ -50,6 +50,14 @@ def test_version_answers_in_the_asked_version(env: dict[str, str]) -> None:
     assert run(env, {"cniVersion": "9.9.9"}, plugin="weave-ipam", CNI_COMMAND="VERSION")[1]["cniVersion"] == "1.1.0"
 
 
+def test_version_ignores_the_other_variables(env: dict[str, str]) -> None:
+    """libcni validates a configuration with VERSION and CNI_NETNS=dummy, CNI_PATH=dummy (podman 4.3 does so for
+    every network it lists): a plugin that refused it made podman drop Weave's network for its default one."""
+    status, out = run(env, {"cniVersion": "0.3.0"}, CNI_COMMAND="VERSION", CNI_NETNS="dummy", CNI_PATH="dummy",
+                      CNI_CONTAINERID="", CNI_IFNAME="")  # fmt: skip
+    assert status == 0 and out["cniVersion"] == "0.3.0"
+
+
 @pytest.mark.parametrize(
     ("conf", "changes", "code", "needle"),
     [
