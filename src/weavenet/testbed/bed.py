@@ -35,6 +35,7 @@ from weavenet.testbed import plan
 
 if TYPE_CHECKING:
     from weavenet.testbed.docker_engine import DockerEngine
+    from weavenet.testbed.podman_engine import PodmanEngine
 
 _CLAIM_LOCK = "/tmp/.weavenet-testbed.lock"
 
@@ -200,7 +201,7 @@ def _teardown(prefix: str, workdirs: Sequence[Path]) -> None:
     mnt = frozenset(i for d in workdirs for f in (d / "ns").glob("*.mnt") if (i := _inode(f)) is not None)
     from weavenet.testbed import docker_engine
 
-    docker_engine.kill_containers(prefix)  # Docker containers live in namespaces of their own: found by cgroup
+    docker_engine.kill_containers(prefix)  # Docker's and podman's containers have namespaces of their own: by cgroup
     _kill_all(net, mnt)
     docker_engine.remove_cgroups(prefix)
     for name in names:
@@ -302,6 +303,7 @@ class Host:
         self.port = plan.switch_port(self.name)
         self.containers: list[Container] = []
         self.docker: DockerEngine | None = None
+        self.podman: PodmanEngine | None = None
 
     def _create(self) -> None:
         bed, sw = self.bed, self.bed.switch_ns
@@ -413,6 +415,14 @@ class Host:
         if self.docker is None:
             self.docker = DockerEngine(self, sock).start()
         return self.docker
+
+    def start_podman(self) -> PodmanEngine:
+        """Podman with its CNI backend in this host (see ``podman_engine``); its containers go with the bed."""
+        from weavenet.testbed.podman_engine import PodmanEngine
+
+        if self.podman is None:
+            self.podman = PodmanEngine(self).start()
+        return self.podman
 
     def set_mtu(self, mtu: int) -> None:
         """MTU of this host's underlay link, both ends."""
@@ -589,3 +599,5 @@ class Testbed:
         for h in self.hosts:
             if h.docker is not None:
                 h.docker.reap()  # dockerd was killed with the host: collect its exit status
+            if h.podman is not None:
+                h.podman.reap()

@@ -69,8 +69,11 @@ def busybox_path() -> str | None:
     return None
 
 
-def cgroup_parent(prefix: str, host: str) -> str:
-    return f"{prefix}-{host}-docker"
+ENGINES = ("docker", "podman")  # the container engines whose cgroups teardown sweeps
+
+
+def cgroup_parent(prefix: str, host: str, engine: str = "docker") -> str:
+    return f"{prefix}-{host}-{engine}"
 
 
 def bridge_cidr(index: int) -> str:
@@ -254,7 +257,7 @@ class DockerEngine:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the engine: containers killed first (fast), then dockerd and its containerd."""
-        kill_containers(self.host.bed.prefix, self.host.name)
+        kill_containers(self.host.bed.prefix, self.host.name, ("docker",))
         pid = self._pid()
         if pid:
             with contextlib.suppress(ProcessLookupError):
@@ -265,7 +268,7 @@ class DockerEngine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        remove_cgroups(self.host.bed.prefix, self.host.name)
+        remove_cgroups(self.host.bed.prefix, self.host.name, ("docker",))
 
     def reap(self, timeout: float = 5.0) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -285,9 +288,10 @@ class DockerEngine:
 # -- teardown by cgroup -------------------------------------------------------------------------------------------
 
 
-def _engine_cgroups(prefix: str, host: str | None = None) -> list[Path]:
-    """Every cgroup directory (any v1 hierarchy, or v2) made for this prefix's engines."""
-    pat = re.compile(re.escape(prefix) + (re.escape(f"-{host}") if host else r"-h\d+") + r"-docker$")
+def _engine_cgroups(prefix: str, host: str | None = None, engines: Sequence[str] = ENGINES) -> list[Path]:
+    """Every cgroup directory (any v1 hierarchy, or v2) made for this prefix's engines (Docker's, podman's)."""
+    kinds = "|".join(re.escape(e) for e in engines)
+    pat = re.compile(re.escape(prefix) + (re.escape(f"-{host}") if host else r"-h\d+") + rf"-(?:{kinds})$")
     found: list[Path] = []
     for base in [CGROUP_ROOT, *(p for p in CGROUP_ROOT.iterdir() if p.is_dir())] if CGROUP_ROOT.is_dir() else []:
         with contextlib.suppress(OSError):
@@ -303,10 +307,10 @@ def _procs(cgroup: Path) -> set[int]:
     return pids
 
 
-def kill_containers(prefix: str, host: str | None = None) -> None:
+def kill_containers(prefix: str, host: str | None = None, engines: Sequence[str] = ENGINES) -> None:
     """SIGKILL every process of this prefix's (or host's) containers: they die with their pid namespace's init."""
     for _ in range(5):
-        pids = set().union(*(_procs(c) for c in _engine_cgroups(prefix, host)))
+        pids = set().union(*(_procs(c) for c in _engine_cgroups(prefix, host, engines)))
         if not pids:
             return
         for pid in pids:
@@ -315,9 +319,9 @@ def kill_containers(prefix: str, host: str | None = None) -> None:
         time.sleep(0.1)
 
 
-def remove_cgroups(prefix: str, host: str | None = None) -> None:
+def remove_cgroups(prefix: str, host: str | None = None, engines: Sequence[str] = ENGINES) -> None:
     """Remove the (empty) cgroup directories, deepest first."""
-    for cg in _engine_cgroups(prefix, host):
+    for cg in _engine_cgroups(prefix, host, engines):
         for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 d.rmdir()
