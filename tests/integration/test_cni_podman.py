@@ -78,8 +78,24 @@ def test_podman_containers_on_three_hosts(make_testbed: Callable[..., Any]) -> N
     gateway = pms["h1"].podman("exec", "c1", "ip", "-4", "route").stdout
     assert gateway.startswith("default via 10.32.") and "dev eth0" in gateway
 
-    # a container restarted (podman: CNI DEL, then ADD in a new namespace) keeps working
+    # upstream 830's variants as networks of their own: ipam.routes (no default route), hairpin mode off
     pm1 = pms["h1"]
+    for name, plugin in (
+        ("weave-routes", {"type": "weave-net", "ipam": {"routes": [{"dst": "10.32.0.0/12"}]}}),
+        ("weave-nohairpin", {"type": "weave-net", "hairpinMode": False}),
+    ):
+        conflist = {"cniVersion": "0.3.0", "name": name, "plugins": [plugin]}
+        (pm1.conf_dir / f"20-{name}.conflist").write_text(json.dumps(conflist))
+    c2 = pm1.run("c2", network="weave-routes")
+    c3 = pm1.run("c3", network="weave-nohairpin")
+    assert "default" not in pm1.podman("exec", "c2", "ip", "-4", "route").stdout
+    assert ping(pm1, "c1", h1.ip) and not ping(pm1, "c2", h1.ip)  # an address outside weave: default route only
+    assert ping(pm1, "c2", peers["h2"])
+    brif = "/sys/class/net/weave/brif/vethwepl{}/hairpin_mode"
+    modes = [h1.run(["cat", brif.format(i[:7])]).stdout.strip() for i in (ids["h1"], c2, c3)]
+    assert modes == ["1", "1", "0"]
+
+    # a container restarted (podman: CNI DEL, then ADD in a new namespace) keeps working
     pm1.podman("restart", "-t", "0", "c1")
     wait_until(lambda: ping(pm1, "c1", peers["h2"]), 30, "the restarted container to reach h2's")
     assert ping(pms["h3"], "c1", address(pm1, "c1").split("/")[0])
@@ -87,6 +103,8 @@ def test_podman_containers_on_three_hosts(make_testbed: Callable[..., Any]) -> N
     # podman rm releases the address (and the host's end of the pair goes)
     pm1.podman("rm", "-f", "-t", "0", "c1")
     assert ids["h1"] not in owned(h1)
+    pm1.podman("rm", "-f", "-t", "0", "c2", "c3")
+    assert sorted(owned(h1)) == ["weave:expose"]
     assert "vethwepl" not in h1.run(["ip", "-o", "link"]).stdout
 
 
