@@ -128,13 +128,17 @@ class Call:
 # -- checks shared by the commands that touch the pod ----------------------------------------------------------------
 
 
-def check_netns(netns: str) -> None:
-    """A path to a network namespace that is not ours (error 4 naming CNI_NETNS otherwise)."""
+def check_netns(netns: str, gone_ok: bool = False) -> bool:
+    """A path to a network namespace that is not ours (error 4 naming CNI_NETNS otherwise). With ``gone_ok`` (DEL)
+    a namespace that no longer exists is no error but False: neither a missing path nor what an unmounted one
+    leaves (an empty file, as podman's ``/run/netns/netns-<uuid>`` between its unmount and its removal)."""
     if any(c.isspace() for c in netns):
         raise CniError(INVALID_ENVIRONMENT, "CNI_NETNS must not contain white space", repr(netns))
     try:
         inode = ns_inode(netns)
     except HostError as e:
+        if gone_ok and ("no such file" in str(e) or "not a network namespace" in str(e)):
+            return False
         raise CniError(INVALID_ENVIRONMENT, f"CNI_NETNS: {e}") from e
     if inode == own_netns_inode():
         raise CniError(
@@ -142,6 +146,7 @@ def check_netns(netns: str) -> None:
             "CNI_NETNS is the plugin's own network namespace",
             "can not specify host network namespace as network namespace to which container should be added",
         )
+    return True
 
 
 def host_error(e: HostError) -> CniError:
@@ -252,12 +257,11 @@ def undo_add(call: Call, ipam: IpamConf) -> None:
 def net_del(call: Call) -> None:
     req = call.req
     nc = parse_net_conf(call.conf, call.version, call.name)
-    if req.netns:
+    if req.netns and check_netns(req.netns, gone_ok=True):  # a namespace gone took the interface with it
         try:
             link.delete(req.netns, req.ifname)
-        except HostError as e:  # the namespace may be gone already: the interface went with it
-            if "No such file" not in str(e):
-                warn(f"error removing interface {req.ifname!r}: {e}")
+        except HostError as e:  # Weave's plugin went on too: the address must be released all the same
+            warn(f"error removing interface {req.ifname!r}: {e}")
     call.release(nc.ipam)
     call.records.remove(req.container_id, req.ifname)
 

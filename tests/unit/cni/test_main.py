@@ -85,6 +85,24 @@ def test_bad_requests_get_the_specs_codes(
     assert out["cniVersion"] == (spoken if spoken in ("0.3.1", "1.0.0") else "1.1.0")  # the error in their version
 
 
+def test_del_and_check_refuse_the_plugins_own_namespace(env: dict[str, str]) -> None:
+    """A DEL naming the runtime's own namespace would delete the host's interface of that name (libcni's skeleton
+    refuses it): error 4, and nothing is deleted (the router is not even asked)."""
+    for command, version in (("DEL", "1.0.0"), ("CHECK", "1.0.0")):
+        conf = {**CONF, "cniVersion": version, "prevResult": {"ips": [{"address": "10.32.0.5/12"}]}}
+        status, out = run(env, conf, CNI_COMMAND=command, CNI_NETNS="/proc/thread-self/ns/net", CNI_IFNAME="lo")
+        assert status == 1 and out["code"] == 4 and "own network namespace" in out["msg"], (command, out)
+
+
+def test_del_of_a_namespace_that_is_gone_still_releases(env: dict[str, str], tmp_path: Path) -> None:
+    """Gone: no such path, or the empty file an unmounted namespace leaves. The address is released all the same
+    (here: the router cannot be reached, which is DEL's one failure)."""
+    (tmp_path / "unmounted").write_text("")
+    for netns in (str(tmp_path / "gone"), str(tmp_path / "unmounted")):
+        status, out = run(env, CNI_COMMAND="DEL", CNI_NETNS=netns)
+        assert status == 1 and out["code"] == 11, out
+
+
 def test_nothing_is_recorded_or_asked_for_a_bad_request(env: dict[str, str]) -> None:
     run(env)
     assert not Path(env["WEAVE_CNI_STATE_DIR"]).exists()
