@@ -2,13 +2,13 @@
 
 The pod gets the runtime's interface name (``eth0`` under Kubernetes), the inner end of a veth pair whose outer end
 ``vethwepl<id>`` is a port of the bridge (hairpin mode as configured), Weave's interface settings and multicast
-isolation (:mod:`weavenet.host.netns`, shared with ``weave attach``), its address with a gratuitous ARP, and its
-routes. Unlike ``weave attach`` there is no multicast route and the runtime's name is used, as in Weave.
+isolation (:mod:`weavenet.host.netns`, shared with ``weave attach``), its address announced with gratuitous ARPs,
+and its routes. Unlike ``weave attach`` there is no multicast route and the runtime's name is used, as in Weave.
 
-Every step is an ``ip -batch`` (one process for the host's side, one inside the pod) rather than pyroute2, whose
-import alone costs a plugin execution 0.3-0.5 s on this kind of machine against about 10 ms per ``ip``; the
-bridge's MTU and addresses are read with an ioctl and one netlink dump. Any failure removes the pair (which takes
-the pod's end with it) and the pod's rules, so nothing is left half-made.
+The links, addresses and routes are rtnetlink requests made here (:mod:`.rtnl`): pyroute2 costs a plugin execution
+300-500 ms to import, an ``ip`` process 2-3 ms per step. The one process left, ``iptables-restore`` for the
+isolation rules, runs while the address and routes are set. Any failure removes the pair (which takes the pod's
+end with it) and the pod's rules, so nothing is left half-made.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import struct
 import time
 
 from weavenet.cni import jsonc
-from weavenet.cni.spec import fmt_cidr, fmt_ip
+from weavenet.cni.rtnl import Netlink
 from weavenet.errors import HostError
 from weavenet.host.netns import (
     gratuitous_arp,
@@ -29,6 +29,7 @@ from weavenet.host.netns import (
     interface_sysctls,
     isolation_rules,
     run_tool,
+    start_tool,
     write_sysctl,
 )
 
@@ -40,10 +41,6 @@ VETH_PREFIX = "vethwepl"  # the host's end; Weave's prefix, which `weave reset` 
 ID_CHARS = 15 - len(VETH_PREFIX)  # IFNAMSIZ - 1
 GSO_MAX_SIZE = 63488  # as weave attach: one super-frame fits one UDP GSO send of the fast sleeve
 SIOCGIFMTU = 0x8921
-RTM_NEWADDR, RTM_GETADDR, NLMSG_ERROR, NLMSG_DONE = 20, 22, 2, 3
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-IFA_ADDRESS, IFA_LOCAL = 1, 2
-FAILED = "Command failed -:"  # how ``ip -batch`` names the line that failed
 
 
 def host_end(container_id: str) -> str:
@@ -55,6 +52,22 @@ def host_end(container_id: str) -> str:
 
 def mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
+
+
+def _index(ifname: str) -> int | None:
+    """The interface's index in the calling thread's namespace, or None."""
+    try:
+        return int(_socket.if_nametoindex(ifname))
+    except OSError:
+        return None
+
+
+def _ip(ip: int) -> str:
+    return _socket.inet_ntop(_socket.AF_INET, struct.pack("!I", ip))
+
+
+def _cidr(ip: int, plen: int) -> str:
+    return f"{_ip(ip)}/{plen}"
 
 
 # -- reading the bridge (in the calling thread's namespace: the host's) ---------------------------------------------
@@ -73,64 +86,20 @@ def bridge_mtu(bridge: str) -> int:
 
 
 def ipv4_addresses(ifname: str) -> list[int]:
-    """The interface's IPv4 addresses (an ``RTM_GETADDR`` dump), in the order the kernel lists them."""
+    """The interface's IPv4 addresses, in the order the kernel lists them."""
+    index = _index(ifname)
+    if index is None:
+        raise HostError(f'bridge "{ifname}" not present; did you launch weave?')
     try:
-        index = _socket.if_nametoindex(ifname)
+        with Netlink() as nl:
+            return nl.ipv4_addresses(index)
     except OSError as e:
-        raise HostError(f'bridge "{ifname}" not present; did you launch weave?') from e
-    s = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW, 0)
-    try:
-        return _dump_addresses(s, index)
-    finally:
-        s.close()
-
-
-def _dump_addresses(s: _socket.socket, index: int) -> list[int]:
-    """The IPv4 addresses of interface ``index`` from an ``RTM_GETADDR`` dump on netlink socket ``s``."""
-    out: list[int] = []
-    s.settimeout(5)
-    header = struct.pack("=IHHII", 24, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-    s.send(header + struct.pack("=BBBBI", _socket.AF_INET, 0, 0, 0, 0))
-    while True:
-        data = s.recv(65536)
-        off = 0
-        while off + 16 <= len(data):
-            length, kind = struct.unpack_from("=IH", data, off)
-            if kind == NLMSG_DONE:
-                return out
-            if kind == NLMSG_ERROR:
-                err = -struct.unpack_from("=i", data, off + 16)[0]
-                raise HostError(f"listing addresses: {os.strerror(err)}")
-            if kind == RTM_NEWADDR and struct.unpack_from("=I", data, off + 20)[0] == index:
-                found = _address(data, off + 24, off + length)
-                if found is not None:
-                    out.append(found)
-            if length < 16:
-                break
-            off += (length + 3) & ~3
-
-
-def _address(data: bytes, start: int, end: int) -> int | None:
-    """``IFA_LOCAL`` (else ``IFA_ADDRESS``) among the attributes of one ``RTM_NEWADDR`` message."""
-    local = address = None
-    while start + 4 <= end:
-        alen, atype = struct.unpack_from("=HH", data, start)
-        if alen < 4:
-            break
-        if atype in (IFA_LOCAL, IFA_ADDRESS) and alen == 8:
-            value = struct.unpack_from("!I", data, start + 4)[0]
-            if atype == IFA_LOCAL:
-                local = value
-            else:
-                address = value
-        start += (alen + 3) & ~3
-    return local if local is not None else address
+        raise HostError(f"listing the addresses of {ifname}: {e.strerror}") from e
 
 
 def exists_in(netns: str, ifname: str) -> bool:
     """Whether the namespace has an interface of that name."""
-
-    return in_netns(netns, lambda: exists_on_host(ifname))
+    return in_netns(netns, lambda: _index(ifname) is not None)
 
 
 # -- making and removing the pod's link ----------------------------------------------------------------------------
@@ -145,51 +114,47 @@ class PodLink:
         )  # fmt: skip
 
 
-def _batch(commands: list[str]) -> tuple[int, str]:
-    """``ip -batch`` in the calling thread's namespace: (0, "") or (the failed line, its error)."""
-    res = run_tool(["ip", "-b", "-"], input="\n".join(commands) + "\n")
-    if res.returncode == 0:
-        return 0, ""
-    line, lines = len(commands), []
-    for text in res.stderr.strip().splitlines():
-        if text.startswith(FAILED) and text[len(FAILED) :].isdigit():
-            line = int(text[len(FAILED) :])
-        elif text.strip():
-            lines.append(text.strip().removeprefix("RTNETLINK answers: "))
-    return line, "; ".join(lines) or f"exit status {res.returncode}"
-
-
 def _del_host_end(name: str) -> None:
+    index = _index(name)
+    if index is None:
+        return
     try:
-        run_tool(["ip", "link", "del", name])
-    except HostError:
+        with Netlink() as nl:
+            nl.delete_link(index)
+    except OSError:
         pass
 
 
 def create(link: PodLink) -> str:
     """The veth pair, its pod end made straight in the pod's namespace as ``ifname``, its host end on the bridge
-    and up. Returns the host end's MAC. A host end of that name already there (another pod whose ID begins with
-    the same 7 characters) is an error, never deleted."""
+    (hairpin as configured) and up. Returns the host end's MAC. A host end of that name already there (another
+    pod whose ID begins with the same 7 characters) is an error, never deleted."""
     h = link.host_end
-    commands = [
-        f"link add {h} mtu {link.mtu} gso_max_size {GSO_MAX_SIZE} type veth peer name {link.ifname} mtu {link.mtu} "
-        f"gso_max_size {GSO_MAX_SIZE} netns {link.netns}",
-        f"link set {h} master {link.bridge}",
-        f"link set {h} type bridge_slave hairpin {'on' if link.hairpin else 'off'}",
-        f"link set {h} up",
-    ]
-    line, reason = _batch(commands)
-    if line == 1:
-        raise HostError(f"could not create veth pair {h}-{link.ifname}: {reason}")
-    if line:
-        _del_host_end(h)
-        raise HostError(f"attaching {h} to {link.bridge}: {reason}")
-    write_sysctl(f"net/ipv6/conf/{h}/accept_ra", "0", must=False)
+    bridge = _index(link.bridge)
+    if bridge is None:
+        raise HostError(f'bridge "{link.bridge}" not present; did you launch weave?')
+    fd = os.open(link.netns, os.O_RDONLY)
     try:
-        return mac_text(hw_address(h))
-    except HostError:
-        _del_host_end(h)
-        raise
+        with Netlink() as nl:
+            try:
+                nl.add_veth(h, link.ifname, link.mtu, GSO_MAX_SIZE, fd, bridge)
+            except OSError as e:
+                raise HostError(f"could not create veth pair {h}-{link.ifname}: {e.strerror}") from e
+            try:
+                write_sysctl(f"net/ipv6/conf/{h}/accept_ra", "0", must=False)
+                index = _index(h)
+                if index is None:
+                    raise HostError(f"{h} vanished as it was created")
+                nl.set_port_up(index, link.hairpin)
+                return mac_text(hw_address(h))
+            except OSError as e:
+                _del_host_end(h)
+                raise HostError(f"attaching {h} to {link.bridge}: {e.strerror}") from e
+            except BaseException:
+                _del_host_end(h)
+                raise
+    finally:
+        os.close(fd)
 
 
 ANNOUNCE_AT = (0.002, 0.1, 0.5)  # seconds after the link came up
@@ -219,35 +184,45 @@ def announce(ifname: str, mac: bytes, ip: int) -> None:
     os._exit(0)
 
 
-def route_commands(ifname: str, link_routes: list[int], routes: list[Route]) -> list[str]:
-    cmds = [f"route add {fmt_ip(gw)}/32 dev {ifname} scope link" for gw in link_routes]
-    for r in routes:
-        via = f" via {fmt_ip(r.gw)}" if r.gw is not None else ""
-        cmds.append(f"route add {fmt_cidr(*r.dst)}{via} dev {ifname}")
-    return cmds
-
-
 def configure(link: PodLink, address: tuple[int, int], link_routes: list[int], routes: list[Route]) -> str:
-    """Inside the pod: Weave's interface settings and multicast isolation, the address, the link up, the routes,
-    and the address announced (:func:`announce`). Returns the pod end's MAC; on failure the pair is removed."""
+    """Inside the pod: Weave's interface settings and multicast isolation (``iptables-restore``, running
+    meanwhile), the address, the link up, the routes, the address announced (:func:`announce`). Returns the pod
+    end's MAC; on failure the pair is removed."""
     ifname = link.ifname
-    subnet = fmt_cidr(address[0] & ((0xFFFFFFFF << (32 - address[1])) & 0xFFFFFFFF), address[1])
+    subnet = _cidr(address[0] & ((0xFFFFFFFF << (32 - address[1])) & 0xFFFFFFFF), address[1])
 
     def inside() -> str:
         interface_sysctls(ifname)
-        rules = isolation_rules([subnet], new_link=True, ifname=ifname)
-        res = run_tool(["iptables-restore", "-w", "--noflush"], input=rules)
-        if res.returncode != 0:
-            raise HostError(f"iptables-restore in the pod: {res.stderr.strip()}")
+        rules = start_tool(["iptables-restore", "-w", "--noflush"], isolation_rules([subnet], True, ifname))
         try:
-            commands = [f"addr add {fmt_cidr(*address)} dev {ifname}", f"link set {ifname} up"]
-            line, reason = _batch([*commands, *route_commands(ifname, link_routes, routes)])
-            if line:
-                raise HostError(f"setting up {ifname}: {reason}")
+            index = _index(ifname)
+            if index is None:
+                raise HostError(f"{ifname} did not appear in the pod")
+            with Netlink() as nl:
+                step = f"adding {_cidr(*address)} to {ifname}"
+                try:
+                    nl.add_address(index, *address)
+                    step = f"setting {ifname} up"
+                    nl.set_up(index)
+                    for gw in link_routes:
+                        step = f"adding the route to {_cidr(gw, 32)}"
+                        nl.add_route(index, (gw, 32), None)
+                    for r in routes:
+                        step = f"adding the route to {_cidr(*r.dst)}" + (f" via {_ip(r.gw)}" if r.gw else "")
+                        nl.add_route(index, r.dst, r.gw)
+                except OSError as e:
+                    raise HostError(f"setting up {ifname}: {step}: {e.strerror}") from e
+            done = rules.wait()
+            if done.returncode != 0:
+                raise HostError(f"iptables-restore in the pod: {done.stderr.strip()}")
             mac = hw_address(ifname)
             announce(ifname, mac, address[0])
             return mac_text(mac)
         except BaseException:
+            try:
+                rules.wait()
+            except HostError:
+                pass
             try:
                 run_tool(["iptables-restore", "-w", "--noflush"], input=isolation_rules([subnet], True, ifname, True))
             except HostError:
@@ -265,11 +240,15 @@ def delete(netns: str, ifname: str) -> bool:
     """Remove the pod's interface (the pair goes with it); False if it has none."""
 
     def inside() -> bool:
-        if not exists_on_host(ifname):
+        index = _index(ifname)
+        if index is None:
             return False
-        res = run_tool(["ip", "link", "del", ifname])
-        if res.returncode != 0 and "Cannot find device" not in res.stderr:
-            raise HostError(f"removing {ifname}: {res.stderr.strip()}")
+        try:
+            with Netlink() as nl:
+                nl.delete_link(index)
+        except OSError as e:
+            if e.errno != 19:  # ENODEV: gone meanwhile
+                raise HostError(f"removing {ifname}: {e.strerror}") from e
         return True
 
     return in_netns(netns, inside)

@@ -43,17 +43,41 @@ ARP_SYSCTLS = (("base_reachable_time", "5"), ("delay_first_probe_time", "2"), ("
 SIOCGIFHWADDR = 0x8927
 ETH_P_ALL = 3
 
-_libc: Any = None
+_setns_call: Any = None
+
+
+def _libc_setns() -> tuple[Callable[[int, int], int], Callable[[], int]]:
+    """``setns`` and ``get_errno`` through ``_ctypes`` itself: the ``ctypes`` package costs 3 ms more to import
+    (its many types), which a CNI plugin would pay per pod. ``ctypes`` if that ever fails."""
+    try:
+        import _ctypes
+
+        class Int(_ctypes._SimpleCData):  # type: ignore[misc,name-defined]
+            _type_ = "i"
+
+        class Function(_ctypes.CFuncPtr):  # type: ignore[misc,name-defined]
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = Int
+
+        class Libc:
+            _handle = _ctypes.dlopen(None, os.RTLD_NOW)
+
+        fn = Function(("setns", Libc))
+        fn.argtypes = (Int, Int)
+        return fn, _ctypes.get_errno
+    except (ImportError, AttributeError, OSError, TypeError):
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).setns, ctypes.get_errno
 
 
 def _setns(fd: int) -> int:
     """``setns(fd, CLONE_NEWNET)`` for the calling thread (Python 3.11 has no ``os.setns``): 0 or an errno."""
-    global _libc
-    import ctypes
-
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return 0 if _libc.setns(fd, CLONE_NEWNET) == 0 else ctypes.get_errno()
+    global _setns_call
+    if _setns_call is None:
+        _setns_call = _libc_setns()
+    setns, get_errno = _setns_call
+    return 0 if setns(fd, CLONE_NEWNET) == 0 else int(get_errno())
 
 
 def ns_inode(path: str) -> int:
@@ -207,6 +231,49 @@ def run_tool(
     """A tool (``ip``, ``iptables-restore``, a delegated CNI plugin) spawned by the calling thread, so it runs in
     that thread's namespace; HostError if it is missing or hangs (its exit status is the caller's to judge).
     Without ``capture_stderr`` its standard error is ours."""
+    return start_tool(argv, input, env, capture_stderr).wait(timeout)
+
+
+class Running:
+    """A tool started by :func:`start_tool`, its input already written; :meth:`wait` for its output and end."""
+
+    def __init__(self, argv: list[str], pid: int, out_r: int, err_r: int) -> None:
+        self.argv, self.pid, self.out_r, self.err_r = argv, pid, out_r, err_r
+
+    def wait(self, timeout: float = IPTABLES_TIMEOUT) -> Completed:
+        chunks: dict[int, list[bytes]] = {self.out_r: [], self.err_r: []}
+        open_fds = {self.out_r, self.err_r} - {-1}
+        deadline = time.monotonic() + timeout
+        try:
+            while open_fds:
+                ready, _, _ = select.select(list(open_fds), [], [], max(deadline - time.monotonic(), 0))
+                if not ready:
+                    os.kill(self.pid, 9)
+                    os.waitpid(self.pid, 0)
+                    raise HostError(f"{self.argv[0]}: timed out")
+                for fd in ready:
+                    data = os.read(fd, 65536)
+                    if data:
+                        chunks[fd].append(data)
+                    else:
+                        open_fds.discard(fd)
+            _, status = os.waitpid(self.pid, 0)
+        finally:
+            os.close(self.out_r)
+            if self.err_r >= 0:
+                os.close(self.err_r)
+        out, err = (b"".join(chunks[fd]).decode(errors="replace") for fd in (self.out_r, self.err_r))
+        return Completed(self.argv, os.waitstatus_to_exitcode(status), out, err)
+
+
+def start_tool(
+    argv: list[str],
+    input: str | bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    capture_stderr: bool = True,
+) -> Running:
+    """Spawn a tool (from the calling thread, so in its namespace) and give it its input; the caller may do other
+    work before it waits."""
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe() if capture_stderr else (-1, -1)
@@ -234,26 +301,4 @@ def run_tool(
         pass
     finally:
         os.close(in_w)
-    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    open_fds = {out_r, err_r} - {-1}
-    deadline = time.monotonic() + timeout
-    try:
-        while open_fds:
-            ready, _, _ = select.select(list(open_fds), [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                raise HostError(f"{argv[0]}: timed out")
-            for fd in ready:
-                data = os.read(fd, 65536)
-                if data:
-                    chunks[fd].append(data)
-                else:
-                    open_fds.discard(fd)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(out_r)
-        if err_r >= 0:
-            os.close(err_r)
-    out, err = (b"".join(chunks[fd]).decode(errors="replace") for fd in (out_r, err_r))
-    return Completed(argv, os.waitstatus_to_exitcode(status), out, err)
+    return Running(argv, pid, out_r, err_r)
