@@ -269,6 +269,10 @@ def test_bad_input_and_nothing_half_made(make_testbed: Callable[..., Any]) -> No
     assert h.weave("launch", "--ipalloc-range", "10.40.0.0/16").returncode == 0
     rt.delete(p)
     assert p.container_id not in owned(h)
+    # weave reset removes what setup-cni installed, and the attachment records
+    assert h.weave("reset").returncode == 0
+    assert list(bindir.iterdir()) == [] and list((h.dir / "cni-net.d").iterdir()) == []
+    assert not (h.dir / "lib-weave" / "cni").exists()
 
 
 @pytest.mark.slow
