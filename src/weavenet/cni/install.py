@@ -85,8 +85,11 @@ def hairpin_mode(env: Mapping[str, str]) -> str:
 def script(python: str | None = None) -> str:
     """The executable's text: the interpreter, the package's location, the entry."""
     root = str(Path(weavenet.__file__).resolve().parent.parent)
+    python = python or sys.executable
+    if not python or any(c.isspace() for c in python) or len(python) > 200:
+        raise ConfigError(f"weave setup-cni: the interpreter's path {python!r} cannot be a script's #! line")
     return (
-        f"#!{python or sys.executable} -IS\n"
+        f"#!{python} -IS\n"
         f"{MARKER} ({NET}, {IPAM}: links to this file), written by 'weave setup-cni'\n"
         "import sys\n"
         f"sys.path.insert(0, {root!r})\n"
@@ -126,11 +129,11 @@ def setup(
     """Install; returns what was written (for the command to print)."""
     where = places(env, plugin_dir, conf_dir)
     hairpin = hairpin_mode(env)
+    text = script()
     done: list[str] = []
     try:
         where.plugin_dir.mkdir(parents=True, exist_ok=True)
         exe = where.plugin_dir / plugin_file_name()
-        text = script()
         if not exe.exists() or exe.read_text(errors="replace") != text:
             _write_atomically(exe, text, 0o755)
             done.append(str(exe))

@@ -97,6 +97,11 @@ def test_configuration_directory_and_hairpin_mode(tmp_path: Path, dirs: tuple[Pa
         setup(dirs, {"HAIRPIN_MODE": "sometimes"})
 
 
+def test_an_interpreter_a_shebang_cannot_carry() -> None:
+    with pytest.raises(ConfigError, match="cannot be a script's #! line"):
+        install.script("/opt/my python/bin/python3")
+
+
 def test_unwritable_places_are_one_line_errors(tmp_path: Path, dirs: tuple[Path, Path, Path]) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match=r"weave setup-cni: .*file"):
