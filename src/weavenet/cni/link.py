@@ -23,6 +23,7 @@ from weavenet.cni import jsonc
 from weavenet.cni.rtnl import Netlink
 from weavenet.errors import HostError
 from weavenet.host.netns import (
+    CONTAINER_GSO_MAX_SIZE,
     gratuitous_arp,
     hw_address,
     in_netns,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 VETH_PREFIX = "vethwepl"  # the host's end; Weave's prefix, which `weave reset` removes
 ID_CHARS = 15 - len(VETH_PREFIX)  # IFNAMSIZ - 1
-GSO_MAX_SIZE = 63488  # as weave attach: one super-frame fits one UDP GSO send of the fast sleeve
 SIOCGIFMTU = 0x8921
 
 
@@ -137,7 +137,7 @@ def create(link: PodLink) -> str:
     try:
         with Netlink() as nl:
             try:
-                nl.add_veth(h, link.ifname, link.mtu, GSO_MAX_SIZE, fd, bridge)
+                nl.add_veth(h, link.ifname, link.mtu, CONTAINER_GSO_MAX_SIZE, fd, bridge)
             except OSError as e:
                 raise HostError(f"could not create veth pair {h}-{link.ifname}: {e.strerror}") from e
             try:

@@ -93,13 +93,13 @@ class Netlink:
 
     def add_veth(self, host: str, peer: str, mtu: int, gso_max_size: int, netns_fd: int, master: int) -> None:
         """A veth pair: ``host`` here, a port of bridge ``master``; ``peer`` made directly in the namespace of
-        ``netns_fd``."""
+        ``netns_fd``, its GSO size capped at ``gso_max_size`` (the bridge's end keeps the default, see
+        ``host.netns.CONTAINER_GSO_MAX_SIZE``)."""
         peer_info = ifinfo() + name(IFLA_IFNAME, peer) + u32(IFLA_MTU, mtu) + u32(IFLA_GSO_MAX_SIZE, gso_max_size)
         peer_info += u32(IFLA_NET_NS_FD, netns_fd)
         info = nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"veth"),
                       nested(IFLA_INFO_DATA, nested(VETH_INFO_PEER, peer_info)))  # fmt: skip
-        body = ifinfo() + name(IFLA_IFNAME, host) + u32(IFLA_MTU, mtu) + u32(IFLA_GSO_MAX_SIZE, gso_max_size)
-        body += u32(IFLA_MASTER, master) + info
+        body = ifinfo() + name(IFLA_IFNAME, host) + u32(IFLA_MTU, mtu) + u32(IFLA_MASTER, master) + info
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
 
     def set_port_up(self, index: int, hairpin: bool) -> None:

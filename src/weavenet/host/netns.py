@@ -26,6 +26,20 @@ import time
 
 from weavenet.errors import HostError
 
+# A container's TCP builds super-frames no larger than its interface's gso_max_size allows: at most gso_max_size
+# - 321 bytes of payload (the kernel keeps MAX_TCP_HEADER + 1 for headers), in whole segments. The cap is the
+# largest that keeps every super-frame within one UDP GSO send of the fast sleeve on a 1500-byte underlay: 44
+# datagrams (65487 // 1472) of 1452 bytes of room carry 63888 bytes, less the sleeve's 22 bytes of headers and
+# AEGIS-256's 32-byte tag leave 63834 for the frame, i.e. 63768 after Ethernet, IP and TCP headers with timestamps
+# (66), so 64089 = 63768 + 321. One sendmsg and one GRO receive per super-frame instead of two, which the sleeve
+# needs (a super-frame split over two sends costs it a third of its throughput). At the default MTU that is 48
+# segments of 1324 bytes: the kernel's VXLAN path, which would take 49, then moves 2 % more packets (measured:
+# 63488, which allowed 47, cost fastdp 2-3 % of its CPU per byte; bench/fastdp_ab.py).
+# Only the container's end is capped. The bridge's end keeps the default: a port's gso_max_size is also the
+# largest GSO packet the bridge hands it whole, and larger ones (merged by GRO on a NIC, or from a Go peer's
+# containers) would be cut into MTU-sized packets on their way into the container.
+CONTAINER_GSO_MAX_SIZE = 64089
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
