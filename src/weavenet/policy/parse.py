@@ -52,6 +52,7 @@ _META_FIELDS = {
     "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers",
     "managedFields", "selfLink",
 }  # fmt: skip
+MAX_VALUES = 100_000  # values of one document, aliases expanded (see load_documents)
 _NO_VALUES = "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"
 _CIDR_MSG = "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
 
@@ -342,8 +343,26 @@ def parse_object(obj: object, default_namespace: str = "default") -> NetworkPoli
     return parse_policy(obj, default_namespace)
 
 
+def _values(doc: object) -> int:
+    """How many values ``doc`` holds once YAML's aliases are expanded, counting no further than ``MAX_VALUES``:
+    anchors and aliases share nodes, so a kilobyte of YAML can stand for 10^10 values, which every later walk
+    (the checks, an error's message, the JSON stored and gossiped) would pay for. go-yaml, which kubectl uses,
+    refuses such documents too."""
+    count, stack = 0, [doc]
+    while stack and count <= MAX_VALUES:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
 def load_documents(text: str) -> list[object]:
-    """The objects of a YAML or JSON text: several documents, and ``kind: List`` items, in order."""
+    """The objects of a YAML or JSON text: several documents, and ``kind: List`` items, in order; a document whose
+    aliases expand it beyond ``MAX_VALUES`` values is refused."""
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as err:
@@ -355,6 +374,10 @@ def load_documents(text: str) -> list[object]:
     for doc in docs:
         if doc is None:
             continue
+        if _values(doc) > MAX_VALUES:
+            raise PolicyInvalid(
+                "document", "", ["error converting YAML to JSON: yaml: document contains excessive aliasing"]
+            )
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
             out.extend(doc["items"])
         else:

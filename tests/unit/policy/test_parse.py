@@ -213,3 +213,27 @@ items:
         parse_documents("a: b\n  c: : d\n")
     with pytest.raises(PolicyInvalid, match="Object 'Kind' is missing"):
         parse_documents("metadata: {name: a}\n")
+
+
+def test_yaml_aliases_cannot_make_a_document_grow_without_bound() -> None:
+    """YAML anchors and aliases share nodes: ten levels of ten aliases are 10^10 values once walked (in an error
+    message, or the stored JSON), which a kilobyte of manifest must not cost; kubectl's YAML refuses it too."""
+    import time
+
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    text = (
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: p\n  annotations:\n"
+        + "\n".join("    " + line for line in levels)
+        + "\nspec:\n  podSelector: {}\n  policyTypes: *a9\n"
+    )
+    start = time.monotonic()
+    with pytest.raises(PolicyInvalid) as e:
+        parse_documents(text)
+    assert time.monotonic() - start < 5
+    assert str(e.value) == (
+        'The document "" is invalid: error converting YAML to JSON: yaml: document contains excessive aliasing'
+    )
+    shared = "metadata:\n  name: p\n  labels: &l {a: b}\n  annotations: *l\nspec: {podSelector: {matchLabels: *l}}\n"
+    (policy,) = parse_documents("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n" + shared)
+    assert policy.pod_selector.match_labels == (("a", "b"),)  # a few aliases are fine
