@@ -30,9 +30,11 @@ pytestmark = pytest.mark.skipif(not API, reason="run by test_http_api.py inside 
 
 
 def app_routes() -> list[tuple[str, str]]:
-    """(method, path template) of every route of the read-write API with DNS and IPAM on (HEAD is GET's)."""
+    """(method, path template) of every route of the read-write API with DNS, IPAM and network policy on (HEAD is
+    GET's)."""
     stub = SimpleNamespace()  # the routes are only listed, never called
-    app = build_app(ApiParts(status=stub, router=stub, docker=stub, ipam=stub, dns=stub))  # type: ignore[arg-type]
+    parts = ApiParts(status=stub, router=stub, docker=stub, ipam=stub, dns=stub, policy=stub)  # type: ignore[arg-type]
+    app = build_app(parts)
     return sorted(
         {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD" and r.resource is not None}
     )

@@ -7,12 +7,14 @@ Status answers 503 with a body until the router is ready, as Weave's does, so ``
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from weavenet.api.control import DnsControl, DockerControl, IpamControl, RouterControl, StatusSource
+from weavenet.api.control import DnsControl, DockerControl, IpamControl, PolicyControl, RouterControl, StatusSource
 from weavenet.api.forms import form_value, read_form
 from weavenet.api.guard import API_LIMITS, GuardedRunner
 from weavenet.errors import ConfigError, WeavenetError
@@ -41,6 +43,8 @@ class ApiParts:
     docker: DockerControl | None = None
     ipam: IpamControl | None = None
     dns: DnsControl | None = None
+    policy: PolicyControl | None = None
+    collectors: Sequence[Any] = ()  # more Prometheus collectors for /metrics (network policy's)
 
 
 def build_app(parts: ApiParts, read_only: bool = False) -> web.Application:
@@ -78,12 +82,17 @@ def build_app(parts: ApiParts, read_only: bool = False) -> web.Application:
 
     @routes.get("/metrics")
     async def metrics_handler(request: web.Request) -> web.Response:
-        return _metrics_response(source)
+        return _metrics_response(parts)
 
     @routes.get("/proxyaddrs")
     async def proxyaddrs(request: web.Request) -> web.Response:
         addrs = docker.proxy_addresses() if docker is not None else []
         return _text("".join(f"{a}\n" for a in addrs))
+
+    if parts.policy is not None:
+        from weavenet.api.policy_routes import add_policy_routes
+
+        add_policy_routes(routes, parts.policy, read_only)
 
     @routes.get("/docker/attached")
     async def docker_attached(request: web.Request) -> web.Response:
@@ -175,11 +184,12 @@ async def start_api(
         app = web.Application()
 
         async def only_metrics(request: web.Request) -> web.Response:
-            return _metrics_response(parts.status)
+            return _metrics_response(parts)
 
         app.router.add_get("/metrics", only_metrics)
         await serve(app, metrics_addr, "metrics listener")
 
 
-def _metrics_response(source: StatusSource) -> web.Response:
-    return web.Response(body=render_metrics(source.report()), headers={"Content-Type": CONTENT_TYPE_LATEST})
+def _metrics_response(parts: ApiParts) -> web.Response:
+    body = render_metrics(parts.status.report(), parts.collectors)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

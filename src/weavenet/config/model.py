@@ -20,6 +20,7 @@ from weavenet.ipam.reclaim import DEFAULT_RECLAIM_AFTER
 DEFAULT_MTU = 1376  # Weave's fast-datapath MTU: 1460 (GCE) - 20 IP - 8 UDP - 8 VXLAN - 14 Ethernet - 34 ESP
 DEFAULT_RANGE = "10.32.0.0/12"  # what ``weave launch`` allocates from when not told (the daemon's default: off)
 LOG_LEVELS = ("debug", "info", "warning", "error")
+POLICY_MODES = ("auto", "on", "off")  # --network-policy (weavenet.daemon.policy_service)
 PLUGIN_SOCKET = "/run/docker/plugins/weave.sock"
 PLUGIN_MESH_SOCKET = "/run/docker/plugins/weavemesh.sock"
 GOBOOL = Kind.GOBOOL
@@ -211,6 +212,14 @@ class DaemonConfig:
     )
     dns_upstream: list[str] = option(
         factory=list, flag="--dns-upstream", help="an upstream server (instead of resolv.conf's)", example="10.9.0.1:53"
+    )
+    network_policy: str = option(
+        "auto",
+        flag="--network-policy",
+        choices=POLICY_MODES,
+        help="enforce NetworkPolicy: auto (from the first policy applied anywhere in the cluster), on (from launch: "
+        "nothing new enters the bridge until the policy state is in force), off (never on this host)",
+        example="on",
     )
     docker: DockerOptions = group(DockerOptions)
     ipam: IpamOptions = group(IpamOptions)

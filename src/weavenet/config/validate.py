@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from weavenet.config.ipam import resolve as resolve_ipam
-from weavenet.config.model import LOG_LEVELS, DaemonConfig, DockerOptions
+from weavenet.config.model import LOG_LEVELS, POLICY_MODES, DaemonConfig, DockerOptions
 from weavenet.core.connection_maker import parse_peer_spec
 from weavenet.core.names import PeerName
 from weavenet.docker.endpoints import parse_endpoint
@@ -37,6 +37,8 @@ def validate(cfg: DaemonConfig, environ: Mapping[str, str] | None = None) -> Dae
         raise ConfigError("--min-protocol-version must be 1 or 2")
     if cfg.log_level not in LOG_LEVELS:
         raise ConfigError(f"invalid --log-level {cfg.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+    if cfg.network_policy not in POLICY_MODES:
+        raise ConfigError(f"invalid --network-policy {cfg.network_policy!r}: use one of {', '.join(POLICY_MODES)}")
     if not 576 <= cfg.mtu <= 65535:
         raise ConfigError(f"invalid MTU {cfg.mtu}: must be between 576 and 65535")
     if cfg.resume and cfg.peers:

@@ -11,7 +11,8 @@ exactly what it did, newest first, every step even when one fails, and leaves th
 after a good launch closes everything but keeps the bridge, the rules and the state for the next run.
 
 The order of start (each step needs the ones before it): host (bridge, rules) -> the fast datapath's probe ->
-the data plane's workers and the mesh sockets -> weaveDNS -> IPAM (persisted ring, pre-claims) -> the peers
+the data plane's workers and the mesh sockets -> weaveDNS -> IPAM (persisted ring, pre-claims) -> network
+policy (persisted policies, the bridge closed if it is enforced, the attached containers' labels) -> the peers
 to connect to -> the store's held writes flushed -> the HTTP API -> Docker (its proxy and plugin use the API)
 -> the pid file, and ready.
 """
@@ -40,6 +41,7 @@ from weavenet.daemon.dns_service import DNSService
 from weavenet.daemon.fastdp_link import FastdpLink, overlays
 from weavenet.daemon.host_setup import HostSetup
 from weavenet.daemon.ipam_service import IPAMService
+from weavenet.daemon.policy_service import PolicyService
 from weavenet.dataplane import fastcrypto
 from weavenet.errors import ConfigError, StateError
 from weavenet.host.bridge import BRIDGE
@@ -146,6 +148,16 @@ class Weaver:
                 problem=self.problems.problem,
             )
         )
+        self.policy = PolicyService(
+            self.router,
+            self.driver,
+            self.store,
+            self.container_events,
+            mode=config.network_policy,
+            run_dir=config.run_dir,
+            problem=self.problems.problem,
+            bridge=BRIDGE,
+        )  # registers its gossip channel before we listen
         self.docker: DockerIntegration | None = None  # made once the mesh is dialling (see _start)
 
     def _dns(self, config: DaemonConfig) -> DNSService:
@@ -216,6 +228,8 @@ class Weaver:
             await self.ipam.start()  # persisted ring and addresses, pre-claims, before any peer connects
         else:
             await asyncio.to_thread(state.check_registry, config.run_dir, self.problems)
+        stack.push_async_callback(self.policy.close)
+        await self.policy.start()  # the bridge closed before any container is attached, if policy is enforced
         peers = state.resumed_peers(self.store, self.problems) if config.resume else config.peers
         errors = await self.transport.connect(list(peers), replace=False)
         if errors:
@@ -227,8 +241,18 @@ class Weaver:
         from weavenet.api.http import ApiParts, start_api
         from weavenet.docker.service import DockerIntegration
 
-        self.docker = DockerIntegration(config.docker, config.http_addr, config.run_dir, self.container_events)
-        api = ApiParts(status=self, router=self, docker=self.docker, ipam=self.ipam, dns=self.dns)
+        self.docker = DockerIntegration(
+            config.docker, config.http_addr, config.run_dir, self.container_events, on_pod=self.policy.docker_pod
+        )
+        api = ApiParts(
+            status=self,
+            router=self,
+            docker=self.docker,
+            ipam=self.ipam,
+            dns=self.dns,
+            policy=self.policy,
+            collectors=self.policy.collectors(),
+        )
         await start_api(stack, api, config.http_addr, config.status_addr, config.metrics_addr)
         stack.push_async_callback(self.docker.close)
         await self.docker.start()  # proxy and plugin use the API above; ready only once they run, as Weave's
@@ -313,4 +337,5 @@ class Weaver:
             # absent when all is well, as Weave's report has no such section
             state=StateStatus(problems, unsaved) if problems or unsaved else None,
             docker=docker.diagnostics if docker is not None else None,
+            network_policy=self.policy.status(),
         )

@@ -97,6 +97,15 @@ def container_fqdn(info: dict[str, Any]) -> str:
 
 HostAttach = Callable[[str, int, list[str], bool], Awaitable[list[str]]]
 HostsWriter = Callable[[int, str], Awaitable[None]]
+PodSink = Callable[[str, str, dict[str, str], list[str]], Awaitable[None]]  # id, name, labels, addresses
+
+
+def labels_of(info: dict[str, Any]) -> dict[str, str]:
+    """A container's labels as the engine reports them (``Config.Labels``)."""
+    labels = (info.get("Config") or {}).get("Labels")
+    if not isinstance(labels, dict):
+        return {}
+    return {str(k): str(v) for k, v in labels.items()}
 
 
 class Attacher:
@@ -107,8 +116,12 @@ class Attacher:
         settings: Callable[[], Awaitable[ProxySettings]],
         host_attach: HostAttach,
         write_hosts: HostsWriter,
+        on_pod: PodSink | None = None,
     ) -> None:
+        """``on_pod``: told of each container with its labels and addresses before its interface exists (network
+        policy is then in force for it from its first packet)."""
         self.docker = docker
+        self.on_pod = on_pod
         self.api = api
         self.settings = settings
         self.host_attach = host_attach
@@ -154,6 +167,8 @@ class Attacher:
                 cidrs = await allocate(self.api, cid, specs)
                 t1 = time.monotonic()
                 ips = list(dict.fromkeys(c.split("/")[0] for c in cidrs))
+                if self.on_pod is not None:
+                    await self.on_pod(cid, str(info.get("Name") or ""), labels_of(info), ips)
                 name = container_fqdn(info)
                 # Before the interface: the container's process is held by the wait program until ethwe is up,
                 # so its first look at /etc/hosts or its own name must already see the weave addresses.

@@ -363,16 +363,18 @@ class Plugin:
 
     # -- containers --------------------------------------------------------------------------------------------------
 
-    async def container_started(self, info: dict[str, Any]) -> None:
-        """A container on one of our networks started: ARP settings, and its names in weaveDNS."""
+    async def container_started(self, info: dict[str, Any]) -> list[str]:
+        """A container on one of our networks started: ARP settings, and its names in weaveDNS. Its addresses on
+        our networks (none: it is not on one)."""
         nets = ((info.get("NetworkSettings") or {}).get("Networks")) or {}
         ours = {name: n for name, n in nets.items() if await self._is_ours(name)}
         pid = int((info.get("State") or {}).get("Pid") or 0)
         if not ours or not pid:
-            return
+            return []
+        ips = [str(n.get("IPAddress") or "") for n in ours.values() if n.get("IPAddress")]
         await asyncio.to_thread(_sync_container_up, pid)
         if self.opts.without_dns:
-            return
+            return ips
         cid = str(info.get("Id", ""))
         names = ep_names.dns_names(info, ours, await self._domain())
         for n in ours.values():
@@ -380,6 +382,7 @@ class Plugin:
             for fq in names:
                 if ip:
                     await self.api.call("PUT", f"/name/{cid}/{ip}", {"fqdn": fq, "check-alive": "true"})
+        return ips
 
     async def _is_ours(self, network: str) -> bool:
         try:

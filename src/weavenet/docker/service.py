@@ -24,7 +24,7 @@ from weavenet.config import DockerOptions
 from weavenet.core.container_events import DESTROY, ContainerEvent
 from weavenet.docker import weavewait
 from weavenet.docker.api import DockerClient, DockerError
-from weavenet.docker.attacher import Attacher, RouterAPI
+from weavenet.docker.attacher import Attacher, PodSink, RouterAPI, labels_of
 from weavenet.docker.endpoints import DEFAULT_DOCKER_API, parse_endpoint
 from weavenet.docker.events import EventWatcher
 from weavenet.docker.options import listen_endpoints, server_ssl, upstream_ssl
@@ -87,8 +87,13 @@ def _addrs_sync(pid: int) -> tuple[str, str] | None:
 
 
 class DockerIntegration:
-    def __init__(self, opts: DockerOptions, http_addr: str, run_dir: str, hub: ContainerEvents) -> None:
+    def __init__(
+        self, opts: DockerOptions, http_addr: str, run_dir: str, hub: ContainerEvents, on_pod: PodSink | None = None
+    ) -> None:
+        """``on_pod``: told of every container put on the weave network, with its labels and addresses (network
+        policy's pods)."""
         self.opts = opts
+        self.on_pod = on_pod
         self.run_dir = run_dir
         self.hub = hub
         self.api = RouterAPI(http_addr)
@@ -132,7 +137,7 @@ class DockerIntegration:
         # weavenet.host.attach imports pyroute2 on first use, which costs a few hundred ms: not on the first start
         await asyncio.to_thread(importlib.import_module, "pyroute2")
 
-        self.attacher = Attacher(docker, self.api, self.settings, host_attach, write_hosts)
+        self.attacher = Attacher(docker, self.api, self.settings, host_attach, write_hosts, self._pod)
         self.watcher = EventWatcher(
             docker, self.hub, on_start=self._on_start, on_destroy=self.attacher.forget, on_connected=self.reattach
         )
@@ -216,7 +221,9 @@ class DockerIntegration:
         try:
             info = await self.docker.inspect_container(cid)
             if self.plugin is not None:
-                await self.plugin.container_started(info)
+                ips = await self.plugin.container_started(info)
+                if ips:  # on the plugin's network: running already, registered as soon as we hear of it
+                    await self._pod(cid, str(info.get("Name") or ""), labels_of(info), ips)
             if is_weave_container(info):
                 await self.attacher.attach_info(info)
         except DockerError as e:
@@ -225,6 +232,14 @@ class DockerIntegration:
             log.error("Attaching container %s to weave failed: %s; killing it", cid[:12], e, exc_info=True)
             with contextlib.suppress(DockerError):
                 await self.docker.kill(cid)
+
+    async def _pod(self, cid: str, name: str, labels: dict[str, str], ips: list[str]) -> None:
+        if self.on_pod is None:
+            return
+        try:
+            await self.on_pod(cid, name, labels, ips)
+        except Exception:  # the container still goes on the network; policy for it is logged as missing
+            log.exception("network policy: registering container %s failed", cid[:12])
 
     async def reattach(self) -> None:
         """On (re)connecting to the engine: containers that already run get on the network again (router

@@ -2,7 +2,8 @@
 
 One JSON file in the runtime directory (``attached.json``; tmpfs, so it ends with the host's containers),
 keyed by the container's network-namespace path, holding the ident it was attached under (what IPAM and DNS
-know it by: a PID, the namespace path, or a Docker ID) and the namespace's inode. The inode makes reuse
+know it by: a PID, the namespace path, or a Docker ID), the namespace's inode, and the name and labels network
+policy knows it by (``weave attach --label``; a restarted router reads them here). The inode makes reuse
 visible: a namespace path (or a PID) that now leads to another namespace is another container, so the first
 one is gone. The CLI writes entries, the daemon reads them; both rewrite the file under an exclusive lock, and
 the file is replaced atomically, so a reader never sees half of it.
@@ -46,6 +47,8 @@ class Attached:
     netns: str  # path of the container's network namespace (/proc/<pid>/ns/net or a bind mount)
     ident: str  # what IPAM and DNS know it by
     inode: int  # the namespace's inode when it was attached (0: unknown, from the first file version)
+    name: str = ""  # network policy's name for it ("": none given)
+    labels: tuple[tuple[str, str], ...] = ()  # network policy's labels for it
 
 
 def path(run_dir: str) -> Path:
@@ -81,7 +84,19 @@ def _parse(text: str) -> dict[str, Attached]:
         for netns, e in data["containers"].items():
             if not (isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("inode", 0), int)):
                 raise ValueError(f"bad entry for {netns!r}")
-            out[str(netns)] = Attached(str(netns), e["id"], int(e.get("inode") or 0))
+            labels = e.get("labels") or {}
+            name = e.get("name") or ""
+            if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+                raise ValueError(f"bad labels for {netns!r}")
+            if not isinstance(name, str):
+                raise ValueError(f"bad name for {netns!r}")
+            out[str(netns)] = Attached(
+                str(netns),
+                e["id"],
+                int(e.get("inode") or 0),
+                name,
+                tuple(sorted((str(k), v) for k, v in labels.items())),
+            )
         return out
     if not all(isinstance(v, str) for v in data.values()):
         raise ValueError("bad entries")
@@ -192,7 +207,7 @@ def _locked(run_dir: str) -> Iterator[None]:
 def _write_tmp(run_dir: str, entries: dict[str, Attached]) -> Path:
     p = path(run_dir)
     tmp = p.with_suffix(".tmp")
-    data = {"version": VERSION, "containers": {k: {"id": e.ident, "inode": e.inode} for k, e in entries.items()}}
+    data = {"version": VERSION, "containers": {k: _entry_json(e) for k, e in entries.items()}}
     try:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     except OSError as e:
@@ -200,6 +215,15 @@ def _write_tmp(run_dir: str, entries: dict[str, Attached]) -> Path:
             tmp.unlink(missing_ok=True)
         raise StateError(f"cannot write {p}: {e.strerror or e}") from e
     return tmp
+
+
+def _entry_json(e: Attached) -> dict[str, object]:
+    out: dict[str, object] = {"id": e.ident, "inode": e.inode}
+    if e.name:
+        out["name"] = e.name
+    if e.labels:
+        out["labels"] = dict(e.labels)
+    return out
 
 
 def _save(run_dir: str, entries: dict[str, Attached]) -> None:
@@ -222,11 +246,24 @@ def update(
         return entries
 
 
-def record(run_dir: str, netns: str, ident: str, problems: list[str] | None = None) -> None:
+def record(
+    run_dir: str,
+    netns: str,
+    ident: str,
+    problems: list[str] | None = None,
+    name: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> None:
+    """Note a container attached; ``name`` and ``labels`` (network policy's) replace earlier ones when given."""
     ino = ns_inode(netns) or 0
 
     def change(entries: dict[str, Attached]) -> None:
-        entries[netns] = Attached(netns, ident, ino)
+        old = entries.get(netns)
+        same = old is not None and old.ident == ident and old.inode == ino
+        keep_name, keep_labels = (old.name, old.labels) if same and old is not None else ("", ())
+        entries[netns] = Attached(
+            netns, ident, ino, name or keep_name, tuple(sorted(labels.items())) if labels is not None else keep_labels
+        )
 
     update(run_dir, change, problems=problems)
 

@@ -160,6 +160,7 @@ class PolicyCluster:
         self.sink: GossipSink | None = None
         self.generation = 0  # grows whenever the snapshot changes
         self.objects_changed = 0  # grows whenever the objects change (the daemon persists them)
+        self.local_changed = 0  # grows whenever our own pods change (the daemon persists them too)
         self.counters: Counter[str] = Counter()
         self._now = now
         self._next_tick = now + TICK
@@ -265,6 +266,7 @@ class PolicyCluster:
         self._seq += 1
         own.entries[ident] = PodEntry(self._seq, pod)
         self.generation += 1
+        self.local_changed += 1
         self._broadcast(set(), {self.us: {ident}})
         return True
 
@@ -278,6 +280,7 @@ class PolicyCluster:
         self._seq += 1
         own.entries[ident] = PodEntry(self._seq, None, self._ms(now))
         self.generation += 1
+        self.local_changed += 1
         self._broadcast(set(), {self.us: {ident}})
         return True
 

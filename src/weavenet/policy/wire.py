@@ -280,6 +280,24 @@ def decode_store(data: bytes) -> tuple[tuple[tuple[ObjKey, StoredObject], ...], 
     return _objects(body.get("objects", [])), clock, _int(body.get("incarnation", 0), "incarnation")
 
 
+def encode_local(pods: dict[str, Pod]) -> bytes:
+    """This host's pods as the state store keeps them (``weavenetPolicyPods``), so a restarted router polices its
+    containers from its first state on, before they are all registered again."""
+    return _compress({"pods": [[ident, pod_json(p)] for ident, p in sorted(pods.items())]})
+
+
+def decode_local(data: bytes, us: PeerName) -> dict[str, Pod]:
+    """RemoteProtocolError if unreadable."""
+    body = _inflate(data)
+    if body is None:
+        raise _fail(f"stored in format {data[0]}, which this version does not read")
+    out = {}
+    for item in _list(body.get("pods", []), "pods"):
+        ident, pod = _list(item, "a pod", 2)
+        out[_str(ident, "an ident")] = _pod(pod, us)
+    return out
+
+
 def pods_size(pods: list[tuple[str, Pod]]) -> tuple[int, int]:
     """(bytes on the wire, bytes of JSON) of one origin's pods in full: for sizing the gossip."""
     entries = [(ident, PodEntry(i + 1, p)) for i, (ident, p) in enumerate(pods)]

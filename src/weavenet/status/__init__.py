@@ -45,6 +45,7 @@ from weavenet.status.overlay import (
     VniPair,
     Vport,
 )
+from weavenet.status.policy import NetworkPolicyStatus
 from weavenet.status.report import (
     VERSION,
     Report,
@@ -120,6 +121,7 @@ __all__ = [
     "IPAMUnreachable",
     "LocalConnectionStatus",
     "MACStatus",
+    "NetworkPolicyStatus",
     "OverlayDiagnostics",
     "PaxosStatus",
     "PeerConnectionStatus",

@@ -8,7 +8,8 @@ collector, rendered to bytes).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -148,8 +149,11 @@ def _dns_metrics(dns: DNSStatus | None) -> Iterator[Metric]:
     )
 
 
-def render_metrics(report: Report) -> bytes:
-    """The exposition text of ``/metrics`` for this report."""
+def render_metrics(report: Report, collectors: Iterable[Any] = ()) -> bytes:
+    """The exposition text of ``/metrics`` for this report, then that of ``collectors`` (parts that read their
+    own counters at each scrape, such as network policy's ``weavenpc_*`` from the kernel)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ReportCollector(as_report(report)))
+    for collector in collectors:
+        registry.register(collector)
     return generate_latest(registry)

@@ -20,6 +20,7 @@ from weavenet.gocompat import GoStruct, GoTime, Template, go_json
 from weavenet.status.dns import DNSStatus
 from weavenet.status.docker import DockerDiagnostics, PluginStatus, ProxyStatus
 from weavenet.status.ipam import IPAMStatus
+from weavenet.status.policy import NetworkPolicyStatus
 from weavenet.status.router import RouterStatus
 from weavenet.status.schema import GoRecord, OwnRecord, as_gotime, go, own, view
 
@@ -118,6 +119,10 @@ class WeaveStatus(GoRecord):
     # weavenet's own, kept on the router: ``weave status docker`` (Weave's report has no place for it)
     docker: DockerDiagnostics | None = field(
         default=None, metadata=go("DockerDiagnostics", "", "ptr", elem=DockerDiagnostics, server=True)
+    )
+    # weavenet's own, kept on the router: network policy on this host (``weave status``' section)
+    network_policy: NetworkPolicyStatus | None = field(
+        default=None, metadata=go("NetworkPolicy", "", "ptr", elem=NetworkPolicyStatus, server=True)
     )
 
     def to_json(self) -> str:

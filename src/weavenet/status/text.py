@@ -27,6 +27,7 @@ from weavenet.errors import WeavenetError
 from weavenet.gocompat import SECOND, format_duration, go_sprintf, go_value_string
 from weavenet.status.docker import render_docker_diagnostics
 from weavenet.status.ipam import IPAMStatus
+from weavenet.status.policy import NetworkPolicyStatus
 from weavenet.status.report import Report, StateStatus, as_report, version_check_text
 from weavenet.status.router import LocalConnectionStatus, PeerStatus, RouterStatus
 
@@ -159,8 +160,32 @@ def render_status(report: Report) -> str:
             out.append("        Service: plugin (v2)\n")
         else:
             out += ["        Service: plugin (legacy)\n", f"     DriverName: {r.plugin.driver_name}\n"]
+    out += _policy_section(r.network_policy)
     out += _state_section(r.state)
     return "".join(out)
+
+
+def _policy_section(npc: NetworkPolicyStatus | None) -> list[str]:
+    """weavenet's own section, only once network policy is in use (a host that never saw a policy shows none)."""
+    if npc is None or (npc.mode == "auto" and not npc.enforcing and not npc.policies):
+        return []
+    if not npc.enforcing:
+        state = f"not enforced: {npc.not_enforcing_because}"
+    elif npc.last_error:
+        state = f"enforced, but the last state was refused (the one before stays): {npc.last_error}"
+    else:
+        state = "enforced" if npc.in_force else "enforced, applying"
+    namespaces = f" ({npc.namespaces} namespace objects)" if npc.namespaces else ""
+    lines = [
+        "\n",
+        "        Service: network policy\n",
+        f"         Status: {state}\n",
+        f"       Policies: {npc.policies}{namespaces}\n",
+        f"           Pods: {npc.pods} ({npc.local_pods} on this host)\n",
+    ]
+    for what, why in sorted(npc.unusable.items()):
+        lines.append(f"                 {what} not used: {why}\n")
+    return lines
 
 
 def _state_section(state: StateStatus | None) -> list[str]:

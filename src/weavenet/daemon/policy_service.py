@@ -1,0 +1,534 @@
+"""Network policy in the router daemon: the cluster's policy set and pods on the mesh, and the kernel kept in step.
+
+Wiring: the pure :class:`~weavenet.policy.cluster.PolicyCluster` is registered on gossip channel
+``weavenet-policy`` before any connection forms, runs as a machine of the shared driver (every change through
+``driver.run``, so its broadcasts go out at once), and its objects are persisted in the state store
+(``weavenetPolicy``) whenever they change. The topology's peer removals drop that peer's pods.
+
+Where this host's pods come from (a pod is a container on the weave bridge with its labels):
+
+* ``weave attach --label k=v ...``: the command tells the router (``PUT /policy/pods/<ident>``) before the
+  interface exists, and notes the labels in the attach registry, which a restarted router reads back;
+* Docker containers: the proxy registers each one with its Docker labels before making its interface; a
+  container on the plugin's network is registered when its start event arrives (it runs unpoliced until then,
+  typically well under a second); a restarted router re-registers them as it re-attaches running containers;
+* a container that dies or is destroyed (the container events: Docker's, and the attach registry's watch) is
+  removed.
+
+Enforcement (``--network-policy``):
+
+* ``auto`` (the default): nothing changes on a host until a NetworkPolicy exists somewhere in the cluster (or the
+  policy table is there from an earlier run): no table, no closed window, nothing to install. A user who never
+  uses policies sees no difference. From the first policy on, every host enforces; a host whose store holds
+  policies closes the bridge at start (``ensure_closed``) until its first state is applied;
+* ``on``: the bridge is closed from launch until the first state is applied, so a container can never run
+  unpoliced before this host has heard the cluster's policies (a freshly launched host in ``auto`` hears them
+  within a second of connecting);
+* ``off``: this host never enforces (the policies are still kept and passed on).
+
+On every change of the snapshot the kernel state is recomputed (``compile_state``, in a thread) and applied
+(``Enforcer.apply``: one ``nft`` transaction, a diff when only pods changed), at most ``DEBOUNCE`` after the
+change, so a burst of changes is one transaction. The first apply after a start waits ``SETTLE`` for the pods of
+the other hosts to arrive (the table of the last run stays in force meanwhile). ``weave policy apply`` and
+``weave attach`` answer once the change is in force on this host; the other hosts follow within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from weavenet.aio.machine import MachineDriver
+from weavenet.core.container_events import DESTROY, DIE, ContainerEvent, ContainerEvents
+from weavenet.daemon.persistence import Store, StoreError
+from weavenet.errors import ConfigError, HostError, RemoteProtocolError, StateError
+from weavenet.policy import Options, Pod, compile_state, decide
+from weavenet.policy.cluster import CHANNEL, STORE_KEY, PolicyCluster, objects_from_text
+from weavenet.policy.pods import DEFAULT_NAMESPACE, PodLabelError, effective_labels, namespace_of, ports_of
+from weavenet.policy.wire import ObjKey, decode_local, encode_local
+from weavenet.status.policy import NetworkPolicyStatus
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from weavenet.core.router import MeshRouter
+    from weavenet.host.npc import Enforcer
+
+log = logging.getLogger("weavenet.npc")
+
+DEBOUNCE = 0.05  # changes within this are applied together
+SETTLE = 2.0  # after a start, time for the other hosts' pods to arrive before the first apply
+RETRY = (1.0, 30.0)  # a refused apply is tried again after this, doubling up to the second value
+WAIT_APPLIED = 10.0  # longest a request waits for its change to be in force here
+PODS_KEY = "weavenetPolicyPods"  # this host's pods, in the state store
+CONFIRM = 60.0  # a pod remembered from the last run and not registered again within this is gone
+SAVE_DELAY = 0.5  # this host's pods are saved this long after they change (a burst is one write)
+RESOURCE = {"NetworkPolicy": "networkpolicy.networking.k8s.io", "Namespace": "namespace"}
+
+
+class PolicyService:
+    def __init__(
+        self,
+        router: MeshRouter,
+        driver: MachineDriver,
+        store: Store,
+        events: ContainerEvents,
+        *,
+        mode: str,
+        run_dir: str,
+        problem: Callable[[str], None],
+        enforcer: Enforcer | None = None,
+        bridge: str = "weave",
+    ) -> None:
+        """``problem``: where to say state that could not be read (the log, ``weave status``, ``weave launch``)."""
+        from weavenet.host.npc import Enforcer
+
+        self.router = router
+        self.driver = driver
+        self.store = store
+        self.mode = mode
+        self.run_dir = run_dir
+        self.problem = problem
+        self.node = str(router.name)
+        self.options = Options(bridge=bridge)
+        self.enforcer = enforcer or Enforcer(bridge=bridge)
+        topo = router.topology
+        self.cluster = PolicyCluster(
+            router.name, driver.now(), wall_offset=driver.wall_offset, is_known_peer=lambda p: topo.get(p) is not None
+        )
+        self.cluster.set_sink(router.new_gossip(CHANNEL, self.cluster))
+        router.on_peer_removed.append(lambda peer: self.cluster.peer_gone(peer.name))
+        driver.add("network policy", self.cluster, self._drain)
+        events.subscribe(self._on_container_event)
+        self.enforcing = False
+        self.why_not = ""  # why this host does not enforce (status)
+        self._saved = self.cluster.objects_changed
+        self._wanted = -1  # the generation the applier was last told about
+        self._applied = -1  # the generation in force in the kernel
+        self._wake = asyncio.Event()
+        self._not_before = 0.0
+        self._retry = RETRY[0]
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.last_apply: dict[str, Any] = {}
+        self.applies = 0
+        self.apply_errors = 0
+        self.label_problems: list[str] = []
+        self._local_saved = self.cluster.local_changed
+        self._save_pending: asyncio.TimerHandle | None = None
+        self._unconfirmed: set[str] = set()  # pods remembered from the last run, not registered again yet
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the persisted policy set, decide whether to enforce (closing the bridge if so), find the pods of
+        this host in the attach registry, start applying."""
+        try:
+            stored = self.store.get_raw(STORE_KEY)
+        except StoreError as e:
+            if e.key is None:
+                raise
+            stored, unreadable = None, e.reason
+        else:
+            unreadable = None
+        unreadable = self.driver.run(lambda now: self.cluster.load(stored, now)) or unreadable
+        if unreadable:
+            self.problem(
+                f"{self.store.path}: the saved network policies (key {STORE_KEY!r}) are unreadable ({unreadable}); "
+                "they are learnt again from the other peers"
+            )
+        if self.mode == "off":
+            self.why_not = "off on this host (--network-policy off)"
+        elif self.mode == "on" or self.cluster.has_policies() or await self._table_exists():
+            await self._close_until_applied()
+        else:
+            self.why_not = "no network policy in the cluster"
+        self._remembered_pods()
+        pods = await asyncio.to_thread(_registry_pods, self.run_dir, self.options.bridge)
+        for ident, name, labels, ips in pods:
+            self._put_pod(ident, name, labels, ips, strict=False)
+        loop = asyncio.get_running_loop()
+        loop.call_later(CONFIRM, self._drop_unconfirmed)
+        self._not_before = loop.time() + SETTLE
+        self._task = loop.create_task(self._apply_loop())
+        self._drain()
+
+    def _remembered_pods(self) -> None:
+        """This host's pods of the last run, in force again from the first state on: a container the proxy or
+        the plugin attached is registered again only once Docker's events are read, and until then it must not
+        be open to what its policies refuse. Those not registered again within ``CONFIRM`` are gone."""
+        try:
+            stored = self.store.get_raw(PODS_KEY)
+            pods = decode_local(stored, self.cluster.us) if stored is not None else {}
+        except (StoreError, RemoteProtocolError) as e:
+            log.warning("network policy: this host's pods of the last run are unreadable (%s): they register again",
+                        getattr(e, "reason", e))  # fmt: skip
+            return
+        for ident, pod in pods.items():
+            self.driver.run(lambda now, i=ident, p=pod: self.cluster.put_pod(i, p, now))
+        self._unconfirmed = set(pods)
+
+    def _drop_unconfirmed(self) -> None:
+        for ident in sorted(self._unconfirmed):
+            log.info("network policy: container %s of the last run is gone (not registered again)", ident[:12])
+            self.driver.run(lambda now, i=ident: self.cluster.remove_pod(i, now))
+        self._unconfirmed = set()
+
+    def _save_local(self) -> None:
+        self._save_pending = None
+        self._local_saved = self.cluster.local_changed
+        try:
+            self.store.set_raw(PODS_KEY, encode_local(self.cluster.local_pods()))
+        except StateError as e:
+            log.error("network policy: this host's pods could not be saved: %s", e)
+
+    async def close(self) -> None:
+        if self._save_pending is not None:
+            self._save_pending.cancel()
+            self._save_local()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.cancel()
+
+    async def _table_exists(self) -> bool:
+        try:
+            return await asyncio.to_thread(self.enforcer.table_exists)
+        except HostError:
+            return False  # no nft: nothing was ever enforced here
+
+    async def _close_until_applied(self) -> None:
+        """Enforce from now on: the closed table if the host has none (the last run's stays as it is)."""
+        try:
+            if await asyncio.to_thread(self.enforcer.ensure_closed):
+                log.info("network policy: enforced on this host; new traffic into the bridge waits for the first state")
+        except HostError as e:
+            if self.mode == "on":
+                raise ConfigError(f"--network-policy on: {e}") from e
+            self.why_not = f"cannot be enforced here: {e}"
+            log.error("network policy: %s", self.why_not)
+            return
+        self.enforcing = True
+        self.why_not = ""
+
+    # -- the machine's effects ----------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        c = self.cluster
+        if c.objects_changed != self._saved:
+            self._saved = c.objects_changed
+            try:
+                self.store.set_raw(STORE_KEY, c.stored())
+            except StateError as e:
+                log.error("network policy: the policies could not be saved: %s", e)
+                self.problem(f"network policies not saved: {e}")
+        if c.local_changed != self._local_saved and self._save_pending is None:
+            self._save_pending = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save_local)
+        if not self.enforcing and self.mode == "auto" and c.has_policies() and self._task is not None:
+            self.enforcing = True  # the first policy of the cluster: its state replaces no table, so no window
+            self.why_not = ""
+            log.info("network policy: the cluster has a policy: enforced on this host from now on")
+        if self.enforcing and c.generation != self._wanted:
+            self._wanted = c.generation
+            self._wake.set()
+
+    async def _apply_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            delay = max(DEBOUNCE, self._not_before - loop.time())
+            await asyncio.sleep(delay)
+            self._wake.clear()
+            gen = self.cluster.generation
+            snap = self.cluster.snapshot()
+            started = time.monotonic()
+            try:
+                state = await asyncio.to_thread(compile_state, snap, self.node, self.options)
+                result = await asyncio.to_thread(self.enforcer.apply, state)
+            except Exception as e:  # the kernel refused it, or nft is gone: the previous state stays in force
+                self.apply_errors += 1
+                message = str(e) if isinstance(e, HostError) else f"{type(e).__name__}: {e}"
+                self.last_apply = {"Error": message, "At": self.driver.wall()}
+                log.error("network policy: applying the state failed (the previous one stays): %s", message)
+                self._not_before = loop.time() + self._retry
+                self._retry = min(self._retry * 2, RETRY[1])
+                self._wake.set()
+                continue
+            self._retry = RETRY[0]
+            self.applies += 1
+            self._applied = gen
+            self.last_apply = {
+                "At": self.driver.wall(),
+                "Seconds": round(time.monotonic() - started, 3),
+                "Commands": result.lines,
+                "Full": result.full,
+                "Pods": len(snap.pods),
+                "Policies": len(snap.policies),
+            }
+            log.info("network policy: %d policies, %d pods in force (%s, %d commands, %.3fs)", len(snap.policies),
+                     len(snap.pods), "all" if result.full else "a diff", result.lines,
+                     self.last_apply["Seconds"])  # fmt: skip
+            for g, fut in self._waiters:
+                if g <= gen and not fut.done():
+                    fut.set_result(None)
+            self._waiters = [(g, f) for g, f in self._waiters if not f.done()]
+
+    async def _in_force(self) -> str:
+        """Wait until the current snapshot is applied here (nothing to wait for when not enforcing); what went
+        wrong, or ""."""
+        if not self.enforcing:
+            return ""
+        gen = self.cluster.generation
+        if self._applied >= gen:
+            return ""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((gen, fut))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), WAIT_APPLIED)
+        except TimeoutError:
+            return f"not in force on this host yet: {self.last_apply.get('Error') or 'still applying'}"
+        return ""
+
+    def _on_container_event(self, ev: ContainerEvent) -> None:
+        if ev.kind in (DIE, DESTROY) and ev.ident in self.cluster.local_pods():
+            ident = ev.ident
+            asyncio.get_running_loop().call_soon(self.driver.run, lambda now: self.cluster.remove_pod(ident, now))
+
+    # -- pods -----------------------------------------------------------------------------------------------------
+
+    def _put_pod(self, ident: str, name: str, labels: dict[str, str], ips: list[str], strict: bool) -> None:
+        """Register a container of this host; with ``strict``, a malformed namespace or ports label is refused
+        (PodLabelError), else it is logged and the container registered as well as it can be."""
+        try:
+            namespace = namespace_of(labels)
+        except PodLabelError as e:
+            if strict:
+                raise
+            namespace = labels.get("weave.works/namespace") or DEFAULT_NAMESPACE
+            self._label_problem(ident, str(e))
+        try:
+            ports = ports_of(labels)
+        except PodLabelError as e:
+            if strict:
+                raise
+            ports = ()
+            self._label_problem(ident, f"{e}; its named ports are ignored")
+        try:
+            kept = effective_labels(labels)
+        except PodLabelError as e:
+            if strict:
+                raise
+            kept = {}
+            self._label_problem(ident, f"{e}; its labels are ignored")
+        pod = Pod(namespace, name or _default_name(ident), kept, tuple(ips), ports)
+        self._unconfirmed.discard(ident)
+        self.driver.run(lambda now: self.cluster.put_pod(ident, pod, now))
+
+    def _label_problem(self, ident: str, message: str) -> None:
+        text = f"container {ident[:12]}: {message}"
+        log.warning("network policy: %s", text)
+        self.label_problems = [*self.label_problems[-4:], text]
+
+    async def put_pod(self, ident: str, name: str, labels: dict[str, str], ips: list[str], strict: bool = True) -> str:
+        """``PUT /policy/pods/<ident>``; PodLabelError for a bad label; answers once it is in force here (what
+        went wrong otherwise, or "")."""
+        self._put_pod(ident, name, labels, ips, strict)
+        return await self._in_force()
+
+    async def delete_pod(self, ident: str) -> bool:
+        self._unconfirmed.discard(ident)
+        return bool(self.driver.run(lambda now: self.cluster.remove_pod(ident, now)))
+
+    async def docker_pod(self, ident: str, name: str, labels: dict[str, str], ips: list[str]) -> None:
+        """The Docker integration's registration of a container (labels as Docker has them)."""
+        if ips:
+            problem = await self.put_pod(ident, name.lstrip("/"), labels, ips, strict=False)
+            if problem:
+                log.warning("network policy: container %s: %s", ident[:12], problem)
+
+    # -- objects --------------------------------------------------------------------------------------------------
+
+    async def apply(self, text: str) -> tuple[list[str], str]:
+        """``weave policy apply``: every object or none (PolicyInvalid); kubectl's line per object, and what went
+        wrong making it in force here ("" when it is)."""
+        objects = objects_from_text(text)
+        outcome = self.driver.run(lambda now: self.cluster.put_objects([(k, d) for k, d, _ in objects], now)) or []
+        lines = [f"{RESOURCE[k[0]]}/{k[2]} {what}" for (k, _, _), what in zip(objects, outcome, strict=True)]
+        return lines, await self._in_force()
+
+    async def delete(self, kind: str, namespace: str, name: str) -> str | None:
+        """``weave policy rm``: kubectl's line, or None if there is no such object."""
+        key: ObjKey = (kind, namespace if kind == "NetworkPolicy" else "", name)
+        if not self.driver.run(lambda now: self.cluster.delete_object(key, now)):
+            return None
+        await self._in_force()
+        return f'{RESOURCE[kind]} "{name}" deleted'
+
+    def listing(self) -> dict[str, Any]:
+        """``GET /policy``: the objects (with who wrote them and when) and the pods of the cluster."""
+        objects = []
+        for (kind, ns, name), s, parsed in self.cluster.live_objects():
+            item: dict[str, Any] = {
+                "Kind": kind,
+                "Namespace": ns,
+                "Name": name,
+                "Writer": str(_peer(s.writer)),
+                "Version": s.version,
+                "Object": s.doc,
+            }
+            if isinstance(parsed, str):
+                item["Unusable"] = parsed
+            objects.append(item)
+        pods = [
+            {
+                "Ident": ident,
+                "Namespace": p.namespace,
+                "Name": p.name,
+                "Labels": dict(p.labels),
+                "IPs": list(p.ips),
+                "Ports": [f"{cp.name}={cp.port}/{cp.protocol}" for cp in p.ports],
+                "Host": str(origin),
+                "Local": origin == self.cluster.us,
+            }
+            for origin, ident, p in self.cluster.pods()
+        ]
+        return {"Objects": objects, "Pods": pods}
+
+    def test(self, src: str, dst: str, protocol: str, port: int) -> dict[str, Any]:
+        """``weave policy test``: what would happen to a new connection, and which rule decides. ``src`` and
+        ``dst`` are addresses, pod names (``name`` or ``namespace/name``) or container idents (a Docker ID may
+        be shortened); ValueError if one names nothing or several things."""
+        snap = self.cluster.snapshot()
+        src_ip, src_pod = self._resolve(src)
+        dst_ip, dst_pod = self._resolve(dst)
+        d = decide(snap, src_ip, dst_ip, protocol, port)
+        return {
+            "Allowed": d.allowed,
+            "Source": {"IP": src_ip, "Pod": src_pod},
+            "Destination": {"IP": dst_ip, "Pod": dst_pod},
+            "Protocol": protocol,
+            "Port": port,
+            "Egress": {"Allowed": d.egress.allowed, "Reason": d.egress.reason},
+            "Ingress": {"Allowed": d.ingress.allowed, "Reason": d.ingress.reason},
+            "Enforced": self.enforcing,
+        }
+
+    def _resolve(self, what: str) -> tuple[str, str]:
+        import ipaddress
+
+        snap = self.cluster.snapshot()
+        with contextlib.suppress(ValueError):
+            ip = str(ipaddress.ip_address(what))
+            return ip, next((p.key for p in snap.pods if ip in p.ips), "")
+        found = [
+            p
+            for (_, ident, _), p in zip(self.cluster.pods(), snap.pods, strict=True)  # the same pods, in one order
+            if what in (p.key, p.name, ident) or (len(what) >= 3 and ident.startswith(what) and _hexish(ident))
+        ]
+        if not found:
+            raise ValueError(f"{what}: not an IP address nor a container known to network policy")
+        if len({p.key for p in found}) > 1:
+            raise ValueError(f"{what}: names several containers ({', '.join(sorted(p.key for p in found))})")
+        if not found[0].ips:
+            raise ValueError(f"{what}: {found[0].key} has no address")
+        return found[0].ips[0], found[0].key
+
+    # -- status and metrics ---------------------------------------------------------------------------------------
+
+    def status(self) -> NetworkPolicyStatus:
+        """The report's network policy section (``weave status``)."""
+        st = self.cluster.status()
+        return NetworkPolicyStatus(
+            mode=self.mode,
+            enforcing=self.enforcing,
+            not_enforcing_because=self.why_not,
+            in_force=self.enforcing and self._applied >= self.cluster.generation,
+            last_error=str(self.last_apply.get("Error", "")),
+            policies=st["Policies"],
+            namespaces=st["Namespaces"],
+            unusable=st["Unusable"],
+            pods=st["Pods"],
+            local_pods=st["LocalPods"],
+            hosts=st["Hosts"],
+            tombstones=st["Tombstones"],
+            applies=self.applies,
+            apply_errors=self.apply_errors,
+            last_apply=dict(self.last_apply),
+            gossip=st["Gossip"],
+            label_problems=list(self.label_problems),
+        )
+
+    def collectors(self) -> list[Any]:
+        """Prometheus collectors for ``/metrics``: weave-npc's blocked connections, once this host enforces."""
+        return [_WhenEnforcing(self)]
+
+
+class _WhenEnforcing:
+    """``weavenpc_blocked_connections_total`` and ``weavenpc_policy_enforcement_errors`` (weave-npc's), read from
+    the kernel's counters at each scrape; nothing while this host does not enforce (no table to read)."""
+
+    def __init__(self, service: PolicyService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.service.enforcing:
+            return
+        from weavenet.host.npc import BlockedConnections
+
+        yield from BlockedConnections(self.service.enforcer).collect()
+
+
+def _peer(n: int) -> object:
+    from weavenet.core.names import PeerName
+
+    return PeerName(n)
+
+
+def _hexish(ident: str) -> bool:
+    return all(c in "0123456789abcdef" for c in ident)
+
+
+def _default_name(ident: str) -> str:
+    """A pod name for a container given none: a path's last part, ``pid-N``, a Docker ID's first 12."""
+    if ident.isdigit():
+        return f"pid-{ident}"
+    if ident.startswith("/"):
+        return ident.rstrip("/").rsplit("/", 1)[-1] or ident
+    return ident[:12]
+
+
+def _registry_pods(run_dir: str, bridge: str) -> list[tuple[str, str, dict[str, str], list[str]]]:
+    """The live containers of the attach registry, with their labels and their addresses now, read from the
+    bridge in one pass (in a thread)."""
+    from weavenet.host import attached
+    from weavenet.host.ports import bridge_ports
+
+    try:
+        entries = [e for e in attached.read(run_dir).values() if attached.alive(e)]
+    except StateError as e:
+        log.warning("network policy: %s; containers attached with labels are registered again by 'weave attach'", e)
+        return []
+    if not entries:
+        return []
+    try:
+        ports = bridge_ports(bridge, hints=[e.netns for e in entries])
+    except Exception as e:  # no bridge, netlink refused: the containers register again when attached
+        log.warning("network policy: the containers on the bridge cannot be listed: %s", e)
+        return []
+    cidrs: dict[int, list[str]] = {}
+    for p in ports:
+        cidrs.setdefault(p.inode, []).extend(p.cidrs)
+    out = []
+    for e in entries:
+        ino = attached.ns_inode(e.netns)
+        ips = [c.split("/")[0] for c in cidrs.get(ino or -1, [])]
+        if ips:
+            out.append((e.ident, e.name, dict(e.labels), ips))
+    return out
