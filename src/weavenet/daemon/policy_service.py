@@ -65,6 +65,7 @@ SETTLE = 2.0  # after a start, time for the other hosts' pods to arrive before t
 RETRY = (1.0, 30.0)  # a refused apply is tried again after this, doubling up to the second value
 WAIT_APPLIED = 10.0  # longest a request waits for its change to be in force here
 PODS_KEY = "weavenetPolicyPods"  # this host's pods, in the state store
+ENFORCED_KEY = "weavenetPolicyEnforced"  # this router has enforced policy here (so the table there is its own)
 CONFIRM = 60.0  # a pod remembered from the last run and not registered again within this is gone
 SAVE_DELAY = 0.5  # this host's pods are saved this long after they change (a burst is one write)
 RESOURCE = {"NetworkPolicy": "networkpolicy.networking.k8s.io", "Namespace": "namespace"}
@@ -143,8 +144,14 @@ class PolicyService:
             )
         if self.mode == "off":
             self.why_not = "off on this host (--network-policy off)"
-        elif self.mode == "on" or self.cluster.has_policies() or await self._table_exists():
+        elif self.mode == "on" or self.cluster.has_policies():
             await self._close_until_applied()
+        elif await self._table_exists():
+            if self._enforced_before():  # every policy was deleted: the table (allowing all) stays ours
+                await self._close_until_applied()
+            else:
+                self.why_not = "the policy table on this host is another controller's (left alone)"
+                log.warning("network policy: a policy table is on this host, but not this router's: left alone")
         else:
             self.why_not = "no network policy in the cluster"
         self._remembered_pods()
@@ -204,6 +211,21 @@ class PolicyService:
         except HostError:
             return False  # no nft: nothing was ever enforced here
 
+    def _enforced_before(self) -> bool:
+        try:
+            return self.store.get_raw(ENFORCED_KEY) is not None
+        except StoreError:
+            return True  # unreadable: it was written, so it was ours
+
+    def _now_enforcing(self) -> None:
+        self.enforcing = True
+        self.why_not = ""
+        try:
+            if self.store.get_raw(ENFORCED_KEY) is None:
+                self.store.set_raw(ENFORCED_KEY, b"1")
+        except StateError as e:
+            log.warning("network policy: cannot note in the store that this host enforces: %s", e)
+
     async def _close_until_applied(self) -> None:
         """Enforce from now on: the closed table if the host has none (the last run's stays as it is)."""
         try:
@@ -215,8 +237,7 @@ class PolicyService:
             self.why_not = f"cannot be enforced here: {e}"
             log.error("network policy: %s", self.why_not)
             return
-        self.enforcing = True
-        self.why_not = ""
+        self._now_enforcing()
 
     # -- the machine's effects ----------------------------------------------------------------------------------
 
@@ -232,8 +253,7 @@ class PolicyService:
         if c.local_changed != self._local_saved and self._save_pending is None:
             self._save_pending = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save_local)
         if not self.enforcing and self.mode == "auto" and c.has_policies() and self._task is not None:
-            self.enforcing = True  # the first policy of the cluster: its state replaces no table, so no window
-            self.why_not = ""
+            self._now_enforcing()  # the first policy of the cluster: its state replaces no table, so no window
             log.info("network policy: the cluster has a policy: enforced on this host from now on")
         if self.enforcing and c.generation != self._wanted:
             self._wanted = c.generation
