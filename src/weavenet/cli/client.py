@@ -47,7 +47,9 @@ def request(
     headers: dict[str, str] | None = None,
     addr: str | None = None,
     timeout: float | None = None,
+    body: str | None = None,
 ) -> Reply:
+    """One request: a form, or a raw ``body`` (text), or neither."""
     addr = addr or http_addr_default()
     conn: http.client.HTTPConnection
     if addr.startswith("/"):
@@ -55,16 +57,17 @@ def request(
     else:
         host, _, port = addr.rpartition(":")
         conn = http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=CONNECT_TIMEOUT)
-    body = None
     hdrs = dict(headers or {})
     if form is not None:
         body = urlencode(form)
         hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+    elif body is not None:
+        hdrs.setdefault("Content-Type", "text/plain; charset=utf-8")
     try:
         conn.connect()
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
-        conn.request(method, path, body=body, headers=hdrs)
+        conn.request(method, path, body=body.encode() if body is not None else None, headers=hdrs)
         resp = conn.getresponse()
         return Reply(resp.status, resp.read().decode(errors="replace"))
     except (TimeoutError, ConnectionRefusedError, FileNotFoundError, OSError) as e:

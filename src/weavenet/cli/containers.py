@@ -35,33 +35,61 @@ def _ips(cidrs: Sequence[str]) -> str:
     return " ".join(c.split("/")[0] for c in cidrs)
 
 
-def attach_cmd(args: Sequence[str], multicast_route: bool) -> None:
-    """Addresses from IPAM (``net:``, or none given) or claimed in it (plain ones), then the interface."""
-    from weavenet.cli import ipam_cmds
+def attach_cmd(args: Sequence[str], multicast_route: bool, label_opts: Sequence[str] = ()) -> None:
+    """Addresses from IPAM (``net:``, or none given) or claimed in it (plain ones), the container made known to
+    network policy with its labels, then the interface."""
+    from weavenet.cli import ipam_cmds, policy_cmds
     from weavenet.cli.docker_cmds import docker_lookup
     from weavenet.host import attached
-    from weavenet.host.attach import attach, detach, resolve_container
+    from weavenet.host.attach import attach, container_addrs, detach, resolve_container
 
     words, container = _split_addrs(args)
     ipam_cmds.parse_args(words)  # a typo is refused before anything changes
+    given = policy_cmds.parse_labels(label_opts)  # so is a malformed label
     ref = resolve_container(container, docker_lookup)
+    name, labels = _pod_identity(ref.id, ref.netns, given if label_opts else None)
+    before = container_addrs(ref)
     all_cidrs, from_ipam = ipam_cmds.allocate(ref.id, words, check_alive=True)
     ipam_cmds.warn_overlap([c for c in all_cidrs if c not in from_ipam])
+    ips = list(dict.fromkeys(c.split("/")[0] for c in [*(before[1] if before else []), *all_cidrs]))
     try:
+        policy_cmds.register_pod(ref.id, name, labels, ips)  # in force before its first packet
         attach(ref, all_cidrs, multicast_route=multicast_route)
     except BaseException:
         ipam_cmds.release(ref.id, from_ipam)
+        if before is None:
+            policy_cmds.unregister_pod(ref.id)
         raise
     problems: list[str] = []
     try:
-        attached.record(ipam_cmds.run_dir(), ref.netns, ref.id, problems)
+        attached.record(ipam_cmds.run_dir(), ref.netns, ref.id, problems, name=name, labels=labels)
     except StateError as e:  # a container nobody knows is attached: undo it all, say why
         detach(ref, all_cidrs)
         ipam_cmds.release(ref.id, from_ipam)
+        if before is None:
+            policy_cmds.unregister_pod(ref.id)
         raise HostError(f"{e}; nothing was attached") from e
     finally:
         _say(problems)
     click.echo(_ips(all_cidrs))
+
+
+def _pod_identity(ident: str, netns: str, given: dict[str, str] | None) -> tuple[str, dict[str, str]]:
+    """Network policy's name and labels for a container: a Docker container's name and labels, and the labels
+    given (``--label``), or else those it was attached with before."""
+    from weavenet.cli import ipam_cmds, policy_cmds
+    from weavenet.host import attached
+
+    name, labels = policy_cmds.docker_labels(ident)
+    if given is None:
+        try:
+            old = attached.read(ipam_cmds.run_dir()).get(netns)
+        except StateError:
+            old = None
+        if old is not None and old.ident == ident:
+            given = dict(old.labels)
+            name = name or old.name
+    return name, {**labels, **(given or {})}
 
 
 def detach_cmd(args: Sequence[str]) -> None:
@@ -88,6 +116,7 @@ def detach_cmd(args: Sequence[str]) -> None:
         removed = detach(ref, wanted)
         shown = wanted
     left = container_addrs(ref)
+    _policy_after_detach(ref.id, ref.netns, left)
     unregister_detached(ref.id, [c.split("/")[0] for c in shown], everything=left is None)
     ipam_cmds.release(ref.id, shown)
     if left is None:  # nothing left on the weave network
@@ -99,6 +128,18 @@ def detach_cmd(args: Sequence[str]) -> None:
             problems.append(str(e))
         _say(problems)
     click.echo(_ips(shown))
+
+
+def _policy_after_detach(ident: str, netns: str, left: tuple[str, list[str]] | None) -> None:
+    """Network policy forgets a container once it is off the network (not before: until then it is policed),
+    or learns the addresses it keeps."""
+    from weavenet.cli import policy_cmds
+
+    if left is None or not left[1]:
+        policy_cmds.unregister_pod(ident)
+        return
+    name, labels = _pod_identity(ident, netns, None)
+    policy_cmds.register_pod(ident, name, labels, [c.split("/")[0] for c in left[1]])
 
 
 def expose_cmd(addrs: Sequence[str], without_masquerade: bool) -> None:

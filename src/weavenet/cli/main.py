@@ -86,9 +86,14 @@ where <peer>     = <ip_address_or_fqdn>[:<port>]
 weavenet launch options: [--port <port>] [--conn-limit <n>] [--min-protocol-version <1|2>]
                     [--http-addr <ip>:<port>] [--status-addr <ip>:<port>] [--metrics-addr <ip>:<port>]
                     [--state-dir <dir>] [--db-prefix <prefix>] [--run-dir <dir>] [--host-root <dir>] [--no-fastdp]
-                    [--mtu <mtu>] [--ipalloc-reclaim-after <duration>]
+                    [--mtu <mtu>] [--ipalloc-reclaim-after <duration>] [--network-policy auto|on|off]
 environment: WEAVE_PASSWORD WEAVE_PORT WEAVE_HTTP_ADDR WEAVE_STATUS_ADDR WEAVE_STATE_DIR WEAVE_RUN_DIR
              WEAVE_MTU WEAVE_NO_FASTDP
+weavenet commands: weave policy apply -f <file>|- ...
+                   weave policy ls [-o yaml|json] [-p]
+                   weave policy rm <name> ... [-n <namespace>] | namespace/<name>
+                   weave policy test <src> <dst> <port> [-P tcp|udp|sctp]
+                   weave attach -l <key>=<value> ... [<addr> ...] <container_id>
 """
 
 CONTEXT = {"help_option_names": [], "max_content_width": 110}
@@ -246,12 +251,15 @@ def _remove_registry(run_dir: str) -> None:
 
 
 def _destroy_host_state() -> None:
-    """What ``weave reset`` removes from the host: the bridge, every vethwe* link, our iptables rules."""
+    """What ``weave reset`` removes from the host: the bridge, every vethwe* link, our iptables rules, the network
+    policy table."""
     from weavenet.host.bridge import destroy_bridge
     from weavenet.host.iptables import remove_all
+    from weavenet.host.npc import remove_all as remove_policy
 
     destroy_bridge()
     remove_all()
+    remove_policy()  # the network policy table, if this host enforced policy
 
 
 @weave.command(context_settings=CONTEXT)
@@ -297,12 +305,15 @@ def forget(peers: Sequence[str]) -> None:
 @click.option("--without-dns", is_flag=True)
 @click.option("--rewrite-hosts", is_flag=True)
 @click.option("--no-multicast-route", is_flag=True)
+@click.option("-l", "--label", "labels", multiple=True, help="KEY=VALUE: a label for network policy")
 @click.argument("args", nargs=-1, required=True)
-def attach(without_dns: bool, rewrite_hosts: bool, no_multicast_route: bool, args: Sequence[str]) -> None:
-    """weave attach [<addr> ...] <container>"""
+def attach(
+    without_dns: bool, rewrite_hosts: bool, no_multicast_route: bool, labels: Sequence[str], args: Sequence[str]
+) -> None:
+    """weave attach [-l <key>=<value> ...] [<addr> ...] <container>"""
     from weavenet.cli.containers import attach_cmd
 
-    _host(attach_cmd, args, not no_multicast_route)
+    _host(attach_cmd, args, not no_multicast_route, labels)
     if not without_dns:
         from weavenet.cli.dns_cmds import register_attached
 
@@ -406,6 +417,54 @@ def rmpeer(peers: Sequence[str]) -> None:
     from weavenet.cli.ipam_cmds import rmpeer_cmd
 
     sys.exit(rmpeer_cmd(list(peers)))
+
+
+@weave.group(context_settings=CONTEXT, invoke_without_command=True)
+@click.pass_context
+def policy(ctx: click.Context) -> None:
+    """Network policy: Kubernetes NetworkPolicy for the containers on the weave network (weavenet's own)."""
+    if ctx.invoked_subcommand is None:
+        raise UsageExit()
+
+
+@policy.command("apply", context_settings=CONTEXT)
+@click.option("-f", "--filename", "files", multiple=True, required=True, help="a manifest file, - for stdin")
+def policy_apply(files: Sequence[str]) -> None:
+    """Create or replace NetworkPolicy and Namespace objects (all of the files' or none), in the whole cluster."""
+    from weavenet.cli.policy_cmds import apply_cmd
+
+    _host(apply_cmd, files)
+
+
+@policy.command("ls", context_settings=CONTEXT)
+@click.option("-o", "--output", type=click.Choice(["table", "yaml", "json"]), default="table")
+@click.option("-p", "--pods", is_flag=True, help="the pods (containers) instead of the policies")
+def policy_ls(output: str, pods: bool) -> None:
+    from weavenet.cli.policy_cmds import ls_cmd
+
+    _host(ls_cmd, output, pods)
+
+
+@policy.command("rm", context_settings=CONTEXT)
+@click.option("-n", "--namespace", default="default")
+@click.argument("names", nargs=-1, required=True)
+def policy_rm(namespace: str, names: Sequence[str]) -> None:
+    from weavenet.cli.policy_cmds import rm_cmd
+
+    _host(lambda: sys.exit(rm_cmd(names, namespace)))
+
+
+@policy.command("test", context_settings=CONTEXT)
+@click.option("-P", "--protocol", type=click.Choice(["tcp", "udp", "sctp"], case_sensitive=False), default="tcp")
+@click.argument("src")
+@click.argument("dst")
+@click.argument("port")
+def policy_test(protocol: str, src: str, dst: str, port: str) -> None:
+    """Would a new connection from SRC to DST:PORT be allowed, and which rule decides (exit 0: allowed, 2:
+    denied). SRC and DST: addresses, container names or IDs."""
+    from weavenet.cli.policy_cmds import test_cmd
+
+    _host(lambda: sys.exit(test_cmd(src, dst, port, protocol)))
 
 
 @weave.command(context_settings=CONTEXT)

@@ -63,6 +63,16 @@ def test_setup_installs_the_cni_plugins_as_weaves_does(tmp_path: Path) -> None:
         (["launch", "--name", "not-a-mac"], "invalid peer name"),
         (["frobnicate"], "frobnicate"),
         (["forget"], "peers"),
+        (["launch", "--network-policy", "sometimes"], "--network-policy"),
+        (["policy", "apply"], "--filename"),
+        (["policy", "apply", "-f", "/nonexistent.yaml"], 'error: the path "/nonexistent.yaml" does not exist'),
+        (["policy", "ls", "-o", "xml"], "xml"),
+        (["policy", "test", "a", "b"], "port"),
+        (["policy", "rm"], "names"),
+        (["policy", "rm", "pod/a"], 'doesn\'t have a resource type "pod"'),
+        (["attach", "--label", "nokv", "10.2.0.1/24", "/proc/1/ns/net"], "invalid label 'nokv': expected key=value"),
+        (["attach", "-l", "weave.works/namespace=Not_Ok", "10.2.0.1/24", "1"], "is not a namespace name"),
+        (["attach", "-l", "weave.works/ports=http=0", "10.2.0.1/24", "1"], "between 1 and 65535"),
     ],
 )
 def test_bad_arguments_print_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -75,6 +85,11 @@ def test_bad_arguments_print_one_line(args: list[str], needle: str, tmp_path: Pa
 def test_commands_without_a_router(tmp_path: Path) -> None:
     res = weave("status", tmp=tmp_path)
     assert res.returncode == 1 and "not running" in res.stderr
+    for args in (["policy", "ls"], ["policy", "test", "a", "b", "80"], ["policy", "rm", "x"]):
+        res = weave(*args, tmp=tmp_path)
+        assert (res.returncode, res.stderr) == (1, "weave is not running. Have you launched it?\n"), args
+    res = weave("policy", tmp=tmp_path)
+    assert res.returncode == 1 and "weave policy apply -f <file>" in res.stderr
     assert weave("stop", tmp=tmp_path).stderr.strip() == "Weave is not running (ignore on Kubernetes)."
     # `weave reset` changes the host (bridge, iptables): tests/integration/test_cli_host.py runs it in a test host
     version = weave("version", tmp=tmp_path)
