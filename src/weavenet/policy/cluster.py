@@ -256,18 +256,26 @@ class PolicyCluster:
     # -- our pods ---------------------------------------------------------------------------------------------------
 
     def put_pod(self, ident: str, pod: Pod, now: float) -> bool:
-        """Say that a container of ours is this pod (host filled in); False if we said so already."""
+        """Say that a container of ours is this pod (host filled in); False if we said so already. An address
+        is one container's: another of ours that still holds one of these (it went without our hearing of it,
+        and its address was given again) is gone."""
         self._now = now
         pod = Pod(pod.namespace, pod.name, dict(pod.labels), tuple(pod.ips), tuple(pod.ports), str(self.us))
         own = self.origins[self.us]
         mine = own.entries.get(ident)
         if mine is not None and mine.pod == pod:
             return False
+        changed = {ident}
+        for other, e in list(own.entries.items()):
+            if other != ident and e.pod is not None and set(e.pod.ips) & set(pod.ips):
+                self._seq += 1
+                own.entries[other] = PodEntry(self._seq, None, self._ms(now))
+                changed.add(other)
         self._seq += 1
         own.entries[ident] = PodEntry(self._seq, pod)
         self.generation += 1
         self.local_changed += 1
-        self._broadcast(set(), {self.us: {ident}})
+        self._broadcast(set(), {self.us: changed})
         return True
 
     def remove_pod(self, ident: str, now: float) -> bool:

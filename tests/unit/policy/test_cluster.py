@@ -135,6 +135,17 @@ def test_pods_are_per_origin_and_tombstoned() -> None:
     assert "cid-b" not in c.origins[PeerName(2)].entries
 
 
+def test_an_address_given_again_moves_to_the_new_container() -> None:
+    net = Net(2)
+    a = net.peers[0]
+    a.put_pod("old", pod("old", "10.0.0.1"), 1.0)
+    a.put_pod("other", pod("other", "10.0.0.2"), 1.0)
+    a.put_pod("new", pod("new", "10.0.0.1"), 2.0)  # "old" died unnoticed and its address went to "new"
+    net.deliver()
+    assert net.converged()
+    assert sorted(p.name for p in net.peers[1].snapshot().pods) == ["new", "other"]
+
+
 def test_a_pod_name_taken_on_two_hosts_stays_two_pods() -> None:
     net = Net(2)
     net.peers[0].put_pod("1234", pod("web", "10.0.0.1"), 1.0)
