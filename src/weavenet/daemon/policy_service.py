@@ -366,12 +366,17 @@ class PolicyService:
         self._unconfirmed.discard(ident)
         return bool(self.driver.run(lambda now: self.cluster.remove_pod(ident, now)))
 
-    async def docker_pod(self, ident: str, name: str, labels: dict[str, str], ips: list[str]) -> None:
-        """The Docker integration's registration of a container (labels as Docker has them)."""
-        if ips:
-            problem = await self.put_pod(ident, name.lstrip("/"), labels, ips, strict=False)
-            if problem:
-                log.warning("network policy: container %s: %s", ident[:12], problem)
+    async def docker_pod(
+        self, ident: str, name: str, labels: dict[str, str], ips: list[str], wait: bool = True
+    ) -> None:
+        """The Docker integration's registration of a container (labels as Docker has them); with ``wait``, once
+        it is in force here (the proxy's containers wait for their interface until then)."""
+        if not ips:
+            return
+        self._put_pod(ident, name.lstrip("/"), labels, ips, strict=False)
+        problem = await self._in_force() if wait else ""
+        if problem:
+            log.warning("network policy: container %s: %s", ident[:12], problem)
 
     # -- objects --------------------------------------------------------------------------------------------------
 

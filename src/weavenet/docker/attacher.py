@@ -97,7 +97,7 @@ def container_fqdn(info: dict[str, Any]) -> str:
 
 HostAttach = Callable[[str, int, list[str], bool], Awaitable[list[str]]]
 HostsWriter = Callable[[int, str], Awaitable[None]]
-PodSink = Callable[[str, str, dict[str, str], list[str]], Awaitable[None]]  # id, name, labels, addresses
+PodSink = Callable[..., Awaitable[None]]  # (id, name, labels, addresses, wait=True): network policy's registration
 
 
 def labels_of(info: dict[str, Any]) -> dict[str, str]:

@@ -223,7 +223,7 @@ class DockerIntegration:
             if self.plugin is not None:
                 ips = await self.plugin.container_started(info)
                 if ips:  # on the plugin's network: running already, registered as soon as we hear of it
-                    await self._pod(cid, str(info.get("Name") or ""), labels_of(info), ips)
+                    await self._pod(cid, str(info.get("Name") or ""), labels_of(info), ips, wait=False)
             if is_weave_container(info):
                 await self.attacher.attach_info(info)
         except DockerError as e:
@@ -233,11 +233,11 @@ class DockerIntegration:
             with contextlib.suppress(DockerError):
                 await self.docker.kill(cid)
 
-    async def _pod(self, cid: str, name: str, labels: dict[str, str], ips: list[str]) -> None:
+    async def _pod(self, cid: str, name: str, labels: dict[str, str], ips: list[str], wait: bool = True) -> None:
         if self.on_pod is None:
             return
         try:
-            await self.on_pod(cid, name, labels, ips)
+            await self.on_pod(cid, name, labels, ips, wait=wait)
         except Exception:  # the container still goes on the network; policy for it is logged as missing
             log.exception("network policy: registering container %s failed", cid[:12])
 
