@@ -68,7 +68,9 @@ def isolated(netns: str) -> list[object]:
     return json.loads(out)["nftables"][1]["set"].get("elem", [])
 
 
-async def make(tmp: Path, netns: str, mode: str = "auto") -> tuple[PolicyService, Store, ContainerEvents]:
+async def make(
+    tmp: Path, netns: str, mode: str = "auto", unsaved: dict[str, str] | None = None
+) -> tuple[PolicyService, Store, ContainerEvents]:
     router = MeshRouter(MeshConfig(name=NAME, nickname="h1"), rng=random.Random(1), now=0.0)
     driver = MachineDriver()
     MeshTransport(router, driver, "", 0)
@@ -82,6 +84,7 @@ async def make(tmp: Path, netns: str, mode: str = "auto") -> tuple[PolicyService
         mode=mode,
         run_dir=str(tmp / "run"),
         problem=lambda message: None,
+        unsaved=unsaved,
         enforcer=Enforcer(netns),
     )
     await svc.start()
@@ -206,3 +209,33 @@ async def test_routes_refuse_bad_input_and_change_nothing(tmp_path: Path, netns:
     with pytest.raises(PolicyInvalid):
         await svc.apply("kind: NetworkPolicy\n")
     await stop(svc, store)
+
+
+async def test_a_full_disk_is_said_and_the_policies_saved_once_there_is_room(
+    tmp_path: Path, netns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(policy_service, "SAVE_RETRY", 0.2)
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "npcstate", str(state)], check=True)
+    try:
+        unsaved: dict[str, str] = {}
+        svc, store, _ = await make(tmp_path, netns, unsaved=unsaved)
+        await svc.apply(DENY)
+        subprocess.run(["sh", "-c", f"dd if=/dev/zero of={state}/fill bs=4k 2>/dev/null; sync"], check=False)
+        lines, warning = await svc.apply(DENY.replace("name: deny", "name: deny2"))
+        assert lines == ["networkpolicy.networking.k8s.io/deny2 created"]
+        assert warning.startswith("not saved here yet: network policies and pods: ") and "full" in warning, warning
+        assert "full" in unsaved["network policy"]
+        (state / "fill").unlink()
+        for _ in range(50):
+            if not unsaved:
+                break
+            await asyncio.sleep(0.1)
+        assert unsaved == {}
+        await stop(svc, store)
+        svc, store, _ = await make(tmp_path, netns)
+        assert [o["Name"] for o in svc.listing()["Objects"]] == ["deny", "deny2"]
+        await stop(svc, store)
+    finally:
+        subprocess.run(["umount", str(state)], check=False)

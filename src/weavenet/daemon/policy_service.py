@@ -68,6 +68,7 @@ PODS_KEY = "weavenetPolicyPods"  # this host's pods, in the state store
 ENFORCED_KEY = "weavenetPolicyEnforced"  # this router has enforced policy here (so the table there is its own)
 CONFIRM = 60.0  # a pod remembered from the last run and not registered again within this is gone
 SAVE_DELAY = 0.5  # this host's pods are saved this long after they change (a burst is one write)
+SAVE_RETRY = 5.0  # a write that failed (a full disk) is tried again after this
 RESOURCE = {"NetworkPolicy": "networkpolicy.networking.k8s.io", "Namespace": "namespace"}
 
 
@@ -82,10 +83,12 @@ class PolicyService:
         mode: str,
         run_dir: str,
         problem: Callable[[str], None],
+        unsaved: dict[str, str] | None = None,
         enforcer: Enforcer | None = None,
         bridge: str = "weave",
     ) -> None:
-        """``problem``: where to say state that could not be read (the log, ``weave status``, ``weave launch``)."""
+        """``problem``: where to say state that could not be read (the log, ``weave status``, ``weave launch``);
+        ``unsaved``: where to say, while it lasts, that a change could not be saved (``weave status``)."""
         from weavenet.host.npc import Enforcer
 
         self.router = router
@@ -94,6 +97,7 @@ class PolicyService:
         self.mode = mode
         self.run_dir = run_dir
         self.problem = problem
+        self.unsaved = unsaved if unsaved is not None else {}
         self.node = str(router.name)
         self.options = Options(bridge=bridge)
         self.enforcer = enforcer or Enforcer(bridge=bridge)
@@ -185,18 +189,35 @@ class PolicyService:
             self.driver.run(lambda now, i=ident: self.cluster.remove_pod(i, now))
         self._unconfirmed = set()
 
-    def _save_local(self) -> None:
+    def _save(self) -> None:
+        """Write what changed (the objects, this host's pods) in one transaction; a failure is said in ``weave
+        status`` and the write tried again after ``SAVE_RETRY``."""
         self._save_pending = None
-        self._local_saved = self.cluster.local_changed
+        c = self.cluster
+        objects, local = c.objects_changed, c.local_changed
+        items = {}
+        if objects != self._saved:
+            items[STORE_KEY] = c.stored()
+        if local != self._local_saved:
+            items[PODS_KEY] = encode_local(c.local_pods())
+        if not items:
+            return
         try:
-            self.store.set_raw(PODS_KEY, encode_local(self.cluster.local_pods()))
+            self.store.set_many_raw(items)
         except StateError as e:
-            log.error("network policy: this host's pods could not be saved: %s", e)
+            if "network policy" not in self.unsaved:
+                log.error("network policy: not saved (tried again every %.0fs): %s", SAVE_RETRY, e)
+            self.unsaved["network policy"] = f"network policies and pods: {e}"
+            self._save_pending = asyncio.get_running_loop().call_later(SAVE_RETRY, self._save)
+            return
+        if self.unsaved.pop("network policy", None) is not None:
+            log.info("network policy: saved again")
+        self._saved, self._local_saved = objects, local
 
     async def close(self) -> None:
         if self._save_pending is not None:
             self._save_pending.cancel()
-            self._save_local()
+        self._save()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -243,15 +264,11 @@ class PolicyService:
 
     def _drain(self) -> None:
         c = self.cluster
-        if c.objects_changed != self._saved:
-            self._saved = c.objects_changed
-            try:
-                self.store.set_raw(STORE_KEY, c.stored())
-            except StateError as e:
-                log.error("network policy: the policies could not be saved: %s", e)
-                self.problem(f"network policies not saved: {e}")
-        if c.local_changed != self._local_saved and self._save_pending is None:
-            self._save_pending = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save_local)
+        if self._save_pending is None:  # else a write is due (a burst of pods, or one that failed): it takes all
+            if c.objects_changed != self._saved:
+                self._save()  # at once: a policy change is answered only once it is on disk
+            elif c.local_changed != self._local_saved:
+                self._save_pending = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save)
         if not self.enforcing and self.mode == "auto" and c.has_policies() and self._task is not None:
             self._now_enforcing()  # the first policy of the cluster: its state replaces no table, so no window
             log.info("network policy: the cluster has a policy: enforced on this host from now on")
@@ -386,7 +403,10 @@ class PolicyService:
         objects = objects_from_text(text)
         outcome = self.driver.run(lambda now: self.cluster.put_objects([(k, d) for k, d, _ in objects], now)) or []
         lines = [f"{RESOURCE[k[0]]}/{k[2]} {what}" for (k, _, _), what in zip(objects, outcome, strict=True)]
-        return lines, await self._in_force()
+        problem = await self._in_force()
+        if "network policy" in self.unsaved:
+            problem = "; ".join(p for p in (problem, f"not saved here yet: {self.unsaved['network policy']}") if p)
+        return lines, problem
 
     async def delete(self, kind: str, namespace: str, name: str) -> str | None:
         """``weave policy rm``: kubectl's line, or None if there is no such object."""

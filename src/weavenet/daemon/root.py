@@ -156,6 +156,7 @@ class Weaver:
             mode=config.network_policy,
             run_dir=config.run_dir,
             problem=self.problems.problem,
+            unsaved=self.problems.unsaved,
             bridge=BRIDGE,
         )  # registers its gossip channel before we listen
         self.docker: DockerIntegration | None = None  # made once the mesh is dialling (see _start)
