@@ -161,6 +161,7 @@ class PolicyCluster:
         self.generation = 0  # grows whenever the snapshot changes
         self.objects_changed = 0  # grows whenever the objects change (the daemon persists them)
         self.local_changed = 0  # grows whenever our own pods change (the daemon persists them too)
+        self._own_ips: dict[str, str] = {}  # address -> the ident of our live pod that has it
         self.counters: Counter[str] = Counter()
         self._now = now
         self._next_tick = now + TICK
@@ -266,11 +267,13 @@ class PolicyCluster:
         if mine is not None and mine.pod == pod:
             return False
         changed = {ident}
-        for other, e in list(own.entries.items()):
-            if other != ident and e.pod is not None and set(e.pod.ips) & set(pod.ips):
-                self._seq += 1
-                own.entries[other] = PodEntry(self._seq, None, self._ms(now))
-                changed.add(other)
+        for other in {self._own_ips[ip] for ip in pod.ips if self._own_ips.get(ip, ident) != ident}:
+            self._forget_own(other, now)
+            changed.add(other)
+        if mine is not None and mine.pod is not None:
+            for ip in mine.pod.ips:
+                self._own_ips.pop(ip, None)
+        self._own_ips.update(dict.fromkeys(pod.ips, ident))
         self._seq += 1
         own.entries[ident] = PodEntry(self._seq, pod)
         self.generation += 1
@@ -285,12 +288,22 @@ class PolicyCluster:
         mine = own.entries.get(ident)
         if mine is None or mine.pod is None:
             return False
-        self._seq += 1
-        own.entries[ident] = PodEntry(self._seq, None, self._ms(now))
+        self._forget_own(ident, now)
         self.generation += 1
         self.local_changed += 1
         self._broadcast(set(), {self.us: {ident}})
         return True
+
+    def _forget_own(self, ident: str, now: float) -> None:
+        """Tombstone a live pod of ours (the caller says it)."""
+        own = self.origins[self.us]
+        mine = own.entries[ident]
+        assert mine.pod is not None
+        for ip in mine.pod.ips:
+            if self._own_ips.get(ip) == ident:
+                del self._own_ips[ip]
+        self._seq += 1
+        own.entries[ident] = PodEntry(self._seq, None, self._ms(now))
 
     def local_pods(self) -> dict[str, Pod]:
         return {i: e.pod for i, e in self.origins[self.us].entries.items() if e.pod is not None}
