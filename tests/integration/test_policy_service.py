@@ -151,7 +151,7 @@ async def test_on_closes_at_launch_and_off_never_enforces(tmp_path: Path, netns:
     await stop(svc, store)
     svc, store, _ = await make(tmp_path / "auto", netns)  # auto, another router's table (Kubernetes' controller?)
     assert not svc.enforcing
-    assert svc.status()["NotEnforcingBecause"] == "the policy table on this host is another controller's (left alone)"
+    assert svc.status().not_enforcing_because == "the policy table on this host is another controller's (left alone)"
     await stop(svc, store)
     Enforcer(netns).reset()
     svc, store, _ = await make(tmp_path / "off", netns, mode="off")

@@ -89,8 +89,6 @@ class PolicyService:
     ) -> None:
         """``problem``: where to say state that could not be read (the log, ``weave status``, ``weave launch``);
         ``unsaved``: where to say, while it lasts, that a change could not be saved (``weave status``)."""
-        from weavenet.host.npc import Enforcer
-
         self.router = router
         self.driver = driver
         self.store = store
@@ -100,7 +98,7 @@ class PolicyService:
         self.unsaved = unsaved if unsaved is not None else {}
         self.node = str(router.name)
         self.options = Options(bridge=bridge)
-        self.enforcer = enforcer or Enforcer(bridge=bridge)
+        self._enforcer = enforcer  # made on first use: its imports need not delay the launch
         topo = router.topology
         self.cluster = PolicyCluster(
             router.name, driver.now(), wall_offset=driver.wall_offset, is_known_peer=lambda p: topo.get(p) is not None
@@ -126,6 +124,14 @@ class PolicyService:
         self._local_saved = self.cluster.local_changed
         self._save_pending: asyncio.TimerHandle | None = None
         self._unconfirmed: set[str] = set()  # pods remembered from the last run, not registered again yet
+
+    @property
+    def enforcer(self) -> Enforcer:
+        if self._enforcer is None:
+            from weavenet.host.npc import Enforcer
+
+            self._enforcer = Enforcer(bridge=self.options.bridge)
+        return self._enforcer
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 

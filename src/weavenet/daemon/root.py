@@ -11,10 +11,10 @@ exactly what it did, newest first, every step even when one fails, and leaves th
 after a good launch closes everything but keeps the bridge, the rules and the state for the next run.
 
 The order of start (each step needs the ones before it): host (bridge, rules) -> the fast datapath's probe ->
-the data plane's workers and the mesh sockets -> weaveDNS -> IPAM (persisted ring, pre-claims) -> network
-policy (persisted policies, the bridge closed if it is enforced, the attached containers' labels) -> the peers
-to connect to -> the store's held writes flushed -> the HTTP API -> Docker (its proxy and plugin use the API)
--> the pid file, and ready.
+the data plane's workers and the mesh sockets -> weaveDNS -> IPAM (persisted ring, pre-claims) -> the peers
+to connect to -> network policy (persisted policies, the bridge closed if it is enforced, the attached
+containers' labels) -> the store's held writes flushed -> the HTTP API -> Docker (its proxy and plugin use the
+API) -> the pid file, and ready.
 """
 
 from __future__ import annotations
@@ -229,13 +229,13 @@ class Weaver:
             await self.ipam.start()  # persisted ring and addresses, pre-claims, before any peer connects
         else:
             await asyncio.to_thread(state.check_registry, config.run_dir, self.problems)
-        stack.push_async_callback(self.policy.close)
-        await self.policy.start()  # the bridge closed before any container is attached, if policy is enforced
         peers = state.resumed_peers(self.store, self.problems) if config.resume else config.peers
         errors = await self.transport.connect(list(peers), replace=False)
         if errors:
             raise ConfigError("; ".join(errors))
         state.save_peers(self.store, self.router.maker.direct_targets(), self.problems, launching=True)
+        stack.push_async_callback(self.policy.close)
+        await self.policy.start()  # the bridge closed before the API and Docker attach anything, if enforced
         self.store.flush()  # from here on callers are told things: what they are told is on disk first
         # The HTTP API and the Docker integration (aiohttp: ~0.8 s of imports on a loaded machine) only now: a
         # relaunched router's connections, and so its containers' traffic, need not wait for them.

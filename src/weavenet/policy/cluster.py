@@ -193,8 +193,10 @@ class PolicyCluster:
             objects, clock, incarnation = decode_store(stored)
         except RemoteProtocolError as e:
             return str(e)
-        for key, s in objects:
-            self._set_object(key, s)
+        for key, s in objects:  # gossip may have brought newer versions already
+            mine = self.objects.get(key)
+            if mine is None or s.order() > mine.order():
+                self._set_object(key, s)
         self.clock = max(self.clock, clock)
         own = self.origins[self.us]
         own.incarnation = max(own.incarnation, incarnation + 1)

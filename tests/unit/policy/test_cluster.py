@@ -313,3 +313,19 @@ def test_gossip_size_per_thousand_containers() -> None:
     ]  # fmt: skip
     wire, raw = pods_size(pods)
     assert raw < 400_000 and wire < 80_000, (wire, raw)
+
+
+def test_loading_the_store_keeps_what_gossip_brought_first() -> None:
+    """The router loads its store after it started dialling: newer versions may be there already."""
+    old = PolicyCluster(PeerName(1), 0.0, wall_offset=1000.0)
+    put(old, DENY, now=1.0)
+    stored = old.stored()
+    newer = PolicyCluster(PeerName(2), 0.0, wall_offset=1000.0)
+    put(newer, ALLOW_B, now=5.0)
+    c = PolicyCluster(PeerName(1), 0.0, wall_offset=1000.0)
+    data = newer.gossip()
+    assert data is not None
+    for payload in data.encode():
+        c.on_gossip(payload)
+    assert c.load(stored, 6.0) is None
+    assert policies(c)[0].ingress  # the newer one, from gossip
