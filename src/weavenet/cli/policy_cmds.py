@@ -149,9 +149,9 @@ def ls_cmd(output: str, pods: bool) -> None:
             click.echo()
         rows = [["NAMESPACE", "LABELS", "AGE"]]
         for o in namespaces:
-            labels = (json.loads(o["Object"]).get("metadata") or {}).get("labels") or {}
-            text = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
-            rows.append([o["Name"], text, _age(o["Version"])])
+            ns_labels: dict[str, str] = (json.loads(o["Object"]).get("metadata") or {}).get("labels") or {}
+            shown = ",".join(f"{k}={v}" for k, v in sorted(ns_labels.items())) or "<none>"
+            rows.append([o["Name"], shown, _age(o["Version"])])
         for line in _table(rows):
             click.echo(line)
 
@@ -207,7 +207,7 @@ def test_cmd(src: str, dst: str, port: str, protocol: str) -> int:
     d = json.loads(reply.body)
 
     def side(x: dict[str, Any]) -> str:
-        return x["IP"] + (f" ({x['Pod']})" if x.get("Pod") else "")
+        return str(x["IP"]) + (f" ({x['Pod']})" if x.get("Pod") else "")
 
     verdict = "allowed" if d["Allowed"] else "denied"
     click.echo(f"{verdict}: {d['Protocol'].lower()} {side(d['Source'])} -> {side(d['Destination'])} port {d['Port']}")

@@ -138,14 +138,14 @@ class PolicyService:
     async def start(self) -> None:
         """Load the persisted policy set, decide whether to enforce (closing the bridge if so), find the pods of
         this host in the attach registry, start applying."""
+        stored: bytes | None = None
+        unreadable: str | None = None
         try:
             stored = self.store.get_raw(STORE_KEY)
         except StoreError as e:
             if e.key is None:
                 raise
-            stored, unreadable = None, e.reason
-        else:
-            unreadable = None
+            unreadable = e.reason
         unreadable = self.driver.run(lambda now: self.cluster.load(stored, now)) or unreadable
         if unreadable:
             self.problem(
@@ -186,13 +186,19 @@ class PolicyService:
                         getattr(e, "reason", e))  # fmt: skip
             return
         for ident, pod in pods.items():
-            self.driver.run(lambda now, i=ident, p=pod: self.cluster.put_pod(i, p, now))
+            self._run_put(ident, pod)
         self._unconfirmed = set(pods)
+
+    def _run_put(self, ident: str, pod: Pod) -> None:
+        self.driver.run(lambda now: self.cluster.put_pod(ident, pod, now))
+
+    def _run_remove(self, ident: str) -> None:
+        self.driver.run(lambda now: self.cluster.remove_pod(ident, now))
 
     def _drop_unconfirmed(self) -> None:
         for ident in sorted(self._unconfirmed):
             log.info("network policy: container %s of the last run is gone (not registered again)", ident[:12])
-            self.driver.run(lambda now, i=ident: self.cluster.remove_pod(i, now))
+            self._run_remove(ident)
         self._unconfirmed = set()
 
     def _save(self) -> None:
@@ -562,24 +568,24 @@ def _registry_pods(run_dir: str, bridge: str) -> list[tuple[str, str, dict[str, 
     from weavenet.host.ports import bridge_ports
 
     try:
-        entries = [e for e in attached.read(run_dir).values() if attached.alive(e)]
-    except StateError as e:
-        log.warning("network policy: %s; containers attached with labels are registered again by 'weave attach'", e)
+        entries = [a for a in attached.read(run_dir).values() if attached.alive(a)]
+    except StateError as err:
+        log.warning("network policy: %s; containers attached with labels are registered again by 'weave attach'", err)
         return []
     if not entries:
         return []
     try:
-        ports = bridge_ports(bridge, hints=[e.netns for e in entries])
-    except Exception as e:  # no bridge, netlink refused: the containers register again when attached
-        log.warning("network policy: the containers on the bridge cannot be listed: %s", e)
+        ports = bridge_ports(bridge, hints=[a.netns for a in entries])
+    except Exception as err:  # no bridge, netlink refused: the containers register again when attached
+        log.warning("network policy: the containers on the bridge cannot be listed: %s", err)
         return []
     cidrs: dict[int, list[str]] = {}
     for p in ports:
         cidrs.setdefault(p.inode, []).extend(p.cidrs)
     out = []
-    for e in entries:
-        ino = attached.ns_inode(e.netns)
+    for entry in entries:
+        ino = attached.ns_inode(entry.netns)
         ips = [c.split("/")[0] for c in cidrs.get(ino or -1, [])]
         if ips:
-            out.append((e.ident, e.name, dict(e.labels), ips))
+            out.append((entry.ident, entry.name, dict(entry.labels), ips))
     return out

@@ -144,10 +144,14 @@ def encode(
 def encode_store(objects: list[tuple[ObjKey, StoredObject]], clock: int, incarnation: int) -> bytes:
     """The policy set as the state store keeps it (``weavenetPolicy``): the same encoding, plus our clock and
     the incarnation our pods were last said under."""
-    body = {"objects": [[k, ns, n, s.version, s.writer, s.doc] for (k, ns, n), s in objects], "pods": []}
-    body["clock"] = clock
-    body["incarnation"] = incarnation
-    return _compress(body)
+    return _compress(
+        {
+            "objects": [[k, ns, n, s.version, s.writer, s.doc] for (k, ns, n), s in objects],
+            "pods": [],
+            "clock": clock,
+            "incarnation": incarnation,
+        }
+    )
 
 
 # -- decoding -------------------------------------------------------------------------------------------------------
