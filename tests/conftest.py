@@ -10,3 +10,8 @@ from __future__ import annotations
 from hypothesis import settings
 
 settings.register_profile("long", deadline=None, derandomize=False, print_blob=True)
+# No per-example deadline by default either: the suite runs several pytest processes at once on a small machine
+# (scripts/pytest_shards.py), and a timer is no test of speed here (benchmarks live in bench/). A profile named on
+# the command line still overrides this one.
+settings.register_profile("weavenet", deadline=None)
+settings.load_profile("weavenet")
