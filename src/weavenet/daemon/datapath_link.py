@@ -22,6 +22,8 @@ from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD
 from weavenet.dataplane import udp
 from weavenet.dataplane.supervisor import Datapath
 from weavenet.dataplane.tables import DEFAULT_MAX_PAYLOAD, Link, Tables
+from weavenet.status.overlay import SleeveDiagnostics
+from weavenet.status.router import RouterStatus
 
 log = logging.getLogger("weavenet.daemon")
 Run = Callable[[Callable[[float], object]], object]  # MachineDriver.run: one input to the router, then flush
@@ -202,3 +204,12 @@ class DatapathLink:
         log.info("path MTU to %s: UDP payload limited to %d bytes", PeerName(peer), max_payload)
         self.tables.pmtu[peer] = max_payload
         self.push()
+
+    def add_to_report(self, router: RouterStatus) -> None:
+        """The sleeve's bytes by peer (``OverlayDiagnostics.sleeve.Peers``), for the web view and ``/metrics``."""
+        sleeve = (router.overlay_diagnostics or {}).get("sleeve")
+        if isinstance(sleeve, SleeveDiagnostics):
+            sleeve.peers = {
+                str(PeerName(peer)): {"RxBytes": rx, "TxBytes": tx}
+                for peer, (rx, tx) in sorted(self.datapath.peer_bytes().items())
+            }

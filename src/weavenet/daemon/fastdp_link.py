@@ -29,6 +29,7 @@ from weavenet.core.names import PeerName
 from weavenet.core.router import MeshRouter
 from weavenet.daemon.datapath_link import DatapathLink, Run
 from weavenet.errors import HostError
+from weavenet.host import netdev
 from weavenet.host import vxlan as host
 from weavenet.status.overlay import EspStatus, FastdpConnection, FastdpDiagnostics, ForwarderStatus, VniPair, Vport
 from weavenet.status.router import MACStatus, RouterStatus, mac_text
@@ -245,6 +246,7 @@ class FastdpLink:
         """``OverlayDiagnostics.fastdp`` of ``weave report``: the kernel's devices and each connection's state."""
         now = self._now()
         ov = self.router.fastdp
+        devices = netdev.counters() if self.applied else {}
         conns = []
         for conn in self.router.by_peer.values():
             fwd = conn.fastdp_forwarder()
@@ -276,7 +278,7 @@ class FastdpLink:
             port=self.port,
             mtu=self.mtu,
             esp=EspStatus(self.esp[0], self.esp[1]),
-            vports=[self._vport(s) for s in self.applied.values()],
+            vports=[self._vport(s, devices) for s in self.applied.values()],
             flooding=sorted(str(PeerName(p)) for p in self.link.tables.fastdp),
             connections=conns,
             counters=ov.counters.as_dict() if ov is not None else {},
@@ -284,10 +286,11 @@ class FastdpLink:
             failed={f"{PeerName(p)}/{u:x}": e for (p, u), e in self.failed.items()},
         )
 
-    def _vport(self, s: host.DeviceSpec) -> Vport:
+    def _vport(self, s: host.DeviceSpec, devices: dict[str, tuple[int, int]]) -> Vport:
         owner = self.owners.get(s.name)
         peer = str(PeerName(owner[0])) if owner else ""
-        return Vport(s.name, "vxlan", s.rx_vni, s.tx_vni, f"{s.remote_ip}:{s.remote_port}", s.forwarding, peer)
+        rx, tx = devices.get(s.name, (0, 0))
+        return Vport(s.name, "vxlan", s.rx_vni, s.tx_vni, f"{s.remote_ip}:{s.remote_port}", s.forwarding, peer, rx, tx)
 
     def add_to_report(self, router: RouterStatus) -> None:
         """Our diagnostics beside the sleeve's, and the MACs learned behind VXLAN devices that the data plane

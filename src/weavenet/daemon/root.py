@@ -322,6 +322,7 @@ class Weaver:
         dp = self.link.datapath
         router = router_status(self.router, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
         self.fastdp.add_to_report(router)
+        self.link.add_to_report(router)
         docker = self.docker.report() if self.docker is not None else None  # "Proxy", "Plugin": each if it runs
         unsaved = dict(self.problems.unsaved)
         if self.ipam is not None and self.ipam.allocator.unsaved:

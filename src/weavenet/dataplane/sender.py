@@ -37,6 +37,9 @@ class SendStats:
     too_big: int = 0
     errors: int = 0
     pmtu_updates: list[tuple[int, int]] = field(default_factory=list)  # (peer, max payload) to report
+    # bytes sent to each peer (the next hop, UDP payloads): per-connection throughput for the web view and
+    # /metrics; only peers with a link now (``Sender.forget`` drops the others, so it stays as small as the tables)
+    by_peer: dict[int, int] = field(default_factory=dict)
 
 
 class _LinkState:
@@ -78,6 +81,15 @@ class Sender:
     def forget(self, live: set[tuple[int, int]]) -> None:
         for key in [k for k in self._state if k not in live]:
             del self._state[key]
+        peers = {peer for peer, _ in live}
+        by_peer = self.stats.by_peer
+        for peer in [p for p in by_peer if p not in peers]:
+            del by_peer[peer]
+
+    def _sent(self, peer: int, n: int) -> None:
+        self.stats.bytes += n
+        by_peer = self.stats.by_peer
+        by_peer[peer] = by_peer.get(peer, 0) + n
 
     # -- fast format ------------------------------------------------------------------------------------------
 
@@ -110,7 +122,7 @@ class Sender:
                 return
             st.seq = seq + 1
             try:
-                self.stats.bytes += self.sock.sendmsg(bufs, (), 0, link.addr)
+                self._sent(link.peer, self.sock.sendmsg(bufs, (), 0, link.addr))
             except OSError:
                 pass  # the general path below sorts it out (path MTU) and counts it
             else:
@@ -143,7 +155,7 @@ class Sender:
             common = fastwire.COMMON.pack(self.me_bin, fastwire.MAGIC, self.stream, count, flags, seq)
             iov = self._chunks.iov(common, payload, total, room)
             try:
-                self.stats.bytes += udp.send_gso(self.sock, link.addr, fastwire.HDR_LEN + room, iov)
+                self._sent(link.peer, udp.send_gso(self.sock, link.addr, fastwire.HDR_LEN + room, iov))
             except OSError as e:
                 if udp.is_too_big(e) and self._shrink(link):
                     continue
@@ -208,7 +220,7 @@ class Sender:
         enc = st.enc_df if df else st.enc
         packet = enc.seal(self.me_bin, body) if enc is not None else self.me_bin + body
         try:
-            self.stats.bytes += self.sock.sendto(packet, link.addr)
+            self._sent(link.peer, self.sock.sendto(packet, link.addr))
             self.stats.datagrams += 1
             self.stats.frames += len(batch)
         except OSError as e:

@@ -67,6 +67,7 @@ class Datapath:
         self.stats: dict[str, int] = {}
         self.macs: list[tuple[str, int]] = []
         self.pmtu: dict[int, int] = {}  # peer -> max UDP payload learned by the workers
+        self._peer_bytes: dict[str, dict[int, tuple[int, int]]] = {}  # worker role -> peer -> (received, sent)
         self.on_pmtu: Callable[[int, int], None] | None = None
         self._stopping = False
         self.vxlan_port = vxlan_port  # None: no fast datapath
@@ -74,6 +75,16 @@ class Datapath:
         self.on_stranger: Callable[[str], None] | None = None  # a datagram from a peer name without a link
         self.sniffer: socket.socket | None = None
         self.vxlan_sender: socket.socket | None = None
+
+    def peer_bytes(self) -> dict[int, tuple[int, int]]:
+        """Bytes (received, sent) over the sleeve with each peer that has a link, as of the workers' last report
+        (every ``STATS_INTERVAL``): the sum of both workers' counts (the rx worker relays too)."""
+        out: dict[int, tuple[int, int]] = {}
+        for peers in self._peer_bytes.values():
+            for peer, (rx, tx) in peers.items():
+                old_rx, old_tx = out.get(peer, (0, 0))
+                out[peer] = (old_rx + rx, old_tx + tx)
+        return out
 
     async def start(self) -> None:
         multi_queue = self.steering_wanted
@@ -223,8 +234,9 @@ class Datapath:
                 _, src_ip, vni, head, length = msg
                 self.on_vxlan_special(str(src_ip), int(vni), bytes(head), int(length))
         elif kind == "stats":
-            _, _role, stats, macs, pmtus = msg
+            _, _role, stats, macs, pmtus, peers = msg
             self.stats.update(stats)
+            self._peer_bytes[_role] = peers
             if _role == "tx":
                 self.macs = macs
             for peer, max_payload in pmtus:

@@ -360,7 +360,8 @@ class TxWorker(_Base):
             tx_errors=st.errors,
         )
         macs = [(mac.hex(), peer) for mac, peer, _ in self.macs.items()]
-        self.ctl.send(("stats", "tx", stats, macs, list(st.pmtu_updates)))
+        peers = {peer: (0, n) for peer, n in st.by_peer.items()}  # (received, sent) bytes by peer
+        self.ctl.send(("stats", "tx", stats, macs, list(st.pmtu_updates), peers))
         st.pmtu_updates.clear()
 
 
@@ -396,6 +397,9 @@ class RxWorker(_Base):
         self._in_len = 0
         self._cmsg = socket.CMSG_SPACE(4)
         self._strangers: dict[str, float] = {}  # IP -> when the router was last told of a datagram without a link
+        # bytes received from each peer with a link (UDP payloads, GRO runs whole): per-connection throughput for the
+        # web view and /metrics; keyed only by peers in the tables, so a stranger's datagrams cannot grow it
+        self.received: dict[int, int] = {}
 
     def on_tables(self, tables: Tables) -> None:
         self.tables = tables
@@ -406,6 +410,8 @@ class RxWorker(_Base):
         for cache in (self._classic_dec, self._fast_dec):
             for key in [k for k in cache if k not in live]:
                 del cache[key]
+        for peer in [p for p in self.received if p not in tables.links]:
+            del self.received[peer]
         self.answers = self.tap_rx if self.tap_rx >= 0 and steering.wanted(tables) else self.tap
         self.forget_rehearsal()
 
@@ -479,6 +485,10 @@ class RxWorker(_Base):
                 self.count("recv_errors")
                 return
             now = time.monotonic()
+            # one run of datagrams comes from one sender, whose name starts every datagram of both formats
+            link = self._by_bin.get(bytes((reader.plain if reader.in_plain else reader.hdrs)[:6]))
+            if link is not None:
+                self.received[link.peer] = self.received.get(link.peer, 0) + nbytes
             try:
                 took = not anc and reader.in_plain and self.express and self.express_in(reader.plain, nbytes, now)
                 if not took:
@@ -845,7 +855,10 @@ class RxWorker(_Base):
         stats["rx_injected"] = self.injected
         st = self.sender.stats
         stats.update(rx_sent_super_frames=st.super_frames, rx_sent_datagrams=st.datagrams, rx_sent_bytes=st.bytes)
-        self.ctl.send(("stats", "rx", stats, [], list(st.pmtu_updates)))
+        sent = st.by_peer
+        peers = {peer: (n, sent.get(peer, 0)) for peer, n in self.received.items()}
+        peers.update((peer, (0, n)) for peer, n in sent.items() if peer not in peers)  # relayed only
+        self.ctl.send(("stats", "rx", stats, [], list(st.pmtu_updates), peers))
         st.pmtu_updates.clear()
 
 

@@ -16,12 +16,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from weavenet.status.dns import DNSDiagnostics, DNSStatus
 from weavenet.status.ipam import IPAMStatus
-from weavenet.status.overlay import SleeveDiagnostics
+from weavenet.status.overlay import FastdpDiagnostics, SleeveDiagnostics
 from weavenet.status.report import Report, WeaveStatus, as_report
 from weavenet.status.router import RouterStatus
 from weavenet.status.text import CONNECTION_STATES
 
-__all__ = ["render_metrics"]
+__all__ = ["FALLBACK_KINDS", "fallback_kind", "render_metrics"]
 
 
 class _ReportCollector:
@@ -65,6 +65,21 @@ def _router_metrics(router: RouterStatus) -> Iterator[Metric]:
         "Number of peers reachable over established connections, this one included.",
         value=len({r.dest for r in router.unicast_routes or ()}),
     )
+    fallbacks = GaugeMetricFamily(
+        "weave_sleeve_fallback_connections",
+        "Established connections carried by the sleeve because the fast datapath does not work, by reason.",
+        labels=["reason"],
+    )
+    by_reason: dict[str, int] = dict.fromkeys(FALLBACK_KINDS, 0)
+    for conn in router.connections or ():
+        reason = (conn.attrs or {}).get("fallback")
+        if conn.state == "established" and reason:
+            kind = fallback_kind(str(reason))
+            by_reason[kind] += 1
+    for kind, n in by_reason.items():
+        fallbacks.add_metric([kind], n)
+    yield fallbacks
+    yield _overlay_bytes(router)
     sleeve = (router.overlay_diagnostics or {}).get("sleeve")
     counters = sleeve.counters if isinstance(sleeve, SleeveDiagnostics) else {}
     dropped = CounterMetricFamily(
@@ -74,6 +89,48 @@ def _router_metrics(router: RouterStatus) -> Iterator[Metric]:
         if reason != "packets":
             dropped.add_metric([reason], value)
     yield dropped
+
+
+# Why a connection is on the sleeve, in few words (the reason itself is free text, unfit for a label).
+FALLBACK_KINDS = ("udp_blocked", "path_mtu", "encryption", "not_offered", "other")
+
+
+def fallback_kind(reason: str) -> str:
+    """The label of a fallback reason (``weave status connections`` shows the reason itself)."""
+    text = reason.lower()
+    if "blocked" in text or "no vxlan packets" in text or "heartbeats from the peer stopped" in text:
+        return "udp_blocked"
+    if "mtu" in text:
+        return "path_mtu"
+    if "encrypt" in text or "esp" in text or "ipsec" in text:
+        return "encryption"
+    if "offer" in text or "sleeve only" in text or "predates" in text or "fast datapath" in text:
+        return "not_offered"
+    return "other"
+
+
+def _overlay_bytes(router: RouterStatus) -> Metric:
+    """Bytes with each peer by overlay: the sleeve's (UDP payloads, from the data plane) and the fast datapath's
+    (Ethernet frames through the peer's VXLAN device, from the kernel)."""
+    family = CounterMetricFamily(
+        "weave_overlay_bytes",
+        "Bytes exchanged with each connected peer, by overlay and direction.",
+        labels=["direction", "nickname", "overlay", "peer"],
+    )
+    overlays = router.overlay_diagnostics or {}
+    nicks = {p.name: p.nick_name for p in router.peers or ()}
+    sleeve = overlays.get("sleeve")
+    if isinstance(sleeve, SleeveDiagnostics):
+        for peer, c in sorted(sleeve.peers.items()):
+            for direction, key in (("rx", "RxBytes"), ("tx", "TxBytes")):
+                family.add_metric([direction, nicks.get(peer, ""), "sleeve", peer], c.get(key, 0))
+    fastdp = overlays.get("fastdp")
+    if isinstance(fastdp, FastdpDiagnostics):
+        for port in sorted(fastdp.vports, key=lambda v: v.peer):
+            if port.peer:
+                family.add_metric(["rx", nicks.get(port.peer, ""), "fastdp", port.peer], port.rx_bytes)
+                family.add_metric(["tx", nicks.get(port.peer, ""), "fastdp", port.peer], port.tx_bytes)
+    return family
 
 
 def _ipam_metrics(ipam: IPAMStatus | None) -> Iterator[Metric]:

@@ -31,10 +31,13 @@ __all__ = [
 
 @dataclass
 class SleeveDiagnostics(OwnRecord):
-    """The sleeve: the router's drop counters (by reason, and ``packets``) and the data plane's statistics."""
+    """The sleeve: the router's drop counters (by reason, and ``packets``), the data plane's statistics and its
+    bytes by peer."""
 
     counters: dict[str, int] = field(default_factory=dict, metadata=own("Counters"))
     dataplane: dict[str, int] = field(default_factory=dict, metadata=own("Dataplane"))
+    # peer name -> {"RxBytes": n, "TxBytes": n}: UDP payload bytes with each peer that has a sleeve link now
+    peers: dict[str, dict[str, int]] = field(default_factory=dict, metadata=own("Peers"))
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Vport(OwnRecord):
     remote: str = field(default="", metadata=own("Remote"))  # ip:port
     forwarding: bool = field(default=False, metadata=own("Forwarding"))
     peer: str = field(default="", metadata=own("Peer"))  # "" until the device is told to its connection
+    rx_bytes: int = field(default=0, metadata=own("RxBytes"))  # the device's counters: frames from the peer
+    tx_bytes: int = field(default=0, metadata=own("TxBytes"))  # and frames to it (inner Ethernet frames)
 
 
 @dataclass
