@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from weavenet.api.control import DnsControl, DockerControl, IpamControl, PolicyControl, RouterControl, StatusSource
 from weavenet.api.forms import form_value, read_form
 from weavenet.api.guard import API_LIMITS, GuardedRunner
+from weavenet.api.ui_routes import WebView
 from weavenet.errors import ConfigError, WeavenetError
 from weavenet.gocompat import TemplateExecError, TemplateParseError
 from weavenet.status import PAGES, StatusUnavailable, format_report, render_status, report_json
@@ -45,6 +46,7 @@ class ApiParts:
     dns: DnsControl | None = None
     policy: PolicyControl | None = None
     collectors: Sequence[Any] = ()  # more Prometheus collectors for /metrics (network policy's)
+    ui: WebView | None = None  # the web view (weavenet.api.ui_routes), None when it is off
 
 
 def build_app(parts: ApiParts, read_only: bool = False) -> web.Application:
@@ -145,6 +147,8 @@ def build_app(parts: ApiParts, read_only: bool = False) -> web.Application:
         from weavenet.api.ipam_routes import add_routes as add_ipam_routes
 
         add_ipam_routes(routes, parts.ipam)
+    if parts.ui is not None:
+        parts.ui.add_routes(routes, "status" if read_only else "api")
     app.add_routes(routes)
     return app
 
@@ -180,6 +184,8 @@ async def start_api(
     await serve(build_app(parts), http_addr, "HTTP API")
     if status_addr:
         await serve(build_app(parts, read_only=True), status_addr, "status listener")
+    if parts.ui is not None and parts.ui.listener == "own":
+        await serve(parts.ui.app(), parts.ui.addr, "web view listener")
     if metrics_addr:
         app = web.Application()
 

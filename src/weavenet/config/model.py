@@ -153,6 +153,13 @@ class DaemonConfig:
         "", flag="--status-addr", env="WEAVE_STATUS_ADDR", help="the read-only status API", example="127.0.0.1:7782"
     )
     metrics_addr: str = option("", flag="--metrics-addr", help="the metrics listener", example="127.0.0.1:9782")
+    ui_addr: str = option(
+        "",
+        flag="--ui-addr",
+        env="WEAVE_UI_ADDR",
+        help="the web view (read-only): '' on the status address, else the API's; <ip>:<port> its own; off",
+        example="127.0.0.1:6785",
+    )
     state_dir: str = option(
         "/var/lib/weave", flag="--state-dir", env="WEAVE_STATE_DIR", help="persisted state", example="/tmp/st"
     )

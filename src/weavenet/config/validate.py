@@ -47,6 +47,7 @@ def validate(cfg: DaemonConfig, environ: Mapping[str, str] | None = None) -> Dae
         (cfg.http_addr, "--http-addr"),
         (cfg.status_addr, "--status-addr"),
         (cfg.metrics_addr, "--metrics-addr"),
+        ("" if cfg.ui_addr == "off" else cfg.ui_addr, "--ui-addr"),
     ):
         if addr and not addr.startswith("/"):
             parse_addr(addr, what)

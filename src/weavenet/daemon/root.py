@@ -48,6 +48,7 @@ from weavenet.host.bridge import BRIDGE
 from weavenet.status import VERSION, StateStatus, WeaveStatus
 
 if TYPE_CHECKING:
+    from weavenet.api.ui_routes import WebView
     from weavenet.docker.service import DockerIntegration
 
 log = logging.getLogger("weavenet.daemon")
@@ -245,6 +246,7 @@ class Weaver:
         self.docker = DockerIntegration(
             config.docker, config.http_addr, config.run_dir, self.container_events, on_pod=self.policy.docker_pod
         )
+        ui = await self._web_view(stack)
         api = ApiParts(
             status=self,
             router=self,
@@ -253,6 +255,7 @@ class Weaver:
             dns=self.dns,
             policy=self.policy,
             collectors=self.policy.collectors(),
+            ui=ui,
         )
         await start_api(stack, api, config.http_addr, config.status_addr, config.metrics_addr)
         stack.push_async_callback(self.docker.close)
@@ -261,6 +264,20 @@ class Weaver:
         self.ready = True
         self.launched = True
         log.info("weavenet router ready (version %s)", VERSION)
+
+    async def _web_view(self, stack: contextlib.AsyncExitStack) -> WebView | None:
+        """The web view (weavenet.ui), where ``--ui-addr`` puts it; its hub ticks from here on."""
+        from weavenet.api.ui_routes import WebView, placement
+        from weavenet.daemon.ui_source import WeaverView
+        from weavenet.ui.hub import Hub
+
+        where = placement(self.config.ui_addr, self.config.http_addr, self.config.status_addr)
+        if where is None:
+            return None
+        hub = Hub(WeaverView(self))
+        stack.push_async_callback(hub.close)
+        hub.start()
+        return WebView(hub, *where)
 
     def _write_pid_file(self, stack: contextlib.AsyncExitStack) -> None:
         pid_path = Path(pid_file(self.config.run_dir))
