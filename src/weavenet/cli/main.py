@@ -23,9 +23,10 @@ from weavenet.errors import ConfigError
 
 USAGE = """Usage:
 
-weave --help | help
+weave --help | help [<command>]
       setup
       version
+      completion    bash|zsh|fish
 
 weave launch        [--password <pass>] [--trusted-subnets <cidr>,...]
                     [--host <ip_address>]
@@ -67,7 +68,7 @@ weave dns-add       [<ip_address> ...] <container_id> [-h <fqdn>] |
                     <ip_address> ... -h <fqdn>
       dns-lookup    <unqualified_name>
 
-weave status        [targets | connections | peers | dns | ipam]
+weave status        [targets | connections | peers | dns | ipam | --web]
       report        [-f <format>]
       ps            [<container_id> ...]
 
@@ -85,6 +86,7 @@ where <peer>     = <ip_address_or_fqdn>[:<port>]
 
 weavenet launch options: [--port <port>] [--conn-limit <n>] [--min-protocol-version <1|2>]
                     [--http-addr <ip>:<port>] [--status-addr <ip>:<port>] [--metrics-addr <ip>:<port>]
+                    [--ui-addr <ip>:<port> | off]
                     [--state-dir <dir>] [--db-prefix <prefix>] [--run-dir <dir>] [--host-root <dir>] [--no-fastdp]
                     [--mtu <mtu>] [--ipalloc-reclaim-after <duration>] [--network-policy auto|on|off]
 environment: WEAVE_PASSWORD WEAVE_PORT WEAVE_HTTP_ADDR WEAVE_STATUS_ADDR WEAVE_STATE_DIR WEAVE_RUN_DIR
@@ -97,6 +99,8 @@ weavenet commands: weave policy apply -f <file>|- ...
 """
 
 CONTEXT = {"help_option_names": [], "max_content_width": 110}
+STATUS_PAGES = ("targets", "connections", "peers", "dns", "ipam", "docker")  # what `weave status <TAB>` offers
+COMPLETE_VAR = "_WEAVE_COMPLETE"  # click's shell completion asks through this variable (weave completion)
 
 
 class UsageExit(Exception):
@@ -120,8 +124,18 @@ def weave(ctx: click.Context, local: bool, show_help: bool) -> None:
 
 
 @weave.command("help", context_settings=CONTEXT)
-def help_cmd() -> None:
-    click.echo(USAGE, nl=False)
+@click.argument("command", required=False)
+def help_cmd(command: str | None) -> None:
+    """``weave help``: the usage of every command; ``weave help <command>``: that command's."""
+    if command is None:
+        click.echo(USAGE, nl=False)
+        return
+    from weavenet.cli.help import text
+
+    found = text(command)
+    if found is None:
+        _fail(f"weave help: no such command {command!r}")
+    click.echo(found, nl=False)
 
 
 CNI_DIR_OPTIONS = (
@@ -263,8 +277,13 @@ def _destroy_host_state() -> None:
 
 
 @weave.command(context_settings=CONTEXT)
-@click.argument("sub", nargs=-1)
-def status(sub: Sequence[str]) -> None:
+@click.option("--web", is_flag=True, help="print the address of the web view")
+@click.argument(
+    "sub", nargs=-1, shell_complete=lambda ctx, param, incomplete: [p for p in STATUS_PAGES if p.startswith(incomplete)]
+)
+def status(sub: Sequence[str], web: bool) -> None:
+    if web:
+        sys.exit(_web_address())
     path = "/status" + "".join(f"/{s}" for s in sub)
     if not sub:
         click.echo()
@@ -275,6 +294,37 @@ def status(sub: Sequence[str]) -> None:
     if not sub:
         click.echo()
     sys.exit(rc)
+
+
+def _web_address() -> int:
+    """``weave status --web``: where the router serves its web view (it says: ``GET /ui/url``)."""
+    from weavenet.cli.client import NOT_RUNNING, RouterUnreachable, request
+
+    try:
+        reply = request("GET", "/ui/url")
+    except RouterUnreachable:
+        click.echo(NOT_RUNNING, err=True)
+        return 1
+    if reply.status == 404:
+        click.echo("the web view is off (weave launch --ui-addr off)", err=True)
+        return 1
+    if reply.status != 200:
+        click.echo(reply.body.rstrip("\n"), err=True)
+        return 1
+    click.echo(reply.body, nl=False)
+    return 0
+
+
+@weave.command(context_settings=CONTEXT)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """``weave completion bash|zsh|fish``: the shell's completion script (click's), e.g.
+    ``eval "$(weave completion bash)"`` or ``weave completion fish > ~/.config/fish/completions/weave.fish``."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(weave, {}, "weave", COMPLETE_VAR).source())
 
 
 @weave.command(context_settings=CONTEXT)
@@ -501,9 +551,22 @@ def _one_line(err: click.ClickException) -> str:
     return f"{where}: {msg}".replace("\n", " ")
 
 
+def _command_help(args: Sequence[str]) -> str | None:
+    """``weave <command> ... --help``: that command's help (the command is never run)."""
+    if len(args) < 2 or "--help" not in args[1:] or args[0].startswith("-"):
+        return None
+    from weavenet.cli.help import text
+
+    return text(args[0])
+
+
 def main(argv: Sequence[str] | None = None, prog: Callable[..., Any] = weave) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if (helped := _command_help(args)) is not None:
+        click.echo(helped, nl=False)
+        sys.exit(0)
     try:
-        prog.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="weave", standalone_mode=False)
+        prog.main(args=args, prog_name="weave", standalone_mode=False, complete_var=COMPLETE_VAR)
     except UsageExit:
         click.echo(USAGE, err=True, nl=False)
         sys.exit(1)
