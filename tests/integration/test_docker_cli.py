@@ -130,6 +130,11 @@ def test_ps_that_cannot_see_the_engine_says_so_and_lists_what_the_router_knows(h
     cid = dk(h1, "inspect", "-f", "{{.Id}}", "p1")
     row = re.compile(rf"^{cid[:12]} \S+ 10\.(3[2-9]|4[0-7])\.\d+\.\d+/12$", re.M)
     assert row.search(weave(h1, "ps").stdout)
+    # after `eval $(weave env)` (DOCKER_HOST is the proxy) ps asks the engine saved in ORIG_DOCKER_HOST: p1, which the
+    # proxy attached, is listed, and nothing is said on stderr
+    seeing = shell(h1, "eval $(weave env); weave ps")
+    assert seeing.returncode == 0 and seeing.stderr == "", seeing.stderr
+    assert row.search(seeing.stdout), seeing.stdout
     # the engine saved by `weave env` is not there any more (moved, say): ps says so and still lists p1
     blind = shell(h1, "eval $(weave env); export ORIG_DOCKER_HOST=unix:///run/nothing.sock; weave ps")
     assert blind.returncode == 0, blind.stderr

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from weavenet.cli.client import RouterUnreachable, request
+from weavenet.cli.progress import Progress, waiting_on
 from weavenet.config import log_file, pid_file
 
 LAUNCH_TIMEOUT = 30.0
@@ -47,9 +49,11 @@ def _tail_errors(path: str, since: int) -> str:
     return (lines[-1] if lines else (text.strip().splitlines() or [""])[-1]).removeprefix("weave: ")
 
 
-def start(daemon_args: list[str], run_dir: str, http_addr: str, env: dict[str, str]) -> tuple[bool, str]:
+def start(
+    daemon_args: list[str], run_dir: str, http_addr: str, env: dict[str, str], progress: Progress | None = None
+) -> tuple[bool, str]:
     """Start the daemon and wait until it is ready. Returns (ok, error message); the daemon removes what a launch
-    that fails created (see ``weavenet.daemon.root``), this only waits."""
+    that fails created (see ``weavenet.daemon.root``), this only waits, saying what for to ``progress``."""
     os.makedirs(run_dir, exist_ok=True)
     log_path = log_file(run_dir)
     with open(log_path, "ab") as log:
@@ -67,28 +71,38 @@ def start(daemon_args: list[str], run_dir: str, http_addr: str, env: dict[str, s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False, _tail_errors(log_path, offset) or f"router exited with status {proc.returncode}"
+        answer: int | None = None
         try:
             # bounded: a process that holds the port and never answers must not hang the launch; our daemon
             # then exits (the port is taken), which the next round notices
-            if request("GET", "/status", addr=http_addr, timeout=POLL_TIMEOUT).status == 200:
+            answer = request("GET", "/status", addr=http_addr, timeout=POLL_TIMEOUT).status
+            if answer == 200:
                 return True, ""
         except RouterUnreachable:
             pass
+        if progress is not None:
+            progress.say(waiting_on(answer))
         time.sleep(0.1)
     proc.terminate()
     return False, f"router did not become ready within {LAUNCH_TIMEOUT:.0f}s; see {log_path}"
 
 
-def state_problems(http_addr: str) -> list[str]:
-    """What the router found wrong with its saved state at launch (``weave launch`` prints it)."""
+def launch_report(http_addr: str) -> dict[str, Any]:
+    """The router's report just after the launch (empty if it cannot be had)."""
     import json
 
     try:
         reply = request("GET", "/report", addr=http_addr)
-        state = json.loads(reply.body).get("State") or {} if reply.status == 200 else {}
-    except (RouterUnreachable, ValueError, AttributeError):
-        return []
-    return [str(p) for p in state.get("Problems") or []]
+        report = json.loads(reply.body) if reply.status == 200 else {}
+    except (RouterUnreachable, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def state_problems(report: dict[str, Any]) -> list[str]:
+    """What the router found wrong with its saved state at launch (``weave launch`` prints it)."""
+    state = report.get("State") or {}
+    return [str(p) for p in (state.get("Problems") or [] if isinstance(state, dict) else [])]
 
 
 def stop(run_dir: str) -> bool:

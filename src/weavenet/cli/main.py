@@ -17,6 +17,7 @@ import click
 
 from weavenet.cli import daemonctl
 from weavenet.cli.client import call
+from weavenet.cli.progress import Progress, summary
 from weavenet.config import daemon_environ, log_file, run_dir_default, state_dir_default, to_argv, validate
 from weavenet.config.cli import cli_value, click_options, from_click, was_given
 from weavenet.errors import ConfigError
@@ -196,10 +197,15 @@ def launch(ctx: click.Context, **_: Any) -> None:
     check_range(cfg.ipam.range, not was_given(ctx, "ipam.range"), _fail)
     cfg.log_file = log_file(cfg.run_dir)
     env = daemon_environ(cfg, os.environ)  # the password goes there, never on the command line
-    ok, error = daemonctl.start(to_argv(cfg, env), cfg.run_dir, cfg.http_addr, env)
+    progress = Progress(sys.stderr)  # what the launch waits for, on a terminal only
+    progress.say("starting the router")
+    ok, error = daemonctl.start(to_argv(cfg, env), cfg.run_dir, cfg.http_addr, env, progress)
     if not ok:
+        progress.done()
         _fail(error)
-    for problem in daemonctl.state_problems(cfg.http_addr):
+    report = daemonctl.launch_report(cfg.http_addr)
+    progress.done(summary(report, time.monotonic() - progress.started))
+    for problem in daemonctl.state_problems(report):
         click.echo(f"weave: {problem}", err=True)
 
 
