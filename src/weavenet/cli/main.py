@@ -195,6 +195,8 @@ def launch(ctx: click.Context, **_: Any) -> None:
     except ConfigError as e:
         _fail(str(e))
     check_range(cfg.ipam.range, not was_given(ctx, "ipam.range"), _fail)
+    if cfg.foreground:
+        _exec_daemon(cfg)
     cfg.log_file = log_file(cfg.run_dir)
     env = daemon_environ(cfg, os.environ)  # the password goes there, never on the command line
     progress = Progress(sys.stderr)  # what the launch waits for, on a terminal only
@@ -207,6 +209,16 @@ def launch(ctx: click.Context, **_: Any) -> None:
     progress.done(summary(report, time.monotonic() - progress.started))
     for problem in daemonctl.state_problems(report):
         click.echo(f"weave: {problem}", err=True)
+
+
+def _exec_daemon(cfg: Any) -> None:
+    """``weave launch --foreground``: become the router (same checks, same argv and environment as a launch in
+    the background; logs to stderr, e.g. the journal). ``weave stop`` stops it through its pid file."""
+    env = daemon_environ(cfg, os.environ)
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "weavenet.daemon", *to_argv(cfg, env)], env)
 
 
 @weave.command(context_settings=CONTEXT)

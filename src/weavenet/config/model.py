@@ -174,6 +174,12 @@ class DaemonConfig:
     )
     host_root: str = option("/", flag="--host-root", help="the host's root (for its machine id)", example="/host")
     resume: bool = option(False, flag="--resume", help="reconnect to the peers of the last run")
+    foreground: bool = option(
+        False,
+        flag="--foreground",
+        side=Side.CLI,
+        help="run the router in this process, logging to stderr (under systemd: deploy/systemd/weave.service)",
+    )
     no_restart: bool = option(
         False, flag="--no-restart", side=Side.CLI, help="accepted for compatibility (the router is not supervised)"
     )
