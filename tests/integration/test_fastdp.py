@@ -141,10 +141,12 @@ def test_fastdp_mesh_fallback_relay_and_recovery(make_testbed) -> None:
     out = cs[0].run(["arping", "-c", "3", "-w", "5", "-I", "ethwe", "10.2.1.3"], check=False).stdout
     assert "Received 3 response(s)" in out, out
     wait_until(  # the data plane reports its counters every 2 s
-        lambda: json.loads(h2.weave("report").stdout)["Router"]["OverlayDiagnostics"]["sleeve"]["Dataplane"].get(
-            "rx_relayed", 0
-        )
-        > 0,
+        lambda: (
+            json.loads(h2.weave("report").stdout)["Router"]["OverlayDiagnostics"]["sleeve"]["Dataplane"].get(
+                "rx_relayed", 0
+            )
+            > 0
+        ),
         10,
         "h2 counting relayed frames",
     )

@@ -115,8 +115,10 @@ def test_launch_plumbing_survives_a_firewall_flush_and_reset_removes_it(make_tes
     assert "224.0.0.0/4 dev ethwe scope link" in c.run(["ip", "route"]).stdout
 
     # a firewall reload: everything flushed, other rules put first; the canary brings ours back, in order
-    h1.sh("iptables -I FORWARD 1 -j ACCEPT -m comment --comment other; for t in filter nat mangle; do "
-          "iptables -t $t -F; iptables -t $t -X; done; iptables -I FORWARD 1 -s 192.0.2.1 -j DROP")
+    h1.sh(
+        "iptables -I FORWARD 1 -j ACCEPT -m comment --comment other; for t in filter nat mangle; do "
+        "iptables -t $t -F; iptables -t $t -X; done; iptables -I FORWARD 1 -s 192.0.2.1 -j DROP"
+    )
     wait_until(lambda: forward_rules(h1)[:4] == expected, 40, "the FORWARD block restored at the top")
     assert "-A POSTROUTING -j WEAVE" in h1.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout
     assert h1.weave("status").returncode == 0  # the router kept running
@@ -143,8 +145,25 @@ def test_service_recipes_and_multicast_isolation(make_testbed) -> None:
     try:
         # exporting: the outside world (h3) reaches a1's service through h2
         assert ok(h2, "expose", "10.2.1.132/24").strip() == "10.2.1.132"
-        h2.run(["iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "-i", "eth0", "--dport", "2211",
-                "-j", "DNAT", "--to-destination", "10.2.1.1:4422"])
+        h2.run(
+            [
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-p",
+                "tcp",
+                "-i",
+                "eth0",
+                "--dport",
+                "2211",
+                "-j",
+                "DNAT",
+                "--to-destination",
+                "10.2.1.1:4422",
+            ]
+        )
         assert ask(h3, h2.ip, 2211) == "a1:hello"
 
         # importing: a2 (on h2) reaches a service on h3, which only h1 can reach, at h1's exposed address
@@ -154,8 +173,25 @@ def test_service_recipes_and_multicast_isolation(make_testbed) -> None:
         assert ask(a2, "10.2.1.3", 3322) == "host3:hello"
 
         # routing: a host of h2's network (h3 itself here) reaches the imported service through the weave network
-        h2.run(["iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "-i", "eth0", "--dport", "4433",
-                "-j", "DNAT", "--to-destination", "10.2.1.3:3322"])
+        h2.run(
+            [
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-p",
+                "tcp",
+                "-i",
+                "eth0",
+                "--dport",
+                "4433",
+                "-j",
+                "DNAT",
+                "--to-destination",
+                "10.2.1.3:3322",
+            ]
+        )
         assert ask(h3, h2.ip, 4433) == "host3:hello"
 
         # binding: move the service; only h1's NAT rule changes, the applications do not
@@ -170,8 +206,11 @@ def test_service_recipes_and_multicast_isolation(make_testbed) -> None:
     # multicast follows the subnets: a1 hears senders of its own subnet only
     b = h2.container("b")
     ok(h2, "attach", "10.2.2.1/24", b.netns_path)
-    recv = subprocess.Popen(["ip", "netns", "exec", a1.netns, sys.executable, "-c", MCAST_RECV, "10.2.1.1", "6"],
-                            stdout=subprocess.PIPE, text=True)
+    recv = subprocess.Popen(
+        ["ip", "netns", "exec", a1.netns, sys.executable, "-c", MCAST_RECV, "10.2.1.1", "6"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert recv.stdout is not None and recv.stdout.readline().strip() == "ready"
     for c, tag in ((a2, "same-subnet"), (b, "other-subnet")):
         c.run([sys.executable, "-c", MCAST_SEND, tag], timeout=20)

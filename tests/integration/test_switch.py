@@ -259,6 +259,7 @@ def test_encryption_hides_payload_and_drops_forgeries(make_testbed) -> None:
     assert marker not in out
     if fastcrypto.aegis_available():  # two weavenet peers seal super-frames with the faster AEAD, and say so
         assert "(cipher: aegis256)" in h1.weave("status", "connections").stdout
+
     # a forged packet with our peer's name but garbage is dropped and counted, the mesh is unaffected
     def rx_drops() -> int:
         stats = json.loads(h2.weave("report").stdout)["Router"]["OverlayDiagnostics"]["sleeve"]["Dataplane"]

@@ -69,8 +69,9 @@ def test_a_router_launched_on_weaves_state_never_hands_out_its_addresses(make_te
     assert all(after[ident] == before[ident] for ident in imported.owned)
     assert h1.weave("stop").returncode == 0
     assert h1.weave("launch", "--name", str(imported.peer_name), h2.ip).returncode == 0
-    assert "was imported from /var/lib/weave/weave-netdata.db before; not importing again" in h1.sh(
-        "cat /run/weave/weaver.log"
-    ).stdout
+    assert (
+        "was imported from /var/lib/weave/weave-netdata.db before; not importing again"
+        in h1.sh("cat /run/weave/weaver.log").stdout
+    )
     assert owned(h1) == after
     assert api(h1, "GET", "/ip/c0ffee000005").strip() == "10.32.0.77/12"

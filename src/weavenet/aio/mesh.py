@@ -254,6 +254,7 @@ class MeshTransport:
                 err = f"dial tcp4 {address}: {e.strerror or e}"
             self.run(lambda now: self.router.dial_failed(conn_id, err, now))
         # connected: tcp_made has told the core
+
     # -- outputs ------------------------------------------------------------------------------------------------
 
     def _drain(self) -> None:

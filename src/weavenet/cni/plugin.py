@@ -416,4 +416,3 @@ def run(call: Call) -> dict[str, Any] | None:
         raise host_error(e) from e
     except OSError as e:  # records, locks: the plugin's own files
         raise CniError(IO_FAILURE, f"I/O failure: {e.filename or ''}: {e.strerror}") from e
-

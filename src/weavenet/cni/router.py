@@ -167,4 +167,3 @@ class Router:
             raise CniError(NOT_AVAILABLE, "IP address allocation is disabled in weave", "launched without IPAM")
         if status != 200:
             raise CniError(NOT_AVAILABLE, f"weave router at {self.addr} answered HTTP {status}")
-

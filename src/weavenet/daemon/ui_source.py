@@ -1,6 +1,7 @@
 """What the web view reads from the router each tick: the report, and three things the report does not carry.
 
-* which neighbours are weavenet routers and which are Go Weave (from the features each sent in its handshake);
+* which neighbours are weavenet routers and which are Go Weave (from the features each sent in its handshake), and
+  when each last said anything over the sleeve (so that a fast datapath gone quiet is told from a cut link);
 * the free addresses each peer reports in its IPAM ranges (the ring's gossiped free counts: used = owned - free);
 * this host's containers: IPAM's allocations by container, with the names weaveDNS has for them.
 
@@ -31,7 +32,7 @@ class WeaverView:
     def view_input(self) -> ViewInput:
         report = self.weaver.report()
         me = report.router.name if report.router is not None else ""
-        return ViewInput(report, self._kinds(), self._ring_free(), self._containers(report, me))
+        return ViewInput(report, self._kinds(), self._ring_free(), self._containers(report, me), self._heard())
 
     def _kinds(self) -> dict[str, str]:
         out = {}
@@ -41,6 +42,16 @@ class WeaverView:
                 continue
             weavenet = any(k.startswith(WEAVENET_FEATURE_PREFIX) for k in features.raw)
             out[str(name)] = "weavenet" if weavenet else "weave"
+        return out
+
+    def _heard(self) -> dict[str, float]:
+        """Seconds since each neighbour's sleeve last said anything (a heartbeat or another special frame)."""
+        now = self.weaver.driver.now()
+        out = {}
+        for name, conn in self.weaver.router.by_peer.items():
+            sleeve = conn.sleeve_forwarder()
+            if sleeve is not None and sleeve.last_heard is not None:
+                out[str(name)] = round(now - sleeve.last_heard, 1)
         return out
 
     def _ring_free(self) -> dict[str, int]:

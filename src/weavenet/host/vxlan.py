@@ -188,8 +188,10 @@ def learned_macs(bridge: str) -> list[tuple[str, str]]:
     macs = []
     for entry in json.loads(out):
         dev = str(entry.get("ifname", ""))
-        if dev.startswith(PREFIX) and "permanent" not in str(entry.get("state", "")) and "self" not in entry.get(
-            "flags", []
+        if (
+            dev.startswith(PREFIX)
+            and "permanent" not in str(entry.get("state", ""))
+            and "self" not in entry.get("flags", [])
         ):
             macs.append((str(entry.get("mac", "")), dev))
     return macs

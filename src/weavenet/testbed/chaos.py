@@ -218,8 +218,9 @@ class Chaos:
         firsts = [p.first_after(wall0) for p in pingers]
         for p, first in zip(pingers, firsts, strict=True):
             if first is None:
-                self.violation(f"relaunch {s.host}: no traffic {p.src.name} -> {p.dst.name} within "
-                               f"{self.recovery_bound:.0f}s")
+                self.violation(
+                    f"relaunch {s.host}: no traffic {p.src.name} -> {p.dst.name} within {self.recovery_bound:.0f}s"
+                )
         if not pingers or None in firsts:
             return f"launched in {launched:.1f}s"
         back = max(f for f in firsts if f is not None) - wall0

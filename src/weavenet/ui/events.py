@@ -51,14 +51,17 @@ def _link_events(prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: M
         up_before = a is not None and a["state"] == "established"
         up_now = b is not None and b["state"] == "established"
         if up_now and not up_before:
-            out.append(_entry(now, "link-up", f"link to {who} established ({b['datapath']})", peer))  # type: ignore[index]
+            assert b is not None
+            how = b["datapath"] + (f"; fallback: {b['fallback']}" if b["fallback"] else "")
+            out.append(_entry(now, "link-up", f"link to {who} established ({how})", peer))
         elif up_before and not up_now:
             if b is None or b["state"] in DOWN:
                 why = (b or {}).get("error") or "connection closed"
                 out.append(_entry(now, "link-down", f"link to {who} failed: {why}", peer))
         elif up_before and up_now:
             assert a is not None and b is not None
-            if a["datapath"] == "fastdp" and b["datapath"] == "sleeve":
+            if b["datapath"] == "sleeve" and b["fallback"] and (a["datapath"] != "sleeve" or not a["fallback"]):
+                # off the fast datapath, or on the sleeve since it came up and now with the reason why
                 out.append(_entry(now, "fallback", f"link to {who} fell back to the sleeve: {b['fallback']}", peer))
             elif a["datapath"] == "sleeve" and b["datapath"] == "fastdp":
                 out.append(_entry(now, "healed", f"link to {who} healed: back on the fast datapath", peer))

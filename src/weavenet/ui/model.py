@@ -22,8 +22,9 @@ from typing import Any
 from weavenet.status import LocalConnectionStatus, WeaveStatus
 from weavenet.status.overlay import FastdpConnection, FastdpDiagnostics
 
-# A weavenet peer heartbeats its fast datapath every 2 s (core.fastdp.QUICK_HEARTBEAT); one missed and most of the
-# next is silence worth showing: the router itself gives up at 6 s, the page says it at 3.5 s.
+# A weavenet peer heartbeats both overlays every 2 s (core.fastdp.QUICK_HEARTBEAT); one missed on both and most of
+# the next is silence worth showing: the router itself gives up at 6 s, the page says it at 3.5 s. Silence on the
+# fast datapath alone is UDP 6784 blocked (the router falls back to the sleeve), not a link down.
 SILENT_AFTER = 3.5
 LOST_KEEP = 600.0  # a lost link of ours is shown this long at most (its peer still known)
 _PEER_IN_INFO = re.compile(r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})\(([^()]*)\)$")
@@ -46,6 +47,7 @@ class ViewInput:
     kinds: Mapping[str, str] = field(default_factory=dict)  # neighbour peer name -> "weavenet" or "weave" (Go)
     ring_free: Mapping[str, int] = field(default_factory=dict)  # peer name -> free addresses in its ranges
     containers: tuple[ContainerView, ...] = ()
+    heard: Mapping[str, float] = field(default_factory=dict)  # neighbour -> seconds since its sleeve said anything
 
 
 @dataclass
@@ -73,7 +75,9 @@ def _fastdp(report: WeaveStatus) -> dict[str, FastdpConnection]:
     return {c.peer: c for c in diag.connections}
 
 
-def _our_link(row: LocalConnectionStatus, peer: str, fdp: FastdpConnection | None) -> dict[str, Any]:
+def _our_link(
+    row: LocalConnectionStatus, peer: str, fdp: FastdpConnection | None, heard: float | None
+) -> dict[str, Any]:
     attrs = row.attrs or {}
     datapath = str(attrs.get("name", "none"))
     state = row.state
@@ -86,6 +90,7 @@ def _our_link(row: LocalConnectionStatus, peer: str, fdp: FastdpConnection | Non
         and fwd.weavenet
         and fwd.last_heartbeat is not None
         and fwd.last_heartbeat >= SILENT_AFTER
+        and (heard is None or heard >= SILENT_AFTER)  # the sleeve still talks: UDP 6784 blocked, not a cut
     ):
         state = "silent"  # the router gives up at 6 s; the page says so as soon as it is plain
         error = f"no fast-datapath heartbeat for over {SILENT_AFTER:g} s"
@@ -115,7 +120,7 @@ def _local_links(inp: ViewInput, mem: Memory, now: float, known: set[str]) -> tu
         if remote is None:
             continue
         peer = remote[0]
-        out[peer] = _our_link(row, peer, fdp.get(peer))
+        out[peer] = _our_link(row, peer, fdp.get(peer), inp.heard.get(peer))
         if row.state == "established":
             addresses[peer] = row.address
     by_address = {a: p for p, a in addresses.items()}

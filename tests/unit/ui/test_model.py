@@ -53,6 +53,10 @@ def test_a_silent_fast_datapath_link_shows_down_before_the_router_gives_up() -> 
     assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "established"
     snap, _ = _snap(_with_fastdp(sample_report(), 3.9))
     assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "silent"
+    snap, _ = _snap(_with_fastdp(sample_report(), 3.9), heard={HOST2: 4.0})
+    assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "silent"
+    snap, _ = _snap(_with_fastdp(sample_report(), 3.9), heard={HOST2: 0.5})  # the sleeve still talks: UDP blocked
+    assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "established"
 
 
 def test_a_link_that_went_away_is_kept_as_lost_then_forgotten() -> None:

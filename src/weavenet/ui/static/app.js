@@ -106,6 +106,7 @@
         ` class="${e.known ? "" : "unknown"}"><title>${esc(e.start)} +${e.size}: ${esc(nickOf(e.peer) || e.peer)}` +
         `${e.known ? "" : " (unreachable)"}</title></path>`);
     }
+    if (!paths.length) paths.push(`<circle r="81" fill="none" stroke="#dde1e8" stroke-width="38"/>`);
     svg.innerHTML = paths.join("") +
       `<text x="0" y="4" text-anchor="middle" font-size="11">${ipam.active} in use here</text>`;
     $("ipam-note").innerHTML = ipam.awaiting_consensus ? "awaiting consensus: no range owned yet" :
@@ -161,7 +162,7 @@
     const h = canvas.height;
     ctx.clearRect(0, 0, w, h);
     const peak = Math.max(1, ...points.map((p) => Math.max(p[0], p[1])));
-    const step = w / Math.max(KEEP - 1, 1);
+    const step = w / Math.max(points.length - 1, 30); // a short history is drawn wide, a long one whole
     const x0 = w - step * (points.length - 1);
     [[0, "#2f5fd0"], [1, "#e08a00"]].forEach(([i, stroke]) => {
       ctx.beginPath();

@@ -13,7 +13,8 @@ window.weavenetGraph = (function () {
     const pos = {};
     const n = names.length;
     names.forEach((name, i) => {
-      const a = start + (2 * Math.PI * i) / Math.max(n, 1) - Math.PI / 2;
+      // at least three places on a ring: two peers are never opposite, their link never hidden behind the centre
+      const a = start + (2 * Math.PI * i) / Math.max(n, 3) - Math.PI / 2;
       pos[name] = [Math.round(radius * Math.cos(a) * 1.45), Math.round(radius * Math.sin(a))];
     });
     return pos;
