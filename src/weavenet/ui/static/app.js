@@ -196,6 +196,7 @@
   }
 
   function render(snap) {
+    const began = performance.now();
     state.snap = snap;
     state.snapshots += 1;
     document.body.dataset.snapshots = String(state.snapshots);
@@ -207,6 +208,7 @@
     renderDns(snap);
     renderContainers(snap);
     renderRates();
+    state.renderMs = performance.now() - began; // what a snapshot costs the page (100 peers: tests/unit/ui)
   }
 
   function connect() {
