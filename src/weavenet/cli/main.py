@@ -87,7 +87,7 @@ where <peer>     = <ip_address_or_fqdn>[:<port>]
 
 weavenet launch options: [--port <port>] [--conn-limit <n>] [--min-protocol-version <1|2>]
                     [--http-addr <ip>:<port>] [--status-addr <ip>:<port>] [--metrics-addr <ip>:<port>]
-                    [--ui-addr <ip>:<port> | off]
+                    [--ui-addr <ip>:<port> | off] [--foreground]
                     [--state-dir <dir>] [--db-prefix <prefix>] [--run-dir <dir>] [--host-root <dir>] [--no-fastdp]
                     [--mtu <mtu>] [--ipalloc-reclaim-after <duration>] [--network-policy auto|on|off]
 environment: WEAVE_PASSWORD WEAVE_PORT WEAVE_HTTP_ADDR WEAVE_STATUS_ADDR WEAVE_STATE_DIR WEAVE_RUN_DIR

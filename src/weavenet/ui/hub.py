@@ -29,7 +29,7 @@ log = logging.getLogger("weavenet.ui")
 TICK = 1.0  # seconds between ticks while someone watches
 IDLE_TICK = 5.0  # ... and while nobody does (the timeline)
 QUEUE = 16  # messages a viewer may be behind before it is dropped
-MAX_VIEWERS = 100
+MAX_VIEWERS = 64  # the listener (API, status) serves 128 connections: the CLI and plugins keep room
 HISTORY = 200  # timeline entries kept
 
 
