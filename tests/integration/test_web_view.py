@@ -14,6 +14,7 @@ waits for.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -168,6 +169,18 @@ def test_the_page_shows_the_mesh_live(make_testbed, browser_in, artifacts: Path)
     downs = page.js("window.weavenetView.timeline.filter(e => e.kind === 'link-down').map(e => e.text)")
     assert not [t for t in downs if "link to h3" in t], downs  # a blocked UDP port is no link failure
     page.screenshot(artifacts / "3-fallback.png")
+    # the sleeve counts its bytes by peer (what the plots and weave_overlay_bytes_total read): h1-h3 now moves there
+    h3_name = h3.weave("report", "-f", "{{.Router.Name}}").stdout.strip()
+    wait_until(
+        lambda: all(
+            v > 0
+            for v in json.loads(h1.weave("report").stdout)["Router"]["OverlayDiagnostics"]["sleeve"]["Peers"]
+            .get(h3_name, {"RxBytes": 0, "TxBytes": 0})
+            .values()
+        ),
+        15,
+        "sleeve bytes with h3 in h1's report",
+    )
 
     # the h1-h2 link cut: down on the page within 5 s
     tb.cut(h1, h2)
