@@ -98,6 +98,15 @@ HELP: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "prime": (("weave prime",), "Wait until the IPAM ring exists (forces the election)."),
     "rmpeer": (("weave rmpeer <peer_id> ...",), "Take over the IP space of dead peers; run it on one peer only."),
+    "policy": (
+        (
+            "weave policy apply -f policy.yaml",
+            "weave policy ls [-o yaml|json]",
+            "weave policy rm <name> [-n <ns>]",
+            "weave policy test <src> <dst> <port> [-P tcp|udp|sctp]",
+        ),
+        "Kubernetes `networking.k8s.io/v1` NetworkPolicy, for the containers on the weave network, on every host",
+    ),
     "completion": (
         ("weave completion bash|zsh|fish",),
         "prints the shell's completion script for `weave`",
