@@ -24,7 +24,9 @@ def _name(nicks: Mapping[str, str], peer: str) -> str:
     return f"{nick} ({peer})" if nick else peer
 
 
-def _peer_events(prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: Mapping[str, str]) -> list[dict]:
+def _peer_events(
+    prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: Mapping[str, str]
+) -> list[dict[str, Any]]:
     out = []
     before = {p["name"]: p for p in prev["peers"]}
     after = {p["name"]: p for p in cur["peers"]}
@@ -41,7 +43,9 @@ def _peer_events(prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: M
     return out
 
 
-def _link_events(prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: Mapping[str, str]) -> list[dict]:
+def _link_events(
+    prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: Mapping[str, str]
+) -> list[dict[str, Any]]:
     out = []
     before = {lk["peer"]: lk for lk in prev["links"] if lk["peer"]}
     after = {lk["peer"]: lk for lk in cur["links"] if lk["peer"]}
@@ -68,7 +72,9 @@ def _link_events(prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: M
     return out
 
 
-def _ring_events(prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: Mapping[str, str]) -> list[dict]:
+def _ring_events(
+    prev: dict[str, Any], cur: dict[str, Any], now: float, nicks: Mapping[str, str]
+) -> list[dict[str, Any]]:
     if prev.get("ipam") is None or cur.get("ipam") is None:
         return []
     names = dict(nicks)
