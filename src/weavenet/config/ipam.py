@@ -73,8 +73,8 @@ def resolve(opts: IpamOptions) -> IpamSetup | None:
             if sep:
                 if not param.strip().lstrip("-").isdigit():
                     raise ConfigError(f'Unable to parse --ipalloc-init: bad consensus parameter: "{param}"')
-                setup.peer_count = int(param)
-                if setup.peer_count < 1:
+                setup.peer_count = int(param)  # 0: as not given (Weave's Kubernetes script says so on one node)
+                if setup.peer_count < 0:
                     raise ConfigError(f"Unable to parse --ipalloc-init: bad consensus parameter: {param}")
         elif mode == "seed":
             if not sep:

@@ -20,6 +20,7 @@ RANGE = ("--ipalloc-range", "198.18.0.0/15")  # a benchmark range no host routes
         (["--ipalloc-range", "198.18.0.0/31"], "smaller than minimum size 4"),
         (["--ipalloc-range", "198.18.0/15"], "invalid CIDR address"),
         ([*RANGE, "--ipalloc-init", "consensus=x"], "bad consensus parameter"),
+        ([*RANGE, "--ipalloc-init", "consensus=-1"], "bad consensus parameter: -1"),  # 0 is taken, as Go takes it
         ([*RANGE, "--ipalloc-init", "seed="], "bad seed parameter"),
         ([*RANGE, "--ipalloc-init", "seed"], "seed mode requires peer name list"),
         ([*RANGE, "--ipalloc-init", "observer=2"], "observer mode takes no parameter"),
