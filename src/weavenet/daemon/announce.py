@@ -28,11 +28,17 @@ MAX_CONTAINERS = 64
 
 def announce_all(run_dir: str) -> tuple[int, int]:
     """Announce every live attached container (up to MAX_CONTAINERS); (containers, frames). Runs in a thread."""
-    from weavenet.daemon.container_watch import live_entries
+    from weavenet.errors import StateError
+    from weavenet.host import attached
     from weavenet.host.attach import announce, resolve_container
 
+    try:
+        live = [ident for ident, e in attached.read(run_dir).items() if attached.alive(e)]
+    except StateError as e:  # said by the container watch, which rebuilds it
+        log.debug("announcing: %s", e)
+        return 0, 0
     containers = frames = 0
-    for netns in list(live_entries(run_dir))[:MAX_CONTAINERS]:
+    for netns in live[:MAX_CONTAINERS]:
         try:
             sent = announce(resolve_container(netns))
         except Exception as e:  # gone meanwhile, or not ours to enter: the others still go

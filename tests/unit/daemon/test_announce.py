@@ -64,3 +64,10 @@ async def test_a_round_when_peers_come_back_at_most_once_per_gap(monkeypatch: An
     await asyncio.sleep(0.1)
     assert len(rounds) == 3
     a.close()
+
+
+def test_announce_all_reads_the_registry(tmp_path: Any) -> None:
+    """The round itself: the live containers of the attach registry (none here, one gone), no error."""
+    assert announce.announce_all(str(tmp_path)) == (0, 0)
+    (tmp_path / "attached.json").write_text("{not json")
+    assert announce.announce_all(str(tmp_path)) == (0, 0)  # unreadable: the container watch says it
