@@ -255,7 +255,7 @@ class Reflector:
             except KubeError as e:
                 if e.code == 410:
                     self.stats.relists += 1
-                    log.info("kubernetes: watching %s: %s; listing again", self.name, e)
+                    log.info("kubernetes: %s; listing again", e)
                     continue
                 await self._failed(e)
             except Exception as e:  # a callback failed: the same as an answer we could not use
@@ -293,9 +293,7 @@ class Reflector:
 
     async def _watch(self, version: str) -> None:
         timeout = self.rng.randint(*self.watch_timeout)
-        stream = self.api.client.watch(
-            self.resource, resource_version=version, server_timeout=timeout, **self._scope()
-        )
+        stream = self.api.client.watch(self.resource, resource_version=version, server_timeout=timeout, **self._scope())
         it = stream.__aiter__()
         doing = f"watching {self.name}"
         while True:

@@ -449,12 +449,19 @@ class FakeKubeAPI:
             return _json(self.put(node))
 
     async def _watch(self, request: web.Request, plural: str, ns: str) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        try:
+            await self._stream(request, resp, plural, ns)
+        except ConnectionResetError:  # the watcher went away
+            pass
+        return resp
+
+    async def _stream(self, request: web.Request, resp: web.StreamResponse, plural: str, ns: str) -> None:
         assert self._changed is not None
         timeout = float(request.query.get("timeoutSeconds", "1800"))
         deadline = time.monotonic() + timeout
         since_text = request.query.get("resourceVersion", "")
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await resp.prepare(request)
         fault: Fault | None = request.get(FAULT)
         if fault is None:
             fault = self._take_fault("WATCH", request.path_qs)
@@ -462,12 +469,12 @@ class FakeKubeAPI:
             oldest, current = self._store.oldest, self._store.version
         if fault is not None and fault.kind == "garbage-event":
             await resp.write(b'{"type": "ADDED", "object": {"kind": "Pod", "metadata": {"name": \n')
-            return resp
+            return
         since = int(since_text) if since_text.isdigit() else None
         if (fault is not None and fault.kind == "gone") or (since is not None and since < oldest):
             message = f"too old resource version: {since_text} ({current})"
             await resp.write(_line({"type": "ERROR", "object": status(410, "Expired", message)}))
-            return resp
+            return
         if since is None:  # no version: the current objects as ADDED, then changes
             with self._lock:
                 for (pl, ons, _), o in sorted(self._store.objects.items()):
@@ -483,7 +490,7 @@ class FakeKubeAPI:
                 since = rv
             left = deadline - time.monotonic()
             if left <= 0:
-                return resp
+                return
             async with self._changed:
                 try:
                     await asyncio.wait_for(self._changed.wait(), min(left, 1.0))

@@ -1,0 +1,139 @@
+"""Kubernetes mode on simulated hosts: the DaemonSet's containers as processes on three nodes, against a stand-in
+API server that serves recorded API objects from a fourth host (no API server can run here; see
+``kube_cluster``). Everything below the API runs for real: the routers and their mesh, IPAM and ``rmpeer``, the
+CNI plugins executed as kubelet executes them, nftables."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from weavenet.kube import peers as p
+from weavenet.testbed import Host
+from weavenet.testbed.cni import Pod, Runtime
+
+from .kube_cluster import KubeCluster, recorded, wait_until
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster(make_testbed: Callable[..., Any]) -> Iterator[KubeCluster]:
+    tb = make_testbed(4)
+    kc = KubeCluster(tb, tb.hosts[3], tb.hosts[:3])
+    try:
+        yield kc
+    finally:
+        kc.close()
+
+
+def peer_list(kc: KubeCluster) -> p.PeerList:
+    cm = kc.api.get("ConfigMap", "weave-net", "kube-system")
+    return p.decode_peer_list(((cm or {}).get("metadata", {}).get("annotations") or {}).get(p.PEERS_KEY))
+
+
+def condition(kc: KubeCluster, node: str) -> dict[str, Any]:
+    obj = kc.api.get("Node", node) or {}
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "NetworkUnavailable"), {})
+
+
+def ring_owners(kc: KubeCluster, h: Host) -> set[str]:
+    """The peers owning ranges, as this router's ring has them (``/ipinfo`` is Weave's; the report has it)."""
+    entries = kc.report(h)["IPAM"]["Entries"] or []
+    return {e["Peer"] for e in entries if e["Size"] > 0}
+
+
+def cni_pod(kc: KubeCluster, h: Host, name: str) -> tuple[Pod, str]:
+    """A pod on ``h`` attached by the installed plugins from the installed conflist, as kubelet's runtime does."""
+    root = kc.host_root(h)
+    rt = Runtime.from_file(str(root / "etc/cni/net.d/10-weave.conflist"), [str(root / "opt/cni/bin"), "/usr/lib/cni"],
+                           enter=h.enter("/"))  # fmt: skip
+    c = h.container(name)
+    pod = Pod(secrets.token_hex(32), c.netns_path, namespace="x", name=name)
+    result = rt.add(pod)
+    ip = result["ips"][0]["address"].split("/")[0]
+    return pod, ip
+
+
+def test_nodes_mesh_reclaim(cluster: KubeCluster) -> None:
+    """Peers from the node list, the mesh on three nodes, NetworkUnavailable=false, the CNI plugin installed and
+    pods pinging across nodes; then a node removed: exactly one peer takes its ranges over."""
+    kc = cluster
+    kc.add_nodes()
+    kc.api.put(recorded("configmap-weave-net-go.json"))  # Go's kube-utils ran here before: three peers of old nodes
+    for h in kc.nodes:
+        kc.start(h)
+    h1, h2, h3 = kc.nodes
+    wait_until(lambda: all(kc.established(h) == 2 for h in kc.nodes), 90, "a full mesh from the node list")
+    names = {h.name: kc.peer_name(h) for h in kc.nodes}
+    wait_until(lambda: all(condition(kc, h.name).get("status") == "False" for h in kc.nodes), 60, "node conditions")
+    c = condition(kc, "h1")
+    assert (c["reason"], c["message"]) == ("WeaveIsUp", "Weave pod has set this")
+    # the old nodes' peers (Go's list) were reclaimed by exactly one of us each, and we are listed
+    wait_until(lambda: sorted(peer_list(kc).names()) == sorted(names.values()), 60, "the peer list of the nodes")
+    logs = {h.name: kc.log(h) for h in kc.nodes}
+    for old in ("62:43:bd:0e:6f:11", "ae:1f:32:9b:70:12", "86:fd:0c:55:21:13"):
+        assert sum(log.count(f"rmpeer of {old}") for log in logs.values()) == 1, logs
+    ann = kc.api.get("ConfigMap", "weave-net", "kube-system")["metadata"]["annotations"]
+    assert ann[p.PEERS_KEY] == p.encode_peer_list(peer_list(kc))  # Go's json.Marshal, byte for byte
+    assert not [k for k in ann if k != p.PEERS_KEY]  # no lock left
+    # the consensus was over the node count: every node owns a part of the ring
+    wait_until(lambda: ring_owners(kc, h1) == set(names.values()), 60, "the ring split among the three")
+    # CNI: the plugins the init step installed, run as kubelet does; pods on two nodes reach each other
+    p1, ip1 = cni_pod(kc, h1, "a")
+    p2, ip2 = cni_pod(kc, h2, "b")
+    a, b = h1.containers[-1], h2.containers[-1]
+    wait_until(lambda: a.run(["ping", "-c1", "-W1", ip2], check=False).returncode == 0, 30, "a -> b across nodes")
+    assert b.run(["ping", "-c1", "-W1", ip1], check=False).returncode == 0
+    # the bridge was exposed (weave expose): the host reaches its pods
+    assert h1.run(["ping", "-c1", "-W2", ip1], check=False).returncode == 0
+
+    # node h3 goes: its pod dies with it, then the node is deleted from the API
+    kc.kill(h3)
+    wait_until(lambda: kc.established(h1) == 1 and kc.established(h2) == 1, 60, "h3's connections gone")
+    kc.api.delete("Node", "h3")
+    wait_until(lambda: names["h3"] not in peer_list(kc).names(), 60, "h3's peer reclaimed")
+    wait_until(lambda: names["h3"] not in ring_owners(kc, h1), 30, "h3's ranges taken over (h1's ring)")
+    wait_until(lambda: names["h3"] not in ring_owners(kc, h2), 30, "h3's ranges taken over (h2's ring)")
+    took = [h.name for h in (h1, h2) if f"rmpeer of {names['h3']}" in kc.log(h)]
+    assert len(took) == 1, {h.name: kc.log(h)[-3000:] for h in (h1, h2)}
+    assert sum(kc.log(h).count(f"[allocator] 1048576 IPs taken over from {names['h3']}") for h in (h1, h2)) <= 1
+    ann = kc.api.get("ConfigMap", "weave-net", "kube-system")["metadata"]["annotations"]
+    assert list(ann) == [p.PEERS_KEY]
+    # the peers were replaced by the node list
+    wait_until(lambda: "peers replaced by the node list" in kc.log(h1) + kc.log(h2), 30, "peers reset")
+    # the routers kept running through it all
+    assert all(kc.procs[(h.name, "launch")].poll() is None for h in (h1, h2))
+    del p1, p2
+
+
+def test_bad_api_answers_are_survived(cluster: KubeCluster) -> None:
+    """500s, bodies that are not JSON, a watch that ends in 410 and a dropped connection while the routers run:
+    logged, counted, retried; the routers keep running and still do their work."""
+    kc = cluster
+    kc.add_nodes()
+    api = kc.api
+    api.fault("GET", "^/api/v1/nodes$", "status", 500)  # the first peer listing: retried
+    api.fault("GET", "configmaps/weave-net", "garbage", times=2)
+    api.fault("PATCH", "/status", "status", 503, times=2)
+    api.fault("WATCH", "^/api/v1/nodes", "gone")
+    api.fault("WATCH", "^/api/v1/nodes", "garbage-event")
+    h1, h2, _ = kc.nodes
+    for h in (h1, h2):
+        kc.start(h)
+    wait_until(lambda: kc.established(h1) == 1 and kc.established(h2) == 1, 90, "h1-h2 mesh")
+    wait_until(lambda: all(condition(kc, h.name).get("status") == "False" for h in (h1, h2)), 90, "conditions")
+    wait_until(lambda: api.faults_left() == 0, 60, "every fault served")
+    logs = kc.log(h1) + kc.log(h2)
+    assert "Failed to get peers (retrying in" in logs and "Traceback" not in logs, logs
+    assert "watching nodes: 410 too old resource version" in logs and "DecodeError" in logs
+    assert all(kc.procs[(h.name, "launch")].poll() is None for h in (h1, h2))
+    # the node watch still works: a node that never ran a router, deleted, is handled
+    kc.api.put({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "x", "namespace": "default"}})
+    api.delete("Node", "h3")
+    wait_until(lambda: "peers replaced by the node list" in kc.log(h1) + kc.log(h2), 60, "the node watch")
+    assert json.loads(api.get("ConfigMap", "weave-net", "kube-system")["metadata"]["annotations"][p.PEERS_KEY])
