@@ -6,7 +6,10 @@ CNI plugins executed as kubelet executes them, nftables."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +22,8 @@ from weavenet.testbed.cni import Pod, Runtime
 from .kube_cluster import KubeCluster, recorded, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+METRICS = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6781/metrics', timeout=10).read().decode())"
 
 
 @pytest.fixture
@@ -137,3 +142,58 @@ def test_bad_api_answers_are_survived(cluster: KubeCluster) -> None:
     api.delete("Node", "h3")
     wait_until(lambda: "peers replaced by the node list" in kc.log(h1) + kc.log(h2), 60, "the node watch")
     assert json.loads(api.get("ConfigMap", "weave-net", "kube-system")["metadata"]["annotations"][p.PEERS_KEY])
+
+
+def pod_object(name: str, node: str, ip: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The recorded pod, as kubelet reports it once the CNI plugin gave it its address."""
+    obj = recorded("pod.json")
+    obj["metadata"].update(name=name, labels=labels)
+    obj["metadata"].pop("uid", None)
+    obj["spec"]["nodeName"] = node
+    obj["status"].update(podIP=ip, podIPs=[{"ip": ip}])
+    return obj
+
+
+def test_network_policy_from_the_api(cluster: KubeCluster) -> None:
+    """A NetworkPolicy created through the API is enforced between pods on two nodes (the controller's watch,
+    the router's engine, nftables), and stops being enforced when deleted."""
+    from tests.integration.policy_agent import Agent
+
+    kc = cluster
+    h1, h2, _ = kc.nodes
+    kc.add_nodes([h1, h2])
+    kc.api.put(recorded("namespace.json"))
+    for h in (h1, h2):
+        kc.start(h)
+        kc.start(h, "npc", "--metrics-addr=127.0.0.1:6781")
+    wait_until(lambda: kc.established(h1) == 1, 90, "h1-h2 mesh")
+    pods = {"a": h1, "b": h2, "c": h2}
+    ips, agents = {}, {}
+    try:
+        for name, h in pods.items():
+            _, ips[name] = cni_pod(kc, h, name)
+            kc.api.put(pod_object(name, h.name, ips[name], {"pod": name}))
+            agents[name] = Agent(h.containers[-1].netns)
+
+        def reach(src: str, dst: str, port: int = 80) -> bool:
+            return bool(agents[src].call({"probe": [[ips[dst], "tcp", port, 0]], "timeout": 1})[0])  # type: ignore[index]
+
+        # no policy selects a pod: everything is allowed, once each router has the controller's first state
+        wait_until(lambda: reach("b", "a") and reach("c", "a") and reach("a", "c"), 60, "default allow")
+        for h in (h1, h2):
+            status = h.weave("status").stdout
+            assert "Source: the Kubernetes API (node " in status and "Status: enforced" in status, status
+        created = time.monotonic()
+        kc.api.put(recorded("networkpolicy.json"))  # a: ingress only from pod=b, TCP 80
+        wait_until(lambda: not reach("c", "a"), 30, "c -> a refused")
+        took = time.monotonic() - created
+        assert reach("b", "a") and not reach("b", "a", 81) and reach("a", "c") and reach("a", "b", 81)
+        metrics = h1.run([sys.executable, "-c", METRICS]).stdout
+        assert re.search(r'weavenpc_blocked_connections_total\{dport="80",protocol="tcp"\} [1-9]', metrics), metrics
+        kc.api.delete("NetworkPolicy", "allow-from-b", "x")
+        wait_until(lambda: reach("c", "a") and reach("b", "a", 81), 30, "the policy gone")
+        assert took < 10, took
+        print(f"a NetworkPolicy created through the API was in force after {took:.2f}s")
+    finally:
+        for a in agents.values():
+            a.close()

@@ -10,6 +10,10 @@
   nothing.
 * ``PUT /policy/pods/{ident}`` (form: ``name``, ``label=k=v`` and ``ip`` repeated), ``DELETE
   /policy/pods/{ident}``: a container of this host; the ident may be a namespace path (``%2F``-encoded or not).
+* ``PUT /policy/kubernetes`` (a whole state), ``PATCH /policy/kubernetes`` (changes): from the Kubernetes policy
+  controller (``weavenet.policy.kube_source`` says the JSON); 200 ``{"InForce": bool, "Problem": ""}`` once in
+  force here, 409 for changes out of step (send a whole state), 400 for a malformed body, 409 when this host's
+  policy is not from Kubernetes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from aiohttp import web
 from weavenet.api.control import PolicyControl
 from weavenet.api.forms import read_form
 from weavenet.errors import ConfigError
+from weavenet.policy.kube_source import FeedError
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 NOT_FOUND = 'Error from server (NotFound): {resource} "{name}" not found\n'
@@ -108,6 +113,29 @@ def add_policy_routes(routes: web.RouteTableDef, policy: PolicyControl, read_onl
         except ValueError as e:
             return _text(f"{e}\n", 400)
         return _text(f"{warning}\n") if warning else web.Response(status=204)
+
+    async def kube(request: web.Request, whole: bool) -> web.Response:
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            return _text(f"the body is not JSON: {e}\n", 400)
+        try:
+            taken, problem = await policy.kube_state(body, whole)
+        except FeedError as e:
+            return _text(f"{e}\n", 400)
+        except ConfigError as e:
+            return _text(f"{e}\n", 409)
+        if not taken:
+            return _text("out of step: send the whole state\n", 409)
+        return _json({"InForce": not problem, "Problem": problem})
+
+    @routes.put("/policy/kubernetes")
+    async def kube_whole(request: web.Request) -> web.Response:
+        return await kube(request, whole=True)
+
+    @routes.patch("/policy/kubernetes")
+    async def kube_patch(request: web.Request) -> web.Response:
+        return await kube(request, whole=False)
 
     @routes.delete("/policy/pods/{ident:.+}")
     async def delete_pod(request: web.Request) -> web.Response:

@@ -20,7 +20,7 @@ from weavenet.ipam.reclaim import DEFAULT_RECLAIM_AFTER
 DEFAULT_MTU = 1376  # Weave's fast-datapath MTU: 1460 (GCE) - 20 IP - 8 UDP - 8 VXLAN - 14 Ethernet - 34 ESP
 DEFAULT_RANGE = "10.32.0.0/12"  # what ``weave launch`` allocates from when not told (the daemon's default: off)
 LOG_LEVELS = ("debug", "info", "warning", "error")
-POLICY_MODES = ("auto", "on", "off")  # --network-policy (weavenet.daemon.policy_service)
+POLICY_MODES = ("auto", "on", "off", "kubernetes")  # --network-policy (weavenet.daemon.policy_service)
 PLUGIN_SOCKET = "/run/docker/plugins/weave.sock"
 PLUGIN_MESH_SOCKET = "/run/docker/plugins/weavemesh.sock"
 GOBOOL = Kind.GOBOOL
@@ -231,7 +231,8 @@ class DaemonConfig:
         flag="--network-policy",
         choices=POLICY_MODES,
         help="enforce NetworkPolicy: auto (from the first policy applied anywhere in the cluster), on (from launch: "
-        "nothing new enters the bridge until the policy state is in force), off (never on this host)",
+        "nothing new enters the bridge until the policy state is in force), off (never on this host), kubernetes "
+        "(as on, with the policies and pods from the Kubernetes API's policy controller)",
         example="on",
     )
     docker: DockerOptions = group(DockerOptions)

@@ -24,7 +24,12 @@ Enforcement (``--network-policy``):
 * ``on``: the bridge is closed from launch until the first state is applied, so a container can never run
   unpoliced before this host has heard the cluster's policies (a freshly launched host in ``auto`` hears them
   within a second of connecting);
-* ``off``: this host never enforces (the policies are still kept and passed on).
+* ``off``: this host never enforces (the policies are still kept and passed on);
+* ``kubernetes``: the DaemonSet's (Kubernetes mode, ``EXPECT_NPC``): the policies and pods come from the
+  Kubernetes API through the policy controller (``weavenet.kube.npc``: ``PUT``/``PATCH /policy/kubernetes``,
+  kept in a :class:`~weavenet.policy.kube_source.KubeSource`), not from gossip; the bridge is closed from launch
+  until the controller's first whole state is in force (as Weave's FORWARD rules drop what weave-npc has not
+  allowed yet), and ``weave policy apply``/``rm`` are refused.
 
 On every change of the snapshot the kernel state is recomputed (``compile_state``, in a thread) and applied
 (``Enforcer.apply``: one ``nft`` transaction, a diff when only pods changed), at most ``DEBOUNCE`` after the
@@ -46,8 +51,9 @@ from weavenet.aio.machine import MachineDriver
 from weavenet.core.container_events import DESTROY, DIE, ContainerEvent, ContainerEvents
 from weavenet.daemon.persistence import Store, StoreError
 from weavenet.errors import ConfigError, HostError, RemoteProtocolError, StateError
-from weavenet.policy import Options, Pod, compile_state, decide
+from weavenet.policy import Options, Pod, Snapshot, compile_state, decide
 from weavenet.policy.cluster import CHANNEL, STORE_KEY, PolicyCluster, objects_from_text
+from weavenet.policy.kube_source import KubeSource
 from weavenet.policy.pods import DEFAULT_NAMESPACE, PodLabelError, effective_labels, namespace_of, ports_of
 from weavenet.policy.wire import ObjKey, decode_local, encode_local
 from weavenet.status.policy import NetworkPolicyStatus
@@ -124,6 +130,7 @@ class PolicyService:
         self._local_saved = self.cluster.local_changed
         self._save_pending: asyncio.TimerHandle | None = None
         self._unconfirmed: set[str] = set()  # pods remembered from the last run, not registered again yet
+        self.kube = KubeSource(self.node) if mode == "kubernetes" else None
 
     @property
     def enforcer(self) -> Enforcer:
@@ -154,7 +161,7 @@ class PolicyService:
             )
         if self.mode == "off":
             self.why_not = "off on this host (--network-policy off)"
-        elif self.mode == "on" or self.cluster.has_policies():
+        elif self.mode in ("on", "kubernetes") or self.cluster.has_policies():
             await self._close_until_applied()
         elif await self._table_exists():
             if self._enforced_before():  # every policy was deleted: the table (allowing all) stays ours
@@ -170,7 +177,7 @@ class PolicyService:
             self._put_pod(ident, name, labels, ips, strict=False)
         loop = asyncio.get_running_loop()
         loop.call_later(CONFIRM, self._drop_unconfirmed)
-        self._not_before = loop.time() + SETTLE
+        self._not_before = loop.time() + (SETTLE if self.kube is None else 0.0)  # the controller sends all at once
         self._task = loop.create_task(self._apply_loop())
         self._drain()
 
@@ -265,8 +272,8 @@ class PolicyService:
             if await asyncio.to_thread(self.enforcer.ensure_closed):
                 log.info("network policy: enforced on this host; new traffic into the bridge waits for the first state")
         except HostError as e:
-            if self.mode == "on":
-                raise ConfigError(f"--network-policy on: {e}") from e
+            if self.mode in ("on", "kubernetes"):
+                raise ConfigError(f"--network-policy {self.mode}: {e}") from e
             self.why_not = f"cannot be enforced here: {e}"
             log.error("network policy: %s", self.why_not)
             return
@@ -284,9 +291,22 @@ class PolicyService:
         if not self.enforcing and self.mode == "auto" and c.has_policies() and self._task is not None:
             self._now_enforcing()  # the first policy of the cluster: its state replaces no table, so no window
             log.info("network policy: the cluster has a policy: enforced on this host from now on")
-        if self.enforcing and c.generation != self._wanted:
-            self._wanted = c.generation
+        gen = self._generation()
+        if self.enforcing and gen != self._wanted and (self.kube is None or self.kube.synced):
+            self._wanted = gen
             self._wake.set()
+
+    def _generation(self) -> int:
+        return self.cluster.generation if self.kube is None else self.kube.generation
+
+    def _snapshot(self) -> Snapshot:
+        """The engine's input: the cluster's (gossip), or in Kubernetes mode the API's."""
+        return self.cluster.snapshot() if self.kube is None else self.kube.snapshot()
+
+    def _options(self) -> Options:
+        if self.kube is None:
+            return self.options
+        return Options(allow_mcast=self.kube.allow_mcast, bridge=self.options.bridge)
 
     async def _apply_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -295,11 +315,11 @@ class PolicyService:
             delay = max(DEBOUNCE, self._not_before - loop.time())
             await asyncio.sleep(delay)
             self._wake.clear()
-            gen = self.cluster.generation
-            snap = self.cluster.snapshot()
+            gen = self._generation()
+            snap = self._snapshot()
             started = time.monotonic()
             try:
-                state = await asyncio.to_thread(compile_state, snap, self.node, self.options)
+                state = await asyncio.to_thread(compile_state, snap, self.node, self._options())
                 result = await asyncio.to_thread(self.enforcer.apply, state)
             except Exception as e:  # the kernel refused it, or nft is gone: the previous state stays in force
                 self.apply_errors += 1
@@ -334,7 +354,7 @@ class PolicyService:
         wrong, or ""."""
         if not self.enforcing:
             return ""
-        gen = self.cluster.generation
+        gen = self._generation()
         if self._applied >= gen:
             return ""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -409,9 +429,17 @@ class PolicyService:
 
     # -- objects --------------------------------------------------------------------------------------------------
 
+    def _not_kubernetes(self) -> None:
+        if self.kube is not None:
+            raise ConfigError(
+                "error: network policy on this host comes from the Kubernetes API (--network-policy kubernetes): "
+                "use kubectl"
+            )
+
     async def apply(self, text: str) -> tuple[list[str], str]:
         """``weave policy apply``: every object or none (PolicyInvalid); kubectl's line per object, and what went
         wrong making it in force here ("" when it is)."""
+        self._not_kubernetes()
         objects = objects_from_text(text)
         outcome = self.driver.run(lambda now: self.cluster.put_objects([(k, d) for k, d, _ in objects], now)) or []
         lines = [f"{RESOURCE[k[0]]}/{k[2]} {what}" for (k, _, _), what in zip(objects, outcome, strict=True)]
@@ -422,14 +450,36 @@ class PolicyService:
 
     async def delete(self, kind: str, namespace: str, name: str) -> str | None:
         """``weave policy rm``: kubectl's line, or None if there is no such object."""
+        self._not_kubernetes()
         key: ObjKey = (kind, namespace if kind == "NetworkPolicy" else "", name)
         if not self.driver.run(lambda now: self.cluster.delete_object(key, now)):
             return None
         await self._in_force()
         return f'{RESOURCE[kind]} "{name}" deleted'
 
+    # -- the Kubernetes source ---------------------------------------------------------------------------------
+
+    async def kube_state(self, body: object, whole: bool) -> tuple[bool, str]:
+        """``PUT`` (``whole``) or ``PATCH /policy/kubernetes``: (taken, what went wrong making it in force
+        here). Not taken: a change out of step with the last ones (the controller sends a whole state then).
+        ``FeedError`` for a malformed body, ``ConfigError`` when this host's policy is not from Kubernetes."""
+        if self.kube is None:
+            raise ConfigError(f"network policy on this host is not from Kubernetes (--network-policy {self.mode})")
+        first = not self.kube.synced
+        if whole:
+            if not self.kube.replace(body):
+                return True, ""  # a part: in force with the last one
+        elif not self.kube.patch(body):
+            return False, ""
+        if first:
+            log.info("network policy: the policy controller's first state (node %s) arrived", self.kube.node)
+        self._drain()
+        return True, await self._in_force()
+
     def listing(self) -> dict[str, Any]:
         """``GET /policy``: the objects (with who wrote them and when) and the pods of the cluster."""
+        if self.kube is not None:
+            return self._kube_listing(self.kube)
         objects = []
         for (kind, ns, name), s, parsed in self.cluster.live_objects():
             item: dict[str, Any] = {
@@ -458,11 +508,40 @@ class PolicyService:
         ]
         return {"Objects": objects, "Pods": pods}
 
+    def _kube_listing(self, k: KubeSource) -> dict[str, Any]:
+        objects: list[dict[str, Any]] = [
+            {"Kind": "Namespace", "Namespace": "", "Name": n, "Writer": "kubernetes", "Labels": dict(ns.labels)}
+            for n, ns in sorted(k.namespaces.items())
+        ]
+        objects += [
+            {"Kind": "NetworkPolicy", "Namespace": ns, "Name": n, "Writer": "kubernetes"}
+            for (ns, n) in sorted(k.policies)
+        ]
+        for key, why in sorted(k.unusable.items()):
+            ns, _, n = key.partition("/")
+            objects.append(
+                {"Kind": "NetworkPolicy", "Namespace": ns, "Name": n, "Writer": "kubernetes", "Unusable": why}
+            )
+        pods = [
+            {
+                "Ident": p.key,
+                "Namespace": p.namespace,
+                "Name": p.name,
+                "Labels": dict(p.labels),
+                "IPs": list(p.ips),
+                "Ports": [f"{cp.name}={cp.port}/{cp.protocol}" for cp in p.ports],
+                "Host": p.host,
+                "Local": p.host == k.node,
+            }
+            for p in (k.pods[key] for key in sorted(k.pods))
+        ]
+        return {"Objects": objects, "Pods": pods}
+
     def test(self, src: str, dst: str, protocol: str, port: int) -> dict[str, Any]:
         """``weave policy test``: what would happen to a new connection, and which rule decides. ``src`` and
         ``dst`` are addresses, pod names (``name`` or ``namespace/name``) or container idents (a Docker ID may
         be shortened); ValueError if one names nothing or several things."""
-        snap = self.cluster.snapshot()
+        snap = self._snapshot()
         src_ip, src_pod = self._resolve(src)
         dst_ip, dst_pod = self._resolve(dst)
         d = decide(snap, src_ip, dst_ip, protocol, port)
@@ -480,15 +559,18 @@ class PolicyService:
     def _resolve(self, what: str) -> tuple[str, str]:
         import ipaddress
 
-        snap = self.cluster.snapshot()
+        snap = self._snapshot()
         with contextlib.suppress(ValueError):
             ip = str(ipaddress.ip_address(what))
             return ip, next((p.key for p in snap.pods if ip in p.ips), "")
-        found = [
-            p
-            for (_, ident, _), p in zip(self.cluster.pods(), snap.pods, strict=True)  # the same pods, in one order
-            if what in (p.key, p.name, ident) or (len(what) >= 3 and ident.startswith(what) and _hexish(ident))
-        ]
+        if self.kube is not None:
+            found = [p for p in snap.pods if what in (p.key, p.name)]
+        else:
+            found = [
+                p
+                for (_, ident, _), p in zip(self.cluster.pods(), snap.pods, strict=True)  # the same pods, one order
+                if what in (p.key, p.name, ident) or (len(what) >= 3 and ident.startswith(what) and _hexish(ident))
+            ]
         if not found:
             raise ValueError(f"{what}: not an IP address nor a container known to network policy")
         if len({p.key for p in found}) > 1:
@@ -502,11 +584,22 @@ class PolicyService:
     def status(self) -> NetworkPolicyStatus:
         """The report's network policy section (``weave status``)."""
         st = self.cluster.status()
+        source = ""
+        if self.kube is not None:
+            k = self.kube
+            hosts = len({p.host for p in k.pods.values()})
+            st = {**st, "Policies": len(k.policies), "Namespaces": len(k.namespaces), "Unusable": dict(k.unusable),
+                  "Pods": len(k.pods), "LocalPods": k.local_pods(), "Hosts": hosts}  # fmt: skip
+            source = (
+                f"the Kubernetes API (node {k.node}): {k.replaces} whole states, {k.patches} changes"
+                if k.synced
+                else "the Kubernetes API: waiting for the policy controller's first state"
+            )
         return NetworkPolicyStatus(
             mode=self.mode,
             enforcing=self.enforcing,
             not_enforcing_because=self.why_not,
-            in_force=self.enforcing and self._applied >= self.cluster.generation,
+            in_force=self.enforcing and self._applied >= self._generation() and (self.kube is None or self.kube.synced),
             last_error=str(self.last_apply.get("Error", "")),
             policies=st["Policies"],
             namespaces=st["Namespaces"],
@@ -520,6 +613,7 @@ class PolicyService:
             last_apply=dict(self.last_apply),
             gossip=st["Gossip"],
             label_problems=list(self.label_problems),
+            source=source,
         )
 
     def collectors(self) -> list[Any]:

@@ -397,8 +397,7 @@ async def launch_router(env: Mapping[str, str], args: Sequence[str], service_acc
     except BaseException:
         await api.close()
         raise
-    policy = ["--network-policy=off"] if not k.expect_npc else []
-    argv = plan.router_argv(k, me, peers, args, policy)
+    argv = plan.router_argv(k, me, peers, args)
     log.info("weave router for node %s, peer %s, peers %s", k.node_name, me, " ".join(peers) or "(none)")
     config = from_argv(argv)
     os.makedirs(config.run_dir, exist_ok=True)

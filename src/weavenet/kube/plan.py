@@ -9,7 +9,7 @@ What each variable does, as in Weave's script:
 | ``IPALLOC_INIT`` | ``consensus=<number of KUBE_PEERS>`` | ``--ipalloc-init`` |
 | ``KUBE_PEERS`` | the other nodes' addresses, from the API | the peers (space-separated) |
 | ``CONN_LIMIT`` | 200 | ``--conn-limit`` |
-| ``EXPECT_NPC`` | 1 | ``0``: no network policy controller runs, nothing is policed |
+| ``EXPECT_NPC`` | 1 | ``--network-policy kubernetes``; ``0`` (no policy controller runs): ``off`` |
 | ``NO_MASQ_LOCAL`` | 1 | ``0``: traffic from outside to local pods is masqueraded (``--no-masq-local`` off) |
 | ``WEAVE_EXPOSE_IP`` | an address from IPAM | the bridge's address (``weave expose``) |
 | ``WEAVE_METRICS_ADDR`` | ``0.0.0.0:6782`` | ``--metrics-addr`` |
@@ -115,12 +115,11 @@ def ipalloc_init(launch: KubeLaunch, peers: Sequence[str]) -> str:
     return launch.ipalloc_init or f"consensus={len(peers)}"
 
 
-def router_argv(
-    launch: KubeLaunch, peer_name: str, peers: Sequence[str], args: Sequence[str], policy: Sequence[str] = ()
-) -> list[str]:
+def router_argv(launch: KubeLaunch, peer_name: str, peers: Sequence[str], args: Sequence[str]) -> list[str]:
     """The router's command line, in the order Weave's script builds it: ``EXTRA_ARGS`` first, then the script's
-    options, then the container's own arguments, then the peers. ``policy`` is the network policy option the
-    launcher chose (``EXPECT_NPC``)."""
+    options, then the container's own arguments, then the peers. Where Weave's had ``--expect-npc`` (the FORWARD
+    rules drop what weave-npc has not allowed), ours has ``--network-policy kubernetes`` (nothing new enters the
+    bridge until the policy controller's state is in force); with ``EXPECT_NPC=0``, ``off``."""
     argv = [*launch.extra_args, "--port=6783"]
     if launch.mtu:
         argv += ["--mtu", launch.mtu]
@@ -138,7 +137,8 @@ def router_argv(
     ]
     if launch.node_name:
         argv.append(f"--nickname={launch.node_name}")
-    argv += ["--ipalloc-init", ipalloc_init(launch, peers), f"--conn-limit={launch.conn_limit}", *policy]
+    argv += ["--ipalloc-init", ipalloc_init(launch, peers), f"--conn-limit={launch.conn_limit}"]
+    argv.append(f"--network-policy={'kubernetes' if launch.expect_npc else 'off'}")
     return [*argv, *args, "--", *peers]
 
 

@@ -34,6 +34,7 @@ class NetworkPolicyStatus:
     last_apply: dict[str, Any] = field(default_factory=dict)
     gossip: dict[str, int] = field(default_factory=dict)
     label_problems: list[str] = field(default_factory=list)
+    source: str = ""  # where the policies come from, when not from gossip (the Kubernetes API)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NetworkPolicyStatus:
@@ -55,4 +56,5 @@ class NetworkPolicyStatus:
             dict(d.get("LastApply") or {}),
             dict(d.get("Gossip") or {}),
             list(d.get("LabelProblems") or []),
+            str(d.get("Source", "")),
         )

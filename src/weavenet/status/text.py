@@ -180,6 +180,7 @@ def _policy_section(npc: NetworkPolicyStatus | None) -> list[str]:
         "\n",
         "        Service: network policy\n",
         f"         Status: {state}\n",
+        *([f"         Source: {npc.source}\n"] if npc.source else []),
         f"       Policies: {npc.policies}{namespaces}\n",
         f"           Pods: {npc.pods} ({npc.local_pods} on this host)\n",
     ]

@@ -29,6 +29,7 @@ def test_defaults_are_weaves() -> None:
         "--ipalloc-init",
         "consensus=2",  # the other nodes: this one is not among KUBE_PEERS
         "--conn-limit=200",
+        "--network-policy=kubernetes",
         "--",
         "192.0.2.12",
         "192.0.2.13",
@@ -83,6 +84,7 @@ def test_every_variable() -> None:
     cfg = from_argv(argv, {})  # the daemon takes it
     assert cfg.conn_limit == 30 and cfg.mtu == 1400 and cfg.no_fastdp and cfg.ipam.range == "10.40.0.0/16"
     assert cfg.log_level == "debug" and cfg.peers == ["192.0.2.5", "192.0.2.6"] and cfg.docker.docker_api == ""
+    assert cfg.network_policy == "off"  # EXPECT_NPC=0
 
 
 def test_the_default_command_line_is_the_daemons() -> None:
