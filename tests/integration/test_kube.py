@@ -5,9 +5,11 @@ CNI plugins executed as kubelet executes them, nftables."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +25,13 @@ from .kube_cluster import KubeCluster, recorded, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
+PEER_SERVER = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 8080)); s.listen(1)
+print("ready", flush=True)
+c, peer = s.accept()
+print(peer[0], flush=True)
+"""
 METRICS = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:6781/metrics', timeout=10).read().decode())"
 
 
@@ -72,6 +81,7 @@ def test_nodes_mesh_reclaim(cluster: KubeCluster) -> None:
     kc.api.put(recorded("configmap-weave-net-go.json"))  # Go's kube-utils ran here before: three peers of old nodes
     for h in kc.nodes:
         kc.start(h)
+        kc.start(h, "npc", "--metrics-addr=")
     h1, h2, h3 = kc.nodes
     wait_until(lambda: all(kc.established(h) == 2 for h in kc.nodes), 90, "a full mesh from the node list")
     names = {h.name: kc.peer_name(h) for h in kc.nodes}
@@ -96,6 +106,32 @@ def test_nodes_mesh_reclaim(cluster: KubeCluster) -> None:
     assert b.run(["ping", "-c1", "-W1", ip1], check=False).returncode == 0
     # the bridge was exposed (weave expose): the host reaches its pods
     assert h1.run(["ping", "-c1", "-W2", ip1], check=False).returncode == 0
+    # NO_MASQ_LOCAL (on by default): h1's ranges in the set whose rule comes first in nat WEAVE, so a client
+    # outside the weave network (the control host, routing the range through h1) is seen by its own address
+    ours = [e for e in kc.report(h1)["IPAM"]["Entries"] or [] if e["Peer"] == names["h1"]]
+    members = h1.run(["ipset", "list", "weaver-no-masq-local"]).stdout.split("Members:")[1].split()
+    nets = [ipaddress.ip_network(m) for m in members]
+    assert nets and sum(n.num_addresses for n in nets) == sum(e["Size"] for e in ours), (members, ours)
+    assert all(any(ipaddress.ip_address(e["Token"]) in n for n in nets) for e in ours)
+    assert (
+        "Prevent SNAT to locally running containers"
+        in h1.run(["iptables", "-t", "nat", "-S", "WEAVE"]).stdout.splitlines()[1]
+    )
+    kc.control.run(["ip", "route", "add", "10.32.0.0/12", "via", h1.ip])
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", a.netns, sys.executable, "-c", PEER_SERVER], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        kc.control.run(
+            [sys.executable, "-c", f"import socket; socket.create_connection(('{ip1}', 8080), timeout=10).close()"]
+        )
+        assert server.stdout.readline().strip() == kc.control.ip  # not h1's bridge address
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
 
     # node h3 goes: its pod dies with it, then the node is deleted from the API
     kc.kill(h3)

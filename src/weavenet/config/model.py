@@ -197,6 +197,9 @@ class DaemonConfig:
         example="1400",
     )
     no_fastdp: bool = option(False, flag="--no-fastdp", env="WEAVE_NO_FASTDP", help="offer only the sleeve")
+    no_masq_local: bool = option(
+        False, flag="--no-masq-local", help="do not SNAT external traffic sent to containers running on this host"
+    )
     # The sleeve's worker tuning, environment only (dataplane/steering.py, dataplane/worker.py)
     tap_steering: bool = option(True, env="WEAVE_NO_TAP_STEERING", help="two TAP queues with BPF steering")
     warm_tick: bool = option(True, env="WEAVE_NO_WARM_TICK", help="idle wakes after traffic")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from weavenet.host.bridge import ensure_bridge
 from weavenet.host.expose import expose, reexpose
@@ -31,6 +32,7 @@ class HostSetup:
         self._bridge_created = False
         self._iptables_undo = Undo()
         self._canary: asyncio.Task[None] | None = None
+        self.after_reapply: list[Callable[[], None]] = []  # more rules to put back after a firewall reload
 
     async def start(self) -> None:
         """Bridge, rules and exposed addresses, as the last run left them or new; then watch the canary."""
@@ -70,4 +72,6 @@ class HostSetup:
                 await asyncio.sleep(CANARY_SETTLE)
                 log.warning("iptables rules were flushed (canary gone): re-applying them")
                 await asyncio.to_thread(ensure_iptables, self.bridge)
+                for again in self.after_reapply:
+                    await asyncio.to_thread(again)
                 await asyncio.to_thread(reexpose, self.bridge)

@@ -228,6 +228,8 @@ class Weaver:
         if self.ipam is not None:
             stack.push_async_callback(self.ipam.close)
             await self.ipam.start()  # persisted ring and addresses, pre-claims, before any peer connects
+        if config.no_masq_local:
+            await self._no_masq_local(stack)
         else:
             await asyncio.to_thread(state.check_registry, config.run_dir, self.problems)
         peers = state.resumed_peers(self.store, self.problems) if config.resume else config.peers
@@ -278,6 +280,19 @@ class Weaver:
         stack.push_async_callback(hub.close)
         hub.start()
         return WebView(hub, *where)
+
+    async def _no_masq_local(self, stack: contextlib.AsyncExitStack) -> None:
+        """``--no-masq-local``: this peer's ranges in the set that keeps their traffic from being masqueraded."""
+        from weavenet.daemon.no_masq_local import NoMasqLocal
+        from weavenet.host import no_masq_local
+
+        ipam = self.ipam
+        tracker = NoMasqLocal(lambda: ipam.allocator.ring.owned_ranges() if ipam is not None else [])
+        self._on_failure(no_masq_local.remove)
+        stack.push_async_callback(tracker.close)
+        await tracker.start()
+        self.driver.after_input.append(tracker.check)
+        self.host.after_reapply.append(no_masq_local.ensure_rule)
 
     def _write_pid_file(self, stack: contextlib.AsyncExitStack) -> None:
         pid_path = Path(pid_file(self.config.run_dir))

@@ -10,8 +10,10 @@ and leaves rules and chains that were there before it (a killed router's, which 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
+from weavenet.errors import HostError
 from weavenet.host.run import ok, run
 
 CANARY = "WEAVE-CANARY"
@@ -204,3 +206,5 @@ def remove_all(bridge: str = "weave", docker_bridge: str | None = None) -> None:
         if ok(_ipt(table, "-n", "-L", chain)):
             run(_ipt(table, "-F", chain), check=False)
             run(_ipt(table, "-X", chain), check=False)
+    with contextlib.suppress(HostError):  # --no-masq-local's set, unused once WEAVE is gone (no ipset: no set)
+        run(["ipset", "destroy", "weaver-no-masq-local"], check=False)

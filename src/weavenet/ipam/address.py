@@ -144,6 +144,17 @@ class CIDR(NamedTuple):
         return f"{ip_str(self.addr)}/{self.prefix_len}"
 
 
+def merge_ranges(ranges: list[Range]) -> list[Range]:
+    """Sorted, with overlapping and adjacent ranges joined (Go's ``address.Merge``)."""
+    out: list[Range] = []
+    for r in sorted(ranges):
+        if out and r.start <= out[-1].end:
+            out[-1] = Range(out[-1].start, max(out[-1].end, r.end))
+        else:
+            out.append(r)
+    return out
+
+
 def subtract_ranges(r: Range, holes: list[Range]) -> list[Range]:
     """The parts of ``r`` not covered by ``holes`` (in address order)."""
     out = [r]

@@ -10,7 +10,7 @@ What each variable does, as in Weave's script:
 | ``KUBE_PEERS`` | the other nodes' addresses, from the API | the peers (space-separated) |
 | ``CONN_LIMIT`` | 200 | ``--conn-limit`` |
 | ``EXPECT_NPC`` | 1 | ``--network-policy kubernetes``; ``0`` (no policy controller runs): ``off`` |
-| ``NO_MASQ_LOCAL`` | 1 | ``0``: traffic from outside to local pods is masqueraded (``--no-masq-local`` off) |
+| ``NO_MASQ_LOCAL`` | 1 | ``--no-masq-local``; ``0``: traffic from outside to local pods is masqueraded |
 | ``WEAVE_EXPOSE_IP`` | an address from IPAM | the bridge's address (``weave expose``) |
 | ``WEAVE_METRICS_ADDR`` | ``0.0.0.0:6782`` | ``--metrics-addr`` |
 | ``WEAVE_STATUS_ADDR`` | off | ``--status-addr`` (it shows internals: only when asked) |
@@ -139,6 +139,8 @@ def router_argv(launch: KubeLaunch, peer_name: str, peers: Sequence[str], args: 
         argv.append(f"--nickname={launch.node_name}")
     argv += ["--ipalloc-init", ipalloc_init(launch, peers), f"--conn-limit={launch.conn_limit}"]
     argv.append(f"--network-policy={'kubernetes' if launch.expect_npc else 'off'}")
+    if launch.no_masq_local:
+        argv.append("--no-masq-local")
     return [*argv, *args, "--", *peers]
 
 

@@ -55,3 +55,14 @@ def test_non_ascii_digits_are_not_a_prefix_length(text: str) -> None:
         CIDR.parse(text)
     with pytest.raises(ConfigError):
         CIDR.parse_subnet(text)
+
+
+def test_merge_ranges_as_gos_merge() -> None:
+    from weavenet.ipam.address import Range, merge_ranges
+
+    assert merge_ranges([Range(20, 30), Range(0, 10), Range(10, 15), Range(25, 40), Range(50, 60)]) == [
+        Range(0, 15),
+        Range(20, 40),
+        Range(50, 60),
+    ]
+    assert merge_ranges([]) == []

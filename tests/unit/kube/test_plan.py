@@ -30,6 +30,7 @@ def test_defaults_are_weaves() -> None:
         "consensus=2",  # the other nodes: this one is not among KUBE_PEERS
         "--conn-limit=200",
         "--network-policy=kubernetes",
+        "--no-masq-local",
         "--",
         "192.0.2.12",
         "192.0.2.13",
@@ -84,11 +85,12 @@ def test_every_variable() -> None:
     cfg = from_argv(argv, {})  # the daemon takes it
     assert cfg.conn_limit == 30 and cfg.mtu == 1400 and cfg.no_fastdp and cfg.ipam.range == "10.40.0.0/16"
     assert cfg.log_level == "debug" and cfg.peers == ["192.0.2.5", "192.0.2.6"] and cfg.docker.docker_api == ""
-    assert cfg.network_policy == "off"  # EXPECT_NPC=0
+    assert cfg.network_policy == "off" and not cfg.no_masq_local  # EXPECT_NPC=0, NO_MASQ_LOCAL=0
 
 
 def test_the_default_command_line_is_the_daemons() -> None:
     cfg = from_argv(plan.router_argv(plan.from_env({}), NAME, [], []), {})
+    assert cfg.no_masq_local and cfg.network_policy == "kubernetes"
     assert cfg.name == NAME and cfg.no_dns and cfg.ipam.init == "consensus=0" and cfg.metrics_addr == "0.0.0.0:6782"
 
 
