@@ -225,13 +225,16 @@ def _pod(obj: object, path: str) -> Pod:
     good = []
     for ip in ips:
         try:
-            addr = ipaddress.ip_address(ip)
+            addr = ipaddress.ip_address(ip if isinstance(ip, str) else None)  # not an int: 5 is no address here
         except (ValueError, TypeError) as e:
             raise FeedError(f"{path}.IPs: {ip!r} is not an address") from e
         if addr.version == 4:  # weave's network is IPv4
             good.append(str(addr))
     ports = []
-    for i, cp in enumerate(p.get("Ports") or []):
+    given = p.get("Ports")
+    if given is not None and not isinstance(given, list):
+        raise FeedError(f"{path}.Ports: a list")
+    for i, cp in enumerate(given or []):
         c = _mapping(cp, f"{path}.Ports[{i}]")
         pname, port, proto = c.get("Name"), c.get("Port"), c.get("Protocol", "TCP")
         if not isinstance(pname, str) or not isinstance(port, int) or isinstance(port, bool) or proto not in PROTOCOLS:

@@ -119,6 +119,9 @@ def test_a_whole_state_in_parts_is_taken_at_its_last() -> None:
         ({"Session": "s", "Seq": 0, "Node": "n", "Pods": [{"Namespace": "x", "Name": "a",
           "Ports": [{"Name": "p", "Port": 1, "Protocol": "ICMP"}]}]}, "Protocol"),
         ({"Session": "s", "Seq": 0, "Node": "n", "Namespaces": [ns("Bad_Name")]}, r"Namespaces\[0\]"),
+        # found by tests/fuzz/test_kube.py: a TypeError, and an int taken for an address
+        ({"Session": "s", "Seq": 0, "Node": "n", "Pods": [{"Namespace": "x", "Name": "a", "Ports": True}]}, "Ports"),
+        ({"Session": "s", "Seq": 0, "Node": "n", "Pods": [{"Namespace": "x", "Name": "a", "IPs": [5]}]}, "IPs"),
     ],
 )  # fmt: skip
 def test_malformed_states_are_refused_whole(body: object, words: str) -> None:
