@@ -226,6 +226,17 @@ def test_network_policy_from_the_api(cluster: KubeCluster) -> None:
         assert reach("b", "a") and not reach("b", "a", 81) and reach("a", "c") and reach("a", "b", 81)
         metrics = h1.run([sys.executable, "-c", METRICS]).stdout
         assert re.search(r'weavenpc_blocked_connections_total\{dport="80",protocol="tcp"\} [1-9]', metrics), metrics
+        # the router and the controller of a's node restart while c keeps trying: never let through
+        agents["c"].call({"watch": [ips["a"], 80]})
+        kc.stop(h1)
+        kc.start(h1)
+        wait_until(lambda: kc.established(h1) == 1 and reach("b", "a"), 90, "h1's router back")
+        kc.stop(h1, "npc")
+        kc.start(h1, "npc", "--metrics-addr=127.0.0.1:6781")
+        wait_until(lambda: "the whole state handed" in kc.log(h1, "npc").split("stopped")[-1], 60, "npc back")
+        seen = agents["c"].call({"unwatch": True})
+        assert seen["tries"] > 20 and seen["ok"] == 0, seen  # type: ignore[index]
+        assert reach("b", "a") and not reach("c", "a")
         kc.api.delete("NetworkPolicy", "allow-from-b", "x")
         wait_until(lambda: reach("c", "a") and reach("b", "a", 81), 30, "the policy gone")
         assert took < 10, took
