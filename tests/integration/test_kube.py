@@ -224,6 +224,10 @@ def test_network_policy_from_the_api(cluster: KubeCluster) -> None:
         wait_until(lambda: not reach("c", "a"), 30, "c -> a refused")
         took = time.monotonic() - created
         assert reach("b", "a") and not reach("b", "a", 81) and reach("a", "c") and reach("a", "b", 81)
+        listed = h2.weave("policy", "ls")
+        assert re.search(r"^x +allow-from-b +pod=a +Ingress +\d", listed.stdout, re.M), listed.stdout
+        refused = h2.weave("policy", "rm", "allow-from-b", "-n", "x")
+        assert refused.returncode == 1 and "comes from the Kubernetes API" in refused.stderr, refused
         metrics = h1.run([sys.executable, "-c", METRICS]).stdout
         assert re.search(r'weavenpc_blocked_connections_total\{dport="80",protocol="tcp"\} [1-9]', metrics), metrics
         # the router and the controller of a's node restart while c keeps trying: never let through
@@ -235,7 +239,7 @@ def test_network_policy_from_the_api(cluster: KubeCluster) -> None:
         kc.start(h1, "npc", "--metrics-addr=127.0.0.1:6781")
         wait_until(lambda: "the whole state handed" in kc.log(h1, "npc").split("stopped")[-1], 60, "npc back")
         seen = agents["c"].call({"unwatch": True})
-        assert seen["tries"] > 20 and seen["ok"] == 0, seen  # type: ignore[index]
+        assert seen["tries"] >= 5 and seen["ok"] == 0, seen  # type: ignore[index]
         assert reach("b", "a") and not reach("c", "a")
         kc.api.delete("NetworkPolicy", "allow-from-b", "x")
         wait_until(lambda: reach("c", "a") and reach("b", "a", 81), 30, "the policy gone")

@@ -80,7 +80,10 @@ def add_policy_routes(routes: web.RouteTableDef, policy: PolicyControl, read_onl
     @routes.delete("/policy/networkpolicies/{namespace}/{name}")
     async def delete_policy(request: web.Request) -> web.Response:
         ns, name = request.match_info["namespace"], request.match_info["name"]
-        line = await policy.delete("NetworkPolicy", ns, name)
+        try:
+            line = await policy.delete("NetworkPolicy", ns, name)
+        except ConfigError as e:  # this host's policies are not weave's to change (Kubernetes mode)
+            return _text(f"{e}\n", 409)
         if line is None:
             return _text(NOT_FOUND.format(resource="networkpolicies.networking.k8s.io", name=name), 404)
         return _text(line + "\n")
@@ -88,7 +91,10 @@ def add_policy_routes(routes: web.RouteTableDef, policy: PolicyControl, read_onl
     @routes.delete("/policy/namespaces/{name}")
     async def delete_namespace(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        line = await policy.delete("Namespace", "", name)
+        try:
+            line = await policy.delete("Namespace", "", name)
+        except ConfigError as e:
+            return _text(f"{e}\n", 409)
         if line is None:
             return _text(NOT_FOUND.format(resource="namespaces", name=name), 404)
         return _text(line + "\n")

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -509,19 +510,20 @@ class PolicyService:
         return {"Objects": objects, "Pods": pods}
 
     def _kube_listing(self, k: KubeSource) -> dict[str, Any]:
-        objects: list[dict[str, Any]] = [
-            {"Kind": "Namespace", "Namespace": "", "Name": n, "Writer": "kubernetes", "Labels": dict(ns.labels)}
-            for n, ns in sorted(k.namespaces.items())
-        ]
-        objects += [
-            {"Kind": "NetworkPolicy", "Namespace": ns, "Name": n, "Writer": "kubernetes"}
-            for (ns, n) in sorted(k.policies)
-        ]
-        for key, why in sorted(k.unusable.items()):
-            ns, _, n = key.partition("/")
-            objects.append(
-                {"Kind": "NetworkPolicy", "Namespace": ns, "Name": n, "Writer": "kubernetes", "Unusable": why}
-            )
+        """``GET /policy`` in Kubernetes mode: the API's objects as the controller handed them over."""
+        objects: list[dict[str, Any]] = []
+        for (kind, ns, name), doc in sorted(k.docs.items()):
+            item: dict[str, Any] = {
+                "Kind": kind,
+                "Namespace": ns,
+                "Name": name,
+                "Writer": "kubernetes",
+                "Version": _created_ms(doc),
+                "Object": json.dumps(doc, sort_keys=True),
+            }
+            if kind == "NetworkPolicy" and f"{ns}/{name}" in k.unusable:
+                item["Unusable"] = k.unusable[f"{ns}/{name}"]
+            objects.append(item)
         pods = [
             {
                 "Ident": p.key,
@@ -640,6 +642,17 @@ def _peer(n: int) -> object:
     from weavenet.core.names import PeerName
 
     return PeerName(n)
+
+
+def _created_ms(doc: dict[str, Any]) -> int:
+    """An API object's ``metadata.creationTimestamp`` in Unix milliseconds (0 if it has none)."""
+    from datetime import datetime
+
+    stamp = (doc.get("metadata") or {}).get("creationTimestamp")
+    try:
+        return int(datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return 0
 
 
 def _hexish(ident: str) -> bool:

@@ -69,6 +69,8 @@ def _meta(m: Any, namespaced: bool) -> dict[str, Any]:
         out["namespace"] = m.namespace or "default"
     if m.labels:
         out["labels"] = dict(m.labels)
+    if m.creationTimestamp is not None:  # for the AGE column of weave policy ls
+        out["creationTimestamp"] = m.creationTimestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
     return out
 
 
@@ -375,7 +377,7 @@ async def serve_metrics(addr: str, controller: Controller) -> Any:
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     host, _, port = addr.rpartition(":")
     try:

@@ -51,6 +51,7 @@ class KubeSource:
     policies: dict[tuple[str, str], NetworkPolicy] = field(default_factory=dict)
     pods: dict[tuple[str, str], Pod] = field(default_factory=dict)
     unusable: dict[str, str] = field(default_factory=dict)  # "namespace/name" -> why
+    docs: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (kind, ns, name) -> as received
     replaces: int = 0
     patches: int = 0
     _snap: tuple[int, Snapshot] | None = None
@@ -77,7 +78,7 @@ class KubeSource:
             return False
         self._pending = None
         self.session, self.seq, self.node, self.allow_mcast = session, seq, node, mcast
-        self.namespaces, self.policies, self.pods, self.unusable = {}, {}, {}, {}
+        self.namespaces, self.policies, self.pods, self.unusable, self.docs = {}, {}, {}, {}, {}
         parsed.apply_to(self)
         self.synced = True
         self.replaces += 1
@@ -102,9 +103,11 @@ class KubeSource:
         self.seq = seq
         for name in gone["Namespaces"]:
             self.namespaces.pop(name, None)
+            self.docs.pop(("Namespace", "", name), None)
         for key in gone["NetworkPolicies"]:
             self.policies.pop(_split(key), None)
             self.unusable.pop(key, None)
+            self.docs.pop(("NetworkPolicy", *_split(key)), None)
         for key in gone["Pods"]:
             self.pods.pop(_split(key), None)
         changes.apply_to(self)
@@ -138,10 +141,11 @@ class _Changes:
     policies: list[NetworkPolicy]
     unusable: dict[str, str]
     pods: list[Pod]
+    docs: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, b: Mapping[str, Any], where: str) -> _Changes:
-        out = cls([], [], {}, [])
+        out = cls([], [], {}, [], {})
         for kind in KINDS:
             items = b.get(kind, [])
             if not isinstance(items, list):
@@ -154,15 +158,20 @@ class _Changes:
                 _mapping(item, path)
                 try:
                     if kind == "Namespaces":
-                        out.namespaces.append(parse_namespace(item))
+                        parsed_ns = parse_namespace(item)
+                        out.namespaces.append(parsed_ns)
+                        out.docs[("Namespace", "", parsed_ns.name)] = item
                     else:
-                        out.policies.append(parse_policy(item))
+                        pol = parse_policy(item)
+                        out.policies.append(pol)
+                        out.docs[("NetworkPolicy", pol.namespace, pol.name)] = item
                 except PolicyInvalid as e:
                     if kind == "Namespaces":
                         raise FeedError(f"{path}: {e}") from e
                     meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
-                    key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-                    out.unusable[key] = str(e).splitlines()[0]
+                    ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+                    out.unusable[f"{ns}/{name}"] = str(e).splitlines()[0]
+                    out.docs[("NetworkPolicy", ns, name)] = item
         return out
 
     def plus(self, other: _Changes) -> _Changes:
@@ -171,6 +180,7 @@ class _Changes:
             self.policies + other.policies,
             {**self.unusable, **other.unusable},
             self.pods + other.pods,
+            {**self.docs, **other.docs},
         )
 
     def apply_to(self, src: KubeSource) -> None:
@@ -184,6 +194,7 @@ class _Changes:
             src.policies.pop(_split(key), None)  # a changed policy we cannot use: not the old one either
         for pod in self.pods:
             src.pods[(pod.namespace, pod.name)] = pod
+        src.docs.update(self.docs)
 
 
 def _mapping(obj: object, what: str) -> dict[str, Any]:

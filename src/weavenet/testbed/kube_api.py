@@ -50,7 +50,7 @@ GROUPS = {  # plural -> (API path prefix, apiVersion, kind, namespaced)
 KIND_PLURAL = {v[2]: k for k, v in GROUPS.items()}
 GARBAGE = b'{"kind": "List", "items": [garb'  # a body cut short, or from something that is no API server
 HISTORY = 10_000
-  # events kept for watches; older versions get 410
+# events kept for watches; older versions get 410
 
 
 def status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

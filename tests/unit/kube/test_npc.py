@@ -56,7 +56,7 @@ async def router() -> AsyncIterator[tuple[RouterStandIn, str]]:
     r = RouterStandIn()
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_route("*", "/policy/kubernetes", r.handle)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
