@@ -183,20 +183,23 @@ class KubeMode:
         self._tasks: list[asyncio.Task[None]] = []
         self._reclaim_lock = asyncio.Lock()
         self._nodes: set[str] | None = None
+        self.node_count: int | None = None
 
     def is_local(self, ip: str) -> bool:
         return ip in self._local
 
     async def peers(self) -> list[str]:
-        """``KUBE_PEERS``, else the other nodes' addresses (Go's ``kube-utils`` with no flag)."""
+        """``KUBE_PEERS``, else the other nodes' addresses (Go's ``kube-utils`` with no flag); ``node_count``
+        is then the number of nodes with an address, this one included."""
         if self.launch.kube_peers is not None:
             return list(self.launch.kube_peers)
         self._local = await asyncio.to_thread(local_ipv4)
         delay = self.retry[0]
         while True:
             try:
-                nodes = p.node_peers(await self.api.nodes(), self.is_local)
-                return [n.addr for n in nodes]
+                listed = await self.api.nodes()
+                self.node_count = len(p.node_peers(listed, lambda ip: False))
+                return [n.addr for n in p.node_peers(listed, self.is_local)]
             except KubeError as e:
                 if e.code in (401, 403):  # the service account or its role: no retry mends that
                     raise
@@ -397,7 +400,7 @@ async def launch_router(env: Mapping[str, str], args: Sequence[str], service_acc
     except BaseException:
         await api.close()
         raise
-    argv = plan.router_argv(k, me, peers, args)
+    argv = plan.router_argv(k, me, peers, args, mode.node_count)
     log.info("weave router for node %s, peer %s, peers %s", k.node_name, me, " ".join(peers) or "(none)")
     config = from_argv(argv)
     os.makedirs(config.run_dir, exist_ok=True)

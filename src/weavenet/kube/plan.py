@@ -6,7 +6,7 @@ What each variable does, as in Weave's script:
 | variable | default | |
 |---|---|---|
 | ``IPALLOC_RANGE`` | ``10.32.0.0/12`` | ``--ipalloc-range`` |
-| ``IPALLOC_INIT`` | ``consensus=<number of KUBE_PEERS>`` | ``--ipalloc-init`` |
+| ``IPALLOC_INIT`` | ``consensus=<number of nodes>`` | ``--ipalloc-init`` (Weave's counted the other nodes) |
 | ``KUBE_PEERS`` | the other nodes' addresses, from the API | the peers (space-separated) |
 | ``CONN_LIMIT`` | 200 | ``--conn-limit`` |
 | ``EXPECT_NPC`` | 1 | ``--network-policy kubernetes``; ``0`` (no policy controller runs): ``off`` |
@@ -109,13 +109,20 @@ def from_env(env: Mapping[str, str]) -> KubeLaunch:
     )
 
 
-def ipalloc_init(launch: KubeLaunch, peers: Sequence[str]) -> str:
-    """``IPALLOC_INIT``, else Weave's ``consensus=<number of peers>`` (the other nodes: the script counts the
-    words of ``KUBE_PEERS``, which leaves this node out)."""
-    return launch.ipalloc_init or f"consensus={len(peers)}"
+def ipalloc_init(launch: KubeLaunch, peers: Sequence[str], nodes: int | None = None) -> str:
+    """``IPALLOC_INIT``, else ``consensus=<the number of nodes>`` (``nodes``, this one included, from the node
+    list), so a majority of the cluster creates the ring. Weave's script counted the words of ``KUBE_PEERS``, the
+    other nodes: one short, which let each node of a two-node cluster (quorum 1) create a ring of its own when
+    both came up before they connected, and then refuse each other for ever ("IP allocation was seeded by
+    different peers"). With ``KUBE_PEERS`` given, its words are counted as Weave did."""
+    if launch.ipalloc_init:
+        return launch.ipalloc_init
+    return f"consensus={nodes if nodes is not None else len(peers)}"
 
 
-def router_argv(launch: KubeLaunch, peer_name: str, peers: Sequence[str], args: Sequence[str]) -> list[str]:
+def router_argv(
+    launch: KubeLaunch, peer_name: str, peers: Sequence[str], args: Sequence[str], nodes: int | None = None
+) -> list[str]:
     """The router's command line, in the order Weave's script builds it: ``EXTRA_ARGS`` first, then the script's
     options, then the container's own arguments, then the peers. Where Weave's had ``--expect-npc`` (the FORWARD
     rules drop what weave-npc has not allowed), ours has ``--network-policy kubernetes`` (nothing new enters the
@@ -137,7 +144,7 @@ def router_argv(launch: KubeLaunch, peer_name: str, peers: Sequence[str], args: 
     ]
     if launch.node_name:
         argv.append(f"--nickname={launch.node_name}")
-    argv += ["--ipalloc-init", ipalloc_init(launch, peers), f"--conn-limit={launch.conn_limit}"]
+    argv += ["--ipalloc-init", ipalloc_init(launch, peers, nodes), f"--conn-limit={launch.conn_limit}"]
     argv.append(f"--network-policy={'kubernetes' if launch.expect_npc else 'off'}")
     if launch.no_masq_local:
         argv.append("--no-masq-local")

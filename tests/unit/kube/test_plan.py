@@ -14,7 +14,7 @@ NAME = "ce:31:e0:06:45:1a"
 
 def test_defaults_are_weaves() -> None:
     k = plan.from_env({"HOSTNAME": "node-1"})
-    argv = plan.router_argv(k, NAME, ["192.0.2.12", "192.0.2.13"], [])
+    argv = plan.router_argv(k, NAME, ["192.0.2.12", "192.0.2.13"], [], nodes=3)
     assert argv == [
         "--port=6783",
         f"--name={NAME}",
@@ -27,7 +27,7 @@ def test_defaults_are_weaves() -> None:
         "--ipalloc-range=10.32.0.0/12",
         "--nickname=node-1",
         "--ipalloc-init",
-        "consensus=2",  # the other nodes: this one is not among KUBE_PEERS
+        "consensus=3",  # the nodes, this one included
         "--conn-limit=200",
         "--network-policy=kubernetes",
         "--no-masq-local",
@@ -109,3 +109,13 @@ def test_iptables_backend_as_weaves_script(configured: str, legacy: int, nft: in
 
 def test_rule_lines() -> None:
     assert plan.rule_lines("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j X\n-A FORWARD -j Y\nCOMMIT\n") == 2
+
+
+def test_consensus_over_the_node_count() -> None:
+    """Weave's script counted the other nodes: on two nodes a quorum of 1, so each could make a ring of its own
+    (seen here: both came up before they connected, and refused each other for ever)."""
+    k = plan.from_env({})
+    assert plan.ipalloc_init(k, ["192.0.2.12"], nodes=2) == "consensus=2"
+    assert plan.ipalloc_init(k, [], nodes=1) == "consensus=1"
+    assert plan.ipalloc_init(k, ["192.0.2.12", "192.0.2.13"]) == "consensus=2"  # KUBE_PEERS: Weave's count
+    assert plan.ipalloc_init(plan.from_env({"IPALLOC_INIT": "observer"}), [], nodes=5) == "observer"
