@@ -25,6 +25,21 @@ from .kube_cluster import KubeCluster, recorded, wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
+WEAVE_NPC_LEFTOVERS = """
+set -e
+ipset create 'weave-k?Z;0pKz0bdA' hash:ip
+ipset create weave-lst list:set
+ipset add weave-lst 'weave-k?Z;0pKz0bdA'
+for c in WEAVE-NPC WEAVE-NPC-INGRESS WEAVE-NPC-DEFAULT WEAVE-NPC-EGRESS WEAVE-NPC-EGRESS-ACCEPT \
+         WEAVE-NPC-EGRESS-CUSTOM WEAVE-NPC-EGRESS-DEFAULT; do iptables -N $c; done
+iptables -A WEAVE-NPC -m state --state NEW -j WEAVE-NPC-INGRESS
+iptables -A WEAVE-NPC-INGRESS -m set --match-set weave-lst src -j ACCEPT
+iptables -A FORWARD -i weave -m comment --comment "NOTE: this must go before '-j KUBE-FORWARD'" -j WEAVE-NPC-EGRESS
+iptables -A FORWARD -o weave -m comment --comment "NOTE: this must go before '-j KUBE-FORWARD'" -j WEAVE-NPC
+iptables -A FORWARD -o weave -m state --state NEW -j NFLOG --nflog-group 86
+iptables -A FORWARD -o weave -j DROP
+iptables -A INPUT -i weave -j WEAVE-NPC-EGRESS
+"""
 PEER_SERVER = """
 import socket
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 8080)); s.listen(1)
@@ -199,6 +214,7 @@ def test_network_policy_from_the_api(cluster: KubeCluster) -> None:
     h1, h2, _ = kc.nodes
     kc.add_nodes([h1, h2])
     kc.api.put(recorded("namespace.json"))
+    h1.sh(WEAVE_NPC_LEFTOVERS)  # h1 ran Weave 2.8 with weave-npc before (an in-place move)
     for h in (h1, h2):
         kc.start(h)
         kc.start(h, "npc", "--metrics-addr=127.0.0.1:6781")
@@ -216,6 +232,12 @@ def test_network_policy_from_the_api(cluster: KubeCluster) -> None:
 
         # no policy selects a pod: everything is allowed, once each router has the controller's first state
         wait_until(lambda: reach("b", "a") and reach("c", "a") and reach("a", "c"), 60, "default allow")
+        # Weave's weave-npc rules and sets went once weavenet enforced h1's state; weavenet's own stay
+        wait_until(lambda: "removed what Weave's weave-npc left" in kc.log(h1, "npc"), 30, "Weave's leftovers gone")
+        rules = h1.run(["iptables", "-S"]).stdout
+        assert "WEAVE-NPC" not in rules and "nflog-group 86" not in rules and "-o weave -j DROP" not in rules, rules
+        assert "-A FORWARD -i weave -o weave -j ACCEPT" in rules and "WEAVE-EXPOSE" in rules
+        assert h1.run(["ipset", "list", "-n"]).stdout.split() == ["weaver-no-masq-local"]
         for h in (h1, h2):
             status = h.weave("status").stdout
             assert "Source: the Kubernetes API (node " in status and "Status: enforced" in status, status

@@ -150,6 +150,7 @@ class Controller:
         self.dirty: dict[str, set[str]] = {k: set() for k in KINDS}
         self.listed: set[str] = set()
         self.whole_needed = True
+        self._weave_cleaned = False
         self.stats = NpcStats()
         self.reflectors: dict[str, Reflector] = {}
         self._wake = asyncio.Event()
@@ -281,7 +282,9 @@ class Controller:
         self.stats.wholes += 1
         for k in KINDS:
             self.dirty[k] -= dirty[k]
-        self._said(text)
+        in_force = self._said(text)
+        if in_force and not self._weave_cleaned:
+            await self._remove_weaves()
         log.info("network policy: the whole state handed to the router (%d namespaces, %d policies, %d pods, "
                  "%d parts)", *(len(self.cache[k]) for k in KINDS), len(parts))  # fmt: skip
 
@@ -299,12 +302,27 @@ class Controller:
                 size += n
         yield part
 
-    def _said(self, text: str) -> None:
-        with contextlib.suppress(ValueError, AttributeError):
-            problem = json.loads(text).get("Problem", "")
-            if problem:
-                self.stats.last_error = problem
-                log.warning("network policy: the router says: %s", problem)
+    def _said(self, text: str) -> bool:
+        """Log what the router said went wrong; whether the state is in force there."""
+        try:
+            answer = json.loads(text)
+            problem, in_force = str(answer.get("Problem", "")), bool(answer.get("InForce"))
+        except (ValueError, AttributeError):
+            return False
+        if problem:
+            self.stats.last_error = problem
+            log.warning("network policy: the router says: %s", problem)
+        return in_force
+
+    async def _remove_weaves(self) -> None:
+        """Weave 2.8's weave-npc rules and sets, once the router enforces this node's state (an in-place move
+        from Weave left them, see ``weavenet.host.weave_npc``)."""
+        from weavenet.host.weave_npc import remove_leftovers
+
+        self._weave_cleaned = True
+        removed = await asyncio.to_thread(remove_leftovers)
+        if removed:
+            log.info("network policy: removed what Weave's weave-npc left: %s", "; ".join(removed))
 
 
 class _PushError(Exception):
