@@ -188,6 +188,15 @@ def test_bad_api_answers_are_survived(cluster: KubeCluster) -> None:
     assert "Failed to get peers (retrying in" in logs and "Traceback" not in logs, logs
     assert "watching nodes: 410 too old resource version" in logs and "DecodeError" in logs
     assert all(kc.procs[(h.name, "launch")].poll() is None for h in (h1, h2))
+    # counted on the router's /metrics (WEAVE_METRICS_ADDR)
+    metrics = (
+        h1.run([sys.executable, "-c", METRICS.replace("6781", "6782")]).stdout
+        + h2.run([sys.executable, "-c", METRICS.replace("6781", "6782")]).stdout
+    )
+    failures = [float(v) for v in re.findall(r"^weavenet_kube_api_failures_total (\S+)", metrics, re.M)]
+    watch = [float(v) for v in re.findall(r"^weavenet_kube_node_watch_errors_total (\S+)", metrics, re.M)]
+    assert len(failures) == 2 and sum(failures) >= 4 and sum(watch) >= 1, metrics
+    assert re.findall(r"^weavenet_kube_node_status_set (\S+)", metrics, re.M) == ["1.0", "1.0"]
     # the node watch still works: a node that never ran a router, deleted, is handled
     kc.api.put({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "x", "namespace": "default"}})
     api.delete("Node", "h3")

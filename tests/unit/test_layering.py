@@ -89,3 +89,15 @@ def test_the_checked_packages_exist() -> None:
         assert _files(package), package
     for module in PURE_MODULES:
         assert (SRC / module).is_file(), module
+
+
+def test_only_kubernetes_mode_imports_its_client() -> None:
+    """lightkube (the ``kube`` extra) is Kubernetes mode's alone: ``weave launch`` must never load it."""
+    bad = [
+        f"{path.relative_to(SRC)}:{line}: imports {module}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path.relative_to(SRC).parts[0] != "kube"
+        for line, module in _imports(path)
+        if module.split(".")[0] in ("lightkube", "httpx2")
+    ]
+    assert not bad, "\n".join(bad)

@@ -26,7 +26,7 @@ import os
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from weavenet.aio.machine import MachineDriver
 from weavenet.aio.mesh import MeshTransport
@@ -70,6 +70,7 @@ class Weaver:
             raise
         self.ready = False
         self.launched = False
+        self.collectors: list[Any] = []  # more for /metrics, from who runs the router (Kubernetes mode)
         self.stopping = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
 
@@ -256,7 +257,7 @@ class Weaver:
             ipam=self.ipam,
             dns=self.dns,
             policy=self.policy,
-            collectors=self.policy.collectors(),
+            collectors=[*self.policy.collectors(), *self.collectors],
             ui=ui,
         )
         await start_api(stack, api, config.http_addr, config.status_addr, config.metrics_addr)

@@ -278,7 +278,8 @@ class Reflector:
         return {"namespace": "*"} if issubclass(self.resource, NamespacedResource) else {}
 
     async def _list(self) -> str:
-        listing = self.api.client.list(self.resource, **self._scope())
+        client: Any = self.api.client  # the resource is chosen at run time: no overload of list() fits
+        listing = client.list(self.resource, **self._scope())
 
         async def run() -> list[Any]:
             return [o async for o in listing]
@@ -293,7 +294,8 @@ class Reflector:
 
     async def _watch(self, version: str) -> None:
         timeout = self.rng.randint(*self.watch_timeout)
-        stream = self.api.client.watch(self.resource, resource_version=version, server_timeout=timeout, **self._scope())
+        client: Any = self.api.client
+        stream = client.watch(self.resource, resource_version=version, server_timeout=timeout, **self._scope())
         it = stream.__aiter__()
         doing = f"watching {self.name}"
         while True:

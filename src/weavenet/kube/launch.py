@@ -34,7 +34,7 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,6 +227,35 @@ class KubeMode:
 
     # -- after the router started ----------------------------------------------------------------------------------
 
+    def collect(self) -> Iterator[Any]:
+        """Prometheus: the API calls and what failed, reclaims, the node watch (on the router's ``/metrics``)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        st = self.stats
+        for name, doc, value in (
+            ("weavenet_kube_api_calls", "Calls to the Kubernetes API.", self.api.calls),
+            (
+                "weavenet_kube_api_failures",
+                "Calls to the Kubernetes API that failed (and were retried).",
+                self.api.failures,
+            ),
+            ("weavenet_kube_reclaim_runs", "Reclaims of removed nodes' ranges run.", st.reclaim_runs),
+            ("weavenet_kube_reclaim_errors", "Reclaims that failed (retried).", st.reclaim_errors),
+            ("weavenet_kube_reclaimed_peers", "Peers whose ranges this peer took over.", len(st.reclaimed)),
+            ("weavenet_kube_peer_resets", "Router peers replaced by the node list.", st.peer_resets),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        r = getattr(self, "reflector", None)
+        if r is not None:
+            yield CounterMetricFamily(
+                "weavenet_kube_node_watch_errors", "Node list or watch failures.", value=r.stats.errors
+            )
+            yield CounterMetricFamily(
+                "weavenet_kube_node_watch_relists", "Node lists after 410 Gone.", value=r.stats.relists
+            )
+        yield GaugeMetricFamily("weavenet_kube_node_status_set", "1 once NetworkUnavailable=false is set.",
+                                value=1 if st.node_status_set else 0)  # fmt: skip
+
     def start(self, weaver: Weaver) -> None:
         self.weaver = weaver
         loop = asyncio.get_running_loop()
@@ -412,6 +441,7 @@ async def launch_router(env: Mapping[str, str], args: Sequence[str], service_acc
     from weavenet.core.codec.gob import STRING, encode_stream
 
     weaver.store.set_raw(RECLAIM_FLAG, encode_stream([(STRING, "ok")]))  # written with the launch's first flush
+    weaver.collectors.append(mode)
     try:
         await weaver.start()
     except BaseException:

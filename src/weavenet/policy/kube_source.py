@@ -236,8 +236,10 @@ def _pod(obj: object, path: str) -> Pod:
     good = []
     for ip in ips:
         try:
-            addr = ipaddress.ip_address(ip if isinstance(ip, str) else None)  # not an int: 5 is no address here
-        except (ValueError, TypeError) as e:
+            if not isinstance(ip, str):  # not an int either: ip_address(5) would be 0.0.0.5
+                raise ValueError(ip)
+            addr = ipaddress.ip_address(ip)
+        except ValueError as e:
             raise FeedError(f"{path}.IPs: {ip!r} is not an address") from e
         if addr.version == 4:  # weave's network is IPv4
             good.append(str(addr))
