@@ -395,6 +395,17 @@ class KubeMode:
         await self.reflector.run()
 
 
+async def drop_state_if_reclaimed(mode: KubeMode, saved: SavedIdentity | None) -> bool:
+    """Weave's check at start: the saved state says the reclaim protocol was in use and this peer is no longer in
+    the ConfigMap's list, so another peer took its ranges over while it was away: the saved state goes (ours and
+    Weave's file), and the router starts afresh rather than claim ranges that are no longer its own."""
+    if saved is None or not saved.reclaim_flag or await mode.still_listed():
+        return False
+    log.warning("Peer not in list; removing persisted data (%s): another peer took over its ranges", saved.where)
+    await asyncio.to_thread(remove_saved_state, mode.launch.state_dir, mode.launch.db_prefix)
+    return True
+
+
 # -- the entry point --------------------------------------------------------------------------------------------------
 
 
@@ -421,11 +432,7 @@ async def launch_router(env: Mapping[str, str], args: Sequence[str], service_acc
             peers = await mode.peers()
         except KubeError as e:
             raise ConfigError(f"Failed to get peers: {e}") from e
-        if saved is not None and saved.reclaim_flag:
-            listed = await mode.still_listed()
-            if not listed:
-                log.warning("Peer not in list; removing persisted data (%s): another peer took over", saved.where)
-                await asyncio.to_thread(remove_saved_state, k.state_dir, k.db_prefix)
+        await drop_state_if_reclaimed(mode, saved)
     except BaseException:
         await api.close()
         raise
