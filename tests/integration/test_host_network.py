@@ -91,7 +91,7 @@ def forward_rules(host) -> list[str]:
 def test_launch_plumbing_survives_a_firewall_flush_and_reset_removes_it(make_testbed) -> None:
     tb = make_testbed(1)
     (h1,) = tb.hosts
-    ok(h1, "launch")
+    ok(h1, "launch", "--no-masq-local")
     name = ok(h1, "report", "-f", "{{.Router.Name}}").strip()
     link = h1.run(["ip", "-d", "link", "show", "weave"]).stdout
     assert f"link/ether {name}" in link and "bridge" in link and re.search(r"mtu (\d+)", link)
@@ -106,6 +106,8 @@ def test_launch_plumbing_survives_a_firewall_flush_and_reset_removes_it(make_tes
     assert forward_rules(h1)[:4] == expected
     assert "-A POSTROUTING -j WEAVE" in h1.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout
     assert "Block non-local access to Weave Net control port" in h1.run(["iptables", "-S", "INPUT"]).stdout
+    no_masq = "-A WEAVE -m set --match-set weaver-no-masq-local dst"
+    assert h1.run(["iptables", "-t", "nat", "-S", "WEAVE"]).stdout.splitlines()[1].startswith(no_masq)
 
     c = h1.container("c")
     ok(h1, "attach", "10.2.1.1/24", c.netns_path)
@@ -121,6 +123,7 @@ def test_launch_plumbing_survives_a_firewall_flush_and_reset_removes_it(make_tes
     )
     wait_until(lambda: forward_rules(h1)[:4] == expected, 40, "the FORWARD block restored at the top")
     assert "-A POSTROUTING -j WEAVE" in h1.run(["iptables", "-t", "nat", "-S", "POSTROUTING"]).stdout
+    wait_until(lambda: no_masq in h1.run(["iptables", "-t", "nat", "-S", "WEAVE"]).stdout, 20, "no-masq-local's rule")
     assert h1.weave("status").returncode == 0  # the router kept running
 
     ok(h1, "reset")
@@ -128,6 +131,7 @@ def test_launch_plumbing_survives_a_firewall_flush_and_reset_removes_it(make_tes
     assert "weave" not in links and "vethwe" not in links, links
     rules = h1.run(["iptables-save"]).stdout
     assert "WEAVE" not in rules and "-o weave" not in rules, rules
+    assert "weaver-no-masq-local" not in h1.run(["ipset", "list", "-n"]).stdout
     assert h1.weave("status").returncode != 0
 
 
