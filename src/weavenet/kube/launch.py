@@ -372,6 +372,7 @@ class KubeMode:
 
         def deleted(name: str) -> None:
             log.debug("Delete event for %s", name)
+            self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(loop.create_task(self._node_deleted(), name=f"node {name} deleted"))
 
         def on_list(objs: list[Any]) -> None:
