@@ -288,9 +288,10 @@ class KubeMode:
             try:
                 await step()
                 return
-            except (KubeError, WeavenetError) as e:
-                self.stats.last_error = str(e)
-                log.warning("%s failed (retrying in %.0fs): %s", what, delay, e)
+            except Exception as e:  # whatever it was, the router goes on and the step is tried again
+                said = str(e) if isinstance(e, WeavenetError) else f"{type(e).__name__}: {e}"
+                self.stats.last_error = said
+                log.warning("%s failed (retrying in %.0fs): %s", what, delay, said)
             await asyncio.sleep(delay * (0.5 + self.rng.random() / 2))
             delay = min(delay * 2, self.retry[1])
 
@@ -360,8 +361,9 @@ class KubeMode:
         try:
             await self.reclaim()
             await self._reset_peers()
-        except (WeavenetError, ValueError) as e:
-            log.error("[kube-peers] after a node was removed: %s", e)
+        except Exception as e:  # logged; the next deletion, or the next start, tries again
+            said = str(e) if isinstance(e, WeavenetError) else f"{type(e).__name__}: {e}"
+            log.error("[kube-peers] after a node was removed: %s", said)
 
     async def _watch_nodes(self) -> None:
         """The reclaim daemon: node deletions seen in a list+watch of nodes (a node gone between two lists, after

@@ -122,6 +122,8 @@ async def reclaim_peer(cml: ConfigMapAnnotations, peer_name: str, me: str, rmpee
     if state == p.HELD:
         log.debug("[kube-peers] %s is being reclaimed by %s", peer_name, cml.annotations.get(p.lock_key(peer_name)))
         return False
+    if state == p.FREE and not cml.peer_list().contains(peer_name):
+        return False  # another peer finished with it since our pass read the list: nothing left to do
     if state == p.FREE:
         log.debug("[kube-peers] Noting I plan to remove %s", peer_name)
         try:
@@ -152,8 +154,15 @@ async def reclaim_removed_peers(
     rmpeer: Callable[[str], int],
     is_local: Callable[[str], bool],
 ) -> list[str]:
-    """Go's ``reclaimRemovedPeers``; the peers reclaimed (``KubeError``, or rmpeer's error, stops it)."""
+    """Go's ``reclaimRemovedPeers``; the peers whose ranges this peer took over (``KubeError``, or rmpeer's error,
+    stops it)."""
     done: list[str] = []
+
+    def taking(peer: str) -> int:
+        count = rmpeer(peer)
+        done.append(peer)
+        return count
+
     quiet = 0
     while quiet < PASSES:
         await cml.init()
@@ -165,9 +174,8 @@ async def reclaim_removed_peers(
             break
         changed = False
         for peer in gone:
-            if await reclaim_peer(cml, peer.peer_name, me, rmpeer):
+            if await reclaim_peer(cml, peer.peer_name, me, taking):
                 changed = True
-                done.append(peer.peer_name)
         quiet = 0 if changed else quiet
         quiet += 1
     return done

@@ -105,7 +105,7 @@ async def test_two_concurrent_claimants_exactly_one_reclaims(
     )
     assert len(taken) == 1 and taken[0][1] == GO3
     winner = taken[0][0]
-    assert results == ([GO3], []) if winner == GO1 else ([], [GO3])
+    assert results == ([[GO3], []] if winner == GO1 else [[], [GO3]])
     conflicts = [c for c in server.calls("PUT", "configmaps/weave-net") if p.lock_key(GO3) in c.body["metadata"].get(
         "annotations", {})]  # fmt: skip
     assert len(conflicts) >= 2  # both tried to take the lock
