@@ -257,6 +257,9 @@ def test_network_policy_from_the_api(cluster: KubeCluster) -> None:
         assert reach("b", "a") and not reach("b", "a", 81) and reach("a", "c") and reach("a", "b", 81)
         listed = h2.weave("policy", "ls")
         assert re.search(r"^x +allow-from-b +pod=a +Ingress +\d", listed.stdout, re.M), listed.stdout
+        tested = h2.weave("policy", "test", "x/c", "x/a", "80")
+        assert tested.returncode == 2 and tested.stdout.startswith(f"denied: tcp {ips['c']} (x/c) -> {ips['a']} (x/a)")
+        assert h2.weave("policy", "test", "x/b", "x/a", "80").returncode == 0
         refused = h2.weave("policy", "rm", "allow-from-b", "-n", "x")
         assert refused.returncode == 1 and "comes from the Kubernetes API" in refused.stderr, refused
         metrics = h1.run([sys.executable, "-c", METRICS]).stdout
