@@ -49,8 +49,8 @@ def serve_weavedns(port: int, names: int, upstream: str) -> None:
     from weavenet.dns.server import DNSServer, Forwarder, Upstreams
 
     async def main() -> None:
-        now = time.time()
-        ns = Nameserver(PeerName(1), "weave.local.", time.time, lambda p: True)
+        now = time.time()  # with wall_offset 0, now is the wall clock
+        ns = Nameserver(PeerName(1), "weave.local.", lambda p: True)
         for i in range(names):
             ns.add(f"h{i}.weave.local", f"c{i}", 0x0A200000 + i + 1, now)
         engine = QueryEngine(ns.index, "weave.local.", 1, random.Random())

@@ -22,7 +22,7 @@ from weavenet.dns.query import QR, UDP_MAX, UDP_MIN, Drop, Forward, QueryEngine,
 from weavenet.dns.server import DNSServer, Forwarder, Upstreams
 
 NOW = 1_700_000_000.0
-_ns = Nameserver(PeerName(1), "weave.local.", lambda: NOW, lambda p: True)
+_ns = Nameserver(PeerName(1), "weave.local.", lambda p: True)
 for _i in range(80):
     _ns.add("many.weave.local", f"m{_i}", parse_addr(f"10.3.0.{_i + 1}"), NOW)
 _ns.add("a1.weave.local", "c1", parse_addr("10.2.1.1"), NOW)
@@ -137,7 +137,7 @@ def _framed(query: bytes) -> bytes:
 async def _tcp_session(stream: bytes) -> tuple[list[bytes], DNSServer]:
     """Send ``stream`` on one TCP connection (then half-close), collect the framed answers until the server
     closes; then check a fresh connection is still answered."""
-    ns = Nameserver(PeerName(1), "weave.local.", lambda: NOW, lambda p: True)
+    ns = Nameserver(PeerName(1), "weave.local.", lambda p: True)
     ns.add("a1.weave.local", "c1", parse_addr("10.2.1.1"), NOW)
     engine = QueryEngine(ns.index, "weave.local.", 1, random.Random(3))
     server = DNSServer(engine, Forwarder(engine, Upstreams(None), timeout=0.5))  # no upstream: nothing leaves

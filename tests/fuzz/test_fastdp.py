@@ -150,7 +150,7 @@ def test_core_heartbeats_mutated(specials: list) -> None:
             frame = frame[:60]
         data = frame if keep else mutate(frame, f, cut, tail)
         r1.vxlan_special_received(net.peers[0].ip, (vni + vni_delta) % (1 << 24), data[:64], len(data), net.now())
-        r1.actions()
+        r1.actions(net.now())
     after = c.heartbeats + c.probes + c.wrong_destination + c.unknown_sender + c.wrong_connection + c.malformed
     assert after == before + len(specials)
     assert split_vni(vni)[1] == r1.ourself.short_id
@@ -169,7 +169,7 @@ def test_core_overlay_control_messages(controls: list[tuple[int, int, bytes]]) -
     assert conn0.framer is not None
     for index, subtag, body in controls:
         r1.data_received(conn1.id, conn0.framer.encode(bytes((TAG_OVERLAY_CONTROL, index, subtag)) + body), net.now())
-        r1.actions()
+        r1.actions(net.now())
         assert r1.internal_errors == 0
     net.run_for(5)
     assert _on_fastdp(r0) and _on_fastdp(r1)

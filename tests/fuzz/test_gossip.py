@@ -138,11 +138,11 @@ def test_ipam_mutated_ring_gossip(f: list[tuple[int, int]], cut: int | None, tai
     before = (list(a.ring.entries), dict(a.nicknames))
     try:
         if how == "broadcast":
-            a.on_gossip_broadcast(PeerName(1), payload)
+            a.on_gossip_broadcast(PeerName(1), payload, 0.0)
         elif how == "gossip":
-            a.on_gossip(payload)
+            a.on_gossip(payload, 0.0)
         else:
-            a.on_gossip_unicast(PeerName(1), wire.encode_unicast(wire.MSG_RING_UPDATE, payload))
+            a.on_gossip_unicast(PeerName(1), wire.encode_unicast(wire.MSG_RING_UPDATE, payload), 0.0)
     except RemoteProtocolError:
         assert (list(a.ring.entries), dict(a.nicknames)) == before, "refused, so nothing merged"
         assert a.refused_count == 1
@@ -158,10 +158,10 @@ RANGE_SEED = wire.encode_range(Range(U.addr + 16, U.addr + 32))
 @fuzz(200)
 def test_ipam_unicasts(kind: int, f: list[tuple[int, int]], cut: int | None, tail: bytes) -> None:
     a = _allocator()
-    a.on_gossip_broadcast(PeerName(1), SAMPLE)  # a ring, so a space request is acted upon
+    a.on_gossip_broadcast(PeerName(1), SAMPLE, 0.0)  # a ring, so a space request is acted upon
     refused = a.refused_count
     try:
-        a.on_gossip_unicast(PeerName(1), bytes((kind,)) + mutate(RANGE_SEED, f, cut, tail))
+        a.on_gossip_unicast(PeerName(1), bytes((kind,)) + mutate(RANGE_SEED, f, cut, tail), 0.0)
     except RemoteProtocolError:
         assert a.refused_count == refused + 1
         return
@@ -178,14 +178,14 @@ DNS_SEED = encode_dns(
 
 
 def _check_dns(data: bytes, broadcast: bool) -> None:
-    ns = Nameserver(PeerName(1), "weave.local.", lambda: NOW, lambda p: True)
+    ns = Nameserver(PeerName(1), "weave.local.", lambda p: True)
     try:
-        ns.on_gossip_broadcast(PeerName(2), data) if broadcast else ns.on_gossip(data)
+        ns.on_gossip_broadcast(PeerName(2), data, NOW) if broadcast else ns.on_gossip(data, NOW)
     except RemoteProtocolError:
         assert ns.counters["gossip_malformed"] + ns.counters["gossip_clock_skew"] == 1
         assert not len(ns.entries)
         return
-    gossip = ns.gossip()
+    gossip = ns.gossip(NOW)
     if gossip is not None:
         for payload in gossip.encode():
             decode_dns(payload)
@@ -210,10 +210,9 @@ def test_nameserver_mutated(f: list[tuple[int, int]], cut: int | None, tail: byt
 @fuzz(100)
 def test_surrogate_channel(updates: list[tuple[bytes, float]]) -> None:
     s = SurrogateGossiper(interval=30.0)
-    s.on_gossip_unicast(PeerName(3), b"x")
+    s.on_gossip_unicast(PeerName(3), b"x", 0.0)
     for update, at in sorted(updates, key=lambda u: u[1]):
-        s.now = at
-        out = s.on_gossip(update)
+        out = s.on_gossip(update, at)
         assert out is None or out.encode() == [update]
-        assert s.on_gossip_broadcast(PeerName(3), update).encode() == [update]  # type: ignore[union-attr]
-    assert s.gossip() is None
+        assert s.on_gossip_broadcast(PeerName(3), update, at).encode() == [update]  # type: ignore[union-attr]
+    assert s.gossip(100.0) is None

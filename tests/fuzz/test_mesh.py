@@ -50,7 +50,7 @@ class Rig:
         self.alloc = Allocator(AllocatorConfig(ME, r.ourself.uid, "me", U), RouterView(r), random.Random(0), 0.0)
         self.alloc.set_sink(r.new_gossip(wire.CHANNEL, self.alloc))
         self.alloc.start({}, [], 0.0)
-        self.ns = dns_ns.Nameserver(ME, "weave.local.", lambda: NOW, lambda p: r.topology.get(p) is not None)
+        self.ns = dns_ns.Nameserver(ME, "weave.local.", lambda p: r.topology.get(p) is not None, wall_offset=NOW)
         self.ns.set_sink(r.new_gossip(dns_ns.CHANNEL, self.ns))
         self.cid = r.accepted("10.0.0.2:40000", "10.0.0.1:6783", 0.0)
         done = pump(r, self.cid, remote_handshake(extra_features={tg.DIGEST_FEATURE: "1"}))
@@ -60,8 +60,8 @@ class Rig:
         self.sent: list[bytes] = []
         self.fed: set[bytes] = set()  # a unicast for another peer is relayed verbatim: not ours to check
 
-    def drain(self) -> None:
-        for a in self.router.actions():
+    def drain(self, now: float) -> None:
+        for a in self.router.actions(now):
             if isinstance(a, Close):
                 self.closed.append(a)
             elif isinstance(a, Write) and a.conn_id == self.cid:
@@ -71,7 +71,7 @@ class Rig:
         self.fed.add(message)
         if self.cid in self.router.connections:
             self.router.data_received(self.cid, self.framer.encode(message), now)
-        self.drain()
+        self.drain(now)
 
 
 @st.composite
@@ -134,7 +134,7 @@ def test_messages_on_a_live_connection(messages: list[bytes]) -> None:
         assert r.connections[rig.cid].state is ConnState.READY
     for t in (1.5, 6.0, 31.0):  # batched updates, digest rounds, the full gossip round
         r.handle_timer(t)
-        rig.drain()
+        rig.drain(t)
     for msg in rig.sent:
         if msg in rig.fed:
             continue
@@ -144,7 +144,7 @@ def test_messages_on_a_live_connection(messages: list[bytes]) -> None:
             raise AssertionError(f"the router gossiped what it cannot decode: {e}") from e
     rig.alloc.ring.check()
     rig.alloc.status(None)
-    router_status(r)
+    router_status(r, 31.0)
     _still_answers(r, 32.0)
     assert r.internal_errors == 0
 
@@ -157,7 +157,7 @@ def test_bytes_on_a_new_connection(data: bytes, chunk: int) -> None:
     for i in range(0, len(data), chunk):
         r.data_received(cid, data[i : i + chunk], 0.1)
     r.handle_timer(100.0)  # the handshake deadline passes too
-    r.actions()
+    r.actions(100.0)
     assert r.internal_errors == 0
     assert cid not in r.connections or r.connections[cid].state is ConnState.HANDSHAKE
     _still_answers(r, 100.0)

@@ -42,7 +42,7 @@ def _drops(c: object) -> int:
 def test_core_random_datagrams_from_anyone(data: bytes) -> None:
     r = router()
     r.datagram_received(data, ("10.0.0.9", 6783), 0.1)
-    r.actions()
+    r.actions(0.1)
     c = r.sleeve.counters
     assert c.packets == 1 and _drops(c) <= 1
 
@@ -87,7 +87,7 @@ def test_core_mutated_datagrams_on_a_live_link(password: bytes | None, mutations
     sender = (net.peers[0].ip, PORT)
     for seed, (f, cut, tail, keep) in zip(_sender_datagrams(net, len(mutations)), mutations, strict=True):
         r1.datagram_received(seed if keep else mutate(seed, f, cut, tail), sender, net.now())
-        r1.actions()
+        r1.actions(net.now())
     c = r1.sleeve.counters
     assert c.packets == before + len(mutations) and _drops(c) <= len(mutations)
     net.run_for(5)

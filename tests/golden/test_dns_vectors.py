@@ -71,7 +71,7 @@ def test_nameserver_replays_the_go_scenario() -> None:
     inp = c["inputs"]
     us = PeerName.parse(inp["local_peer"])
     clock = [float(inp["entries_added_at"])]
-    ns = Nameserver(us, inp["domain"], lambda: clock[0], lambda p: True)
+    ns = Nameserver(us, inp["domain"], lambda p: True)
     sink = _Sink()
     ns.set_sink(sink)
     for e in inp["entries"]:
@@ -85,7 +85,7 @@ def test_nameserver_replays_the_go_scenario() -> None:
     sink.broadcasts.clear()
     ns.delete("db.weave.local.", "c0ffee000004", parse_addr("10.32.0.4"), clock[0])
     assert sink.broadcasts[0].encode() == [bytes.fromhex(case("dns", "tombstone_broadcast")["output_hex"])]
-    full = ns.gossip()
+    full = ns.gossip(clock[0])
     assert full is not None
     assert full.encode() == [bytes.fromhex(case("dns", "full_state_gossip")["output_hex"])]
 
@@ -95,7 +95,7 @@ def test_container_died_broadcast_is_accepted_and_matches() -> None:
     inp = c["inputs"]
     b = PeerName.parse(inp["local_peer"])
     now = float(inp["now_unix"])
-    ns_b = Nameserver(b, "weave.local.", lambda: now, lambda p: True)
+    ns_b = Nameserver(b, "weave.local.", lambda p: True)
     sink = _Sink()
     ns_b.set_sink(sink)
     e = inp["entry"]
@@ -105,9 +105,9 @@ def test_container_died_broadcast_is_accepted_and_matches() -> None:
     payload = sink.broadcasts[0].encode()[0]
     assert payload.hex() == c["output_hex"]
     a = PeerName.parse("ce:12:34:56:78:01")
-    ns_a = Nameserver(a, "weave.local.", lambda: now, lambda p: True)
+    ns_a = Nameserver(a, "weave.local.", lambda p: True)
     ns_a.entries.merge([Entry(e["ContainerID"], int(b), parse_addr(e["Addr"]), e["Hostname"])])
     assert ns_a.lookup("cache.weave.local.") == [parse_addr(e["Addr"])]
-    relayed = ns_a.on_gossip_broadcast(b, payload)
+    relayed = ns_a.on_gossip_broadcast(b, payload, now)
     assert relayed is not None
     assert ns_a.lookup("cache.weave.local.") == []

@@ -185,7 +185,7 @@ def test_ring_after_gossip_and_allocations_is_byte_identical() -> None:
     b, _ = make(1, seed=True)
     cc, _ = make(2, seed=True)
     for other in (b, cc):
-        a.on_gossip_broadcast(other.name, other.encode_state())
+        a.on_gossip_broadcast(other.name, other.encode_state(), 0.0)
     got: list[Result] = []
     a.allocate("container1", UNIVERSE, True, 0.0, got.append)
     a.allocate("container2", UNIVERSE, True, 0.0, got.append)
@@ -215,7 +215,7 @@ def test_space_request_denied_then_ring_update() -> None:
     a.send_space_request(B, wire.decode_range(bytes.fromhex(req["output_hex"])[1:]))
     ((kind, dst, msg),) = a_out.out
     assert (kind, dst, msg.hex()) == ("unicast", B, req["output_hex"])
-    b.on_gossip_unicast(A, msg)
+    b.on_gossip_unicast(A, msg, 0.0)
     assert [(k, d) for k, d, _ in b_out.out] == [("unicast", A), ("unicast", A)]
     assert b_out.out[0][2].hex() == case(FILE, "unicast_space_request_denied")["output_hex"]
     assert b_out.out[1][2].hex() == case(FILE, "unicast_ring_update")["output_hex"]
@@ -251,11 +251,11 @@ def test_paxos_consensus_sequence() -> None:
             produced.append(("broadcast", src, None, payload))
             for name, (alloc, _) in peers.items():
                 if name != src:
-                    alloc.on_gossip_broadcast(src, payload)
+                    alloc.on_gossip_broadcast(src, payload, 0.0)
                     collect()
         else:
             produced.append(("unicast", src, dst, data))
-            peers[dst][0].on_gossip_unicast(src, data)
+            peers[dst][0].on_gossip_unicast(src, data, 0.0)
             collect()
     want = c["messages"]
     assert len(produced) == len(want)

@@ -18,8 +18,8 @@ def with_dns(net: SimNetwork) -> list[Nameserver]:
         ns = Nameserver(
             p.name,
             "weave.local.",
-            net.clock.wall,
             lambda n, r=router: r.topology.get(n) is not None,  # type: ignore[misc]
+            wall_offset=net.clock.wall() - net.clock.now(),
         )
         ns.set_sink(router.new_gossip(CHANNEL, ns))
         router.on_peer_removed.append(lambda peer, ns=ns: ns.peer_gone(peer.name))  # type: ignore[misc]
@@ -48,9 +48,9 @@ def mesh(n: int, seed: int = 1) -> tuple[SimNetwork, list[Nameserver]]:
 def test_an_entry_spreads_to_every_peer_and_its_removal_too() -> None:
     net, nss = mesh(6)
     everyone = list(range(6))
-    do(net, net.peers[2], lambda: nss[2].add("a1.weave.local.", "c1", ADDR, net.clock.wall()))
+    do(net, net.peers[2], lambda: nss[2].add("a1.weave.local.", "c1", ADDR, net.now()))
     assert net.run_until_true(lambda: all(resolves(nss, everyone)), 10, step=0.1) is not None
-    do(net, net.peers[2], lambda: nss[2].delete(None, "c1", None, net.clock.wall()))
+    do(net, net.peers[2], lambda: nss[2].delete(None, "c1", None, net.now()))
     assert net.run_until_true(lambda: not any(resolves(nss, everyone)), 10, step=0.1) is not None
     # the periodic full gossip keeps everyone at the same state
     net.run_for(70)
@@ -60,14 +60,14 @@ def test_an_entry_spreads_to_every_peer_and_its_removal_too() -> None:
 
 def test_late_gossip_does_not_resurrect_a_tombstone() -> None:
     net, nss = mesh(3)
-    do(net, net.peers[0], lambda: nss[0].add("a1.weave.local.", "c1", ADDR, net.clock.wall()))
+    do(net, net.peers[0], lambda: nss[0].add("a1.weave.local.", "c1", ADDR, net.now()))
     assert net.run_until_true(lambda: all(resolves(nss, [0, 1, 2])), 10, step=0.1) is not None
-    stale = nss[1].gossip()
+    stale = nss[1].gossip(net.now())
     assert stale is not None
     old_payload = stale.encode()[0]
-    do(net, net.peers[0], lambda: nss[0].container_died("c1", net.clock.wall()))
+    do(net, net.peers[0], lambda: nss[0].container_died("c1", net.now()))
     assert net.run_until_true(lambda: not any(resolves(nss, [0, 1, 2])), 10, step=0.1) is not None
-    nss[2].on_gossip(old_payload)  # the old state arrives late
+    nss[2].on_gossip(old_payload, net.now())  # the old state arrives late
     assert not any(resolves(nss, [0, 1, 2]))
 
 
@@ -78,13 +78,13 @@ def test_tombstone_wins_after_a_partition_heals() -> None:
         do(
             net,
             net.peers[i],
-            lambda i=i, name=name: nss[i].add(f"{name}.weave.local.", name, ADDR + i, net.clock.wall()),
+            lambda i=i, name=name: nss[i].add(f"{name}.weave.local.", name, ADDR + i, net.now()),
         )
     assert net.run_until_true(lambda: all(resolves(nss, everyone, "a3.weave.local.")), 10, step=0.1) is not None
     assert all(resolves(nss, everyone, "a1.weave.local."))
     left, right = [0, 1, 2], [3, 4]
     net.partition(left, right)
-    do(net, net.peers[0], lambda: nss[0].delete("a1.weave.local.", None, None, net.clock.wall()))
+    do(net, net.peers[0], lambda: nss[0].delete("a1.weave.local.", None, None, net.now()))
     assert net.run_until_true(lambda: not any(resolves(nss, left)), 10, step=0.1) is not None
     net.run_for(120)  # long enough for each side to forget the other
     net.heal_all()
@@ -96,8 +96,8 @@ def test_tombstone_wins_after_a_partition_heals() -> None:
 
 def test_a_departed_peer_takes_its_entries_with_it() -> None:
     net, nss = mesh(4, seed=5)
-    do(net, net.peers[3], lambda: nss[3].add("a1.weave.local.", "c1", ADDR, net.clock.wall()))
-    do(net, net.peers[1], lambda: nss[1].add("b.weave.local.", "c2", ADDR + 1, net.clock.wall()))
+    do(net, net.peers[3], lambda: nss[3].add("a1.weave.local.", "c1", ADDR, net.now()))
+    do(net, net.peers[1], lambda: nss[1].add("b.weave.local.", "c2", ADDR + 1, net.now()))
     assert net.run_until_true(lambda: all(resolves(nss, [0, 1, 2, 3])), 10, step=0.1) is not None
     net.peers[3].up = False
     for i in (0, 1, 2):
@@ -115,12 +115,12 @@ def test_a_removal_lost_with_a_broken_connection_arrives_with_its_replacement() 
     address since given to another container, until the 30 s full gossip. A replacement resyncs at once."""
     net, nss = mesh(3, seed=3)
     assert net.run_until_true(lambda: len(net.peers[1].router.by_peer) == 2, 30) is not None  # 1-2 by discovery
-    do(net, net.peers[1], lambda: nss[1].add("a1.weave.local.", "c1", ADDR, net.clock.wall()))
+    do(net, net.peers[1], lambda: nss[1].add("a1.weave.local.", "c1", ADDR, net.now()))
     assert net.run_until_true(lambda: all(resolves(nss, [0, 1, 2])), 10, step=0.1) is not None
     net.run_for(31)  # just past a periodic round: the next one is half a minute away
     net.cut(1, 2)
     net.run_for(0.5)
-    do(net, net.peers[1], lambda: nss[1].delete(None, "c1", None, net.clock.wall()))
+    do(net, net.peers[1], lambda: nss[1].delete(None, "c1", None, net.now()))
     assert net.run_until_true(lambda: net.peers[1].name not in net.peers[2].router.by_peer, 20, step=0.1) is not None
     assert resolves(nss, [0, 1, 2]) == [False, False, True]  # 2 still has it: the removal went down the cut link
     net.heal(1, 2)

@@ -37,7 +37,7 @@ def all_established(net: SimNetwork) -> bool:
 
 def overlay(net: SimNetwork, a: int, b: int) -> tuple[str, str | None]:
     """(overlay in use, fallback reason) of a's connection to b, as ``weave status connections`` shows them."""
-    for row in net.peers[a].router.connection_status():
+    for row in net.peers[a].router.connection_status(net.now()):
         if str(net.peers[b].name) in row.info and row.attrs:
             return str(row.attrs["name"]), row.attrs.get("fallback")
     raise AssertionError(f"no connection from {a} to {b}")

@@ -128,10 +128,10 @@ def test_wrong_password_is_refused_with_reason_and_others_unaffected() -> None:
     net.connect(2, [0])
     net.run_for(20)
     assert net.converged([0, 1])
-    statuses = net.peers[2].router.connection_status()
+    statuses = net.peers[2].router.connection_status(net.now())
     failed = [s for s in statuses if s.state in ("failed", "retrying")]
     assert failed and "same --password" in failed[0].info
-    inbound = [s for s in net.peers[0].router.connection_status() if s.state == "failed"]
+    inbound = [s for s in net.peers[0].router.connection_status(net.now()) if s.state == "failed"]
     assert inbound and not inbound[0].outbound
 
 
@@ -151,7 +151,7 @@ def test_trusted_subnets_leave_the_data_plane_unencrypted_only_when_both_agree()
     net.connect(1, [0])
     net.connect(2, [0])
     assert net.run_until_true(lambda: net.converged() and established_everywhere(net), 30) is not None
-    info = {s.address.split(":")[0]: s.info for s in net.peers[0].router.connection_status()}
+    info = {s.address.split(":")[0]: s.info for s in net.peers[0].router.connection_status(net.now())}
     assert info[net.peers[1].ip].startswith("unencrypted")  # both trust each other
     assert info[net.peers[2].ip].startswith("encrypted")  # p3 does not trust p1
 
@@ -169,9 +169,9 @@ def test_conn_limit_refuses_extra_connections_with_reason() -> None:
     net.connect(2, [0])
     net.run_for(5)
     assert len(net.peers[0].router.by_peer) == 1
-    refused = [s.info for s in net.peers[0].router.connection_status() if s.state == "failed"]
+    refused = [s.info for s in net.peers[0].router.connection_status(net.now()) if s.state == "failed"]
     assert any("Connection limit reached (1)" in i for i in refused), refused
-    assert any(s.state in ("failed", "retrying") for s in net.peers[2].router.connection_status())
+    assert any(s.state in ("failed", "retrying") for s in net.peers[2].router.connection_status(net.now()))
 
 
 def test_a_peer_without_weavenet_features_keeps_its_connections() -> None:

@@ -10,8 +10,8 @@ asyncio:
   (tables for the data plane, the fast datapath's reconciler: they read the machines' new state, and a new link
   must be in the data plane's tables before the heartbeat that proves it is handed over, or that heartbeat is
   dropped and the link takes half a second longer each way), every registered machine's actions are drained by
-  its own drain callback (one input of one machine can cause actions of another: an IPAM allocation gossips
-  through the mesh router), and every machine's timer is re-armed;
+  its own drain callback, given the input's ``now`` (one input of one machine can cause actions of another: an
+  IPAM allocation gossips through the mesh router), and every machine's timer is re-armed;
 * each machine has at most one ``loop.call_at``, re-armed only when its deadline moved; when it fires, the
   machine's ``handle_timer`` gets ``now = max(deadline, loop.time())``, so a machine never sees a time before
   the deadline it asked for (``call_at`` may fire a hair early);
@@ -49,7 +49,7 @@ class Machine(Protocol):
 class _Registered:
     name: str
     machine: Machine
-    drain: Callable[[], None] | None
+    drain: Callable[[float], None] | None
     timer: asyncio.TimerHandle | None = None
     timer_at: float | None = None
 
@@ -66,34 +66,38 @@ class MachineDriver:
         self._again = False  # an input arrived during a flush (from a drain or a hook): flush once more
         self.closed = False
 
-    def add(self, name: str, machine: Machine, drain: Callable[[], None] | None = None) -> None:
-        """Register a machine; ``drain`` carries out its pending actions (called after every input)."""
+    def add(self, name: str, machine: Machine, drain: Callable[[float], None] | None = None) -> None:
+        """Register a machine; ``drain(now)`` carries out its pending actions (called after every input)."""
         self._machines.append(_Registered(name, machine, drain))
 
     def now(self) -> float:
         return self.loop.time()
 
-    def wall(self, now: float | None = None) -> float:
-        """Unix time of ``now`` (default: the loop's current time)."""
-        return (self.loop.time() if now is None else now) + self.wall_offset
-
     def run(self, fn: Callable[[float], T]) -> T | None:
         """Feed one input to a machine, then flush; the input's return value, None once closed."""
         if self.closed:
             return None
+        now = self.loop.time()
         try:
-            return fn(self.loop.time())
+            return fn(now)
         finally:
-            self.flush()
+            self.flush(now)
 
-    def flush(self) -> None:
-        """Drain every machine's actions, run the after-input hooks, re-arm every timer."""
+    def flush(self, now: float | None = None) -> None:
+        """Drain every machine's actions, run the after-input hooks, re-arm every timer.
+
+        ``now``: the time of the input just fed (the drains see that time, never an earlier one; default the
+        loop's time). A round for inputs fed during the flush takes the later of it and the loop's time."""
         if self._flushing:  # a drain or hook fed an input: the outer flush goes round once more
             self._again = True
             return
         self._flushing = True
+        if now is None:
+            now = self.loop.time()
         try:
-            for _ in range(MAX_ROUNDS):
+            for round_ in range(MAX_ROUNDS):
+                if round_:
+                    now = max(now, self.loop.time())
                 self._again = False
                 for hook in self.after_input:  # first: the data plane must know a new link before its heartbeat
                     try:
@@ -103,7 +107,7 @@ class MachineDriver:
                 for reg in self._machines:
                     if reg.drain is not None:
                         try:
-                            reg.drain()
+                            reg.drain(now)
                         except Exception:
                             log.exception("carrying out what %s asked for failed", reg.name)
                 if not self._again:
@@ -137,7 +141,7 @@ class MachineDriver:
         except Exception:
             log.exception("%s: timer failed; it is armed again", reg.name)
         finally:
-            self.flush()
+            self.flush(now)
 
     def close(self) -> None:
         """No more inputs; every timer cancelled."""

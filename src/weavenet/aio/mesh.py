@@ -205,10 +205,11 @@ class MeshTransport:
                 proto.transport.abort()
                 return
             # registered before the flush: the router writes its handshake header at once
-            conn_id = self.router.accepted(remote_addr, local_addr, self.loop.time())
+            now = self.loop.time()
+            conn_id = self.router.accepted(remote_addr, local_addr, now)
             proto.conn_id = conn_id
             self._conns[conn_id] = proto
-            self.driver.flush()
+            self.driver.flush(now)
             return
         # Outbound: tell the core here, not when the dial's await returns: the peer's first bytes can be delivered
         # before that (the await resumes a loop iteration later), and would reach a core still dialling.
@@ -257,10 +258,10 @@ class MeshTransport:
 
     # -- outputs ------------------------------------------------------------------------------------------------
 
-    def _drain(self) -> None:
+    def _drain(self, now: float) -> None:
         """Carry out what the router asked for (called by the driver after every input, after the hooks that
         keep the data plane's tables: a new link must be known there before a heartbeat for it is handed over)."""
-        for action in self.router.actions():
+        for action in self.router.actions(now):
             if isinstance(action, Write):
                 proto = self._conns.get(action.conn_id)
                 if proto is not None and proto.transport is not None and not proto.transport.is_closing():

@@ -45,21 +45,25 @@ class GossipData(Protocol):
 
 
 class Gossiper(Protocol):
-    """The receiving side of a channel."""
+    """The receiving side of a channel.
 
-    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+    Every call carries ``now`` (monotonic seconds), as every input of a pure machine does, so a gossiper needs no
+    clock and no time set from outside. (Weave's interface has none: its gossipers read the clock themselves.)
+    """
+
+    def on_gossip_unicast(self, src: PeerName, msg: bytes, now: float) -> None:
         """A message addressed to us. Raise ``RemoteProtocolError`` to drop the connection it came on."""
         ...
 
-    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> GossipData | None:
+    def on_gossip_broadcast(self, src: PeerName, update: bytes, now: float) -> GossipData | None:
         """Merge a broadcast; return what to relay further along the broadcast tree (None: nothing)."""
         ...
 
-    def gossip(self) -> GossipData | None:
+    def gossip(self, now: float) -> GossipData | None:
         """Our complete state, sent periodically and to new neighbours."""
         ...
 
-    def on_gossip(self, update: bytes) -> GossipData | None:
+    def on_gossip(self, update: bytes, now: float) -> GossipData | None:
         """Merge gossip; return only what was new to us (None: nothing), to pass on to our neighbours."""
         ...
 
@@ -174,19 +178,17 @@ class SurrogateGossiper:
     def __init__(self, interval: float = GOSSIP_INTERVAL) -> None:
         self.interval = interval
         self._seen: list[tuple[float, bytes]] = []
-        self.now = 0.0  # set by the router before each call
 
-    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+    def on_gossip_unicast(self, src: PeerName, msg: bytes, now: float) -> None:
         return None
 
-    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> GossipData | None:
+    def on_gossip_broadcast(self, src: PeerName, update: bytes, now: float) -> GossipData | None:
         return BytesGossipData([update])
 
-    def gossip(self) -> GossipData | None:
+    def gossip(self, now: float) -> GossipData | None:
         return None
 
-    def on_gossip(self, update: bytes) -> GossipData | None:
-        now = self.now
+    def on_gossip(self, update: bytes, now: float) -> GossipData | None:
         self._seen = [(t, u) for t, u in self._seen if t > now - self.interval]
         if any(u == update for _, u in self._seen):
             return None

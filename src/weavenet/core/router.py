@@ -152,7 +152,6 @@ class MeshRouter(GossipMixin):
         self._maker_dirty = True
         self._gossip_pending: set[LocalConnection] = set()
         self._gossip_from: LocalConnection | None = None  # the connection whose gossip is being handled
-        self._now = now
         self.new_gossip(TOPOLOGY_CHANNEL, self)  # the router is the topology gossiper
         self.new_gossip(tg.DIGEST_CHANNEL, _DigestGossiper(self))
         self.timers.set("gossip", now + config.gossip_interval)
@@ -160,9 +159,11 @@ class MeshRouter(GossipMixin):
 
     # ===================================================================================== public API: I/O side
 
-    def actions(self) -> list[Action]:
-        """Drain pending outputs. Call after every input."""
-        self._flush_gossip()
+    def actions(self, now: float) -> list[Action]:
+        """Drain pending outputs. Call after every input, with the time of that input (or a later one): pending
+        gossip goes out now unless its connection's coalescing gap asks to wait (the pattern of aioquic's
+        ``datagrams_to_send(now)``)."""
+        self._flush_gossip(now)
         self._flush_overlay_output()
         out, self._actions = self._actions, []
         return out
@@ -171,14 +172,12 @@ class MeshRouter(GossipMixin):
         return self.timers.next_deadline()
 
     def handle_timer(self, now: float) -> None:
-        self._now = now
         for key in self.timers.pop_due(now):
             self._fire(key, now)
         self._after_input(now)
 
     def accepted(self, remote_addr: str, local_addr: str, now: float) -> int:
         """A peer connected to us. Returns the connection id to use for this TCP connection."""
-        self._now = now
         conn = self._new_connection(False, remote_addr, accept_new_peer=True, now=now)
         conn.local_addr = local_addr
         self._start_handshake(conn, now)
@@ -186,7 +185,6 @@ class MeshRouter(GossipMixin):
         return conn.id
 
     def dial_succeeded(self, conn_id: int, local_addr: str, now: float) -> None:
-        self._now = now
         conn = self.connections.get(conn_id)
         if conn is None or conn.state is not ConnState.DIALLING:
             return
@@ -195,7 +193,6 @@ class MeshRouter(GossipMixin):
         self._after_input(now)
 
     def dial_failed(self, conn_id: int, error: str, now: float) -> None:
-        self._now = now
         conn = self.connections.pop(conn_id, None)
         if conn is None:
             return
@@ -206,7 +203,6 @@ class MeshRouter(GossipMixin):
         self._after_input(now)
 
     def data_received(self, conn_id: int, data: bytes, now: float) -> None:
-        self._now = now
         conn = self.connections.get(conn_id)
         if conn is None or conn.state in (ConnState.CLOSED, ConnState.DIALLING):
             return
@@ -231,7 +227,6 @@ class MeshRouter(GossipMixin):
         self._after_input(now)
 
     def connection_lost(self, conn_id: int, error: str | None, now: float) -> None:
-        self._now = now
         conn = self.connections.get(conn_id)
         if conn is not None and conn.state is not ConnState.CLOSED:
             reason = error or "EOF"
@@ -243,7 +238,6 @@ class MeshRouter(GossipMixin):
 
     def set_writable(self, conn_id: int, writable: bool, now: float) -> None:
         """Backpressure from the transport: while not writable, gossip merges instead of being sent."""
-        self._now = now
         conn = self.connections.get(conn_id)
         if conn is not None:
             conn.writable = writable
@@ -253,32 +247,27 @@ class MeshRouter(GossipMixin):
 
     def special_received(self, peer: int, conn_uid: int, frame: bytes, addr: tuple[str, int], now: float) -> None:
         """A sleeve special frame decoded by the external data plane."""
-        self._now = now
         self.sleeve.receive_special(PeerName(peer), conn_uid, frame, addr, now)
         self._after_input(now)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int], now: float) -> None:
-        self._now = now
         self.sleeve.receive_datagram(data, addr, now)
         self._after_input(now)
 
     def heard_from(self, ip: str, now: float) -> None:
         """The data plane received a packet from ``ip`` under a peer name we have no connection to (a beacon, a
         peer that still thinks it is connected to us): a sign of life, so a redial there need not wait."""
-        self._now = now
         self._sign_of_life(ip, now)
         self._after_input(now)
 
     def vxlan_special_received(self, src_ip: str, vni: int, head: bytes, length: int, now: float) -> None:
         """A special frame (heartbeat, probe) that came through the VXLAN tunnel, as the data plane saw it."""
-        self._now = now
         if self.fastdp is not None:
             self.fastdp.receive_special(src_ip, vni, head, length, now)
         self._after_input(now)
 
     def fastdp_send_failed(self, peer: int, conn_uid: int, error: str, now: float) -> None:
         """Sending a heartbeat failed locally (e.g. EMSGSIZE: the route's MTU is below a full-size packet)."""
-        self._now = now
         fwd = self._fastdp_forwarder(peer, conn_uid)
         if fwd is not None:
             fwd.send_failed(error, now)
@@ -286,7 +275,6 @@ class MeshRouter(GossipMixin):
 
     def fastdp_device_ready(self, peer: int, conn_uid: int, error: str | None, now: float) -> None:
         """The host side created (``error`` None) or failed to create the VXLAN device for this connection."""
-        self._now = now
         fwd = self._fastdp_forwarder(peer, conn_uid)
         if fwd is not None:
             fwd.set_device(error, now)
@@ -316,13 +304,11 @@ class MeshRouter(GossipMixin):
 
     def connect(self, addrs: Iterable[PeerAddr], replace: bool, now: float) -> None:
         """``weave connect [--replace]``: add direct peers (already resolved by the caller)."""
-        self._now = now
         self.maker.initiate(addrs, replace, now)
         self._maker_dirty = True
         self._after_input(now)
 
     def forget(self, specs: Iterable[str], now: float) -> None:
-        self._now = now
         self.maker.forget(specs)
         self._maker_dirty = True
         self._after_input(now)
@@ -335,9 +321,9 @@ class MeshRouter(GossipMixin):
         ch = self.channels[channel] = _Channel(self, channel, gossiper)
         return ch
 
-    def connection_status(self) -> list[LocalConnectionStatus]:
+    def connection_status(self, now: float) -> list[LocalConnectionStatus]:
         """Weave's ``LocalConnectionStatus`` list: our connections, then targets not connected."""
-        return connection_status(self)
+        return connection_status(self, now)
 
     def ready_connections(self) -> list[LocalConnection]:
         return [c for c in self.connections.values() if c.state is ConnState.READY]
@@ -441,7 +427,7 @@ class MeshRouter(GossipMixin):
             raise ConnectToSelf("cannot connect to ourself")
         restarted = conn.remote.uid != remote.uid
         log.info("%s: connection ready; using protocol version %d", conn.describe(), conn.version)
-        self._prepare_overlay(conn)
+        self._prepare_overlay(conn, now)
         self._add_connection(conn, restarted, now)
         self.maker.connection_created(conn.remote_tcp_addr, conn.outbound)
         self._maker_dirty = True
@@ -452,7 +438,7 @@ class MeshRouter(GossipMixin):
         conn.next_heartbeat = now + TCP_HEARTBEAT
         self._schedule_conn(conn)
 
-    def _prepare_overlay(self, conn: LocalConnection) -> None:
+    def _prepare_overlay(self, conn: LocalConnection, now: float) -> None:
         """The overlay switch: the overlays both sides offer, in the connecting side's preference order."""
         features = conn.features
         assert features is not None and conn.remote is not None
@@ -489,7 +475,7 @@ class MeshRouter(GossipMixin):
                 vx_port = int(port) + 1 if conn.outbound and port.isdigit() else self.fastdp.port
                 weavenet = self.remote_feature(conn, FASTDP_FEATURE) == "1"
                 fwd_dp = FastdpForwarder(
-                    self.fastdp, conn.remote, conn.uid, conn.outbound, (host, vx_port), weavenet, self._now
+                    self.fastdp, conn.remote, conn.uid, conn.outbound, (host, vx_port), weavenet, now
                 )
                 fwd_dp.owner = conn
                 conn.forwarders.append(fwd_dp)
@@ -565,18 +551,18 @@ class MeshRouter(GossipMixin):
         lost_at = self._lost_at.pop(remote.name, None)
         if restarted:
             log.info("%s: connection added (restarted peer)", conn.describe())
-            self._send_all_gossip_down(conn)
+            self._send_all_gossip_down(conn, now)
         elif connected_before and lost_at is not None and now - lost_at < RESYNC_WITHIN:
             # What was queued on the connection this one replaces died with it (a removal broadcast down a cut
             # link, say), and the peer, reachable through others meanwhile, is no new peer: resync.
             log.info("%s: connection added (replacing one lost %.1fs ago)", conn.describe(), now - lost_at)
-            self._send_all_gossip_down(conn)
+            self._send_all_gossip_down(conn, now)
         elif connected_before:
             log.info("%s: connection added", conn.describe())
         else:
             log.info("%s: connection added (new peer)", conn.describe())
-            self._send_all_gossip_down(conn)
-        self._routes_changed()
+            self._send_all_gossip_down(conn, now)
+        self._routes_changed(now)
         self._broadcast_peer_update(now, remote.name)
 
     def _check_conn_limit(self) -> None:
@@ -596,7 +582,7 @@ class MeshRouter(GossipMixin):
         self.ourself.connections[conn.remote.name] = dataclasses.replace(summary, established=True)
         self.ourself.version += 1
         log.info("%s: connection fully established", conn.describe())
-        self._routes_changed()
+        self._routes_changed(now)
         self._broadcast_peer_update(now, urgent=True)
 
     def _shutdown(self, conn: LocalConnection, error: Exception, now: float, emit_close: bool = True) -> None:
@@ -633,7 +619,7 @@ class MeshRouter(GossipMixin):
                 if len(self._lost_at) > 1024:
                     self._lost_at = {p: t for p, t in self._lost_at.items() if now - t < RESYNC_WITHIN}
                 self._garbage_collect(now)
-                self._routes_changed()
+                self._routes_changed(now)
                 self._broadcast_peer_update(now, urgent=True)
             elif conn.remote.local_refcount == 0 and conn.remote.name not in self.by_peer:
                 # registered, then refused before it was added (no overlay in common, a duplicate that lost):
@@ -757,7 +743,7 @@ class MeshRouter(GossipMixin):
             self._pending_update = set()
             self.relay(TOPOLOGY_CHANNEL, self.name, TopologyGossipData(self.topology, names))
         elif key == "gossip":
-            self._send_all_gossip()
+            self._send_all_gossip(now)
             self.timers.set("gossip", now + self.config.gossip_interval)
         elif key == "digest":
             self._digest_round()

@@ -51,16 +51,16 @@ class _DigestGossiper:
     def __init__(self, router: GossipMixin) -> None:
         self.router = router
 
-    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+    def on_gossip_unicast(self, src: PeerName, msg: bytes, now: float) -> None:
         self.router._on_digest(src, msg)
 
-    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> g.GossipData | None:
+    def on_gossip_broadcast(self, src: PeerName, update: bytes, now: float) -> g.GossipData | None:
         return None
 
-    def gossip(self) -> g.GossipData | None:
+    def gossip(self, now: float) -> g.GossipData | None:
         return None
 
-    def on_gossip(self, update: bytes) -> g.GossipData | None:
+    def on_gossip(self, update: bytes, now: float) -> g.GossipData | None:
         return None
 
 
@@ -77,20 +77,18 @@ class GossipMixin:
     def _handle_gossip(self, tag: int, payload: bytes, now: float) -> None:
         env = g.decode_envelope(tag, payload)
         ch = self._channel(env.channel)
-        if isinstance(ch.gossiper, g.SurrogateGossiper):
-            ch.gossiper.now = now
         if tag == g.TAG_GOSSIP_UNICAST:
             assert env.dst is not None
             if env.dst == self.name:
-                ch.gossiper.on_gossip_unicast(env.src, env.payload)
+                ch.gossiper.on_gossip_unicast(env.src, env.payload, now)
             else:
                 self.relay_unicast(env.dst, bytes((tag,)) + payload)
         elif tag == g.TAG_GOSSIP_BROADCAST:
-            data = ch.gossiper.on_gossip_broadcast(env.src, env.payload)
+            data = ch.gossiper.on_gossip_broadcast(env.src, env.payload, now)
             if data is not None:
                 self.relay_broadcast(env.channel, env.src, data)
         else:
-            data = ch.gossiper.on_gossip(env.payload)
+            data = ch.gossiper.on_gossip(env.payload, now)
             if data is not None:
                 self.relay(env.channel, env.src, data)
 
@@ -128,20 +126,20 @@ class GossipMixin:
                 conn.sender(channel).send(data)
                 self._gossip_pending.add(conn)
 
-    def _send_all_gossip_down(self, conn: LocalConnection) -> None:
+    def _send_all_gossip_down(self, conn: LocalConnection, now: float) -> None:
         """A new neighbour gets our whole state; a weavenet neighbour gets a topology digest instead and asks."""
         for name, ch in self.channels.items():
-            data = ch.gossiper.gossip()
+            data = ch.gossiper.gossip(now)
             if isinstance(data, TopologyGossipData) and self._speaks_digest(conn):
                 self._send_digest(conn, tg.encode_digest(self.topology, tg.FULL))
             elif data is not None:
                 conn.sender(name).send(data)
                 self._gossip_pending.add(conn)
 
-    def _send_all_gossip(self) -> None:
+    def _send_all_gossip(self, now: float) -> None:
         """The 30 s round: every channel's full state to random neighbours (topology: Go neighbours only)."""
         for name, ch in list(self.channels.items()):
-            data = ch.gossiper.gossip()
+            data = ch.gossiper.gossip(now)
             if data is None:
                 continue
             if not isinstance(data, TopologyGossipData):
@@ -190,13 +188,12 @@ class GossipMixin:
         if they_have_more and kind == tg.FULL:
             self._send_digest(conn, tg.encode_digest(self.topology, tg.REPLY))
 
-    def _flush_gossip(self) -> None:
+    def _flush_gossip(self, now: float) -> None:
         """Send pending gossip, at most once per ``gossip_min_gap`` per connection.
 
         Between sends, new updates merge into what is pending (the data is a set of names, encoded when sent),
         so a burst of changes costs a few messages instead of one per change.
         """
-        now = self._now
         gap = self.config.gossip_min_gap
         for conn in list(self._gossip_pending):
             if conn.state is not ConnState.READY:
@@ -229,30 +226,30 @@ class GossipMixin:
 
     # -- the topology gossiper ------------------------------------------------------------------------------------
 
-    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+    def on_gossip_unicast(self, src: PeerName, msg: bytes, now: float) -> None:
         raise RemoteProtocolError(f"unexpected topology gossip unicast from {src}")
 
-    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> g.GossipData | None:
-        received, _ = self._apply_topology_update(update)
+    def on_gossip_broadcast(self, src: PeerName, update: bytes, now: float) -> g.GossipData | None:
+        received, _ = self._apply_topology_update(update, now)
         return TopologyGossipData(self.topology, received) if received else None
 
-    def gossip(self) -> g.GossipData | None:
+    def gossip(self, now: float) -> g.GossipData | None:
         return TopologyGossipData(self.topology, self.topology.names())
 
-    def on_gossip(self, update: bytes) -> g.GossipData | None:
-        _, improved = self._apply_topology_update(update)
+    def on_gossip(self, update: bytes, now: float) -> g.GossipData | None:
+        _, improved = self._apply_topology_update(update, now)
         return TopologyGossipData(self.topology, improved) if improved else None
 
-    def _apply_topology_update(self, update: bytes) -> tuple[set[PeerName], set[PeerName]]:
+    def _apply_topology_update(self, update: bytes, now: float) -> tuple[set[PeerName], set[PeerName]]:
         result = self.topology.apply_update(update)
         if self._gossip_from is not None:
             self._gossip_from.peer_versions.update(result.versions)
-        self._apply_effects(result.effects, self._now)
+        self._apply_effects(result.effects, now)
         if result.improved:
-            self._routes_changed()
+            self._routes_changed(now)
             self._maker_dirty = True
         if not self.timers.pending("gc"):
-            self.timers.set("gc", self._now + GC_DELAY)
+            self.timers.set("gc", now + GC_DELAY)
         return result.received, result.improved
 
     def _apply_effects(self, effects: TopologyEffects, now: float) -> None:
@@ -288,6 +285,6 @@ class GossipMixin:
         elif not self.timers.pending("topology"):
             self.timers.set("topology", now + TOPOLOGY_UPDATE_DELAY)
 
-    def _routes_changed(self) -> None:
+    def _routes_changed(self, now: float) -> None:
         self.routes.invalidate()
-        self.timers.set("routes", self._now)
+        self.timers.set("routes", now)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 INBOUND_FAILURE_TTL = 300.0
 
 
-def connection_status(self: MeshRouter) -> list[LocalConnectionStatus]:
+def connection_status(self: MeshRouter, now: float) -> list[LocalConnectionStatus]:
     """Weave's ``LocalConnectionStatus`` list: our connections, then targets not connected, then inbound
     connections refused lately (weavenet's, so a refusal shows on the refusing side too)."""
     out: list[LocalConnectionStatus] = []
@@ -40,7 +40,7 @@ def connection_status(self: MeshRouter) -> list[LocalConnectionStatus]:
         best = conn.best_forwarder()
         attrs: dict[str, object] | None = dict(best.attrs()) if best is not None else None
         if attrs is not None and conn.established:
-            fallback = self.fallback_reason(conn, self._now)
+            fallback = self.fallback_reason(conn, now)
             if fallback is not None:
                 attrs["fallback"] = fallback  # rendered after the other attributes: "(fallback: ...)"
         row = LocalConnectionStatus.live(
@@ -67,7 +67,6 @@ def connection_status(self: MeshRouter) -> list[LocalConnectionStatus]:
                     address, attempting=st == "attempting", last_error=target.last_error, try_after=try_after
                 )
             )
-    now = self._now
     for failure in self.inbound_failures:
         if now - failure.at < INBOUND_FAILURE_TTL:
             out.append(LocalConnectionStatus(failure.address, False, "failed", failure.error, None))
@@ -105,6 +104,7 @@ def _macs(router: MeshRouter, macs: Sequence[tuple[str, int]]) -> list[MACStatus
 
 def router_status(
     router: MeshRouter,
+    now: float,
     interface: str = "",
     capture_stats: dict[str, int] | None = None,
     dataplane: Mapping[str, int] | None = None,
@@ -136,7 +136,7 @@ def router_status(
         peers=peers or None,
         unicast_routes=unicast or None,
         broadcast_routes=broadcast or None,
-        connections=router.connection_status() or None,
+        connections=router.connection_status(now) or None,
         termination_count=router.maker.termination_count,
         targets=router.maker.direct_targets() or None,
         overlay_diagnostics={"sleeve": sleeve},

@@ -4,7 +4,8 @@ Wiring, as in Weave's ``prog/weaver/main.go``: the nameserver is registered on g
 before any connection forms; the topology's peer removals delete that peer's entries; container deaths (from the
 container events) tombstone the dead container's names; tombstones older than 30 min are purged every 30 min.
 Every local change runs through the shared driver's ``run`` so the broadcasts it causes go out at once; entries
-carry wall-clock times (Weave gossips them), which the driver gives.
+carry wall-clock times (Weave gossips them): the nameserver makes them from the driver's ``now`` and its
+``wall_offset``.
 
 Where it listens (``--dns-listen-address``):
 
@@ -82,7 +83,9 @@ class DNSService:
         self.bridge = bridge
         self.run_dir = run_dir  # where our live names are kept for a restarted router ("" none: tests)
         topo = self.router.topology
-        self.nameserver = Nameserver(router.name, domain, driver.wall, lambda peer: topo.get(peer) is not None)
+        self.nameserver = Nameserver(
+            router.name, domain, lambda peer: topo.get(peer) is not None, wall_offset=driver.wall_offset
+        )
         self.nameserver.set_sink(self.router.new_gossip(CHANNEL, self.nameserver))
         self.router.on_peer_removed.append(lambda peer: self.nameserver.peer_gone(peer.name))
         self.engine = QueryEngine(self.nameserver.index, self.nameserver.domain, ttl, random.Random())
@@ -142,9 +145,7 @@ class DNSService:
             return
         keep = await asyncio.to_thread(dns_saved.still_there, saved, self.bridge)
         for ident, addr, name in keep:
-            self.driver.run(
-                lambda now, i=ident, a=addr, n=name: self.nameserver.add(n, i, parse_addr(a), self.driver.wall(now))
-            )
+            self.driver.run(lambda now, i=ident, a=addr, n=name: self.nameserver.add(n, i, parse_addr(a), now))
         log.info(
             "[nameserver %s] %d names of containers attached before restored (%d gone)",
             self.name,
@@ -194,7 +195,7 @@ class DNSService:
     async def _purge_loop(self) -> None:
         while True:
             await asyncio.sleep(PURGE_INTERVAL)
-            self.driver.run(lambda now: self.nameserver.purge_tombstones(self.driver.wall(now)))
+            self.driver.run(self.nameserver.purge_tombstones)
 
     def _on_container_event(self, event: ContainerEvent) -> None:
         if event.kind in ("die", "destroy"):
@@ -203,7 +204,7 @@ class DNSService:
             asyncio.get_running_loop().call_soon(self._died, ident)
 
     def _died(self, ident: str) -> None:
-        self.driver.run(lambda now: self.nameserver.container_died(ident, self.driver.wall(now)))
+        self.driver.run(lambda now: self.nameserver.container_died(ident, now))
         self._save()
 
     # -- what the API asks ----------------------------------------------------------------------------------------
@@ -221,7 +222,7 @@ class DNSService:
         """``PUT /name/{container}/{ip}``; raises ValueError for a bad address or name."""
         addr = parse_addr(ip)
         host = _check_name(name)
-        entry = self.driver.run(lambda now: self.nameserver.add(host, container, addr, self.driver.wall(now)))
+        entry = self.driver.run(lambda now: self.nameserver.add(host, container, addr, now))
         if check_alive and container not in NO_CHECK_IDENTS and not container_alive(container):
             log.info("[nameserver %s] container '%s' is not running: removing", self.name, container)
             self.delete(container, ip, host)
@@ -232,7 +233,7 @@ class DNSService:
         """``DELETE /name[/{container}[/{ip}]][?fqdn=]``: missing parts match anything."""
         addr = parse_addr(ip) if ip is not None else None
         host = fqdn(name) if name else None
-        out = self.driver.run(lambda now: self.nameserver.delete(host, container, addr, self.driver.wall(now))) or []
+        out = self.driver.run(lambda now: self.nameserver.delete(host, container, addr, now)) or []
         self._save()
         return out
 

@@ -353,7 +353,7 @@ class Weaver:
     def report(self) -> WeaveStatus:
         """The whole report, built afresh: ``weave status``, ``weave report`` and ``/metrics`` render it."""
         dp = self.link.datapath
-        router = router_status(self.router, interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
+        router = router_status(self.router, self.driver.now(), interface=dp.tap_name, dataplane=dp.stats, macs=dp.macs)
         self.fastdp.add_to_report(router)
         self.link.add_to_report(router)
         docker = self.docker.report() if self.docker is not None else None  # "Proxy", "Plugin": each if it runs

@@ -13,8 +13,9 @@ peer learns from gossip it passes on only if it was new to it. Three rules keep 
   version with a higher version number, and entries we never had are tombstoned. That repairs the state left
   by an earlier run of this router under the same peer name.
 
-Pure: ``wall_clock`` (Unix seconds) is injected because the mesh calls the gossip methods without a time;
-everything else takes ``now`` explicitly.
+Pure: every input takes ``now``, the router's monotonic seconds. Weave's gossiped timestamps (entries'
+tombstones, a message's time) are Unix seconds, so ``wall_offset`` turns ``now`` into the wall clock, as the IPAM
+allocator's does.
 """
 
 from __future__ import annotations
@@ -65,12 +66,12 @@ class Nameserver:
         self,
         ourname: PeerName,
         domain: str,
-        wall_clock: Callable[[], float],
         is_known_peer: Callable[[PeerName], bool],
+        wall_offset: float = 0.0,
     ) -> None:
         self.ourname = ourname
         self.domain = fqdn(domain)
-        self.wall_clock = wall_clock
+        self.wall_offset = wall_offset  # Unix time = now + wall_offset
         self.is_known_peer = is_known_peer
         self.entries = Entries()
         self.sink: GossipSink | None = None
@@ -83,9 +84,13 @@ class Nameserver:
 
     # -- local changes ---------------------------------------------------------------------------------------
 
-    def _broadcast(self, entries: list[Entry], now: float) -> None:
+    def _wall(self, now: float) -> int:
+        """Unix seconds of ``now``: what Weave's gossip carries."""
+        return int(now + self.wall_offset)
+
+    def _broadcast(self, entries: list[Entry], wall: int) -> None:
         if self.sink is not None and entries:
-            self.sink.gossip_broadcast(NameserverGossip(int(now), entries))
+            self.sink.gossip_broadcast(NameserverGossip(wall, entries))
 
     def add(self, hostname: str, container_id: str, addr: int, now: float) -> Entry | None:
         """Register ``hostname`` (made fully qualified) for a container of ours; None if it is outside our
@@ -104,7 +109,7 @@ class Nameserver:
             return None
         log.info("[nameserver %s] adding entry for %s: %s -> %s", self.ourname, container_id, name, addr_text(addr))
         entry = self.entries.add(name, container_id, int(self.ourname), addr)
-        self._broadcast([entry], now)
+        self._broadcast([entry], self._wall(now))
         return entry
 
     def delete(self, hostname: str | None, container_id: str | None, addr: int | None, now: float) -> list[Entry]:
@@ -118,17 +123,19 @@ class Nameserver:
                 and (addr is None or e.addr == addr)
             )
 
-        gone = self.entries.tombstone(int(self.ourname), match, int(now))
+        wall = self._wall(now)
+        gone = self.entries.tombstone(int(self.ourname), match, wall)
         for e in gone:
             log.info("[nameserver %s] tombstoning entry %s -> %s", self.ourname, e.hostname, addr_text(e.addr))
-        self._broadcast(gone, now)
+        self._broadcast(gone, wall)
         return gone
 
     def container_died(self, ident: str, now: float) -> list[Entry]:
-        gone = self.entries.tombstone(int(self.ourname), lambda e: e.container_id == ident, int(now))
+        wall = self._wall(now)
+        gone = self.entries.tombstone(int(self.ourname), lambda e: e.container_id == ident, wall)
         for e in gone:
             log.info("[nameserver %s] container %s died; tombstoning entry %s", self.ourname, ident, e.hostname)
-        self._broadcast(gone, now)
+        self._broadcast(gone, wall)
         return gone
 
     def peer_gone(self, peer: PeerName) -> int:
@@ -140,7 +147,7 @@ class Nameserver:
 
     def purge_tombstones(self, now: float) -> int:
         """Forget tombstones older than the tombstone timeout (Weave: every 30 min)."""
-        t = int(now)
+        t = self._wall(now)
         return self.entries.filter(lambda e: e.tombstone == 0 or t - e.tombstone <= TOMBSTONE_TIMEOUT)
 
     # -- lookups -----------------------------------------------------------------------------------------------
@@ -165,30 +172,30 @@ class Nameserver:
 
     # -- Gossiper --------------------------------------------------------------------------------------------
 
-    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+    def on_gossip_unicast(self, src: PeerName, msg: bytes, now: float) -> None:
         return None
 
-    def gossip(self) -> GossipData | None:
+    def gossip(self, now: float) -> GossipData | None:
         if not len(self.entries):
             return None
-        return NameserverGossip(int(self.wall_clock()), self.entries.snapshot())
+        return NameserverGossip(self._wall(now), self.entries.snapshot())
 
-    def on_gossip(self, update: bytes) -> GossipData | None:
-        new, _ = self._receive(update)
+    def on_gossip(self, update: bytes, now: float) -> GossipData | None:
+        new, _ = self._receive(update, now)
         return new
 
-    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> GossipData | None:
-        _, received = self._receive(update)
+    def on_gossip_broadcast(self, src: PeerName, update: bytes, now: float) -> GossipData | None:
+        _, received = self._receive(update, now)
         return received
 
-    def _receive(self, update: bytes) -> tuple[GossipData | None, GossipData | None]:
-        now = self.wall_clock()
+    def _receive(self, update: bytes, now: float) -> tuple[GossipData | None, GossipData | None]:
+        wall = self._wall(now)
         try:
             timestamp, incoming = decode_gossip(update)
         except RemoteProtocolError:
             self.counters["gossip_malformed"] += 1
             raise
-        delta = timestamp - int(now)
+        delta = timestamp - wall
         if delta > GOSSIP_WINDOW or delta < -GOSSIP_WINDOW:
             self.counters["gossip_clock_skew"] += 1
             raise RemoteProtocolError(f"host clock skew of {delta}s exceeds {GOSSIP_WINDOW}s limit")
@@ -207,12 +214,11 @@ class Nameserver:
                     fixed.version = e.version + 1
                     known[i] = fixed
                     overridden.append(fixed)
-            elif e.kill(int(now)):
+            elif e.kill(wall):
                 overridden.append(e)
         new = self.entries.merge(known)
         if overridden:
             self.counters["entries_overridden"] += len(overridden)
             log.info("[nameserver %s] overriding %d entries that claim to be ours", self.ourname, len(overridden))
-            self._broadcast([e.copy() for e in overridden], now)
-        ts = int(now)
-        return (NameserverGossip(ts, new) if new else None, NameserverGossip(timestamp, known) if known else None)
+            self._broadcast([e.copy() for e in overridden], wall)
+        return (NameserverGossip(wall, new) if new else None, NameserverGossip(timestamp, known) if known else None)

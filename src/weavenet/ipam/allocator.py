@@ -10,13 +10,14 @@ its answer is a ring update granting us a range. The ring itself appears through
 
 This class is the :class:`~weavenet.core.gossip.Gossiper` of its channel and sends through the
 :class:`~weavenet.core.gossip.GossipSink` it is given. It never reads a clock: every entry point takes ``now``
-(monotonic seconds; gossip callbacks use the last time seen), ``wall_offset`` turns it into Unix time for the
-informational timestamp on the wire. It reads the mesh through :class:`TopologyView`. Persistence is a
-callback receiving Weave's keys with gob values, to be written in one transaction; results of operations are
-delivered only after that callback returned, so whatever a caller was told is on disk first. When it raises
-:class:`~weavenet.errors.StateError` (a full disk), the addresses that callers' operations took in that entry are
-given back and those operations fail with the reason; whatever else changed (the ring, releases) stays, is
-shown in ``unsaved`` and is written by the next entry that can (every tick tries).
+(monotonic seconds; the gossip callbacks too), ``wall_offset`` turns it into Unix time for the informational
+timestamp on the wire (that of the latest input: the state is encoded when the mesh sends it). It reads the
+mesh through :class:`TopologyView`. Persistence is a callback receiving Weave's keys with gob values, to be
+written in one transaction; results of operations are delivered only after that callback returned, so whatever
+a caller was told is on disk first. When it raises :class:`~weavenet.errors.StateError` (a full disk), the
+addresses that callers' operations took in that entry are given back and those operations fail with the reason;
+whatever else changed (the ring, releases) stays, is shown in ``unsaved`` and is written by the next entry that
+can (every tick tries).
 
 Beyond Weave: automatic reclaim of space held by peers gone for good (``reclaim.py``), with quarantine of the
 reclaimed space and the returning peer's yield-and-reclaim (``_yield``), only of peers that said they yield
@@ -131,17 +132,17 @@ class _MembersChannel:
     def __init__(self, alloc: Allocator) -> None:
         self.alloc = alloc
 
-    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+    def on_gossip_unicast(self, src: PeerName, msg: bytes, now: float) -> None:
         return None  # the channel has no unicasts
 
-    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> GossipData | None:
-        return self.alloc.on_members(src, update, relay_all=True)
+    def on_gossip_broadcast(self, src: PeerName, update: bytes, now: float) -> GossipData | None:
+        return self.alloc.on_members(src, update, now, relay_all=True)
 
-    def gossip(self) -> GossipData | None:
+    def gossip(self, now: float) -> GossipData | None:
         return mb.MembersGossipData(self.alloc.members)
 
-    def on_gossip(self, update: bytes) -> GossipData | None:
-        return self.alloc.on_members(UNKNOWN_PEER, update, relay_all=False)
+    def on_gossip(self, update: bytes, now: float) -> GossipData | None:
+        return self.alloc.on_members(UNKNOWN_PEER, update, now, relay_all=False)
 
 
 class _NullSink:
@@ -722,8 +723,8 @@ class Allocator:
 
     # ===================================================================================== Gossiper
 
-    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
-        with self._entry(), self._guard(src):
+    def on_gossip_unicast(self, src: PeerName, msg: bytes, now: float) -> None:
+        with self._entry(now), self._guard(src):
             if not msg:
                 raise self._refuse(src, RemoteProtocolError("empty IPAM unicast"))
             kind, body = msg[0], msg[1:]
@@ -740,16 +741,16 @@ class Allocator:
                 self.refused_count += 1
                 log.info("[allocator %s] ignoring IPAM unicast of unknown kind %d from %s", self.name, kind, src)
 
-    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> GossipData | None:
-        with self._entry(), self._guard(src):
+    def on_gossip_broadcast(self, src: PeerName, update: bytes, now: float) -> GossipData | None:
+        with self._entry(now), self._guard(src):
             self._update(src, update)
         return self.gossip_data()
 
-    def gossip(self) -> GossipData | None:
+    def gossip(self, now: float) -> GossipData | None:
         return self.gossip_data()
 
-    def on_gossip(self, update: bytes) -> GossipData | None:
-        with self._entry(), self._guard(UNKNOWN_PEER):
+    def on_gossip(self, update: bytes, now: float) -> GossipData | None:
+        with self._entry(now), self._guard(UNKNOWN_PEER):
             self._update(UNKNOWN_PEER, update)
         return None
 
@@ -889,9 +890,9 @@ class Allocator:
                     self.members.prune(self._worth_knowing())
                     self._dirty.add(MEMBERS_KEY)
 
-    def on_members(self, src: PeerName, update: bytes, relay_all: bool) -> GossipData | None:
+    def on_members(self, src: PeerName, update: bytes, now: float, relay_all: bool) -> GossipData | None:
         """Statements on ``weavenet-ipam-members``: merge; relay a broadcast on, and what was new of gossip."""
-        with self._entry(), self._guard(src):
+        with self._entry(now), self._guard(src):
             try:
                 received = mb.decode(update)
             except RemoteProtocolError as e:

@@ -95,7 +95,7 @@ class _Sink:
         src.bytes_sent += len(msg)
         src.messages_sent += 1
         if target is not None:
-            c.send(self.index, target.index, self.channel, lambda g: g.on_gossip_unicast(src.name, msg))
+            c.send(self.index, target.index, self.channel, lambda g, now: g.on_gossip_unicast(src.name, msg, now))
 
     def gossip_broadcast(self, data: GossipData) -> None:
         c = self.cluster
@@ -106,7 +106,10 @@ class _Sink:
                     src.bytes_sent += len(payload)
                     src.messages_sent += 1
                     c.send(
-                        self.index, other.index, self.channel, lambda g, p=payload: g.on_gossip_broadcast(src.name, p)
+                        self.index,
+                        other.index,
+                        self.channel,
+                        lambda g, now, p=payload: g.on_gossip_broadcast(src.name, p, now),
                     )
 
     def gossip_neighbour_subset(self, data: GossipData) -> None:
@@ -204,7 +207,8 @@ class IpamCluster:
     def _links_changed(self) -> None:
         self._components = None
 
-    def send(self, src: int, dst: int, channel: str, fn: Callable[[Gossiper], object]) -> None:
+    def send(self, src: int, dst: int, channel: str, fn: Callable[[Gossiper, float], object]) -> None:
+        """Deliver ``fn(gossiper, now)`` to ``dst``'s gossiper of ``channel`` after a latency."""
         lo, hi = self.latency
         when = self.now + lo + (hi - lo) * self.rng.random()
 
@@ -215,7 +219,7 @@ class IpamCluster:
             if gossiper is None:
                 return  # a channel the peer does not implement: its mesh relays it, nothing more
             try:
-                fn(gossiper)
+                fn(gossiper, self.now)
             except RemoteProtocolError as e:
                 self.refused.append((dst, str(e)))
                 self.broken.add(frozenset((src, dst)))  # the connection is dropped, and stays so
@@ -230,7 +234,7 @@ class IpamCluster:
             for payload in data.encode():
                 src.bytes_sent += len(payload)
                 src.messages_sent += 1
-                self.send(index, other.index, channel, lambda g, p=payload: g.on_gossip(p))
+                self.send(index, other.index, channel, lambda g, now, p=payload: g.on_gossip(p, now))
 
     def _at(self, when: float, fn: Callable[[], None]) -> None:
         self._seq += 1
@@ -252,7 +256,7 @@ class IpamCluster:
                 for p in self.peers:
                     if p.up:
                         for channel, gossiper in p.gossipers.items():
-                            data = gossiper.gossip()
+                            data = gossiper.gossip(self.now)
                             if data is not None:
                                 self.gossip_to_random(p.index, channel, data)
             else:

@@ -139,7 +139,7 @@ class SimNetwork:
         self._after(peer)
 
     def _after(self, peer: SimPeer) -> None:
-        for action in peer.router.actions():
+        for action in peer.router.actions(self.now()):
             if isinstance(action, Write):
                 self._write(peer, action.conn_id, bytes(action.data))
             elif isinstance(action, SendDatagram):

@@ -81,7 +81,7 @@ def test_encrypted_fast_links_take_aegis_only_when_both_peers_offer_it() -> None
         (link,) = t.links.values()
         assert link.key is not None and link.fast and link.cipher == AEGIS256
     both.run_until_true(lambda: all(c.established for p in both.peers for c in p.router.by_peer.values()), 30)
-    (status,) = [s for s in both.peers[0].router.connection_status() if s.state == "established"]
+    (status,) = [s for s in both.peers[0].router.connection_status(both.now()) if s.state == "established"]
     assert status.attrs is not None and status.attrs["cipher"] == AEGIS256 and status.attrs["encrypted"] is True
     one = encrypted_pair(((AEGIS256,), ()))
     for i in (0, 1):
@@ -90,7 +90,7 @@ def test_encrypted_fast_links_take_aegis_only_when_both_peers_offer_it() -> None
         (link,) = t.links.values()
         assert link.cipher == SECRETBOX
     one.run_until_true(lambda: all(c.established for p in one.peers for c in p.router.by_peer.values()), 30)
-    (status,) = [s for s in one.peers[0].router.connection_status() if s.state == "established"]
+    (status,) = [s for s in one.peers[0].router.connection_status(one.now()) if s.state == "established"]
     assert status.attrs is not None and "cipher" not in status.attrs
 
 

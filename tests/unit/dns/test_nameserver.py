@@ -28,9 +28,8 @@ class Sink:
         raise AssertionError
 
 
-def make(name: PeerName = US, clock: list[float] | None = None) -> tuple[Nameserver, Sink]:
-    t = clock or [NOW]
-    ns = Nameserver(name, "weave.local", lambda: t[0], lambda p: p in (US, THEM))
+def make(name: PeerName = US) -> tuple[Nameserver, Sink]:
+    ns = Nameserver(name, "weave.local", lambda p: p in (US, THEM))
     sink = Sink()
     ns.set_sink(sink)
     return ns, sink
@@ -70,10 +69,10 @@ def test_delete_wildcards_and_reverse_lookup() -> None:
 def test_received_gossip_merges_and_returns_only_news() -> None:
     ns, _ = make()
     e = Entry("x", int(THEM), 7, "t.weave.local.")
-    new = ns.on_gossip(payload(e))
+    new = ns.on_gossip(payload(e), NOW)
     assert isinstance(new, NameserverGossip) and [x.addr for x in new.entries] == [7]
-    assert ns.on_gossip(payload(e)) is None  # nothing new the second time
-    relayed = ns.on_gossip_broadcast(THEM, payload(e))
+    assert ns.on_gossip(payload(e), NOW) is None  # nothing new the second time
+    relayed = ns.on_gossip_broadcast(THEM, payload(e), NOW)
     assert isinstance(relayed, NameserverGossip) and len(relayed.entries) == 1  # broadcasts go on regardless
     assert ns.index().by_name[b"\x01t\x05weave\x05local\x00"] == [(7).to_bytes(4, "big")]
 
@@ -82,21 +81,21 @@ def test_clock_skew_refuses_the_whole_message() -> None:
     ns, _ = make()
     e = Entry("x", int(THEM), 7, "t.weave.local.")
     with pytest.raises(RemoteProtocolError, match="host clock skew of 901s exceeds 900s limit"):
-        ns.on_gossip(payload(e, ts=NOW + GOSSIP_WINDOW + 1))
-    assert ns.on_gossip(payload(e, ts=NOW - GOSSIP_WINDOW)) is not None
+        ns.on_gossip(payload(e, ts=NOW + GOSSIP_WINDOW + 1), NOW)
+    assert ns.on_gossip(payload(e, ts=NOW - GOSSIP_WINDOW), NOW) is not None
     assert ns.counters["gossip_clock_skew"] == 1
 
 
 def test_malformed_gossip_raises_remote_protocol_error() -> None:
     ns, _ = make()
     with pytest.raises(RemoteProtocolError):
-        ns.on_gossip(b"\x05\xff\x81\x03\x01")
+        ns.on_gossip(b"\x05\xff\x81\x03\x01", NOW)
     assert ns.counters["gossip_malformed"] == 1
 
 
 def test_entries_of_unknown_peers_are_dropped() -> None:
     ns, _ = make()
-    assert ns.on_gossip(payload(Entry("x", int(STRANGER), 7, "s.weave.local."))) is None
+    assert ns.on_gossip(payload(Entry("x", int(STRANGER), 7, "s.weave.local.")), NOW) is None
     assert ns.lookup("s.weave.local.") == []
     assert ns.counters["entries_unknown_origin"] == 1
 
@@ -107,22 +106,21 @@ def test_gossip_about_our_entries_is_overridden() -> None:
     assert mine is not None
     sink.sent.clear()
     # a stale copy says our entry was deleted at version 5: we keep ours, at version 6
-    ns.on_gossip(payload(Entry("c", int(US), 1, "a.weave.local.", version=5, tombstone=3)))
+    ns.on_gossip(payload(Entry("c", int(US), 1, "a.weave.local.", version=5, tombstone=3)), NOW)
     assert ns.lookup("a.weave.local.") == [1]
     (fixed,) = sink.sent[0]
     assert (fixed.version, fixed.tombstone) == (6, 0)
     # a live entry we never had, claiming to be ours, is tombstoned and the tombstone broadcast
     sink.sent.clear()
-    ns.on_gossip(payload(Entry("old", int(US), 9, "ghost.weave.local.")))
+    ns.on_gossip(payload(Entry("old", int(US), 9, "ghost.weave.local.")), NOW)
     assert ns.lookup("ghost.weave.local.") == []
     (ghost,) = sink.sent[0]
     assert ghost.tombstone == int(NOW) and ghost.version == 1
 
 
 def test_peer_gone_and_tombstone_purge() -> None:
-    clock = [NOW]
-    ns, _ = make(clock=clock)
-    ns.on_gossip(payload(Entry("x", int(THEM), 7, "t.weave.local.")))
+    ns, _ = make()
+    ns.on_gossip(payload(Entry("x", int(THEM), 7, "t.weave.local.")), NOW)
     ns.add("a.weave.local.", "c", 1, NOW)
     ns.delete(None, "c", None, NOW)
     assert ns.peer_gone(THEM) == 1
@@ -134,9 +132,9 @@ def test_peer_gone_and_tombstone_purge() -> None:
 
 def test_full_gossip_and_merge_of_pending_data() -> None:
     ns, _ = make()
-    assert ns.gossip() is None
+    assert ns.gossip(NOW) is None
     ns.add("a.weave.local.", "c", 1, NOW)
-    full = ns.gossip()
+    full = ns.gossip(NOW)
     assert isinstance(full, NameserverGossip)
     ts, entries = decode_gossip(full.encode()[0])
     assert ts == int(NOW) and [e.hostname for e in entries] == ["a.weave.local."]

@@ -23,7 +23,7 @@ NOW = 1_700_000_000.0
 
 @pytest.fixture
 def ns() -> Nameserver:
-    n = Nameserver(PeerName(1), "weave.local.", lambda: NOW, lambda p: True)
+    n = Nameserver(PeerName(1), "weave.local.", lambda p: True)
     n.add("a1.weave.local", "c1", parse_addr("10.2.1.1"), NOW)
     n.add("web.weave.local", "c2", parse_addr("10.2.1.2"), NOW)
     n.add("web.weave.local", "c3", parse_addr("10.2.1.3"), NOW)

@@ -37,7 +37,7 @@ def free_udp_port() -> int:
 
 
 async def start(upstreams: Upstreams, timeout: float = 1.0) -> tuple[DNSServer, int]:
-    ns = Nameserver(PeerName(1), "weave.local.", lambda: NOW, lambda p: True)
+    ns = Nameserver(PeerName(1), "weave.local.", lambda p: True)
     ns.add("a1.weave.local", "c1", parse_addr("10.2.1.1"), NOW)
     engine = QueryEngine(ns.index, "weave.local.", 1, random.Random(1))
     server = DNSServer(engine, Forwarder(engine, upstreams, timeout=timeout))

@@ -219,13 +219,13 @@ def test_seed_and_range_mismatches_are_refused_with_weaves_messages() -> None:
     a = IpamCluster(1, seed=7, seed_peers=1)
     b = IpamCluster(1, seed=8, seed_peers=1, config=lambda i, cfg: _named(cfg, 0x0B0000000001, "other"))
     with pytest.raises(RemoteProtocolError, match=r"^IP allocation was seeded by different peers \(received: "):
-        a.peers[0].alloc.on_gossip_broadcast(PeerName(0x0B0000000001), b.peers[0].alloc.encode_state())
+        a.peers[0].alloc.on_gossip_broadcast(PeerName(0x0B0000000001), b.peers[0].alloc.encode_state(), a.now)
     d = IpamCluster(1, universe="10.2.0.0/16", seed=9, seed_peers=1)
     d.peers[0].alloc.ring.seeds = []
     with pytest.raises(
         RemoteProtocolError, match=r"^Incompatible IP allocation ranges \(received: 10.2.0.0/16, ours: 10.32.0.0/12\)$"
     ):
-        a.peers[0].alloc.on_gossip_broadcast(PeerName(0x0B0000000001), d.peers[0].alloc.encode_state())
+        a.peers[0].alloc.on_gossip_broadcast(PeerName(0x0B0000000001), d.peers[0].alloc.encode_state(), a.now)
     st = a.peers[0].alloc.status(None)
     assert st.refused == 2 and st.refusals[0].startswith("IP allocation was seeded by different peers")
 
@@ -285,7 +285,7 @@ def test_an_internal_error_on_wire_input_refuses_the_message_instead_of_crashing
 
     alloc.ring.merge = broken  # type: ignore[method-assign]
     with pytest.raises(RemoteProtocolError, match="IPAM could not handle the message"):
-        alloc.on_gossip_broadcast(PeerName(0x0B0000000001), payload)
+        alloc.on_gossip_broadcast(PeerName(0x0B0000000001), payload, a.now)
     assert alloc.refused_count == 1
 
 

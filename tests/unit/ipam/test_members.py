@@ -140,16 +140,16 @@ def test_allocator_channel_refuses_malformed_ignores_other_formats_and_relays() 
     gossiper = c.peers[0].alloc.members_gossiper()
     alloc = c.peers[0].alloc
     with pytest.raises(RemoteProtocolError):
-        gossiper.on_gossip_broadcast(c.peers[1].name, b"\x01\x00")
+        gossiper.on_gossip_broadcast(c.peers[1].name, b"\x01\x00", c.now)
     assert alloc.refused_count == 1 and "malformed IPAM members message" in alloc.refusals[-1]
-    assert gossiper.on_gossip(b"\x07later") is None and alloc.refused_count == 1
+    assert gossiper.on_gossip(b"\x07later", c.now) is None and alloc.refused_count == 1
     other = c.peers[1].name
     said = mb.encode({other: Statement(5, 40, True)})
-    relayed = gossiper.on_gossip_broadcast(other, said)
+    relayed = gossiper.on_gossip_broadcast(other, said, c.now)
     assert relayed is not None and mb.decode(relayed.encode()[0]) == {other: Statement(5, 40, True)}
-    assert gossiper.on_gossip(said) is None  # nothing new: gossip is not passed on
+    assert gossiper.on_gossip(said, c.now) is None  # nothing new: gossip is not passed on
     assert mb.decode(c.peers[0].stored[mb.STORE_KEY])[other] == Statement(5, 40, True)  # type: ignore[index]
-    assert mb.decode(gossiper.gossip().encode()[0]).keys() == {c.peers[0].name, other}  # type: ignore[union-attr]
+    assert mb.decode(gossiper.gossip(c.now).encode()[0]).keys() == {c.peers[0].name, other}  # type: ignore[union-attr]
 
 
 def test_go_peers_in_the_simulation_say_nothing() -> None:

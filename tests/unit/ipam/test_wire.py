@@ -132,9 +132,9 @@ def test_unicast_errors() -> None:
     a.start({}, [], 0.0)
     for msg in (b"", b"\x00", b"\x00\x01\x02", b"\x02garbage", b"\x01" + SAMPLE[:10]):
         try:
-            a.on_gossip_unicast(PeerName(1), msg)
+            a.on_gossip_unicast(PeerName(1), msg, 0.0)
         except RemoteProtocolError:
             continue
         raise AssertionError(f"accepted {msg!r}")
-    a.on_gossip_unicast(PeerName(1), b"\x09whatever")  # an unknown kind (a newer peer?) is ignored, counted
+    a.on_gossip_unicast(PeerName(1), b"\x09whatever", 0.0)  # an unknown kind (a newer peer?) is ignored, counted
     assert a.refused_count == 6
