@@ -313,12 +313,12 @@ class ConnectionMaker:
             for peer in topology.by_name.values():
                 if peer is ourself:
                     continue
-                for other, conn in peer.connections.items():
+                for other, summary in peer.connections.items():
                     if other == ourself.name or other in our_peers:
                         continue
-                    if conn.outbound:
-                        add_target(conn.tcp_addr)
-                    elif (ip := host_of(conn.tcp_addr)) is not None and _is_ip(ip):
+                    if summary.outbound:
+                        add_target(summary.tcp_addr)
+                    elif (ip := host_of(summary.tcp_addr)) is not None and _is_ip(ip):
                         add_target(join_host_port(ip, self.port))
 
         dial: list[tuple[str, bool]] = []

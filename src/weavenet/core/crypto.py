@@ -124,7 +124,8 @@ def _make_fast() -> tuple[Callable[[bytes, bytes, bytes], bytes], Callable[[byte
         mlen = len(message)
         out = new("unsigned char[]", mlen + OVERHEAD)
         c_seal(out, message, mlen, nonce, key)
-        return buffer(out)[:]
+        sealed: bytes = buffer(out)[:]
+        return sealed
 
     def fast_open(box: bytes, nonce: bytes, key: bytes) -> bytes | None:
         blen = len(box)
@@ -133,7 +134,8 @@ def _make_fast() -> tuple[Callable[[bytes, bytes, bytes], bytes], Callable[[byte
         out = new("unsigned char[]", blen - OVERHEAD + 1)  # +1: ffi.new of size 0 is legal but keep it simple
         if c_open(out, box, blen, nonce, key) != 0:
             return None
-        return buffer(out, blen - OVERHEAD)[:]
+        opened: bytes = buffer(out, blen - OVERHEAD)[:]
+        return opened
 
     # Self-test against the public bindings before trusting the private handle.
     k, n = bytes(range(32)), bytes(range(24))

@@ -7,12 +7,14 @@ Both ends compute the same answer from the two lists, so no extra round trip is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 SECRETBOX = "secretbox"
 AEGIS256 = "aegis256"
 CIPHERS_FEATURE = "WeavenetSleeveCiphers"  # comma-separated; secretbox is implied and always there
 
 
-def negotiate(ours: tuple[str, ...], remote_features: dict[str, str]) -> str:
+def negotiate(ours: tuple[str, ...], remote_features: Mapping[str, str]) -> str:
     """The first of our ciphers the remote peer also offers, else secretbox.
 
     Both peers list the same one cipher today; with several, each would pick its own first, so ``ours`` must be

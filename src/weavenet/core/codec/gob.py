@@ -19,6 +19,7 @@ nothing else — so the gob layer can face any bytes a peer sends.
 
 from __future__ import annotations
 
+import builtins
 import struct as _struct
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -190,10 +191,10 @@ def _deref(t: GobType) -> GobType:
     return t
 
 
-class FrozenDict(dict):  # type: ignore[type-arg]
+class FrozenDict(dict[Any, Any]):
     """A struct value used as a map key: a dict that can be hashed."""
 
-    def __hash__(self) -> int:  # type: ignore[override]
+    def __hash__(self) -> int:  # type: ignore[override]  # dict declares __hash__ None; hashable is the point
         return hash(tuple(sorted(self.items(), key=lambda kv: kv[0])))
 
 
@@ -526,14 +527,15 @@ class _Reader:
         u = self.uint()
         return ~(u >> 1) if u & 1 else u >> 1
 
-    def raw(self, n: int) -> bytes:
+    # (``int`` below is the builtin: the method above shadows the name in the class body)
+    def raw(self, n: builtins.int) -> bytes:
         if n > self.end - self.pos:
             raise GobError(f"gob: length {n} exceeds the {self.end - self.pos} bytes left")
         v = self.buf[self.pos : self.pos + n]
         self.pos += n
         return bytes(v)
 
-    def count(self) -> int:
+    def count(self) -> builtins.int:
         n = self.uint()
         if n > self.end - self.pos:
             raise GobError(f"gob: count {n} exceeds the {self.end - self.pos} bytes left")
