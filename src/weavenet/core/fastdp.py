@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import ip_address
+from typing import TYPE_CHECKING
 
 from weavenet.core.fastdp_codec import (
     RX_HEARTBEATS,
@@ -41,6 +43,10 @@ from weavenet.core.names import PeerName
 from weavenet.core.topology import Peer
 from weavenet.errors import RemoteProtocolError
 
+if TYPE_CHECKING:
+    from weavenet.core.mesh_types import MeshConfig
+    from weavenet.core.overlay import OverlayLink
+
 log = logging.getLogger("weavenet.fastdp")
 
 FAST_HEARTBEAT = 0.5  # until established (Weave's FastHeartbeat)
@@ -54,6 +60,8 @@ GRACE = 3.0  # weavenet peer: how long a first exchange may take before a fallba
 GO_GRACE = 10.0
 SEND_ERROR_TTL = 10.0  # a local send error explains the state for this long
 PROBES_ALONE = 1.5 * QUICK_RETRY  # probes still arriving this long after heartbeats stopped: heartbeats are too big
+
+FASTDP_FEATURE = "WeavenetFastdp"  # speaks weavenet's fast-datapath heartbeat extension (flags, probes)
 
 CONTROL_HEARTBEAT_ACK = 0
 CONTROL_CRYPTO_INIT_SA_REMOTE = 1
@@ -83,7 +91,7 @@ class FastdpCounters:
     send_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class FastdpForwarder:
@@ -208,8 +216,11 @@ class FastdpForwarder:
         got = self._recent(self.last_rx, now, QUICK_RX_TIMEOUT)
         # probes count as getting through on their own only if they kept coming after the last heartbeat did
         # (when a path closes, the last probe often arrives just after the last heartbeat)
-        probes = self._recent(self.last_probe_rx, now, QUICK_RX_TIMEOUT) and (
-            self.last_rx is None or self.last_probe_rx > self.last_rx + PROBES_ALONE  # type: ignore[operator]
+        probe_rx = self.last_probe_rx
+        probes = (
+            probe_rx is not None
+            and self._recent(probe_rx, now, QUICK_RX_TIMEOUT)
+            and (self.last_rx is None or probe_rx > self.last_rx + PROBES_ALONE)
         )
         flags = self._peer_flags(now)
         if not got and not probes:
@@ -389,9 +400,53 @@ class FastdpOverlay:
     outbox: list[SendVxlan] = field(default_factory=list)
     counters: FastdpCounters = field(default_factory=FastdpCounters)
 
+    name = "fastdp"
+
     def __post_init__(self) -> None:
         self._by_peer: dict[PeerName, list[FastdpForwarder]] = {}
         self.changed: set[FastdpForwarder] = set()
+
+    # -- the Overlay interface (``weavenet.core.overlay``) ------------------------------------------------------
+
+    def features(self, config: MeshConfig) -> dict[str, str]:
+        return {FASTDP_FEATURE: "1"}
+
+    def forwarder(self, link: OverlayLink, now: float) -> FastdpForwarder | str:
+        refusal = self.refusal(link)
+        if refusal is not None:
+            return refusal
+        # Weave's choice of the peer's VXLAN port: its TCP port + 1 if we dialled it, else the one we listen on
+        vx_port = link.port + 1 if link.outbound and link.port is not None else self.port
+        weavenet = link.theirs.get(FASTDP_FEATURE) == "1"
+        return FastdpForwarder(self, link.remote, link.conn_uid, link.outbound, (link.host, vx_port), weavenet, now)
+
+    def refusal(self, link: OverlayLink) -> str | None:
+        """Why this connection cannot try the fast datapath at all (Weave refuses the same cases)."""
+        if link.config.password is not None and link.untrusted:
+            if not link.config.esp:
+                return "encrypted link and no IPsec ESP in the kernel to encrypt VXLAN"
+            return "encrypted link: IPsec for VXLAN is not implemented"
+        if not (self.ourself.has_short_id and link.remote.has_short_id):
+            return "no short ID to build a VXLAN network identifier"
+        try:
+            if ip_address(link.host).version != 4:
+                return "the peer's address is not IPv4"
+        except ValueError:
+            return "the peer's address is not an IP address"
+        return None
+
+    def take_actions(self) -> list[SendVxlan]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def take_changed(self) -> set[FastdpForwarder]:
+        changed, self.changed = self.changed, set()
+        return changed
+
+    def take_strangers(self) -> tuple[str, ...]:
+        return ()
+
+    # -- the data plane -----------------------------------------------------------------------------------------
 
     def add_forwarder(self, fwd: FastdpForwarder) -> None:
         self._by_peer.setdefault(fwd.remote.name, []).append(fwd)
@@ -405,6 +460,21 @@ class FastdpOverlay:
 
     def forwarders(self) -> list[FastdpForwarder]:
         return [f for fwds in self._by_peer.values() for f in fwds]
+
+    def _running(self, peer: PeerName, conn_uid: int) -> FastdpForwarder | None:
+        """The running forwarder of this connection (a forwarder is registered from ``confirm`` to ``stop``)."""
+        return next((f for f in self._by_peer.get(peer, ()) if f.conn_uid == conn_uid and not f.stopped), None)
+
+    def send_failed(self, peer: PeerName, conn_uid: int, error: str, now: float) -> None:
+        """Sending a heartbeat of this connection failed locally (EMSGSIZE: the route's MTU is below a full-size
+        packet)."""
+        if (fwd := self._running(peer, conn_uid)) is not None:
+            fwd.send_failed(error, now)
+
+    def device_ready(self, peer: PeerName, conn_uid: int, error: str | None, now: float) -> None:
+        """The host side created (``error`` None) or failed to create the VXLAN device for this connection."""
+        if (fwd := self._running(peer, conn_uid)) is not None:
+            fwd.set_device(error, now)
 
     def receive_special(self, src_ip: str, vni: int, head: bytes, length: int, now: float) -> None:
         """A special frame (all-zero Ethernet header) that arrived through the tunnel."""

@@ -38,8 +38,18 @@ for every stream's next heartbeat instead would have made every silent peer take
 
 from __future__ import annotations
 
-from weavenet.core.sleeve import SLOW_HEARTBEAT
+import logging
+from typing import TYPE_CHECKING
+
+from weavenet.core.fastdp import CONTROL_HEARTBEAT_ACK, FastdpForwarder
+from weavenet.core.sleeve import CONTROL_CONNECTION_ESTABLISHED, SLOW_HEARTBEAT, SleeveForwarder
 from weavenet.core.sleeve_codec import ETHERNET_OVERHEAD
+
+if TYPE_CHECKING:
+    from weavenet.core.connection import LocalConnection
+    from weavenet.core.overlay import Forwarder
+
+log = logging.getLogger("weavenet.mesh")
 
 STREAM_OFFSET = SLOW_HEARTBEAT / 2  # the second stream's phase, relative to the first
 OFFSET_SLACK = 0.25  # a second ack this close to the wanted phase goes at once
@@ -119,3 +129,91 @@ class Silence:
             f"no sign of life from the peer for {now - self.heard_at:.1f}s "
             f"(heartbeats overdue, {self.probes} challenges unanswered)"
         )
+
+
+# -- a watched connection (the router calls these) --------------------------------------------------------------
+
+
+def watches(conn: LocalConnection, extensions: bool) -> bool:
+    """Whether to watch a connection just given its forwarders: its sleeve runs on Weave's timings (the peer has
+    no weavenet features that turn on quick heartbeats), and we speak weavenet's extensions at all."""
+    return extensions and any(isinstance(f, SleeveForwarder) and not f.quick_heartbeats for f in conn.forwarders)
+
+
+def check(conn: LocalConnection, silence: Silence, now: float) -> bool:
+    """The connection's timer: challenge a quiet peer; False if it is gone (challenged in vain)."""
+    _heard_through_overlays(conn, silence)
+    sleeve = conn.sleeve_forwarder()
+    # a challenge goes through the sleeve: only while the peer's sleeve heartbeats still come that way
+    can = sleeve is not None and sleeve.remote_addr is not None and silence.live("sleeve", now)
+    step = silence.step(now, can)
+    if step == "probe":
+        assert sleeve is not None
+        sleeve.challenge(CHALLENGE_LEN)
+        log.debug("%s: heartbeat overdue, challenge %d sent", conn.describe(), silence.probes)
+    return step != "dead"
+
+
+def _heard_through_overlays(conn: LocalConnection, silence: Silence) -> None:
+    """The overlays' heartbeats (each a stream with Go's slow period) and other specials are signs of life."""
+    for fwd in conn.forwarders:
+        if isinstance(fwd, SleeveForwarder):
+            if fwd.last_heartbeat is not None:
+                silence.beat("sleeve", fwd.last_heartbeat, SLOW_HEARTBEAT)
+            if fwd.last_heard is not None:
+                silence.heard(fwd.last_heard)
+        elif isinstance(fwd, FastdpForwarder) and fwd.last_rx is not None:
+            silence.beat("fastdp", fwd.last_rx, SLOW_HEARTBEAT)
+
+
+def hold_ack(conn: LocalConnection, index: int, fwd: Forwarder, subtag: int, body: bytes, now: float) -> bool:
+    """A control message about to go to a watched peer: True if it is the second of the two first acks and is
+    held (in ``conn.held``) until its stream will interleave with the first's; when each first ack went is kept."""
+    kind = _first_ack(conn, fwd, subtag) if conn.watch else None
+    if kind is None:
+        return False
+    hold = _ack_hold(conn, kind, now)
+    if hold is not None:
+        conn.held.append((hold, index, subtag, body))
+        return True
+    conn.first_acks.setdefault(kind, now)
+    return False
+
+
+def due_acks(conn: LocalConnection, now: float) -> list[tuple[int, int, bytes]]:
+    """The held acks due by ``now`` of forwarders still running, as (forwarder index, sub-tag, body) to send."""
+    due = [h for h in conn.held if h[0] <= now]
+    conn.held = [h for h in conn.held if h[0] > now]
+    out = []
+    for _, index, subtag, body in due:
+        fwd = conn.forwarders[index]
+        if fwd is None or fwd.stopped:
+            continue
+        kind = _first_ack(conn, fwd, subtag)
+        if kind is not None:
+            conn.first_acks.setdefault(kind, now)
+        out.append((index, subtag, body))
+    return out
+
+
+def _first_ack(conn: LocalConnection, fwd: Forwarder, subtag: int) -> str | None:
+    """Which overlay's first acknowledgement this control message is (each overlay sends one), if any."""
+    if isinstance(fwd, SleeveForwarder) and subtag == CONTROL_CONNECTION_ESTABLISHED and not conn.compat:
+        return "sleeve"
+    if isinstance(fwd, FastdpForwarder) and subtag == CONTROL_HEARTBEAT_ACK:
+        return "fastdp"
+    return None
+
+
+def _ack_hold(conn: LocalConnection, kind: str, now: float) -> float | None:
+    """When the second first-ack may go so that the two heartbeat streams interleave, or None for now."""
+    other = "fastdp" if kind == "sleeve" else "sleeve"
+    sent = conn.first_acks.get(other)
+    if sent is None:
+        return None
+    fwd = conn.fastdp_forwarder() if other == "fastdp" else conn.sleeve_forwarder()
+    last = None if fwd is None else (fwd.last_rx if isinstance(fwd, FastdpForwarder) else fwd.last_heartbeat)
+    # a heartbeat that came well after the ack is on the slow phase, more exactly than the ack's send time
+    ref = last if last is not None and last > sent + SLOW_HEARTBEAT / 2 else sent
+    at = ack_time(now, ref)
+    return at if at > now else None

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from weavenet.core import sleeve_cipher
+from weavenet.core.mesh_types import SendDatagram, SendSpecial
 from weavenet.core.names import PeerName
 from weavenet.core.sleeve_codec import (
     ETHERNET_OVERHEAD,
@@ -36,7 +40,12 @@ from weavenet.core.sleeve_codec import (
     heartbeat_frame,
     iter_frames,
 )
+from weavenet.core.topology_gossip import DIGEST_FEATURE
 from weavenet.errors import RemoteProtocolError
+
+if TYPE_CHECKING:
+    from weavenet.core.mesh_types import MeshConfig
+    from weavenet.core.overlay import OverlayLink
 
 log = logging.getLogger("weavenet.sleeve")
 
@@ -56,6 +65,8 @@ QUICK_SLOW_HEARTBEAT = 2.0
 QUICK_HEARTBEAT_TIMEOUT = 8.0
 FRAG_TEST_INTERVAL = 300.0
 DEFAULT_MTU = 65535
+
+FAST_SLEEVE_FEATURE = "WeavenetSleeve"  # speaks weavenet's fast sleeve (super-frames), quick heartbeats
 
 # sleeve control-message sub-tags (also the raw mesh tags used with legacy peers)
 CONTROL_CONNECTION_ESTABLISHED = 1
@@ -78,7 +89,7 @@ class SleeveCounters:
     bad_special: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class SleeveForwarder:
@@ -124,6 +135,7 @@ class SleeveForwarder:
         self.control_out: list[tuple[int, bytes]] = []  # (sub-tag, body) to send over TCP
         self.slow_heartbeat = SLOW_HEARTBEAT
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT
+        self.quick_heartbeats = False  # a weavenet peer's timings (see ``quick``); else Weave's (a Go peer's)
         # path MTU discovery: ``pmtu_ceiling`` (largest frame payload the local route allows) is set by the data
         # plane's owner; the search runs between 552 and it once the connection is established
         self.pmtu_ceiling: int | None = None
@@ -150,6 +162,10 @@ class SleeveForwarder:
 
     def attrs(self) -> dict[str, object]:
         return {"name": "sleeve", "mtu": self.mtu}
+
+    @property
+    def on_hold(self) -> bool:
+        return False  # a sleeve forwarder that stops working stops
 
     def _send_special(self, data: bytes, df: bool = True) -> None:
         if self.remote_addr is None:
@@ -288,7 +304,11 @@ class SleeveForwarder:
 
     def _ladder_done(self, now: float) -> None:
         above = [c for c in self.pmtu_ladder if c > self.pmtu_good]
-        self.pmtu_bad = min(above) if above else self.pmtu_ceiling + 1  # type: ignore[operator]
+        if above:
+            self.pmtu_bad = min(above)
+        else:
+            assert self.pmtu_ceiling is not None  # the ladder is built from it (_start_pmtu)
+            self.pmtu_bad = self.pmtu_ceiling + 1
         self.pmtu_ladder = []
         self._search_pmtu(now)
 
@@ -332,6 +352,7 @@ class SleeveForwarder:
         """The remote is a weavenet peer: heartbeat every 2 s once established, give up after 8 s of silence."""
         self.slow_heartbeat = QUICK_SLOW_HEARTBEAT
         self.heartbeat_timeout = QUICK_HEARTBEAT_TIMEOUT
+        self.quick_heartbeats = True
 
     def get_timer(self) -> float | None:
         if self.stopped:
@@ -383,10 +404,50 @@ class SleeveOverlay:
     # connected): signs of life the router drains after each input
     strangers: list[str] = field(default_factory=list)
 
+    name = "sleeve"
+
     def __post_init__(self) -> None:
         self.local_bin = self.local_name.bytes6()
         self._by_peer: dict[bytes, list[SleeveForwarder]] = {}
         self.changed: set[SleeveForwarder] = set()
+
+    # -- the Overlay interface (``weavenet.core.overlay``) ------------------------------------------------------
+
+    def features(self, config: MeshConfig) -> dict[str, str]:
+        if not config.fast_sleeve:
+            return {}
+        offered = {FAST_SLEEVE_FEATURE: "1"}
+        if config.fast_sleeve_ciphers:
+            offered[sleeve_cipher.CIPHERS_FEATURE] = ",".join(config.fast_sleeve_ciphers)
+        return offered
+
+    def forwarder(self, link: OverlayLink, now: float) -> SleeveForwarder:
+        addr = (link.host, link.port) if link.port is not None else None
+        remote = link.remote
+        fwd = SleeveForwarder(self, remote.name, remote.nickname, link.conn_uid, link.outbound, addr, link.session_key)
+        # Quick heartbeats only if both sides advertise a weavenet feature that turns them on: each side decides
+        # from the other's features, so a one-sided decision would time out on the 10 s heartbeats of a peer that
+        # heartbeats as Weave does.
+        if _quick(link.ours) and _quick(link.theirs):
+            fwd.quick()
+        return fwd
+
+    def take_actions(self) -> list[SendDatagram | SendSpecial]:
+        out: list[SendDatagram | SendSpecial] = [SendDatagram(addr, data) for addr, data in self.outbox]
+        self.outbox.clear()
+        out.extend(SendSpecial(p, uid, frame, df) for p, uid, frame, df in self.specials)
+        self.specials.clear()
+        return out
+
+    def take_changed(self) -> set[SleeveForwarder]:
+        changed, self.changed = self.changed, set()
+        return changed
+
+    def take_strangers(self) -> set[str]:
+        strangers, self.strangers = set(self.strangers), []
+        return strangers
+
+    # -- the data plane -----------------------------------------------------------------------------------------
 
     def add_forwarder(self, fwd: SleeveForwarder) -> None:
         self._by_peer.setdefault(fwd.remote.bytes6(), []).append(fwd)
@@ -464,3 +525,7 @@ class SleeveOverlay:
             return fwd, body
         self.counters.decrypt_failed += 1
         return None, None
+
+
+def _quick(features: Mapping[str, str]) -> bool:
+    return bool(features.get(DIGEST_FEATURE) or features.get(FAST_SLEEVE_FEATURE))

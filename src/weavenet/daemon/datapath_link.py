@@ -17,7 +17,8 @@ import logging
 from collections.abc import Callable
 
 from weavenet.core.names import PeerName
-from weavenet.core.router import FAST_SLEEVE_FEATURE, MeshRouter, SendSpecial
+from weavenet.core.router import MeshRouter, SendSpecial
+from weavenet.core.sleeve import FAST_SLEEVE_FEATURE
 from weavenet.core.sleeve_codec import NACL_OVERHEAD, PLAIN_OVERHEAD
 from weavenet.dataplane import udp
 from weavenet.dataplane.supervisor import Datapath

@@ -108,7 +108,7 @@ class FastdpLink:
         if problem is not None:
             self.unavailable = problem
             log.warning("fast datapath unavailable, using the sleeve only: %s", problem)
-            self.router.disable_fastdp(f"fast datapath unavailable on this peer: {problem}")
+            self.router.disable_overlay("fastdp", f"fast datapath unavailable on this peer: {problem}")
             self.link.datapath.vxlan_port = None  # the data plane does not sniff a port nobody receives on
             self.enabled = False
             return
