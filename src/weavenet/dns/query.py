@@ -428,6 +428,7 @@ def _fast_opt(data: bytes, pos: int) -> int | None:
     """The UDP size of a lone OPT record at ``pos`` that ends the message; None if it is anything else."""
     if pos + 11 > len(data) or data[pos] != 0:
         return None
+    size: int
     rtype, size, _ttl, rdlen = struct.unpack_from("!HHIH", data, pos + 1)
     if rtype != T_OPT or pos + 11 + rdlen != len(data):
         return None
