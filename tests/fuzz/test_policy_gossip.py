@@ -84,13 +84,13 @@ def check(payload: bytes, broadcast: bool) -> None:
     before = c.stored()
     try:
         if broadcast:
-            c.on_gossip_broadcast(PeerName(2), payload)
+            c.on_gossip_broadcast(PeerName(2), payload, 0.0)
         else:
-            c.on_gossip(payload)
+            c.on_gossip(payload, 0.0)
     except RemoteProtocolError:
         assert c.stored() == before and c.counters["gossip_malformed"] == 1
         return
-    data = c.gossip()
+    data = c.gossip(0.0)
     for again in data.encode() if data is not None else []:
         assert decode(again) is not None  # what we merged, we can gossip on
     compile_state(c.snapshot(), str(c.us))

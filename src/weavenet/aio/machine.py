@@ -73,6 +73,10 @@ class MachineDriver:
     def now(self) -> float:
         return self.loop.time()
 
+    def wall(self, now: float | None = None) -> float:
+        """Unix time of ``now`` (default: the loop's current time), for what is shown with a date."""
+        return (self.loop.time() if now is None else now) + self.wall_offset
+
     def run(self, fn: Callable[[float], T]) -> T | None:
         """Feed one input to a machine, then flush; the input's return value, None once closed."""
         if self.closed:

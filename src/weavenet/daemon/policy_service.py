@@ -112,7 +112,7 @@ class PolicyService:
         )
         self.cluster.set_sink(router.new_gossip(CHANNEL, self.cluster))
         router.on_peer_removed.append(lambda peer: self.cluster.peer_gone(peer.name))
-        driver.add("network policy", self.cluster, self._drain)
+        driver.add("network policy", self.cluster, lambda now: self._drain())
         events.subscribe(self._on_container_event)
         self.enforcing = False
         self.why_not = ""  # why this host does not enforce (status)

@@ -23,8 +23,8 @@ Local changes go out at once as broadcasts of what changed; the whole state goes
 the mesh's periodic gossip, and a peer relays only what was new to it. Weave 2.8 peers relay the channel without
 reading it (mesh's surrogate gossiper), so a mixed cluster still converges through them.
 
-Pure: no I/O. Time comes in as ``now`` (the driver's monotonic seconds; ``wall_offset`` turns it into Unix time
-for versions). The gossip callbacks use the last ``now`` seen, until the mesh passes one to them.
+Pure: no I/O. Time comes in as ``now`` on every input, the gossip callbacks' too (the driver's monotonic seconds;
+``wall_offset`` turns it into Unix time for versions).
 """
 
 from __future__ import annotations
@@ -163,7 +163,6 @@ class PolicyCluster:
         self.local_changed = 0  # grows whenever our own pods change (the daemon persists them too)
         self._own_ips: dict[str, str] = {}  # address -> the ident of our live pod that has it
         self.counters: Counter[str] = Counter()
-        self._now = now
         self._next_tick = now + TICK
         self._snap: tuple[int, Snapshot] | None = None
 
@@ -186,7 +185,6 @@ class PolicyCluster:
     def load(self, stored: bytes | None, now: float) -> str | None:
         """The persisted policy set and clock; our pods get an incarnation above the last one. Returns why the
         stored value could not be read (then we start empty and learn the set from our peers), or None."""
-        self._now = now
         if stored is None:
             return None
         try:
@@ -226,7 +224,6 @@ class PolicyCluster:
     def put_objects(self, items: Iterable[tuple[ObjKey, str]], now: float) -> list[str]:
         """Create or replace objects (their canonical text): per object ``created``, ``configured`` or
         ``unchanged`` (kubectl's words); what changed is broadcast."""
-        self._now = now
         outcome, changed = [], set()
         for key, doc in items:
             mine = self.objects.get(key)
@@ -241,7 +238,6 @@ class PolicyCluster:
 
     def delete_object(self, key: ObjKey, now: float) -> bool:
         """Tombstone a live object; False if there is none."""
-        self._now = now
         mine = self.objects.get(key)
         if mine is None or mine.doc is None:
             return False
@@ -262,7 +258,6 @@ class PolicyCluster:
         """Say that a container of ours is this pod (host filled in); False if we said so already. An address
         is one container's: another of ours that still holds one of these (it went without our hearing of it,
         and its address was given again) is gone."""
-        self._now = now
         pod = Pod(pod.namespace, pod.name, dict(pod.labels), tuple(pod.ips), tuple(pod.ports), str(self.us))
         own = self.origins[self.us]
         mine = own.entries.get(ident)
@@ -285,7 +280,6 @@ class PolicyCluster:
 
     def remove_pod(self, ident: str, now: float) -> bool:
         """A container of ours is gone; False if it was not a pod."""
-        self._now = now
         own = self.origins[self.us]
         mine = own.entries.get(ident)
         if mine is None or mine.pod is None:
@@ -366,20 +360,20 @@ class PolicyCluster:
             groups.append((origin, o.incarnation, [(i, o.entries[i]) for i in names]))
         return encode(objs, groups)
 
-    def gossip(self) -> GossipData | None:
+    def gossip(self, now: float) -> GossipData | None:
         if not self.objects and not any(o.entries for o in self.origins.values()):
             return None
         return PolicyGossip(self, set(self.objects), dict.fromkeys(self.origins))
 
-    def on_gossip_unicast(self, src: PeerName, msg: bytes) -> None:
+    def on_gossip_unicast(self, src: PeerName, msg: bytes, now: float) -> None:
         return None  # never sent on this channel
 
-    def on_gossip_broadcast(self, src: PeerName, update: bytes) -> GossipData | None:
-        _, received = self._receive(update, self._now)
+    def on_gossip_broadcast(self, src: PeerName, update: bytes, now: float) -> GossipData | None:
+        _, received = self._receive(update, now)
         return received
 
-    def on_gossip(self, update: bytes) -> GossipData | None:
-        improved, _ = self._receive(update, self._now)
+    def on_gossip(self, update: bytes, now: float) -> GossipData | None:
+        improved, _ = self._receive(update, now)
         return improved
 
     def _receive(self, update: bytes, now: float) -> tuple[PolicyGossip | None, PolicyGossip | None]:
@@ -485,7 +479,6 @@ class PolicyCluster:
 
     def handle_timer(self, now: float) -> None:
         """Forget old tombstones, and the pods of hosts the topology does not know (stale gossip brought them)."""
-        self._now = now
         self._next_tick = now + TICK
         ms = self._ms(now)
         old_objects, old_pods = ms - int(OBJECT_TOMBSTONE_KEEP * 1000), ms - int(POD_TOMBSTONE_KEEP * 1000)

@@ -215,7 +215,7 @@ class _Builder:
                 dests = peer_pods + self.pods_in(nets) if nets else peer_pods
             else:
                 dests = list(self.idx.by_ip.values())
-            elems = set()
+            elems: set[str] = set()
             for pod in dests:
                 for p in named:
                     assert isinstance(p.port, str)

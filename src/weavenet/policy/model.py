@@ -101,12 +101,15 @@ class LabelSelector:
         return ",".join(parts) or "<all>"
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True, slots=True)
 class IPBlock:
     cidr: str
     excepts: tuple[str, ...] = ()
 
-    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, tuple[ipaddress._BaseNetwork, ...]]:
+    def networks(self) -> tuple[IPNetwork, tuple[IPNetwork, ...]]:
         return (
             ipaddress.ip_network(self.cidr, strict=False),
             tuple(ipaddress.ip_network(e, strict=False) for e in self.excepts),

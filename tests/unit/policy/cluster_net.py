@@ -63,20 +63,20 @@ class Net:
             for j, payload in batch:
                 if rng is not None and rng.random() < drop:
                     continue
-                self.peers[j].on_gossip_broadcast(PeerName(1), payload)
+                self.peers[j].on_gossip_broadcast(PeerName(1), payload, self.now)
                 if rng is not None and rng.random() < dup:
-                    self.peers[j].on_gossip_broadcast(PeerName(1), payload)
+                    self.peers[j].on_gossip_broadcast(PeerName(1), payload, self.now)
 
     def exchange(self) -> None:
         """Anti-entropy: every peer's full state to every other, as the periodic gossip does."""
         for a in self.peers:
-            data = a.gossip()
+            data = a.gossip(self.now)
             if data is None:
                 continue
             for b in self.peers:
                 if b is not a:
                     for payload in data.encode():
-                        b.on_gossip(payload)
+                        b.on_gossip(payload, self.now)
         self.deliver()  # what the exchanges made peers say again
 
     def state(self, i: int) -> tuple[object, object]:

@@ -89,7 +89,7 @@ def test_deletions_are_tombstones_that_win_over_older_writes_and_are_forgotten_l
     net = Net(3)
     put(net.peers[0], DENY, now=1.0)
     net.deliver()
-    stale = net.peers[2].gossip()  # peer 3's full state, from before the deletion
+    stale = net.peers[2].gossip(net.now)  # peer 3's full state, from before the deletion
     assert stale is not None
     stale_msgs = stale.encode()
     key = ("NetworkPolicy", "x", "deny")
@@ -97,7 +97,7 @@ def test_deletions_are_tombstones_that_win_over_older_writes_and_are_forgotten_l
     assert not net.peers[1].delete_object(key, now=2.5)  # already gone: not found
     net.deliver()
     for payload in stale_msgs:  # an old copy arriving late does not bring it back
-        net.peers[0].on_gossip(payload)
+        net.peers[0].on_gossip(payload, net.now)
     assert net.converged()
     assert all(not c.snapshot().policies and not c.has_policies() for c in net.peers)
     assert key in net.peers[0].objects  # the tombstone
@@ -175,8 +175,8 @@ def test_a_restarted_peer_keeps_its_policies_and_replaces_its_pods() -> None:
     echo = net.peers[1].origins[PeerName(1)].entries["/run/netns/a"]
     stale = encode([], [(PeerName(1), old, [("/run/netns/gone", echo)])])
     for payload in stale:
-        net.peers[1].on_gossip(payload)
-        c.on_gossip(payload)
+        net.peers[1].on_gossip(payload, net.now)
+        c.on_gossip(payload, net.now)
     net.deliver()
     assert net.converged() and [p.name for p in net.peers[1].snapshot().pods] == ["a"]
 
@@ -201,8 +201,8 @@ def test_same_incarnation_echoes_of_pods_we_never_had_are_tombstoned() -> None:
     net = Net(2)
     c = net.peers[0]
     forged = encode([], [(PeerName(1), c.incarnation, [("ghost", _entry(5, pod("g", "10.0.0.5")))])])
-    net.peers[1].on_gossip(forged[0])
-    c.on_gossip(forged[0])
+    net.peers[1].on_gossip(forged[0], net.now)
+    c.on_gossip(forged[0], net.now)
     net.deliver()
     assert net.converged() and net.peers[1].snapshot().pods == ()
     assert c.counters["pods_overridden"] == 1
@@ -219,16 +219,16 @@ def test_unknown_hosts_pods_are_dropped_at_the_tick_and_gone_peers_at_once() -> 
     c = PolicyCluster(PeerName(1), 0.0, is_known_peer=lambda p: p in known)
     other = PolicyCluster(PeerName(2), 0.0)
     other.put_pod("x", pod("x", "10.0.0.3"), 0.0)
-    data = other.gossip()
+    data = other.gossip(0.0)
     assert data is not None
     for payload in data.encode():
-        c.on_gossip(payload)
+        c.on_gossip(payload, 0.0)
     assert len(c.snapshot().pods) == 1
     c.handle_timer(TICK)
     assert c.snapshot().pods == ()
     known.add(PeerName(2))
     for payload in data.encode():
-        c.on_gossip(payload)
+        c.on_gossip(payload, TICK)
     c.peer_gone(PeerName(2))
     assert c.snapshot().pods == ()
 
@@ -252,12 +252,12 @@ def test_an_object_this_version_cannot_use_is_kept_and_relayed_but_not_enforced(
         '"metadata":{"name":"future","namespace":"x"},"spec":{"podSelector":{},"newField":1}}'
     )
     for payload in encode([(odd, StoredObject(5, 1, doc))], []):
-        b.on_gossip(payload)
+        b.on_gossip(payload, 0.0)
     assert b.snapshot().policies == () and b.status()["Unusable"] == {"x/future": b.parsed[odd]}
-    data = b.gossip()
+    data = b.gossip(0.0)
     assert data is not None
     for payload in data.encode():
-        a.on_gossip(payload)
+        a.on_gossip(payload, 0.0)
     assert a.objects[odd] == b.objects[odd]
 
 
@@ -289,13 +289,13 @@ def test_the_store_keeps_objects_clock_and_incarnation() -> None:
 def test_malformed_messages_are_refused_and_counted(payload: bytes) -> None:
     c = PolicyCluster(PeerName(1), 0.0)
     with pytest.raises(RemoteProtocolError):
-        c.on_gossip(payload)
+        c.on_gossip(payload, 0.0)
     assert c.counters["gossip_malformed"] == 1
 
 
 def test_another_format_is_ignored() -> None:
     c = PolicyCluster(PeerName(1), 0.0)
-    assert c.on_gossip(b"\x02whatever") is None and decode(b"\x02") is None
+    assert c.on_gossip(b"\x02whatever", 0.0) is None and decode(b"\x02") is None
 
 
 def test_gossip_size_per_thousand_containers() -> None:
@@ -323,9 +323,9 @@ def test_loading_the_store_keeps_what_gossip_brought_first() -> None:
     newer = PolicyCluster(PeerName(2), 0.0, wall_offset=1000.0)
     put(newer, ALLOW_B, now=5.0)
     c = PolicyCluster(PeerName(1), 0.0, wall_offset=1000.0)
-    data = newer.gossip()
+    data = newer.gossip(5.0)
     assert data is not None
     for payload in data.encode():
-        c.on_gossip(payload)
+        c.on_gossip(payload, 5.0)
     assert c.load(stored, 6.0) is None
     assert policies(c)[0].ingress  # the newer one, from gossip
