@@ -22,7 +22,7 @@ from weavenet.api.policy_routes import add_policy_routes
 from weavenet.core.container_events import DESTROY, ContainerEvent, ContainerEvents
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig, MeshRouter
-from weavenet.daemon import policy_service
+from weavenet.daemon import policy_enforcement, policy_service
 from weavenet.daemon.persistence import Store
 from weavenet.daemon.policy_service import PolicyService
 from weavenet.host.npc import Enforcer
@@ -49,7 +49,7 @@ def netns() -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy_service, "SETTLE", 0.2)
+    monkeypatch.setattr(policy_enforcement, "SETTLE", 0.2)
     monkeypatch.setattr(policy_service, "SAVE_DELAY", 0.05)
 
 

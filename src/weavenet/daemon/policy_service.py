@@ -31,11 +31,9 @@ Enforcement (``--network-policy``):
   until the controller's first whole state is in force (as Weave's FORWARD rules drop what weave-npc has not
   allowed yet), and ``weave policy apply``/``rm`` are refused.
 
-On every change of the snapshot the kernel state is recomputed (``compile_state``, in a thread) and applied
-(``Enforcer.apply``: one ``nft`` transaction, a diff when only pods changed), at most ``DEBOUNCE`` after the
-change, so a burst of changes is one transaction. The first apply after a start waits ``SETTLE`` for the pods of
-the other hosts to arrive (the table of the last run stays in force meanwhile). ``weave policy apply`` and
-``weave attach`` answer once the change is in force on this host; the other hosts follow within a second.
+On every change of the snapshot the kernel state is recomputed and applied, a burst of changes in one
+transaction (``policy_enforcement.py``). ``weave policy apply`` and ``weave attach`` answer once the change is in
+force on this host; the other hosts follow within a second.
 """
 
 from __future__ import annotations
@@ -44,35 +42,28 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from weavenet.aio.machine import MachineDriver
 from weavenet.core.container_events import DESTROY, DIE, ContainerEvent, ContainerEvents
 from weavenet.daemon.persistence import Store, StoreError
-from weavenet.errors import ConfigError, HostError, RemoteProtocolError, StateError
-from weavenet.policy import Options, Pod, Snapshot, compile_state, decide
+from weavenet.daemon.policy_enforcement import PolicyEnforcement
+from weavenet.errors import ConfigError, RemoteProtocolError, StateError
+from weavenet.policy import Options, Pod, decide
 from weavenet.policy.cluster import CHANNEL, STORE_KEY, PolicyCluster, objects_from_text
 from weavenet.policy.kube_source import KubeSource
-from weavenet.policy.pods import DEFAULT_NAMESPACE, PodLabelError, effective_labels, namespace_of, ports_of
+from weavenet.policy.pods import pod_of
 from weavenet.policy.wire import ObjKey, decode_local, encode_local
 from weavenet.status.policy import NetworkPolicyStatus
 
 if TYPE_CHECKING:
-    from prometheus_client.core import Metric
-
     from weavenet.core.router import MeshRouter
     from weavenet.host.npc import Enforcer
 
 log = logging.getLogger("weavenet.npc")
 
-DEBOUNCE = 0.05  # changes within this are applied together
-SETTLE = 2.0  # after a start, time for the other hosts' pods to arrive before the first apply
-RETRY = (1.0, 30.0)  # a refused apply is tried again after this, doubling up to the second value
-WAIT_APPLIED = 10.0  # longest a request waits for its change to be in force here
 PODS_KEY = "weavenetPolicyPods"  # this host's pods, in the state store
-ENFORCED_KEY = "weavenetPolicyEnforced"  # this router has enforced policy here (so the table there is its own)
 CONFIRM = 60.0  # a pod remembered from the last run and not registered again within this is gone
 SAVE_DELAY = 0.5  # this host's pods are saved this long after they change (a burst is one write)
 SAVE_RETRY = 5.0  # a write that failed (a full disk) is tried again after this
@@ -80,6 +71,9 @@ RESOURCE = {"NetworkPolicy": "networkpolicy.networking.k8s.io", "Namespace": "na
 
 
 class PolicyService:
+    """Network policy in the daemon (see the module docstring): the cluster's machine, this host's pods, what is
+    persisted, and the answers to ``weave policy``."""
+
     def __init__(
         self,
         router: MeshRouter,
@@ -103,43 +97,28 @@ class PolicyService:
         self.run_dir = run_dir
         self.problem = problem
         self.unsaved = unsaved if unsaved is not None else {}
-        self.node = str(router.name)
-        self.options = Options(bridge=bridge)
-        self._enforcer = enforcer  # made on first use: its imports need not delay the launch
         topo = router.topology
         self.cluster = PolicyCluster(
             router.name, driver.now(), wall_offset=driver.wall_offset, is_known_peer=lambda p: topo.get(p) is not None
         )
         self.cluster.set_sink(router.new_gossip(CHANNEL, self.cluster))
         router.on_peer_removed.append(lambda peer: self.cluster.peer_gone(peer.name))
+        self.kube = KubeSource(self.node) if mode == "kubernetes" else None
+        self.enforcement = PolicyEnforcement(
+            self.cluster, driver, store, mode=mode, node=str(router.name), options=Options(bridge=bridge),
+            enforcer=enforcer, kube=self.kube,
+        )  # fmt: skip
         driver.add("network policy", self.cluster, lambda now: self._drain())
         events.subscribe(self._on_container_event)
-        self.enforcing = False
-        self.why_not = ""  # why this host does not enforce (status)
         self._saved = self.cluster.objects_changed
-        self._wanted = -1  # the generation the applier was last told about
-        self._applied = -1  # the generation in force in the kernel
-        self._wake = asyncio.Event()
-        self._not_before = 0.0
-        self._retry = RETRY[0]
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.last_apply: dict[str, Any] = {}
-        self.applies = 0
-        self.apply_errors = 0
         self.label_problems: list[str] = []
         self._local_saved = self.cluster.local_changed
         self._save_pending: asyncio.TimerHandle | None = None
         self._unconfirmed: set[str] = set()  # pods remembered from the last run, not registered again yet
-        self.kube = KubeSource(self.node) if mode == "kubernetes" else None
 
     @property
-    def enforcer(self) -> Enforcer:
-        if self._enforcer is None:
-            from weavenet.host.npc import Enforcer
-
-            self._enforcer = Enforcer(bridge=self.options.bridge)
-        return self._enforcer
+    def enforcing(self) -> bool:
+        return self.enforcement.enforcing
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -160,26 +139,13 @@ class PolicyService:
                 f"{self.store.path}: the saved network policies (key {STORE_KEY!r}) are unreadable ({unreadable}); "
                 "they are learnt again from the other peers"
             )
-        if self.mode == "off":
-            self.why_not = "off on this host (--network-policy off)"
-        elif self.mode in ("on", "kubernetes") or self.cluster.has_policies():
-            await self._close_until_applied()
-        elif await self._table_exists():
-            if self._enforced_before():  # every policy was deleted: the table (allowing all) stays ours
-                await self._close_until_applied()
-            else:
-                self.why_not = "the policy table on this host is another controller's (left alone)"
-                log.warning("network policy: a policy table is on this host, but not this router's: left alone")
-        else:
-            self.why_not = "no network policy in the cluster"
+        await self.enforcement.decide()
         self._remembered_pods()
-        pods = await asyncio.to_thread(_registry_pods, self.run_dir, self.options.bridge)
+        pods = await asyncio.to_thread(_registry_pods, self.run_dir, self.enforcement.options.bridge)
         for ident, name, labels, ips in pods:
             self._put_pod(ident, name, labels, ips, strict=False)
-        loop = asyncio.get_running_loop()
-        loop.call_later(CONFIRM, self._drop_unconfirmed)
-        self._not_before = loop.time() + (SETTLE if self.kube is None else 0.0)  # the controller sends all at once
-        self._task = loop.create_task(self._apply_loop())
+        asyncio.get_running_loop().call_later(CONFIRM, self._drop_unconfirmed)
+        self.enforcement.start()
         self._drain()
 
     def _remembered_pods(self) -> None:
@@ -238,47 +204,7 @@ class PolicyService:
         if self._save_pending is not None:
             self._save_pending.cancel()
         self._save()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for _, fut in self._waiters:
-            if not fut.done():
-                fut.cancel()
-
-    async def _table_exists(self) -> bool:
-        try:
-            return await asyncio.to_thread(self.enforcer.table_exists)
-        except HostError:
-            return False  # no nft: nothing was ever enforced here
-
-    def _enforced_before(self) -> bool:
-        try:
-            return self.store.get_raw(ENFORCED_KEY) is not None
-        except StoreError:
-            return True  # unreadable: it was written, so it was ours
-
-    def _now_enforcing(self) -> None:
-        self.enforcing = True
-        self.why_not = ""
-        try:
-            if self.store.get_raw(ENFORCED_KEY) is None:
-                self.store.set_raw(ENFORCED_KEY, b"1")
-        except StateError as e:
-            log.warning("network policy: cannot note in the store that this host enforces: %s", e)
-
-    async def _close_until_applied(self) -> None:
-        """Enforce from now on: the closed table if the host has none (the last run's stays as it is)."""
-        try:
-            if await asyncio.to_thread(self.enforcer.ensure_closed):
-                log.info("network policy: enforced on this host; new traffic into the bridge waits for the first state")
-        except HostError as e:
-            if self.mode in ("on", "kubernetes"):
-                raise ConfigError(f"--network-policy {self.mode}: {e}") from e
-            self.why_not = f"cannot be enforced here: {e}"
-            log.error("network policy: %s", self.why_not)
-            return
-        self._now_enforcing()
+        await self.enforcement.close()
 
     # -- the machine's effects ----------------------------------------------------------------------------------
 
@@ -289,82 +215,7 @@ class PolicyService:
                 self._save()  # at once: a policy change is answered only once it is on disk
             elif c.local_changed != self._local_saved:
                 self._save_pending = asyncio.get_running_loop().call_later(SAVE_DELAY, self._save)
-        if not self.enforcing and self.mode == "auto" and c.has_policies() and self._task is not None:
-            self._now_enforcing()  # the first policy of the cluster: its state replaces no table, so no window
-            log.info("network policy: the cluster has a policy: enforced on this host from now on")
-        gen = self._generation()
-        if self.enforcing and gen != self._wanted and (self.kube is None or self.kube.synced):
-            self._wanted = gen
-            self._wake.set()
-
-    def _generation(self) -> int:
-        return self.cluster.generation if self.kube is None else self.kube.generation
-
-    def _snapshot(self) -> Snapshot:
-        """The engine's input: the cluster's (gossip), or in Kubernetes mode the API's."""
-        return self.cluster.snapshot() if self.kube is None else self.kube.snapshot()
-
-    def _options(self) -> Options:
-        if self.kube is None:
-            return self.options
-        return Options(allow_mcast=self.kube.allow_mcast, bridge=self.options.bridge)
-
-    async def _apply_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wake.wait()
-            delay = max(DEBOUNCE, self._not_before - loop.time())
-            await asyncio.sleep(delay)
-            self._wake.clear()
-            gen = self._generation()
-            snap = self._snapshot()
-            started = time.monotonic()
-            try:
-                state = await asyncio.to_thread(compile_state, snap, self.node, self._options())
-                result = await asyncio.to_thread(self.enforcer.apply, state)
-            except Exception as e:  # the kernel refused it, or nft is gone: the previous state stays in force
-                self.apply_errors += 1
-                message = str(e) if isinstance(e, HostError) else f"{type(e).__name__}: {e}"
-                self.last_apply = {"Error": message, "At": self.driver.wall()}
-                log.error("network policy: applying the state failed (the previous one stays): %s", message)
-                self._not_before = loop.time() + self._retry
-                self._retry = min(self._retry * 2, RETRY[1])
-                self._wake.set()
-                continue
-            self._retry = RETRY[0]
-            self.applies += 1
-            self._applied = gen
-            self.last_apply = {
-                "At": self.driver.wall(),
-                "Seconds": round(time.monotonic() - started, 3),
-                "Commands": result.lines,
-                "Full": result.full,
-                "Pods": len(snap.pods),
-                "Policies": len(snap.policies),
-            }
-            log.info("network policy: %d policies, %d pods in force (%s, %d commands, %.3fs)", len(snap.policies),
-                     len(snap.pods), "all" if result.full else "a diff", result.lines,
-                     self.last_apply["Seconds"])  # fmt: skip
-            for g, fut in self._waiters:
-                if g <= gen and not fut.done():
-                    fut.set_result(None)
-            self._waiters = [(g, f) for g, f in self._waiters if not f.done()]
-
-    async def _in_force(self) -> str:
-        """Wait until the current snapshot is applied here (nothing to wait for when not enforcing); what went
-        wrong, or ""."""
-        if not self.enforcing:
-            return ""
-        gen = self._generation()
-        if self._applied >= gen:
-            return ""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((gen, fut))
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), WAIT_APPLIED)
-        except TimeoutError:
-            return f"not in force on this host yet: {self.last_apply.get('Error') or 'still applying'}"
-        return ""
+        self.enforcement.changed()
 
     def _on_container_event(self, ev: ContainerEvent) -> None:
         if ev.kind in (DIE, DESTROY) and ev.ident in self.cluster.local_pods():
@@ -376,28 +227,7 @@ class PolicyService:
     def _put_pod(self, ident: str, name: str, labels: dict[str, str], ips: list[str], strict: bool) -> None:
         """Register a container of this host; with ``strict``, a malformed namespace or ports label is refused
         (PodLabelError), else it is logged and the container registered as well as it can be."""
-        try:
-            namespace = namespace_of(labels)
-        except PodLabelError as e:
-            if strict:
-                raise
-            namespace = labels.get("weave.works/namespace") or DEFAULT_NAMESPACE
-            self._label_problem(ident, str(e))
-        try:
-            ports = ports_of(labels)
-        except PodLabelError as e:
-            if strict:
-                raise
-            ports = ()
-            self._label_problem(ident, f"{e}; its named ports are ignored")
-        try:
-            kept = effective_labels(labels)
-        except PodLabelError as e:
-            if strict:
-                raise
-            kept = {}
-            self._label_problem(ident, f"{e}; its labels are ignored")
-        pod = Pod(namespace, name or _default_name(ident), kept, tuple(ips), ports)
+        pod = pod_of(ident, name, labels, ips, strict, lambda message: self._label_problem(ident, message))
         self._unconfirmed.discard(ident)
         self.driver.run(lambda now: self.cluster.put_pod(ident, pod, now))
 
@@ -410,7 +240,7 @@ class PolicyService:
         """``PUT /policy/pods/<ident>``; PodLabelError for a bad label; answers once it is in force here (what
         went wrong otherwise, or "")."""
         self._put_pod(ident, name, labels, ips, strict)
-        return await self._in_force()
+        return await self.enforcement.in_force()
 
     async def delete_pod(self, ident: str) -> bool:
         self._unconfirmed.discard(ident)
@@ -424,7 +254,7 @@ class PolicyService:
         if not ips:
             return
         self._put_pod(ident, name.lstrip("/"), labels, ips, strict=False)
-        problem = await self._in_force() if wait else ""
+        problem = await self.enforcement.in_force() if wait else ""
         if problem:
             log.warning("network policy: container %s: %s", ident[:12], problem)
 
@@ -444,7 +274,7 @@ class PolicyService:
         objects = objects_from_text(text)
         outcome = self.driver.run(lambda now: self.cluster.put_objects([(k, d) for k, d, _ in objects], now)) or []
         lines = [f"{RESOURCE[k[0]]}/{k[2]} {what}" for (k, _, _), what in zip(objects, outcome, strict=True)]
-        problem = await self._in_force()
+        problem = await self.enforcement.in_force()
         if "network policy" in self.unsaved:
             problem = "; ".join(p for p in (problem, f"not saved here yet: {self.unsaved['network policy']}") if p)
         return lines, problem
@@ -455,7 +285,7 @@ class PolicyService:
         key: ObjKey = (kind, namespace if kind == "NetworkPolicy" else "", name)
         if not self.driver.run(lambda now: self.cluster.delete_object(key, now)):
             return None
-        await self._in_force()
+        await self.enforcement.in_force()
         return f'{RESOURCE[kind]} "{name}" deleted'
 
     # -- the Kubernetes source ---------------------------------------------------------------------------------
@@ -475,7 +305,7 @@ class PolicyService:
         if first:
             log.info("network policy: the policy controller's first state (node %s) arrived", self.kube.node)
         self._drain()
-        return True, await self._in_force()
+        return True, await self.enforcement.in_force()
 
     def listing(self) -> dict[str, Any]:
         """``GET /policy``: the objects (with who wrote them and when) and the pods of the cluster."""
@@ -600,9 +430,9 @@ class PolicyService:
         return NetworkPolicyStatus(
             mode=self.mode,
             enforcing=self.enforcing,
-            not_enforcing_because=self.why_not,
-            in_force=self.enforcing and self._applied >= self._generation() and (self.kube is None or self.kube.synced),
-            last_error=str(self.last_apply.get("Error", "")),
+            not_enforcing_because=self.enforcement.why_not,
+            in_force=self.enforcement.up_to_date,
+            last_error=str(self.enforcement.last_apply.get("Error", "")),
             policies=st["Policies"],
             namespaces=st["Namespaces"],
             unusable=st["Unusable"],
@@ -610,9 +440,9 @@ class PolicyService:
             local_pods=st["LocalPods"],
             hosts=st["Hosts"],
             tombstones=st["Tombstones"],
-            applies=self.applies,
-            apply_errors=self.apply_errors,
-            last_apply=dict(self.last_apply),
+            applies=self.enforcement.applies,
+            apply_errors=self.enforcement.apply_errors,
+            last_apply=dict(self.enforcement.last_apply),
             gossip=st["Gossip"],
             label_problems=list(self.label_problems),
             source=source,
@@ -620,22 +450,7 @@ class PolicyService:
 
     def collectors(self) -> list[Any]:
         """Prometheus collectors for ``/metrics``: weave-npc's blocked connections, once this host enforces."""
-        return [_WhenEnforcing(self)]
-
-
-class _WhenEnforcing:
-    """``weavenpc_blocked_connections_total`` and ``weavenpc_policy_enforcement_errors`` (weave-npc's), read from
-    the kernel's counters at each scrape; nothing while this host does not enforce (no table to read)."""
-
-    def __init__(self, service: PolicyService) -> None:
-        self.service = service
-
-    def collect(self) -> Iterator[Metric]:
-        if not self.service.enforcing:
-            return
-        from weavenet.host.npc import BlockedConnections
-
-        yield from BlockedConnections(self.service.enforcer).collect()
+        return self.enforcement.collectors()
 
 
 def _peer(n: int) -> object:
@@ -657,15 +472,6 @@ def _created_ms(doc: dict[str, Any]) -> int:
 
 def _hexish(ident: str) -> bool:
     return all(c in "0123456789abcdef" for c in ident)
-
-
-def _default_name(ident: str) -> str:
-    """A pod name for a container given none: a path's last part, ``pid-N``, a Docker ID's first 12."""
-    if ident.isdigit():
-        return f"pid-{ident}"
-    if ident.startswith("/"):
-        return ident.rstrip("/").rsplit("/", 1)[-1] or ident
-    return ident[:12]
 
 
 def _registry_pods(run_dir: str, bridge: str) -> list[tuple[str, str, dict[str, str], list[str]]]:

@@ -15,9 +15,9 @@ either: ``Exists``, ``DoesNotExist``, ``NotIn`` and ``In`` answer exactly as the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
-from weavenet.policy.model import PROTOCOLS, ContainerPort
+from weavenet.policy.model import PROTOCOLS, ContainerPort, Pod
 from weavenet.policy.validation import dns1123_label, label_value, port_name, qualified_name
 
 NAMESPACE_LABEL = "weave.works/namespace"
@@ -74,3 +74,47 @@ def effective_labels(labels: Mapping[str, str]) -> dict[str, str]:
     if len(out) > MAX_LABELS:
         raise PodLabelError(f"{len(out)} labels: at most {MAX_LABELS} are kept for network policy")
     return dict(sorted(out.items()))
+
+
+def pod_of(
+    ident: str,
+    name: str,
+    labels: Mapping[str, str],
+    ips: Sequence[str],
+    strict: bool,
+    problem: Callable[[str], None],
+) -> Pod:
+    """A container of this host as a pod. With ``strict``, a malformed namespace or ports label is refused
+    (PodLabelError); else ``problem`` is told, and the container is made a pod as well as it can be: the namespace
+    label's text, or ``default``; no named ports; no labels."""
+    try:
+        namespace = namespace_of(labels)
+    except PodLabelError as e:
+        if strict:
+            raise
+        namespace = labels.get(NAMESPACE_LABEL) or DEFAULT_NAMESPACE
+        problem(str(e))
+    try:
+        ports = ports_of(labels)
+    except PodLabelError as e:
+        if strict:
+            raise
+        ports = ()
+        problem(f"{e}; its named ports are ignored")
+    try:
+        kept = effective_labels(labels)
+    except PodLabelError as e:
+        if strict:
+            raise
+        kept = {}
+        problem(f"{e}; its labels are ignored")
+    return Pod(namespace, name or default_name(ident), kept, tuple(ips), ports)
+
+
+def default_name(ident: str) -> str:
+    """A pod name for a container given none: a path's last part, ``pid-N``, a Docker ID's first 12."""
+    if ident.isdigit():
+        return f"pid-{ident}"
+    if ident.startswith("/"):
+        return ident.rstrip("/").rsplit("/", 1)[-1] or ident
+    return ident[:12]
