@@ -157,7 +157,7 @@ class PolicyEnforcement:
     def _generation(self) -> int:
         return self.cluster.generation if self.kube is None else self.kube.generation
 
-    def _snapshot(self) -> Snapshot:
+    def snapshot(self) -> Snapshot:
         """The engine's input: the cluster's (gossip), or in Kubernetes mode the API's."""
         return self.cluster.snapshot() if self.kube is None else self.kube.snapshot()
 
@@ -183,7 +183,7 @@ class PolicyEnforcement:
             await asyncio.sleep(delay)
             self._wake.clear()
             gen = self._generation()
-            snap = self._snapshot()
+            snap = self.snapshot()
             started = time.monotonic()
             try:
                 state = await asyncio.to_thread(compile_state, snap, self.node, self._options())

@@ -103,7 +103,7 @@ class PolicyService:
         )
         self.cluster.set_sink(router.new_gossip(CHANNEL, self.cluster))
         router.on_peer_removed.append(lambda peer: self.cluster.peer_gone(peer.name))
-        self.kube = KubeSource(self.node) if mode == "kubernetes" else None
+        self.kube = KubeSource(str(router.name)) if mode == "kubernetes" else None
         self.enforcement = PolicyEnforcement(
             self.cluster, driver, store, mode=mode, node=str(router.name), options=Options(bridge=bridge),
             enforcer=enforcer, kube=self.kube,
@@ -373,7 +373,7 @@ class PolicyService:
         """``weave policy test``: what would happen to a new connection, and which rule decides. ``src`` and
         ``dst`` are addresses, pod names (``name`` or ``namespace/name``) or container idents (a Docker ID may
         be shortened); ValueError if one names nothing or several things."""
-        snap = self._snapshot()
+        snap = self.enforcement.snapshot()
         src_ip, src_pod = self._resolve(src)
         dst_ip, dst_pod = self._resolve(dst)
         d = decide(snap, src_ip, dst_ip, protocol, port)
@@ -391,7 +391,7 @@ class PolicyService:
     def _resolve(self, what: str) -> tuple[str, str]:
         import ipaddress
 
-        snap = self._snapshot()
+        snap = self.enforcement.snapshot()
         with contextlib.suppress(ValueError):
             ip = str(ipaddress.ip_address(what))
             return ip, next((p.key for p in snap.pods if ip in p.ips), "")
