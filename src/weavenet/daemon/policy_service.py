@@ -39,8 +39,6 @@ force on this host; the other hosts follow within a second.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -51,6 +49,7 @@ from weavenet.daemon.persistence import Store, StoreError
 from weavenet.daemon.policy_enforcement import PolicyEnforcement
 from weavenet.errors import ConfigError, RemoteProtocolError, StateError
 from weavenet.policy import Options, Pod, decide
+from weavenet.policy.answers import cluster_listing, kube_listing, resolve
 from weavenet.policy.cluster import CHANNEL, STORE_KEY, PolicyCluster, objects_from_text
 from weavenet.policy.kube_source import KubeSource
 from weavenet.policy.pods import pod_of
@@ -309,65 +308,7 @@ class PolicyService:
 
     def listing(self) -> dict[str, Any]:
         """``GET /policy``: the objects (with who wrote them and when) and the pods of the cluster."""
-        if self.kube is not None:
-            return self._kube_listing(self.kube)
-        objects = []
-        for (kind, ns, name), s, parsed in self.cluster.live_objects():
-            item: dict[str, Any] = {
-                "Kind": kind,
-                "Namespace": ns,
-                "Name": name,
-                "Writer": str(_peer(s.writer)),
-                "Version": s.version,
-                "Object": s.doc,
-            }
-            if isinstance(parsed, str):
-                item["Unusable"] = parsed
-            objects.append(item)
-        pods = [
-            {
-                "Ident": ident,
-                "Namespace": p.namespace,
-                "Name": p.name,
-                "Labels": dict(p.labels),
-                "IPs": list(p.ips),
-                "Ports": [f"{cp.name}={cp.port}/{cp.protocol}" for cp in p.ports],
-                "Host": str(origin),
-                "Local": origin == self.cluster.us,
-            }
-            for origin, ident, p in self.cluster.pods()
-        ]
-        return {"Objects": objects, "Pods": pods}
-
-    def _kube_listing(self, k: KubeSource) -> dict[str, Any]:
-        """``GET /policy`` in Kubernetes mode: the API's objects as the controller handed them over."""
-        objects: list[dict[str, Any]] = []
-        for (kind, ns, name), doc in sorted(k.docs.items()):
-            item: dict[str, Any] = {
-                "Kind": kind,
-                "Namespace": ns,
-                "Name": name,
-                "Writer": "kubernetes",
-                "Version": _created_ms(doc),
-                "Object": json.dumps(doc, sort_keys=True),
-            }
-            if kind == "NetworkPolicy" and f"{ns}/{name}" in k.unusable:
-                item["Unusable"] = k.unusable[f"{ns}/{name}"]
-            objects.append(item)
-        pods = [
-            {
-                "Ident": p.key,
-                "Namespace": p.namespace,
-                "Name": p.name,
-                "Labels": dict(p.labels),
-                "IPs": list(p.ips),
-                "Ports": [f"{cp.name}={cp.port}/{cp.protocol}" for cp in p.ports],
-                "Host": p.host,
-                "Local": p.host == k.node,
-            }
-            for p in (k.pods[key] for key in sorted(k.pods))
-        ]
-        return {"Objects": objects, "Pods": pods}
+        return kube_listing(self.kube) if self.kube is not None else cluster_listing(self.cluster)
 
     def test(self, src: str, dst: str, protocol: str, port: int) -> dict[str, Any]:
         """``weave policy test``: what would happen to a new connection, and which rule decides. ``src`` and
@@ -389,27 +330,8 @@ class PolicyService:
         }
 
     def _resolve(self, what: str) -> tuple[str, str]:
-        import ipaddress
-
         snap = self.enforcement.snapshot()
-        with contextlib.suppress(ValueError):
-            ip = str(ipaddress.ip_address(what))
-            return ip, next((p.key for p in snap.pods if ip in p.ips), "")
-        if self.kube is not None:
-            found = [p for p in snap.pods if what in (p.key, p.name)]
-        else:
-            found = [
-                p
-                for (_, ident, _), p in zip(self.cluster.pods(), snap.pods, strict=True)  # the same pods, one order
-                if what in (p.key, p.name, ident) or (len(what) >= 3 and ident.startswith(what) and _hexish(ident))
-            ]
-        if not found:
-            raise ValueError(f"{what}: not an IP address nor a container known to network policy")
-        if len({p.key for p in found}) > 1:
-            raise ValueError(f"{what}: names several containers ({', '.join(sorted(p.key for p in found))})")
-        if not found[0].ips:
-            raise ValueError(f"{what}: {found[0].key} has no address")
-        return found[0].ips[0], found[0].key
+        return resolve(what, snap, None if self.kube is not None else [ident for _, ident, _ in self.cluster.pods()])
 
     # -- status and metrics ---------------------------------------------------------------------------------------
 
@@ -451,27 +373,6 @@ class PolicyService:
     def collectors(self) -> list[Any]:
         """Prometheus collectors for ``/metrics``: weave-npc's blocked connections, once this host enforces."""
         return self.enforcement.collectors()
-
-
-def _peer(n: int) -> object:
-    from weavenet.core.names import PeerName
-
-    return PeerName(n)
-
-
-def _created_ms(doc: dict[str, Any]) -> int:
-    """An API object's ``metadata.creationTimestamp`` in Unix milliseconds (0 if it has none)."""
-    from datetime import datetime
-
-    stamp = (doc.get("metadata") or {}).get("creationTimestamp")
-    try:
-        return int(datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return 0
-
-
-def _hexish(ident: str) -> bool:
-    return all(c in "0123456789abcdef" for c in ident)
 
 
 def _registry_pods(run_dir: str, bridge: str) -> list[tuple[str, str, dict[str, str], list[str]]]:
