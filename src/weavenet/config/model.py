@@ -21,6 +21,7 @@ DEFAULT_MTU = 1376  # Weave's fast-datapath MTU: 1460 (GCE) - 20 IP - 8 UDP - 8 
 DEFAULT_RANGE = "10.32.0.0/12"  # what ``weave launch`` allocates from when not told (the daemon's default: off)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLICY_MODES = ("auto", "on", "off", "kubernetes")  # --network-policy (weavenet.daemon.policy_service)
+DEFAULT_PODMAN_API = "unix:///run/podman/podman.sock"  # rootful podman's system service (podman.socket)
 PLUGIN_SOCKET = "/run/docker/plugins/weave.sock"
 PLUGIN_MESH_SOCKET = "/run/docker/plugins/weavemesh.sock"
 GOBOOL = Kind.GOBOOL
@@ -237,6 +238,13 @@ class DaemonConfig:
         "nothing new enters the bridge until the policy state is in force), off (never on this host), kubernetes "
         "(as on, with the policies and pods from the Kubernetes API's policy controller)",
         example="on",
+    )
+    podman_api: str = option(
+        DEFAULT_PODMAN_API,
+        flag="--podman-api",
+        help="podman's API (its system service), read for the labels of the containers podman puts on weave through "
+        "the CNI plugin, for network policy; '' turns it off",
+        example="unix:///run/podman/podman.sock",
     )
     docker: DockerOptions = group(DockerOptions)
     ipam: IpamOptions = group(IpamOptions)

@@ -39,6 +39,8 @@ def validate(cfg: DaemonConfig, environ: Mapping[str, str] | None = None) -> Dae
         raise ConfigError(f"invalid --log-level {cfg.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
     if cfg.network_policy not in POLICY_MODES:
         raise ConfigError(f"invalid --network-policy {cfg.network_policy!r}: use one of {', '.join(POLICY_MODES)}")
+    if cfg.podman_api:
+        parse_endpoint(cfg.podman_api, "--podman-api")
     if not 576 <= cfg.mtu <= 65535:
         raise ConfigError(f"invalid MTU {cfg.mtu}: must be between 576 and 65535")
     if cfg.resume and cfg.peers:

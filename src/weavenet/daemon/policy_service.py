@@ -111,6 +111,7 @@ class PolicyService:
         events.subscribe(self._on_container_event)
         self._saved = self.cluster.objects_changed
         self.label_problems: list[str] = []
+        self.podman: Callable[[], str] = str  # where podman's containers' labels come from (weave status), if read
         self._local_saved = self.cluster.local_changed
         self._save_pending: asyncio.TimerHandle | None = None
         self._unconfirmed: set[str] = set()  # pods remembered from the last run, not registered again yet
@@ -368,6 +369,7 @@ class PolicyService:
             gossip=st["Gossip"],
             label_problems=list(self.label_problems),
             source=source,
+            podman=self.podman(),
         )
 
     def collectors(self) -> list[Any]:

@@ -263,6 +263,7 @@ class Weaver:
         await start_api(stack, api, config.http_addr, config.status_addr, config.metrics_addr)
         stack.push_async_callback(self.docker.close)
         await self.docker.start()  # proxy and plugin use the API above; ready only once they run, as Weave's
+        self._podman(stack)
         self._write_pid_file(stack)
         self.ready = True
         self.launched = True
@@ -281,6 +282,22 @@ class Weaver:
         stack.push_async_callback(hub.close)
         hub.start()
         return WebView(hub, *where)
+
+    def _podman(self, stack: contextlib.AsyncExitStack) -> None:
+        """The labels of podman's containers (``--podman-api``), which the CNI plugin cannot be told: not in
+        Kubernetes mode, whose pods come from the Kubernetes API."""
+        config = self.config
+        if not config.podman_api or config.network_policy == "kubernetes":
+            return
+        from weavenet.config.model import DEFAULT_PODMAN_API
+        from weavenet.docker.podman import PodmanWatch
+
+        policy = self.policy
+        watch = PodmanWatch(config.podman_api, BRIDGE, policy.docker_pod, policy.delete_pod,
+                            explicit=config.podman_api != DEFAULT_PODMAN_API)  # fmt: skip
+        policy.podman = watch.status
+        stack.push_async_callback(watch.close)
+        watch.start()
 
     async def _no_masq_local(self, stack: contextlib.AsyncExitStack) -> None:
         """``--no-masq-local``: this peer's ranges in the set that keeps their traffic from being masqueraded."""

@@ -46,8 +46,11 @@ def base_url(ep: Endpoint, tls: bool) -> str:
 
 
 class DockerClient:
-    def __init__(self, api: str, ssl_context: ssl.SSLContext | None = None, timeout: float = 30.0) -> None:
-        self.endpoint = parse_endpoint(api, "--docker-api")
+    def __init__(
+        self, api: str, ssl_context: ssl.SSLContext | None = None, timeout: float = 30.0, option: str = "--docker-api"
+    ) -> None:
+        """``option``: the launch option that named ``api``, for its error (podman's API is asked the same way)."""
+        self.endpoint = parse_endpoint(api, option)
         self.ssl_context = ssl_context
         self.base = base_url(self.endpoint, ssl_context is not None)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=5)

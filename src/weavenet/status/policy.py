@@ -35,6 +35,7 @@ class NetworkPolicyStatus:
     gossip: dict[str, int] = field(default_factory=dict)
     label_problems: list[str] = field(default_factory=list)
     source: str = ""  # where the policies come from, when not from gossip (the Kubernetes API)
+    podman: str = ""  # where podman's containers' labels come from (its API), or why they do not
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NetworkPolicyStatus:
@@ -57,4 +58,5 @@ class NetworkPolicyStatus:
             dict(d.get("Gossip") or {}),
             list(d.get("LabelProblems") or []),
             str(d.get("Source", "")),
+            str(d.get("Podman", "")),
         )

@@ -181,6 +181,7 @@ def _policy_section(npc: NetworkPolicyStatus | None) -> list[str]:
         "        Service: network policy\n",
         f"         Status: {state}\n",
         *([f"         Source: {npc.source}\n"] if npc.source else []),
+        *([f"         Podman: {npc.podman}\n"] if npc.podman else []),
         f"       Policies: {npc.policies}{namespaces}\n",
         f"           Pods: {npc.pods} ({npc.local_pods} on this host)\n",
     ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +68,8 @@ class PodmanEngine:
         self.conf_dir = self.root / "cni-net.d"
         self.conf = self.root / "containers.conf"
         self.keeper: subprocess.Popen[str] | None = None
+        self.service: subprocess.Popen[bytes] | None = None
+        self.socket = self.root / "podman.sock"
         self.cgroup_parent = cgroup_parent(host.bed.prefix, host.name, "podman")
 
     def start(self) -> PodmanEngine:
@@ -119,6 +122,33 @@ class PodmanEngine:
         rootfs.unlink()
         return self
 
+    def start_service(self, timeout: float = 60) -> str:
+        """``podman system service`` on a socket of this host (podman.socket's, elsewhere): its Docker-compatible
+        API, where the router reads the labels of the containers (``--podman-api``). Returns the API's address."""
+        assert self.keeper is not None, "podman was not started"
+        self.socket.unlink(missing_ok=True)
+        with open(self.root / "service.log", "ab") as log:
+            self.service = subprocess.Popen(
+                self.argv("system", "service", "--time=0", f"unix://{self.socket}"),
+                env={**os.environ, **self.env()}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while not self.socket.exists():
+            if self.service.poll() is not None or time.monotonic() > deadline:
+                raise PodmanUnavailable(f"podman system service did not start: see {self.root / 'service.log'}")
+            time.sleep(0.1)
+        return f"unix://{self.socket}"
+
+    def stop_service(self) -> None:
+        if self.service is not None:
+            self.service.terminate()
+            try:
+                self.service.wait(10)
+            except subprocess.TimeoutExpired:
+                self.service.kill()
+                self.service.wait(10)
+            self.service = None
+
     def env(self) -> dict[str, str]:
         return {"CONTAINERS_CONF": str(self.conf)}
 
@@ -164,6 +194,7 @@ class PodmanEngine:
         if self.keeper is None:
             return
         self.podman("rm", "-a", "-f", "-t", "0", check=False, timeout=120)
+        self.stop_service()
         kill_containers(self.host.bed.prefix, self.host.name, ("podman",))
         remove_cgroups(self.host.bed.prefix, self.host.name, ("podman",))
         self.keeper.kill()
@@ -171,7 +202,8 @@ class PodmanEngine:
         self.keeper = None
 
     def reap(self) -> None:
-        """Collect the keeper's exit status after the test bed killed it."""
+        """Collect the keeper's (and the service's) exit status after the test bed killed it."""
+        self.stop_service()
         if self.keeper is not None:
             self.keeper.kill()
             self.keeper.wait(10)
