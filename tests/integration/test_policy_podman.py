@@ -129,8 +129,11 @@ def test_podman_labels_select_cni_containers(make_testbed: Callable[..., Any]) -
     wait_until(lambda: reaches(pm2, "web", db, 8080), 20, "web reaches db again")
     assert not reaches(pm2, "plain", db, 8080)
 
-    # a removed container is no pod any more; a restarted one is registered again
+    # a restarted container is registered again; a removed or disconnected one is no pod any more
     pm2.podman("restart", "-t", "0", "web")
     wait_until(lambda: reaches(pm2, "web", db, 8080), 30, "the restarted web reaches db")
     pm2.podman("rm", "-f", "-t", "0", "plain")
     wait_until(lambda: "plain" not in pods(h1), 15, "the removed container is gone from the cluster's pods")
+    pm2.podman("network", "disconnect", "weave", "stray")  # the CNI plugin's DEL, the container runs on
+    wait_until(lambda: "stray" not in pods(h1), 15, "the disconnected container is gone from the cluster's pods")
+    assert "web" in pods(h1)

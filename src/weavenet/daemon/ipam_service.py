@@ -104,6 +104,7 @@ class IPAMService:
         self.run_dir = run_dir
         self.problem = problem
         self.default_subnet = setup.default_subnet
+        self.on_delete: list[Callable[[str], None]] = []  # told of each ident ``DELETE /ip/<ident>`` released
         loop = driver.loop
         self.loop = loop
         cfg = AllocatorConfig(
@@ -268,8 +269,16 @@ class IPAMService:
         return out[0] if out else "IPAM is shutting down"
 
     def delete(self, ident: str) -> str | None:
+        """``DELETE /ip/<ident>`` (a CNI plugin's DEL among others): every address of ``ident`` released; those
+        who follow ``on_delete`` are told, even when the release is not saved yet."""
         out: list[str | None] = []
         self._run(lambda now: out.append(self.allocator.delete(ident, now)))
+        if out and out[0] is None:
+            for tell in self.on_delete:
+                try:
+                    tell(ident)
+                except Exception:  # the release stands whatever a follower makes of it
+                    log.exception("after releasing %s's addresses", ident)
         self._check_saved(out)
         return out[0] if out else "IPAM is shutting down"
 

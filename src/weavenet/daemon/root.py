@@ -296,6 +296,8 @@ class Weaver:
         watch = PodmanWatch(config.podman_api, BRIDGE, policy.docker_pod, policy.delete_pod,
                             explicit=config.podman_api != DEFAULT_PODMAN_API)  # fmt: skip
         policy.podman = watch.status
+        if self.ipam is not None:
+            self.ipam.on_delete.append(watch.released)
         stack.push_async_callback(watch.close)
         watch.start()
 

@@ -13,7 +13,8 @@ So the router asks podman's Docker-compatible API, after the fact, as it asks Do
   give its addresses. A container with no port on the bridge is not ours (another network) and is left alone.
   It then runs unpoliced from its interface's creation until this registration (the time to start it and one
   inspect), as a container of Docker's plugin network does until its start event;
-* ``die``/``remove``: the pod goes (and ``podman restart`` registers it again with its next ``start``);
+* ``die``/``remove``, and the release of its addresses (the CNI plugin's DEL, as ``podman network disconnect``
+  makes): the pod goes (and ``podman restart`` registers it again with its next ``start``);
 * each time the stream opens (launch, podman's service restarted): the running containers are registered
   again, so a restarted router polices them with their labels; those remembered from its last run and no longer
   running are dropped by the policy service after its confirmation delay.
@@ -190,11 +191,16 @@ class PodmanWatch:
         if action == "register":
             self._spawn(self._register(ident, gen))
         else:
-            self._generation.pop(ident, None)
-            if ident in self.registered:
-                self.registered.discard(ident)
-                self.counts["forgotten"] += 1
-                self._spawn(self._forget(ident))
+            self.released(ident)
+
+    def released(self, ident: str) -> None:
+        """IPAM released the container's addresses (the CNI plugin's DEL: ``podman network disconnect``, or the
+        end of a container whose death we missed): no pod any more."""
+        self._generation.pop(ident, None)
+        if ident in self.registered:
+            self.registered.discard(ident)
+            self.counts["forgotten"] += 1
+            self._spawn(self._forget(ident))
 
     async def _forget(self, ident: str) -> None:
         try:

@@ -154,7 +154,9 @@ async def test_watch_registers_and_forgets(tmp_path: Path, on_bridge: dict[int, 
         api.containers[CID] = inspect(labels={"app": "web"})
         await api.events.put(event("start"))
         await until(lambda: pods.get(CID, ("", {}, []))[1] == {"app": "web"}, "registered again with its labels")
-        assert watch.counts["failed"] == 0
+        watch.released(CID)  # the CNI plugin's DEL: podman network disconnect
+        await until(lambda: not pods, "the disconnected container forgotten")
+        assert watch.counts == {"registered": 2, "forgotten": 2, "failed": 0}
     finally:
         await watch.close()
         await api.events.put(None)
