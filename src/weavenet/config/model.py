@@ -244,7 +244,7 @@ class DaemonConfig:
         flag="--podman-api",
         help="podman's API (its system service), read for the labels of the containers podman puts on weave through "
         "the CNI plugin, for network policy; '' turns it off",
-        example="unix:///run/podman/podman.sock",
+        example="unix:///run/user/1000/podman/podman.sock",
     )
     docker: DockerOptions = group(DockerOptions)
     ipam: IpamOptions = group(IpamOptions)
