@@ -129,7 +129,8 @@ def test_podman_labels_select_cni_containers(make_testbed: Callable[..., Any]) -
     wait_until(lambda: reaches(pm2, "web", db, 8080), 20, "web reaches db again")
     assert not reaches(pm2, "plain", db, 8080)
 
-    # a restarted container is registered again; a removed or disconnected one is no pod any more
+    # a restarted container is registered again; a removed or disconnected one is no pod any more; a connected
+    # one is
     pm2.podman("restart", "-t", "0", "web")
     wait_until(lambda: reaches(pm2, "web", db, 8080), 30, "the restarted web reaches db")
     pm2.podman("rm", "-f", "-t", "0", "plain")
@@ -137,3 +138,12 @@ def test_podman_labels_select_cni_containers(make_testbed: Callable[..., Any]) -
     pm2.podman("network", "disconnect", "weave", "stray")  # the CNI plugin's DEL, the container runs on
     wait_until(lambda: "stray" not in pods(h1), 15, "the disconnected container is gone from the cluster's pods")
     assert "web" in pods(h1)
+
+    # a container started on another network and connected to weave afterwards (no start event then)
+    side = {"cniVersion": "0.4.0", "name": "side", "plugins": [
+        {"type": "bridge", "bridge": "wpside0", "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}}]}  # fmt: skip
+    (pm2.conf_dir / "30-side.conflist").write_text(json.dumps(side))
+    pm2.run("late", network="side", extra=["--label", "app=web", *PROD])
+    pm2.podman("network", "connect", "weave", "late")
+    wait_until(lambda: pods(h1).get("late", {}).get("Labels", {}).get("app") == "web", 15, "late registered")
+    wait_until(lambda: reaches(pm2, "late", db, 8080), 15, "late (app=web of prod) reaches db")

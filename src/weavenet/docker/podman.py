@@ -7,20 +7,23 @@ after the network is set up. Nor can the plugin ask podman: podman holds the con
 start, so an inspect (or a listing) from within ADD waits until the start is over, which waits for the plugin.
 So the router asks podman's Docker-compatible API, after the fact, as it asks Docker's for the plugin's network:
 
-* the event stream (``type=container``): on ``init``/``start`` (the network is up, the lock soon free) the
-  container is inspected: its labels (``Config.Labels``: the event's attributes mix podman's own keys, such as
-  ``name`` and ``image``, with the labels) and its process, whose network namespace's ports on the weave bridge
-  give its addresses. A container with no port on the bridge is not ours (another network) and is left alone.
-  It then runs unpoliced from its interface's creation until this registration (the time to start it and one
-  inspect), as a container of Docker's plugin network does until its start event;
-* ``die``/``remove``, and the release of its addresses (the CNI plugin's DEL, as ``podman network disconnect``
+* the event stream (``type=container`` and ``network``): on ``init``/``start`` (the network is up, the lock soon
+  free), and on ``podman network connect``/``disconnect``, the container is inspected: its labels
+  (``Config.Labels``: the event's attributes mix podman's own keys, such as ``name`` and ``image``, with the
+  labels) and its process, whose network namespace's ports on the weave bridge give its addresses. A container
+  with no port on the bridge is not ours (another network): left alone, or forgotten if it was registered. A
+  container runs unpoliced from its interface's creation until this registration (the rest of its start and one
+  inspect: 0.25 to 0.5 s measured on a loaded machine), as a container of Docker's plugin network does until
+  its start event;
+* ``die``/``remove``, and the release of its addresses (the CNI plugin's DEL, which ``podman network disconnect``
   makes): the pod goes (and ``podman restart`` registers it again with its next ``start``);
 * each time the stream opens (launch, podman's service restarted): the running containers are registered
   again, so a restarted router polices them with their labels; those remembered from its last run and no longer
   running are dropped by the policy service after its confirmation delay.
 
 The stream is re-opened with a back-off while podman's API does not answer (no ``podman.socket``): its
-containers are then policed as unlabelled, which the log and ``weave status`` say.
+containers are then no pods (only ``ipBlock`` peers match their addresses), which the log and ``weave status``
+say.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ log = logging.getLogger("weavenet.docker")
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 10.0
 REGISTER = ("init", "start", "restart")  # the network is up: who it is, and where
 FORGET = ("die", "died", "remove", "destroy", "cleanup")  # compat stream says die/remove; libpod's died/cleanup
+NETWORK = ("connect", "disconnect")  # podman network connect/disconnect: events of type network
 
 PodSink = Callable[..., Awaitable[None]]  # (ident, name, labels, ips, wait=False)
 Forget = Callable[[str], Awaitable[object]]
@@ -58,17 +62,20 @@ class PodmanContainer:
 
 
 def event_action(msg: object) -> tuple[Action, str] | None:
-    """(what to do, container ID) for one message of the event stream; None for others (and malformed ones)."""
-    if not isinstance(msg, dict) or msg.get("Type", "container") != "container":
+    """(what to do, container ID) for one message of the event stream; None for others (and malformed ones).
+    A container connected to a network or disconnected from one (``Type`` network, the container's ID) is looked
+    at again: it may have come onto weave, or left it."""
+    if not isinstance(msg, dict):
         return None
+    kind = msg.get("Type", "container")
     action = str(msg.get("Action") or msg.get("status") or "")
     actor = msg.get("Actor")
     ident = str(msg.get("id") or (actor.get("ID") if isinstance(actor, dict) else "") or "")
     if not ident:
         return None
-    if action in REGISTER:
+    if (kind == "container" and action in REGISTER) or (kind == "network" and action in NETWORK):
         return "register", ident
-    if action in FORGET:
+    if kind == "container" and action in FORGET:
         return "forget", ident
     return None
 
@@ -147,13 +154,13 @@ class PodmanWatch:
         if self.connected:
             return f"labels from {self.api}; containers on weave: {len(self.registered)}"
         why = self.last_error or "connecting"
-        return f"no labels from {self.api} ({why}): podman's containers on weave are policed as unlabelled"
+        return f"no labels from {self.api} ({why}): podman's containers on weave are no pods"
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN
         while True:
             try:
-                async for msg in self.client.events({"type": ["container"]}, self._opened):
+                async for msg in self.client.events({"type": ["container", "network"]}, self._opened):
                     self._handle(msg)
                     backoff = BACKOFF_MIN
                 self.last_error = "event stream closed by podman"
@@ -165,7 +172,7 @@ class PodmanWatch:
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.exception("podman event watch")
             if self.connected or (backoff == BACKOFF_MIN and self.status()):
-                log.warning("podman: %s; its containers on weave are policed as unlabelled until it answers "
+                log.warning("podman: %s; its containers on weave are no pods until it answers "
                             "(retrying, every %.0fs at most)", self.last_error, BACKOFF_MAX)  # fmt: skip
             self.connected = False
             await asyncio.sleep(backoff)
@@ -225,8 +232,11 @@ class PodmanWatch:
             if c is None or not c.running or not c.pid:
                 return
             ips = await asyncio.to_thread(_bridge_addresses, self.bridge, c.pid)
-            if not ips or self._generation.get(c.ident, 0) != gen:
-                return  # not on weave; or it died (or started again) while we asked
+            if self._generation.get(c.ident, 0) != gen:
+                return  # it died (or started again, or changed networks) while we asked: the later event decides
+            if not ips:
+                self.released(c.ident)  # not on weave (any more: podman network disconnect)
+                return
             await self.on_pod(c.ident, c.name, c.labels, ips, wait=False)
         except DockerError as e:
             if e.status != 404:  # gone already: its removal event follows

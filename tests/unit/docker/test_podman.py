@@ -43,6 +43,9 @@ def test_events_that_register_and_forget() -> None:
         assert event_action(event(other)) is None
     assert event_action({**event("start"), "Type": "image"}) is None
     assert event_action({"Action": "start"}) is None
+    for action in ("connect", "disconnect"):  # podman network connect/disconnect: looked at again
+        assert event_action({**event(action), "Type": "network"}) == ("register", CID)
+    assert event_action({**event("remove"), "Type": "network"}) is None
 
 
 JSON = st.recursive(
@@ -154,9 +157,15 @@ async def test_watch_registers_and_forgets(tmp_path: Path, on_bridge: dict[int, 
         api.containers[CID] = inspect(labels={"app": "web"})
         await api.events.put(event("start"))
         await until(lambda: pods.get(CID, ("", {}, []))[1] == {"app": "web"}, "registered again with its labels")
-        watch.released(CID)  # the CNI plugin's DEL: podman network disconnect
+        on_bridge[4242] = []
+        await api.events.put({**event("disconnect"), "Type": "network"})  # off weave, running on
         await until(lambda: not pods, "the disconnected container forgotten")
-        assert watch.counts == {"registered": 2, "forgotten": 2, "failed": 0}
+        on_bridge[4242] = ["10.32.0.9"]
+        await api.events.put({**event("connect"), "Type": "network"})
+        await until(lambda: pods.get(CID, ("", {}, []))[2] == ["10.32.0.9"], "the connected container registered")
+        watch.released(CID)  # IPAM released its addresses: the CNI plugin's DEL
+        await until(lambda: not pods, "the released container forgotten")
+        assert watch.counts == {"registered": 3, "forgotten": 3, "failed": 0}
     finally:
         await watch.close()
         await api.events.put(None)
@@ -174,6 +183,6 @@ async def test_no_api_is_said_only_where_podman_could_be(tmp_path: Path) -> None
     try:
         await until(lambda: watch.last_error != "", "the first attempt")
         assert watch.status().startswith(f"no labels from {missing} (")
-        assert watch.status().endswith("podman's containers on weave are policed as unlabelled")
+        assert watch.status().endswith("podman's containers on weave are no pods")
     finally:
         await watch.close()
