@@ -186,3 +186,16 @@ async def test_no_api_is_said_only_where_podman_could_be(tmp_path: Path) -> None
         assert watch.status().endswith("podman's containers on weave are no pods")
     finally:
         await watch.close()
+
+
+@pytest.mark.parametrize("bad", ["unix://rel/path", "ftp://x:1", "host-without-port"])
+def test_a_bad_podman_api_is_refused_at_launch(bad: str) -> None:
+    import dataclasses
+
+    from weavenet.config.model import DaemonConfig
+    from weavenet.config.validate import validate
+    from weavenet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^--podman-api: invalid"):
+        validate(dataclasses.replace(DaemonConfig(), podman_api=bad), {})
+    assert validate(dataclasses.replace(DaemonConfig(), podman_api=""), {}).podman_api == ""  # off
