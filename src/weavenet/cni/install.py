@@ -93,7 +93,7 @@ def script(python: str | None = None) -> str:
         f"{MARKER} ({NET}, {IPAM}: links to this file), written by 'weave setup-cni'\n"
         "import sys\n"
         f"sys.path.insert(0, {root!r})\n"
-        "from weavenet.cni.main import main\n"
+        "from weavenet.cni.client import main\n"
         "main()\n"
     )
 

@@ -77,9 +77,10 @@ def _read(stream: BinaryIO, command: str) -> bytes:
     return stream.read()
 
 
-def main(argv0: str | None = None) -> None:
-    plugin = plugin_name(argv0 or sys.argv[0])
-    env = os.environ
+def respond(argv0: str, env: Mapping[str, str]) -> int:
+    """One execution on this process's standard streams: reads the request, writes the answer; the exit status.
+    The CNI service's worker (:mod:`.server`) calls it too, with the streams the client handed over."""
+    plugin = plugin_name(argv0)
     if not env.get("CNI_COMMAND"):
         print(f"{plugin}: Weave Net's CNI plugin; CNI versions {', '.join(SUPPORTED_VERSIONS)}", file=sys.stderr)
     try:
@@ -95,7 +96,12 @@ def main(argv0: str | None = None) -> None:
         sys.stderr.flush()
     except OSError:  # the runtime went away
         status = 1
-    os._exit(status)  # everything is written and closed: the interpreter's finalization would only cost time
+    return status
+
+
+def main(argv0: str | None = None) -> None:
+    # everything is written and closed: the interpreter's finalization would only cost time
+    os._exit(respond(argv0 or sys.argv[0], os.environ))
 
 
 if __name__ == "__main__":

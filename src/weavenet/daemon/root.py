@@ -264,6 +264,7 @@ class Weaver:
         stack.push_async_callback(self.docker.close)
         await self.docker.start()  # proxy and plugin use the API above; ready only once they run, as Weave's
         self._podman(stack)
+        await self._cni_service(stack)
         self._write_pid_file(stack)
         self.ready = True
         self.launched = True
@@ -313,6 +314,18 @@ class Weaver:
         await tracker.start()
         self.driver.after_input.append(tracker.check)
         self.host.after_reapply.append(no_masq_local.ensure_rule)
+
+    async def _cni_service(self, stack: contextlib.AsyncExitStack) -> None:
+        """The process the CNI plugins hand their executions to (not the launch's to fail: see its module)."""
+        from weavenet.daemon.cni_service import CniService, service_name
+
+        name = service_name(os.environ)
+        if name is None:
+            log.info("CNI service off (WEAVE_CNI_SERVICE=off): the CNI plugins run in their own process")
+            return
+        service = CniService(name, self.problems.problem)
+        stack.push_async_callback(service.close)
+        await service.start()
 
     def _write_pid_file(self, stack: contextlib.AsyncExitStack) -> None:
         pid_path = Path(pid_file(self.config.run_dir))

@@ -85,13 +85,13 @@ def _libc_setns() -> tuple[Callable[[int, int], int], Callable[[], int]]:
         return ctypes.CDLL(None, use_errno=True).setns, ctypes.get_errno
 
 
-def _setns(fd: int) -> int:
-    """``setns(fd, CLONE_NEWNET)`` for the calling thread (Python 3.11 has no ``os.setns``): 0 or an errno."""
+def _setns(fd: int, nstype: int = CLONE_NEWNET) -> int:
+    """``setns(fd, nstype)`` for the calling thread (Python 3.11 has no ``os.setns``): 0 or an errno."""
     global _setns_call
     if _setns_call is None:
         _setns_call = _libc_setns()
     setns, get_errno = _setns_call
-    return 0 if setns(fd, CLONE_NEWNET) == 0 else int(get_errno())
+    return 0 if setns(fd, nstype) == 0 else int(get_errno())
 
 
 def ns_inode(path: str) -> int:

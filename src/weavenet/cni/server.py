@@ -1,0 +1,182 @@
+"""The CNI service: a resident process that runs the plugins' executions handed over by :mod:`.client`.
+
+``python -m weavenet.cni.server <address>``, started by the router (:mod:`weavenet.daemon.cni_service`) with a
+pipe on its standard input: it ends when the pipe does, so a router that dies (even killed) takes it along. It has
+every module an execution needs imported once; each request gets a worker forked from it, which takes on what the
+client handed over (:mod:`.handover`): its mount and network namespaces (``setns``, so a router in a container
+sees the host's files and links as the plugin would), working directory, umask, environment and standard
+streams, runs the plugin (:func:`weavenet.cni.main.respond`) and sends back its exit status. A fork is a process
+of the plugin's own (its locks, its namespaces, its children are its own, as an exec'd plugin's would be) without
+the interpreter's start-up and the imports.
+
+Only root may hand over (``SO_PEERCRED``, in the service's user namespace): the worker acts as root in the
+namespaces it is given. A request that is malformed, comes from another user or whose namespaces cannot be
+joined is refused with its one-line reason (logged, counted) before anything is read: the client then runs the
+plugin itself.
+"""
+
+from __future__ import annotations
+
+# what an execution may import, loaded before any fork: a worker in another mount namespace could not find them
+import encodings.idna  # noqa: F401  (a host name in WEAVE_HTTP_ADDR)
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+
+import weavenet.cni.main as cni_main
+import weavenet.cni.plugin  # noqa: F401
+from weavenet.cni import handover
+from weavenet.cni.client import service_address
+from weavenet.host.netns import _setns
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+SO_PEERCRED = 17
+BACKLOG = 128
+
+
+class Service:
+    """The listening socket and the tally of refusals."""
+
+    def __init__(self, address: bytes) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        if not address.startswith(b"\0"):
+            try:
+                os.unlink(address)
+            except FileNotFoundError:
+                pass
+        self.sock.bind(address)
+        if not address.startswith(b"\0"):
+            os.chmod(address, 0o600)
+        self.sock.listen(BACKLOG)
+        self.served = 0
+        self.refused = 0
+
+    def serve(self, control: int) -> None:
+        """Until ``control`` (the router's pipe) reaches its end."""
+        listener = self.sock.fileno()
+        while True:
+            ready, _, _ = select.select([listener, control], [], [])
+            if control in ready and not os.read(control, 512):
+                return
+            if listener in ready:
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    continue
+                try:
+                    self.take(conn)
+                finally:
+                    conn.close()
+
+    def take(self, conn: socket.socket) -> None:
+        """Receive one request and fork its worker, or refuse it."""
+        fds: list[int] = []
+        try:
+            data, ancillary, flags, _ = conn.recvmsg(handover.MAX_REQUEST + 1, socket.CMSG_SPACE(handover.N_FDS * 4))
+            for level, kind, raw in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    n = len(raw) // 4
+                    fds.extend(int.from_bytes(raw[i * 4 : i * 4 + 4], sys.byteorder) for i in range(n))
+            request = self.check(conn, data, flags, fds)
+            self.served += 1
+            if os.fork() == 0:
+                worker(self.sock, conn, request, fds)  # never returns
+        except (handover.BadRequest, OSError) as e:
+            self.refused += 1
+            log(f"refused a request ({self.refused} so far): {e}")
+            try:
+                conn.send(handover.refused_reply(str(e)))
+            except OSError:
+                pass
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def check(self, conn: socket.socket, data: bytes, flags: int, fds: list[int]) -> handover.Request:
+        creds = conn.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, 12)
+        uid = int.from_bytes(creds[4:8], sys.byteorder)
+        if uid != 0:
+            raise handover.BadRequest(f"the client runs as uid {uid}, not root")
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            raise handover.BadRequest("request too large")
+        if len(fds) != handover.N_FDS:
+            raise handover.BadRequest(f"{len(fds)} descriptors, not {handover.N_FDS}")
+        return handover.decode(data)
+
+
+def log(message: str) -> None:
+    """A line in the router's log, in its layout."""
+    t = time.time()
+    stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(t))
+    sys.stderr.write(f"INFO: {stamp}.{int(t % 1 * 1e6):06d} cni service: {message}\n")
+    sys.stderr.flush()
+
+
+def _join(fd: int, nstype: int, own: str) -> None:
+    """Enter the namespace of ``fd`` unless it is ours already."""
+    if os.fstat(fd).st_ino == os.stat(own).st_ino:
+        return
+    err = _setns(fd, nstype)
+    if err:
+        raise OSError(err, f"joining the client's namespace: {os.strerror(err)}")
+
+
+def worker(listener: socket.socket, conn: socket.socket, request: handover.Request, fds: list[int]) -> None:
+    """The forked worker: become the client, run the execution, answer its exit status; never returns."""
+    status = 1
+    try:
+        listener.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the plugin waits for its tools
+        stdin, stdout, stderr, mnt, net, cwd = fds
+        try:
+            _join(mnt, CLONE_NEWNS, "/proc/self/ns/mnt")
+            _join(net, CLONE_NEWNET, "/proc/self/ns/net")
+            os.fchdir(cwd)
+        except OSError as e:  # nothing read or changed yet: the client runs it
+            conn.send(handover.refused_reply(str(e.strerror or e)))
+            os._exit(0)
+        for fd, std in ((stdin, 0), (stdout, 1), (stderr, 2)):
+            os.dup2(fd, std)
+        for fd in fds:
+            os.close(fd)
+        os.umask(request.umask)
+        os.environb.clear()
+        os.environb.update(request.env)
+        status = cni_main.respond(os.fsdecode(request.argv0), os.environ)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            conn.send(handover.exit_reply(status))
+        finally:
+            os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    address = service_address(os.fsencode(args[0])) if args else None
+    if address is None:
+        sys.exit("usage: python -m weavenet.cni.server @<abstract name>|<socket path>")
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the router's terminal's ^C: the router ends us
+    try:
+        service = Service(address)
+    except OSError as e:
+        sys.exit(f"cni service: cannot listen on {args[0]}: {e.strerror}")
+    log(f"listening on {args[0]}")
+    os.write(1, b"listening\n")  # the router waits for this line (its pipe): then standard output goes nowhere
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    service.serve(0)
+    log(f"stopped ({service.served} executions served, {service.refused} refused)")
+
+
+if __name__ == "__main__":
+    main()
