@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fuzz.budget import fuzz
-from weavenet.cni import jsonc, main
+from weavenet.cni import handover, jsonc, main
 from weavenet.cni.conf import parse_net_conf
 from weavenet.cni.spec import SUPPORTED_VERSIONS, CniError, parse_result
 
@@ -172,3 +172,37 @@ def test_jsonc_is_json(text: str) -> None:
 
 def refuse(name: str) -> None:
     raise ValueError(f"{name}: NaN and Infinity are not JSON")
+
+
+# -- the hand-over to the CNI service (weavenet.cni.handover) ---------------------------------------------------------
+
+env_names = st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b and b"=" not in b)
+env_values = st.binary(max_size=20).filter(lambda b: b"\0" not in b)
+
+
+@fuzz(400)
+@given(
+    argv0=st.binary(min_size=1, max_size=30).filter(lambda b: b"\0" not in b),
+    env=st.dictionaries(env_names, env_values, max_size=6),
+    umask=st.integers(0, 0o777),
+)
+def test_handover_requests_round_trip(argv0: bytes, env: dict[bytes, bytes], umask: int) -> None:
+    req = handover.decode(handover.encode(argv0, env, umask))
+    assert (req.argv0, req.env, req.umask) == (argv0, env, umask)
+
+
+@fuzz(600)
+@given(
+    data=st.one_of(
+        st.binary(max_size=80),
+        st.binary(max_size=60).map(lambda b: handover.MAGIC + b),
+        st.lists(st.binary(max_size=12), max_size=5).map(lambda parts: handover.MAGIC + b"\0".join(parts)),
+    )
+)
+def test_handover_any_message(data: bytes) -> None:
+    """Whatever arrives on the service's socket decodes or is a one-line BadRequest; so does any reply."""
+    for parse in (handover.decode, handover.parse_reply):
+        try:
+            parse(data)
+        except handover.BadRequest as e:
+            assert str(e) and "\n" not in str(e)
