@@ -10,8 +10,11 @@ outside the weave network that lives in a namespace the test bed made.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -222,6 +225,42 @@ def test_check_status_gc_and_deletes(make_testbed: Callable[..., Any]) -> None:
     ipam.delete(c)
     assert c.container_id not in owned(h)
     assert veths(h) == []
+
+
+def cni_service_pid(host: Host) -> int | None:
+    """The router's CNI service (``weavenet.cni.server``) on this host, if it runs."""
+    for pid in host.pids():
+        with contextlib.suppress(OSError):
+            if b"weavenet.cni.server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    return None
+
+
+def test_handed_to_the_service_or_run_in_the_plugin(make_testbed: Callable[..., Any]) -> None:
+    """The same ADD, CHECK and DEL whether the execution is handed to the router's CNI service or runs in the
+    plugin's own process (WEAVE_CNI_SERVICE=off, or a service that is gone: a problem in weave status)."""
+    h, bindir = launched(make_testbed)
+    service = cni_service_pid(h)
+    assert service is not None
+    handed = runtime(h, bindir, version="1.0.0")
+    here = runtime(h, bindir, version="1.0.0", env={"WEAVE_CNI_SERVICE": "off"})
+    pods, containers = {}, {}
+    for rt, name in ((handed, "a"), (here, "b")):
+        containers[name] = c = h.container(name)
+        pods[name] = p = pod(c)
+        out = rt.add(p)
+        assert out["interfaces"][1]["name"] == "eth0" and out["routes"][0]["dst"] == "0.0.0.0/0"
+        assert ip_of(c) == out["ips"][0]["address"] and owned(h)[p.container_id] == [out["ips"][0]["address"]]
+        rt.check(p)
+        assert not any("not handed" in ex.stderr for ex in rt.log), [ex.stderr for ex in rt.log]
+    assert "exposed 10.40.0.2/16 on bridge weave" in handed.log[0].stderr  # the worker wrote the plugin's stderr
+    assert ping(containers["a"], ip_of(containers["b"]).split("/")[0])
+    os.kill(service, signal.SIGKILL)  # the service this test's router started
+    wait_until(lambda: "CNI service ended" in h.weave("status").stdout, 20, "the service's end in weave status")
+    handed.delete(pods["a"])  # runs in the plugin's process now, saying why
+    assert "not handed to the CNI service at @weavenet-cni" in handed.log[-1].stderr
+    here.delete(pods["b"])
+    assert owned(h) == {"weave:expose": owned(h)["weave:expose"]} and veths(h) == []
 
 
 def test_bad_input_and_nothing_half_made(make_testbed: Callable[..., Any]) -> None:
