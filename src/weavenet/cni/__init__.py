@@ -7,7 +7,10 @@ result or error goes to stdout as JSON. ``weave-net`` asks the router on this ho
 address and a default route through the bridge, and releases the address on DEL. ``weave-ipam`` only allocates,
 for other plugins to delegate to.
 
-Start-up cost is paid per pod, so the entry (:mod:`weavenet.cni.main`) imports only the standard library and
+Start-up cost is paid per pod, so the executable (:mod:`weavenet.cni.client`) imports nothing but built-in
+modules and the wire format (:mod:`.handover`) and hands its execution to the router's CNI service
+(:mod:`.server`), a resident process with everything below loaded whose forked worker runs it; without one it
+runs the plugin itself. The plugin's entry (:mod:`weavenet.cni.main`) imports only the standard library and
 these modules: the protocol (:mod:`.spec`), the configuration (:mod:`.conf`), a small HTTP client for the router
 (:mod:`.router`), the pod's link set-up with ``ip`` (:mod:`.link`) and the attachment records that GC works from
 (:mod:`.records`). :mod:`.install` is ``weave setup-cni``'s side.

@@ -12,9 +12,10 @@ The executable is a small Python script, not a zipapp: its first line is the abs
 runs weavenet (``-I -S``: no environment variables, user or site directories consulted), and it puts the installed
 ``weavenet`` package first on its path. So it runs the very code the router and the ``weave`` command run (an
 upgrade takes effect at once, no second copy goes stale) without the cost of ``site`` and of unpacking a zip at
-each pod. What was installed is recorded in ``cni-setup.json`` in the state directory, which ``weave reset``
-reads: it removes the links only if they still lead to our executable, the executable only if it is ours, the
-conflist only if it is still the one written.
+each pod. The script runs :mod:`.client`, which hands the execution to the router's CNI service (the plugin's
+modules loaded already) or runs the plugin itself when there is none. What was installed is recorded in
+``cni-setup.json`` in the state directory, which ``weave reset`` reads: it removes the links only if they still
+lead to our executable, the executable only if it is ours, the conflist only if it is still the one written.
 """
 
 from __future__ import annotations
