@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -236,6 +237,22 @@ def cni_service_pid(host: Host) -> int | None:
     return None
 
 
+ARPS = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+s.bind((sys.argv[1], 0))
+s.settimeout(0.1)
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        frame = s.recv(100)
+    except TimeoutError:
+        continue
+    if frame[20:22] == b"\x00\x01" and frame[28:32] == frame[38:42]:  # a request for its sender's own address
+        print(socket.inet_ntoa(frame[28:32]), flush=True)
+"""
+
+
 def test_handed_to_the_service_or_run_in_the_plugin(make_testbed: Callable[..., Any]) -> None:
     """The same ADD, CHECK and DEL whether the execution is handed to the router's CNI service or runs in the
     plugin's own process (WEAVE_CNI_SERVICE=off, or a service that is gone: a problem in weave status)."""
@@ -248,7 +265,12 @@ def test_handed_to_the_service_or_run_in_the_plugin(make_testbed: Callable[..., 
     for rt, name in ((handed, "a"), (here, "b")):
         containers[name] = c = h.container(name)
         pods[name] = p = pod(c)
+        sniff = subprocess.Popen([*h.enter("/"), sys.executable, "-c", ARPS, "weave", "1.5"], stdout=subprocess.PIPE)
+        time.sleep(0.3)  # listening
         out = rt.add(p)
+        address = out["ips"][0]["address"].split("/")[0]
+        # the pod's address announced at a few moments after the ADD (the worker sends them once it has answered)
+        assert sniff.communicate(timeout=30)[0].decode().split().count(address) >= 2
         assert out["interfaces"][1]["name"] == "eth0" and out["routes"][0]["dst"] == "0.0.0.0/0"
         assert ip_of(c) == out["ips"][0]["address"] and owned(h)[p.container_id] == [out["ips"][0]["address"]]
         rt.check(p)

@@ -198,16 +198,23 @@ def create(link: PodLink) -> str:
 
 
 ANNOUNCE_AT = (0.002, 0.1, 0.5)  # seconds after the link came up
+LATER: list[tuple[str, str, bytes, int, float]] | None = None
+"""Set to a list by a process that outlives its answer (the CNI service's worker): announcements wait there,
+(namespace, interface, MAC, address, when the link came up), for :func:`announce_later`, not for a child."""
 
 
-def announce(ifname: str, mac: bytes, ip: int) -> None:
+def announce(netns: str, ifname: str, mac: bytes, ip: int) -> None:
     """Gratuitous ARPs for the pod's new address, so that other hosts forget a previous owner's MAC at once, sent
     by a child process forked in the pod's namespace (the calling thread's) that the plugin does not wait for.
 
     The bridge forwards the pod's frames only once it has seen the link's carrier (the kernel tells it
     asynchronously), so the ARP has to wait a little (Weave waited 1 ms); and closing the packet socket costs
     5-15 ms (its ``synchronize_net()``). Neither is the runtime's to wait for: the child has no descriptor of the
-    runtime's (it would wait for their end) and sends its ARPs at a few moments, in case the first is early."""
+    runtime's (it would wait for their end) and sends its ARPs at a few moments, in case the first is early.
+    A worker of the CNI service sends them itself once it has answered (:data:`LATER`): no fork on the way."""
+    if LATER is not None:
+        LATER.append((netns, ifname, mac, ip, time.monotonic()))
+        return
     pid = os.fork()
     if pid:
         return
@@ -215,13 +222,25 @@ def announce(ifname: str, mac: bytes, ip: int) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        start = time.monotonic()
-        for at in ANNOUNCE_AT:
-            time.sleep(max(0.0, start + at - time.monotonic()))
-            gratuitous_arp(ifname, mac, struct.pack("!I", ip))
+        _send_announcements(ifname, mac, ip, time.monotonic())
     except BaseException:
         pass
     os._exit(0)
+
+
+def _send_announcements(ifname: str, mac: bytes, ip: int, start: float) -> None:
+    for at in ANNOUNCE_AT:
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        gratuitous_arp(ifname, mac, struct.pack("!I", ip))
+
+
+def announce_later() -> None:
+    """Send what :data:`LATER` holds, each in its pod's namespace; errors are no one's to hear any more."""
+    for netns, ifname, mac, ip, start in LATER or ():
+        try:
+            in_netns(netns, lambda: _send_announcements(ifname, mac, ip, start))  # noqa: B023 (called at once)
+        except Exception:
+            pass
 
 
 def configure(link: PodLink, address: tuple[int, int], link_routes: list[int], routes: list[Route]) -> str:
@@ -256,7 +275,7 @@ def configure(link: PodLink, address: tuple[int, int], link_routes: list[int], r
             if done.returncode != 0:
                 raise HostError(f"iptables-restore in the pod: {done.stderr.strip()}")
             mac = hw_address(ifname)
-            announce(ifname, mac, address[0])
+            announce(link.netns, ifname, mac, address[0])
             return mac_text(mac)
         except BaseException:
             try:

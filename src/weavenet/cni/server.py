@@ -17,8 +17,8 @@ plugin itself.
 
 from __future__ import annotations
 
-# what an execution may import, loaded before any fork: a worker in another mount namespace could not find them
-import encodings.idna  # noqa: F401  (a host name in WEAVE_HTTP_ADDR)
+import encodings.idna  # noqa: F401  (loaded before any fork, as all below: a host name in WEAVE_HTTP_ADDR)
+import gc
 import os
 import select
 import signal
@@ -28,8 +28,8 @@ import time
 import traceback
 
 import weavenet.cni.main as cni_main
-import weavenet.cni.plugin  # noqa: F401
-from weavenet.cni import handover
+import weavenet.cni.plugin  # noqa: F401  (what an execution imports: a worker in another mount namespace could not)
+from weavenet.cni import handover, link
 from weavenet.cni.client import service_address
 from weavenet.host.netns import _setns
 
@@ -144,6 +144,8 @@ def _join(fd: int, nstype: int, own: str) -> None:
 def worker(listener: socket.socket, conn: socket.socket, request: handover.Request, fds: list[int]) -> None:
     """The forked worker: become the client, run the execution, answer its exit status; never returns."""
     status = 1
+    gc.disable()  # a worker lives for one execution
+    null = os.open(os.devnull, os.O_RDWR)  # what takes the streams' place once answered
     try:
         listener.close()
         stdin, stdout, stderr, mnt, net, cwd = fds
@@ -161,14 +163,18 @@ def worker(listener: socket.socket, conn: socket.socket, request: handover.Reque
         os.umask(request.umask)
         os.environb.clear()
         os.environb.update(request.env)
+        link.LATER = []
         status = cni_main.respond(os.fsdecode(request.argv0), os.environ)
     except BaseException:
         traceback.print_exc()
+    try:
+        for std in (0, 1, 2):  # the runtime waits for the end of our output: here it is
+            os.dup2(null, std)
+        conn.send(handover.exit_reply(status))
+        conn.close()
+        link.announce_later()  # the pod's gratuitous ARPs, no longer anyone's wait
     finally:
-        try:
-            conn.send(handover.exit_reply(status))
-        finally:
-            os._exit(0)
+        os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         sys.exit(f"cni service: cannot listen on {args[0]}: {e.strerror}")
     log(f"listening on {args[0]}")
+    gc.freeze()  # what is loaded now stays: no collection in a worker touches (and copies) its pages
     os.write(1, b"listening\n")  # the router waits for this line (its pipe): then standard output goes nowhere
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)
