@@ -56,8 +56,8 @@ def hand_over(address: bytes, argv0: bytes, env: "dict[bytes, bytes]") -> "int |
                 own.append(_open_own(b"/", posix.O_DIRECTORY))
             fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, *own))
             s.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        except OSError as e:
-            return str(e.strerror)
+        except OSError as e:  # a service that refuses us before reading has closed the connection: its reason
+            return _refusal(s) or str(e.strerror)
         for fd in own:
             posix.close(fd)
         own = []
@@ -71,6 +71,16 @@ def hand_over(address: bytes, argv0: bytes, env: "dict[bytes, bytes]") -> "int |
         s.close()
     outcome = handover.parse_reply(reply)
     return f"the service refused: {outcome}" if isinstance(outcome, str) else outcome
+
+
+def _refusal(s: _socket.socket) -> "str | None":
+    """The reason of a refusal already waiting on the connection, if there is one."""
+    try:
+        s.setblocking(False)
+        outcome = handover.parse_reply(s.recv(handover.MAX_REPLY))
+    except (OSError, handover.BadRequest):
+        return None
+    return f"the service refused: {outcome}" if isinstance(outcome, str) else None
 
 
 def main() -> None:

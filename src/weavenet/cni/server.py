@@ -38,6 +38,7 @@ CLONE_NEWNET = 0x40000000
 SO_PEERCRED = 17
 BACKLOG = 128
 REAP_EVERY = 1.0  # seconds: how long an ended worker may stay a zombie
+RECEIVE_TIMEOUT = 2.0  # seconds for a connected client's request to arrive (it sends it at once)
 
 
 class Service:
@@ -80,12 +81,16 @@ class Service:
         """Receive one request and fork its worker, or refuse it."""
         fds: list[int] = []
         try:
+            uid = peer_uid(conn)
+            if uid != 0:  # not read at all: the descriptors it may send are never received
+                raise handover.BadRequest(f"the client runs as uid {uid}, not root")
+            conn.settimeout(RECEIVE_TIMEOUT)  # a client that connects and says nothing holds up no one for long
             data, ancillary, flags, _ = conn.recvmsg(handover.MAX_REQUEST + 1, socket.CMSG_SPACE(handover.N_FDS * 4))
             for level, kind, raw in ancillary:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     n = len(raw) // 4
                     fds.extend(int.from_bytes(raw[i * 4 : i * 4 + 4], sys.byteorder) for i in range(n))
-            request = self.check(conn, data, flags, fds)
+            request = self.check(data, flags, fds)
             self.served += 1
             if os.fork() == 0:
                 worker(self.sock, conn, request, fds)  # never returns
@@ -100,16 +105,18 @@ class Service:
             for fd in fds:
                 os.close(fd)
 
-    def check(self, conn: socket.socket, data: bytes, flags: int, fds: list[int]) -> handover.Request:
-        creds = conn.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, 12)
-        uid = int.from_bytes(creds[4:8], sys.byteorder)
-        if uid != 0:
-            raise handover.BadRequest(f"the client runs as uid {uid}, not root")
+    def check(self, data: bytes, flags: int, fds: list[int]) -> handover.Request:
         if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
             raise handover.BadRequest("request too large")
         if len(fds) != handover.N_FDS:
             raise handover.BadRequest(f"{len(fds)} descriptors, not {handover.N_FDS}")
         return handover.decode(data)
+
+
+def peer_uid(conn: socket.socket) -> int:
+    """The connected client's user (``SO_PEERCRED``: pid, uid, gid), as seen in our user namespace."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, 12)
+    return int.from_bytes(creds[4:8], sys.byteorder)
 
 
 def reap() -> None:

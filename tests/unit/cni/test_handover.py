@@ -193,6 +193,21 @@ def test_a_malformed_request_is_refused_and_the_service_goes_on(
     assert proc.poll() is None
 
 
+def test_a_client_that_says_nothing_holds_up_the_service_briefly(
+    plugin: Path, tmp_path: Path, service: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    import socket
+
+    name, _ = service
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as silent:
+        silent.connect(service_address(name.encode()))  # type: ignore[arg-type]
+        start = time.monotonic()
+        assert exec_plugin(plugin, tmp_path, name, "VERSION").returncode == 0
+        assert time.monotonic() - start < 30
+        reply = handover.parse_reply(silent.recv(512))
+    assert isinstance(reply, str) and "timed out" in reply
+
+
 def test_the_service_ends_with_its_pipe(service: tuple[str, subprocess.Popen[bytes]]) -> None:
     _, proc = service
     proc.stdin.close()  # type: ignore[union-attr]
