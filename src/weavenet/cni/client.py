@@ -18,6 +18,8 @@ from weavenet.cni import handover
 
 DEFAULT_SERVICE = b"@weavenet-cni"
 OFF = b"off"
+SO_PEERCRED = 17
+CAP_SYS_ADMIN = 21
 
 
 def service_address(name: bytes) -> bytes | None:
@@ -48,6 +50,9 @@ def hand_over(address: bytes, argv0: bytes, env: "dict[bytes, bytes]") -> "int |
     try:
         try:
             s.connect(address)
+            doubt = _doubt(s)
+            if doubt:
+                return doubt
             own.append(_open_own(b"/proc/self/ns/mnt"))
             own.append(_open_own(b"/proc/self/ns/net"))
             try:
@@ -71,6 +76,26 @@ def hand_over(address: bytes, argv0: bytes, env: "dict[bytes, bytes]") -> "int |
         s.close()
     outcome = handover.parse_reply(reply)
     return f"the service refused: {outcome}" if isinstance(outcome, str) else outcome
+
+
+def _doubt(s: _socket.socket) -> "str | None":
+    """Why the process listening is not to be given our streams and namespaces, or None: an abstract name is
+    anyone's to take in the network namespace, so it must be root with CAP_SYS_ADMIN (the service the router
+    started is), and in our pid namespace, where we can see that (the runtime's plugins run on the host)."""
+    creds = s.getsockopt(_socket.SOL_SOCKET, SO_PEERCRED, 12)
+    pid, uid = int.from_bytes(creds[0:4], sys.byteorder), int.from_bytes(creds[4:8], sys.byteorder)
+    if pid == 0 or uid != 0:
+        return f"the process listening is {'not root' if uid else 'not one we can see'}"
+    try:
+        fd = posix.open(b"/proc/%d/status" % pid, posix.O_RDONLY | posix.O_CLOEXEC)
+        try:
+            status = posix.read(fd, 1 << 14)
+        finally:
+            posix.close(fd)
+        caps = int(status.split(b"CapEff:", 1)[1].split(None, 1)[0], 16)
+    except (OSError, IndexError, ValueError):
+        return f"the process listening (pid {pid}) cannot be checked"
+    return None if caps >> CAP_SYS_ADMIN & 1 else f"the process listening (pid {pid}) lacks CAP_SYS_ADMIN"
 
 
 def _refusal(s: _socket.socket) -> "str | None":

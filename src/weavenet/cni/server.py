@@ -9,10 +9,10 @@ streams, runs the plugin (:func:`weavenet.cni.main.respond`) and sends back its 
 of the plugin's own (its locks, its namespaces, its children are its own, as an exec'd plugin's would be) without
 the interpreter's start-up and the imports.
 
-Only root may hand over (``SO_PEERCRED``, in the service's user namespace): the worker acts as root in the
-namespaces it is given. A request that is malformed, comes from another user or whose namespaces cannot be
-joined is refused with its one-line reason (logged, counted) before anything is read: the client then runs the
-plugin itself.
+Only root may hand over (``SO_PEERCRED``, in the service's user namespace), and, where the service can see the
+client's process, only with ``CAP_SYS_ADMIN``: the worker acts as root in the namespaces it is given. A request
+that is malformed, comes from another user or whose namespaces cannot be joined is refused with its one-line
+reason (logged, counted) before anything is read: the client then runs the plugin itself.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from weavenet.host.netns import _setns
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 SO_PEERCRED = 17
+CAP_SYS_ADMIN = 21
 BACKLOG = 128
 REAP_EVERY = 1.0  # seconds: how long an ended worker may stay a zombie
 RECEIVE_TIMEOUT = 2.0  # seconds for a connected client's request to arrive (it sends it at once)
@@ -81,9 +82,11 @@ class Service:
         """Receive one request and fork its worker, or refuse it."""
         fds: list[int] = []
         try:
-            uid = peer_uid(conn)
+            pid, uid = peer(conn)
             if uid != 0:  # not read at all: the descriptors it may send are never received
                 raise handover.BadRequest(f"the client runs as uid {uid}, not root")
+            if pid and not may_administer(pid):
+                raise handover.BadRequest("the client lacks CAP_SYS_ADMIN")
             conn.settimeout(RECEIVE_TIMEOUT)  # a client that connects and says nothing holds up no one for long
             data, ancillary, flags, _ = conn.recvmsg(handover.MAX_REQUEST + 1, socket.CMSG_SPACE(handover.N_FDS * 4))
             for level, kind, raw in ancillary:
@@ -113,10 +116,26 @@ class Service:
         return handover.decode(data)
 
 
-def peer_uid(conn: socket.socket) -> int:
-    """The connected client's user (``SO_PEERCRED``: pid, uid, gid), as seen in our user namespace."""
+def peer(conn: socket.socket) -> tuple[int, int]:
+    """The connected client's pid (0 when it is not in our pid namespace) and user, as we see them
+    (``SO_PEERCRED``)."""
     creds = conn.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, 12)
-    return int.from_bytes(creds[4:8], sys.byteorder)
+    return int.from_bytes(creds[0:4], sys.byteorder), int.from_bytes(creds[4:8], sys.byteorder)
+
+
+def may_administer(pid: int) -> bool:
+    """Whether the process has CAP_SYS_ADMIN (what the worker uses on its behalf): root in a container without
+    it must not get it through us. Only a process we can see can be asked; one we cannot see (a host's plugin
+    under a router in a container without the host's pid namespace) is trusted as root in the host's network
+    namespace, as the router's API on 127.0.0.1 trusts it (docs/kubernetes.md)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
 
 
 def reap() -> None:

@@ -169,6 +169,48 @@ def test_only_root_may_hand_over(plugin: Path, tmp_path: Path, service: tuple[st
     assert b"refused a request (1 so far): the client runs as uid 65534, not root" in proc.stderr.read()  # type: ignore[union-attr]
 
 
+def test_root_without_its_capabilities_is_refused(
+    plugin: Path, tmp_path: Path, service: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    """Root in a container without CAP_SYS_ADMIN must not get it through the worker."""
+    name, _ = service
+    res = subprocess.run(
+        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", str(plugin)],
+        input=CONF,
+        env={"CNI_COMMAND": "VERSION", "WEAVE_CNI_SERVICE": name},
+        capture_output=True,
+        timeout=60,
+    )
+    assert res.returncode == 0 and b"the service refused: the client lacks CAP_SYS_ADMIN" in res.stderr
+
+
+SQUATTER = r"""
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind(b"\0" + sys.argv[1].encode()[1:])
+s.listen(1)
+print("listening", flush=True)
+conn, _ = s.accept()
+data, anc, _, _ = conn.recvmsg(1 << 16, socket.CMSG_SPACE(64))
+print(len(data), len(anc), flush=True)
+"""
+
+
+def test_a_name_taken_by_an_unprivileged_process_gets_nothing(plugin: Path, tmp_path: Path) -> None:
+    """An abstract name is anyone's to take: the client gives its streams and namespaces only to root with
+    CAP_SYS_ADMIN, and runs the plugin itself otherwise."""
+    name = f"@weavenet-cni-test-squat-{os.getpid()}"
+    squat = subprocess.Popen(
+        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-c", SQUATTER, name],
+        stdout=subprocess.PIPE,
+    )
+    with squat:
+        assert squat.stdout is not None and squat.stdout.readline() == b"listening\n"
+        res = exec_plugin(plugin, tmp_path, name, "VERSION")
+        assert res.returncode == 0 and b"lacks CAP_SYS_ADMIN): running here" in res.stderr
+        assert squat.stdout.read() == b"0 0\n"  # connected, then left: no request, no descriptors
+
+
 def test_a_malformed_request_is_refused_and_the_service_goes_on(
     plugin: Path, tmp_path: Path, service: tuple[str, subprocess.Popen[bytes]]
 ) -> None:
