@@ -166,6 +166,49 @@ def test_detach_removes_the_names_on_every_host(hosts: tuple[Host, Host]) -> Non
     dk(h1, "rm", "-f", "d1", "d2")
 
 
+def dns_entries(host: Host) -> str:
+    """``weave status dns``: one line per live name (name, address, container ID's first 12, peer)."""
+    return weave(host, "status", "dns").stdout
+
+
+def test_attach_of_a_docker_container_registers_its_name_and_detach_removes_it(hosts: tuple[Host, Host]) -> None:
+    """As Weave's script: ``weave attach`` of a Docker container (by name or ID) registers its
+    ``Hostname.Domainname`` for the addresses it attached, when the name has a domain part; ``weave detach``
+    removes it, on every host. The containers run on the engine itself, not through the proxy (which would
+    register them on its own)."""
+    h1, _ = hosts
+    dk(h1, "run", "-dti", "--name", "n1", "--hostname", "n1", "--domainname", "weave.local", IMAGE, "sh")
+    dk(h1, "run", "-dti", "--name", "n2", "--hostname", "n2.weave.local", IMAGE, "sh")
+    dk(h1, "run", "-dti", "--name", "n3", "--hostname", "n3", IMAGE, "sh")  # no domain part: no name
+    dk(h1, "run", "-dti", "--name", "n4", "--hostname", "n4.weave.local", IMAGE, "sh")
+    cid2, cid3, cid4 = (dk(h1, "inspect", "-f", "{{.Id}}", n) for n in ("n2", "n3", "n4"))
+    res = weave(h1, "attach", "n1")
+    assert res.stderr == "", res.stderr
+    a1 = res.stdout.strip()
+    a2 = weave(h1, "attach", cid2[:12]).stdout.strip()
+    a3 = weave(h1, "attach", "n3").stdout.strip()
+    a4 = weave(h1, "attach", "--without-dns", "n4").stdout.strip()
+    for h in hosts:
+        wait_until(lambda h=h: lookup(h, "n1.weave.local") == [a1], 20, f"n1 known on {h.name}")
+        wait_until(lambda h=h: lookup(h, "n2.weave.local") == [a2], 20, f"n2 known on {h.name}")
+    entries = dns_entries(h1)
+    assert re.search(rf"^n2\s+{re.escape(a2)}\s+{cid2[:12]}\s", entries, re.M), entries  # under the full ID
+    assert cid3[:12] not in entries and cid4[:12] not in entries, entries
+    assert lookup(h1, "n4.weave.local") == []
+    # dns-add and dns-remove name a Docker container the same way: its own name, or the one given
+    weave(h1, "dns-add", "n4")
+    weave(h1, "dns-add", cid3[:12], "-h", "other.weave.local")
+    assert lookup(h1, "n4.weave.local") == [a4] and lookup(h1, "other.weave.local") == [a3]
+    weave(h1, "dns-remove", "n3")
+    assert lookup(h1, "other.weave.local") == []
+    weave(h1, "detach", "n1")
+    weave(h1, "detach", cid2)
+    for h in hosts:
+        wait_until(lambda h=h: lookup(h, "n1.weave.local") == [], 20, f"n1 forgotten on {h.name}")
+        wait_until(lambda h=h: lookup(h, "n2.weave.local") == [], 20, f"n2 forgotten on {h.name}")
+    dk(h1, "rm", "-f", "n1", "n2", "n3", "n4")
+
+
 def test_reset_removes_the_weave_network_and_a_relaunch_uses_the_new_subnet(hosts: tuple[Host, Host]) -> None:
     _, h2 = hosts
     wait_until(lambda: "weave" in networks(h2), 20, "network weave made by the plugin")

@@ -35,10 +35,12 @@ def _ips(cidrs: Sequence[str]) -> str:
     return " ".join(c.split("/")[0] for c in cidrs)
 
 
-def attach_cmd(args: Sequence[str], multicast_route: bool, label_opts: Sequence[str] = ()) -> None:
+def attach_cmd(args: Sequence[str], multicast_route: bool, label_opts: Sequence[str] = (), dns: bool = True) -> None:
     """Addresses from IPAM (``net:``, or none given) or claimed in it (plain ones), the container made known to
-    network policy with its labels, then the interface."""
+    network policy with its labels, then the interface; then (unless ``--without-dns``) its name registered for
+    those addresses, as Weave's script does after ``attach-container``."""
     from weavenet.cli import ipam_cmds, policy_cmds
+    from weavenet.cli.dns_cmds import register_attached
     from weavenet.cli.docker_cmds import docker_lookup
     from weavenet.host import attached
     from weavenet.host.attach import attach, container_addrs, detach, resolve_container
@@ -71,6 +73,8 @@ def attach_cmd(args: Sequence[str], multicast_route: bool, label_opts: Sequence[
         raise HostError(f"{e}; nothing was attached") from e
     finally:
         _say(problems)
+    if dns:
+        register_attached(ref.id, [c.split("/")[0] for c in all_cidrs])
     click.echo(_ips(all_cidrs))
 
 

@@ -4,8 +4,12 @@ Names are registered with the router (``PUT /name/<ident>/<ip>`` with ``fqdn`` a
 container's identity: the PID or namespace path it was attached by (``weave:expose`` for the bridge,
 ``weave:extern`` for names without a container), so the router can drop them when that container goes.
 
-Where ``weave attach`` finds a container's hostname (it registers only one with a domain part, as Weave does):
+Where ``weave attach`` and ``weave dns-add`` find a container's name (they register only one with a domain
+part, as Weave does):
 
+* a Docker container (by name or ID): ``Config.Hostname`` and ``Config.Domainname`` as the engine reports them,
+  joined by the rule the proxy registers its containers with (:func:`weavenet.docker.hostname.container_fqdn`);
+  registered under the container's full ID, which is what ``weave detach`` and the engine's ``die`` use;
 * a PID: the hostname of the process's UTS namespace, when it has one of its own;
 * a namespace path ``/run/netns/NAME`` (or ``/var/run/netns/NAME``): the first line of
   ``/etc/netns/NAME/hostname``, the file ``ip netns exec NAME`` shows the namespace as ``/etc/hostname``.
@@ -88,10 +92,21 @@ def _fqdn_with_domain(name: str | None) -> str | None:
     return bare if "." in bare else None
 
 
+def container_fqdn(spec: str) -> str | None:
+    """The name to register for a container (see the module docstring), or None when it has no domain part."""
+    if spec.isdigit() or spec.startswith("/"):
+        return _fqdn_with_domain(container_hostname(spec))
+    from weavenet.docker.hostname import container_fqdn as docker_fqdn
+    from weavenet.docker.sync_client import inspect
+
+    return docker_fqdn(inspect(spec)) or None
+
+
 def _container_ips(spec: str) -> tuple[str, list[str]]:
+    from weavenet.cli.docker_cmds import docker_lookup
     from weavenet.host.attach import container_addrs, resolve_container
 
-    ref = resolve_container(spec)
+    ref = resolve_container(spec, docker_lookup)
     got = container_addrs(ref)
     return ref.id, [c.split("/")[0] for c in (got[1] if got else [])]
 
@@ -117,7 +132,7 @@ def _split(args: Sequence[str], fqdn: str | None, what: str) -> tuple[str, list[
 def dns_add_cmd(args: Sequence[str], fqdn: str | None) -> int:
     ident, ips, name, is_container = _split(args, fqdn, "dns-add")
     if name is None:
-        name = _fqdn_with_domain(container_hostname(args[-1]))
+        name = container_fqdn(ident)
         if name is None:
             raise HostError(f"weave dns-add: container {args[-1]} has no hostname with a domain; use -h <fqdn>")
     form = [("fqdn", name)] + ([("check-alive", "true")] if is_container else [])
@@ -185,17 +200,21 @@ def _warn(message: str) -> None:
     click.echo(f"weave: {message}", err=True)
 
 
-def register_attached(spec: str) -> None:
-    """After ``weave attach``: register the container's FQDN for each of its weave addresses, if it has one."""
-    name = _fqdn_with_domain(container_hostname(spec))
-    if name is None:
-        return
+def register_attached(ident: str, ips: Sequence[str]) -> None:
+    """After ``weave attach``: as Weave's script, the container's FQDN (if it has one) for each address this
+    attach gave it, under ``ident`` (a Docker container's full ID, else the PID or path it was attached by).
+    Nothing to do when the router does not run (``when_weave_running``); a failure is a warning, the container
+    stays attached."""
+    name = None
     try:
-        ident, ips = _container_ips(spec)
+        name = container_fqdn(ident)
+        if name is None:
+            return
         for ip in ips:
             _call("PUT", _path(ident, ip), [("fqdn", name), ("check-alive", "true")])
     except HostError as e:
-        _warn(f"DNS registration of {name} failed: {e}")
+        if str(e) != _not_running():
+            _warn(f"DNS registration of {name or ident} failed: {e}")
 
 
 def unregister_detached(ident: str, ips: Sequence[str], everything: bool) -> None:

@@ -381,11 +381,7 @@ def attach(
     """weave attach [-l <key>=<value> ...] [<addr> ...] <container>"""
     from weavenet.cli.containers import attach_cmd
 
-    _host(attach_cmd, args, not no_multicast_route, labels)
-    if not without_dns:
-        from weavenet.cli.dns_cmds import register_attached
-
-        register_attached(args[-1])
+    _host(attach_cmd, args, not no_multicast_route, labels, not without_dns)
 
 
 @weave.command(context_settings=CONTEXT)

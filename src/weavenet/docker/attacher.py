@@ -22,7 +22,7 @@ import aiohttp
 
 from weavenet.docker import hosts_file
 from weavenet.docker.api import DockerClient
-from weavenet.docker.hostname import fqdn
+from weavenet.docker.hostname import container_fqdn
 from weavenet.docker.rewrite import ProxySettings, is_weave_container, network_mode_attaches
 from weavenet.docker.weave_cidr import AddrSpec, specs_from_env
 from weavenet.errors import HostError
@@ -88,11 +88,6 @@ async def allocate(api: RouterAPI, cid: str, specs: list[AddrSpec], check_alive:
             raise HostError(f"allocating {spec} for {cid[:12]} failed: {reply.body or reply.status}")
         out.append(reply.body.split()[0])
     return out
-
-
-def container_fqdn(info: dict[str, Any]) -> str:
-    cfg = info.get("Config") or {}
-    return fqdn(str(cfg.get("Hostname") or ""), str(cfg.get("Domainname") or ""))
 
 
 HostAttach = Callable[[str, int, list[str], bool], Awaitable[list[str]]]

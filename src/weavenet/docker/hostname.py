@@ -4,12 +4,16 @@
 ``--hostname-replacement REPL`` then rewrite it (Go's ``regexp.ReplaceAllString``: ``$1``, ``${name}``; the
 default ``(.*)`` / ``$1`` keeps it). The result is used only if ``name.domain`` fits Docker's 64-character
 hostname limit.
+
+The name a running container is registered under is :func:`container_fqdn` of what the engine says of it, the
+one rule for the proxy's attach and ``weave attach`` / ``weave dns-add`` of a Docker container.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from weavenet.errors import ConfigError
 
@@ -91,3 +95,11 @@ def fqdn(hostname: str, domainname: str) -> str:
     if "." in hostname.rstrip("."):
         return hostname.rstrip(".") + "."
     return ""
+
+
+def container_fqdn(info: Mapping[str, Any]) -> str:
+    """The weaveDNS name of a container from the engine's inspect answer: ``Config.Hostname`` and
+    ``Config.Domainname`` as :func:`fqdn` joins them; "" for a container whose name has no domain part (Weave
+    registers none for it)."""
+    cfg = info.get("Config") or {}
+    return fqdn(str(cfg.get("Hostname") or ""), str(cfg.get("Domainname") or ""))

@@ -74,16 +74,22 @@ def call(method: str, path: str, body: Any = None, api: str | None = None) -> tu
     return resp.status, parsed
 
 
-def lookup(spec: str) -> tuple[str, int]:
-    """(full ID, PID) of a container named or identified by ``spec``; PID 0 if it is not running."""
+def inspect(spec: str) -> dict[str, Any]:
+    """The engine's answer about a container named or identified by ``spec`` (``docker inspect``)."""
     try:
         status, info = call("GET", f"/containers/{quote(spec, safe='')}/json")
     except DockerUnavailable as e:
         raise HostError(f"{spec}: not a PID or a network namespace path, and {e}") from e
     if status == 404:
         raise HostError(f"Error: No such container: {spec}")
-    if status != 200 or not isinstance(info, dict):
+    if status != 200 or not isinstance(info, dict) or "Id" not in info:
         raise HostError(f"{spec}: Docker answered {status}: {info}")
+    return info
+
+
+def lookup(spec: str) -> tuple[str, int]:
+    """(full ID, PID) of a container named or identified by ``spec``; PID 0 if it is not running."""
+    info = inspect(spec)
     return str(info["Id"]), int((info.get("State") or {}).get("Pid") or 0)
 
 

@@ -75,6 +75,15 @@ def test_hostname_too_long_for_docker_is_not_used() -> None:
     assert hostname.fqdn("abc123", "") == ""
 
 
+def test_container_fqdn_from_the_engines_answer() -> None:
+    """The one rule for the proxy and ``weave attach``/``dns-add`` of a Docker container."""
+    assert hostname.container_fqdn({"Config": {"Hostname": "n1", "Domainname": "weave.local"}}) == "n1.weave.local."
+    assert hostname.container_fqdn({"Config": {"Hostname": "n2.weave.local", "Domainname": ""}}) == "n2.weave.local."
+    assert hostname.container_fqdn({"Config": {"Hostname": "abc123"}}) == ""
+    assert hostname.container_fqdn({"Config": None}) == ""
+    assert hostname.container_fqdn({}) == ""
+
+
 def test_bad_hostname_match_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         hostname.compile_match("(")
