@@ -5,14 +5,22 @@ there with ``WEAVENET_FUZZ_API`` set (the host has no route out, so whatever ``/
 resolves goes nowhere). Routes are read from the app itself, so a route added later is fuzzed without a word
 here.
 
-Per request: an answer below 500, except the 5xx the API documents (``DELIBERATE_5XX``); per route: no
-traceback in the router's log; at the end the router still answers.
+Per request: an answer below 500, except the 5xx the API documents (``DELIBERATE_5XX``), complete within
+``ANSWER_TIMEOUT`` (an event stream's answer is its headers and first event: the connection is then closed, as a
+browser leaving the page does); per route: no traceback in the router's log; at the end the router still answers
+and the web view's stream still takes a viewer (the streams closed above gave their places back).
+
+The web view (``/ui/*``, on the API's listener by default) is also fuzzed beyond its routes: any method, any
+path under ``/ui``, any query and body (``test_ui_any_method``), since its routes are all GET and aiohttp
+answers the rest.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote, urlencode
@@ -23,6 +31,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.budget import fuzz
 from weavenet.api.http import ApiParts, build_app
+from weavenet.api.ui_routes import WebView
 
 API = os.environ.get("WEAVENET_FUZZ_API", "")
 LOG = Path("/run/weave/weaver.log")
@@ -30,10 +39,11 @@ pytestmark = pytest.mark.skipif(not API, reason="run by test_http_api.py inside 
 
 
 def app_routes() -> list[tuple[str, str]]:
-    """(method, path template) of every route of the read-write API with DNS, IPAM and network policy on (HEAD is
-    GET's)."""
+    """(method, path template) of every route of the read-write API with DNS, IPAM, network policy and the web
+    view on (HEAD is GET's); the view where ``weave launch`` puts it by default, on the API's listener."""
     stub = SimpleNamespace()  # the routes are only listed, never called
-    parts = ApiParts(status=stub, router=stub, docker=stub, ipam=stub, dns=stub, policy=stub)  # type: ignore[arg-type]
+    ui = WebView(hub=stub, listener="api", addr="127.0.0.1:6784")  # type: ignore[arg-type]
+    parts = ApiParts(status=stub, router=stub, docker=stub, ipam=stub, dns=stub, policy=stub, ui=ui)  # type: ignore[arg-type]
     app = build_app(parts)
     return sorted(
         {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD" and r.resource is not None}
@@ -72,18 +82,52 @@ def _target(template: str, values: list[str]) -> str:
     return "/".join(parts)
 
 
+ANSWER_TIMEOUT = 30.0  # a whole answer (an event stream's first event) within this, else the route hangs
+_LENGTH = re.compile(rb"\r\ncontent-length: *(\d+)", re.I)
+_EVENT_STREAM = re.compile(rb"\r\ncontent-type: *text/event-stream", re.I)
+
+
 def _request(method: str, target: str, body: bytes | None, ctype: str) -> tuple[int, bytes]:
+    """(status, body) of one request; the body is read as far as the answer says it goes (its length, or to the
+    close), an event stream's up to the end of its first event (the ``hello``), and then the connection closed."""
     head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     if body is not None:
         head += f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
     host, port = API.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as s:
+    deadline = time.monotonic() + ANSWER_TIMEOUT
+    data = b""
+
+    def more(s: socket.socket) -> bool:
+        """Read on; False at the close. Past the deadline the route hangs: that fails the test."""
+        nonlocal data
+        s.settimeout(max(deadline - time.monotonic(), 0.001))
+        try:
+            chunk = s.recv(65536)
+        except TimeoutError as e:
+            hang = f"{method} {target}: no complete answer in {ANSWER_TIMEOUT:.0f} s: {data[:300]!r}"
+            raise AssertionError(hang) from e
+        data += chunk
+        return bool(chunk)
+
+    with socket.create_connection((host, int(port)), timeout=ANSWER_TIMEOUT) as s:
         s.sendall(head.encode() + b"\r\n" + (body or b""))
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    assert data[:7] == b"HTTP/1." and data[8:9] == b" ", data[:200]
-    return int(data[9:12]), data.partition(b"\r\n\r\n")[2]
+        while b"\r\n\r\n" not in data and more(s):
+            pass
+        assert data[:7] == b"HTTP/1." and data[8:9] == b" ", data[:200]
+        status = int(data[9:12])
+        top, _, rest = data.partition(b"\r\n\r\n")
+        if method == "HEAD" or status in (204, 304):
+            return status, b""
+        if _EVENT_STREAM.search(top):
+            while not re.search(rb"event: hello\n.*\n\n", data.partition(b"\r\n\r\n")[2], re.S) and more(s):
+                pass
+            rest = data.partition(b"\r\n\r\n")[2]
+            assert b"event: hello" in rest, f"{method} {target}: a stream without its first event: {rest[:300]!r}"
+            return status, rest
+        length = _LENGTH.search(top)
+        while (length is None or len(data.partition(b"\r\n\r\n")[2]) < int(length.group(1))) and more(s):
+            pass
+    return status, data.partition(b"\r\n\r\n")[2]
 
 
 @st.composite
@@ -215,9 +259,67 @@ def test_a_bad_request_line_costs_no_traceback() -> None:
     _no_traceback(_new_log(since))
 
 
+UI_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND", "BREW", "get"]
+UI_SEGMENTS = st.one_of(
+    st.sampled_from(
+        [
+            "", "ui", "static", "events", "snapshot", "url", "index.html", "app.js", "graph.js", "style.css", "..",
+            ".", "%2e%2e", "%2F", "%00", "%80", "%", "static%2fapp.js", "app.js%00", "x" * 300, "\u00e9",
+        ]
+    ),
+    st.text(max_size=12).map(lambda t: quote(t, safe="")),
+)  # fmt: skip
+
+
+@st.composite
+def ui_requests(draw: st.DrawFn) -> tuple[str, str, bytes | None, str]:
+    """Any method (a token of our own too) on any path under ``/ui``, with any query and body."""
+    method = draw(st.one_of(st.sampled_from(UI_METHODS), st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=8)))
+    target = "/ui" + "".join("/" + seg for seg in draw(st.lists(UI_SEGMENTS, max_size=4)))
+    query = draw(st.dictionaries(KEYS, TEXT, max_size=3))
+    if query:
+        target += "?" + urlencode(query)
+    kind = draw(st.sampled_from(["none", "form", "raw"]))
+    if kind == "none":
+        return method, target, None, ""
+    if kind == "form":
+        return method, target, urlencode(draw(st.lists(st.tuples(KEYS, TEXT), max_size=4))).encode(), FORM
+    body = draw(st.one_of(st.sampled_from(RAW_BODIES), st.binary(max_size=64)))
+    return method, target, body, draw(st.sampled_from([FORM, "text/plain", "text/event-stream"]))
+
+
+@given(ui_requests())
+@fuzz(150)
+def test_ui_any_method(req: tuple[str, str, bytes | None, str]) -> None:
+    """The web view's paths with whatever a client sends: answered (a GET of the view) or refused with a 4xx."""
+    method, target, body, ctype = req
+    since = _log_size()
+    status, answer = _request(method, target, body, ctype)
+    assert status < 500, f"{method} {target} {body!r}: {status} {answer[:300]!r}"
+    _no_traceback(_new_log(since))
+
+
+@pytest.mark.parametrize("method", [m for m in UI_METHODS if m not in ("GET", "HEAD")])
+def test_ui_refuses_every_method_but_get(method: str) -> None:
+    """Read-only by construction (``api/ui_routes.py``): every other method on every route of the view is a 4xx."""
+    for path in ("/ui", "/ui/", "/ui/static/app.js", "/ui/snapshot", "/ui/events", "/ui/url"):
+        status, answer = _request(method, path, b"x=1", FORM)
+        assert 400 <= status < 500, f"{method} {path}: {status} {answer[:200]!r}"
+
+
+def test_ui_streams_closed_give_their_places_back() -> None:
+    """More event streams opened and closed one after the other, within a tick, than the view takes viewers at
+    once: each is answered (a closed one does not count), so a page reloaded over and over is never refused."""
+    for i in range(80):
+        status, answer = _request("GET", "/ui/events", None, "")
+        assert status == 200, f"stream {i}: {status} {answer[:200]!r}"
+
+
 def test_the_router_still_answers() -> None:
     status, answer = _request("GET", "/status", None, "")
     assert status == 200, answer
+    status, answer = _request("GET", "/ui/events", None, "")
+    assert status == 200 and b"event: hello" in answer, answer[:300]
 
 
 def test_every_route_is_fuzzed() -> None:

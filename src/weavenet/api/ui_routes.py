@@ -124,7 +124,10 @@ class WebView:
         @routes.get("/ui/events")
         async def events(request: web.Request) -> web.StreamResponse:
             transport = request.transport
-            viewer = hub.join(close=transport.abort if transport is not None else None)
+            viewer = hub.join(
+                close=transport.abort if transport is not None else None,
+                alive=lambda: request.transport is not None and not request.transport.is_closing(),
+            )
             if viewer is None:
                 return web.Response(status=503, text="too many viewers of the web view; try again later\n")
             resp = web.StreamResponse()

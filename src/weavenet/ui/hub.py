@@ -47,10 +47,15 @@ def sse(event: str, data: Any) -> bytes:
 class Viewer:
     """One open event stream: a bounded queue of encoded messages."""
 
-    def __init__(self, close: Callable[[], None] | None = None) -> None:
+    def __init__(self, close: Callable[[], None] | None = None, alive: Callable[[], bool] | None = None) -> None:
+        """``close`` ends its connection; ``alive`` says whether its client is still connected (None: assumed)."""
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE)
         self.dropped = False
         self._close = close
+        self._alive = alive
+
+    def connected(self) -> bool:
+        return self._alive is None or self._alive()
 
     def offer(self, message: bytes) -> bool:
         """Queue a message; False (and the viewer dropped) if it is ``QUEUE`` messages behind."""
@@ -108,11 +113,19 @@ class Hub:
 
     # -- viewers ---------------------------------------------------------------------------------------------
 
-    def join(self, close: Callable[[], None] | None = None) -> Viewer | None:
-        """A new viewer, or None when ``max_viewers`` are watching already."""
+    def join(self, close: Callable[[], None] | None = None, alive: Callable[[], bool] | None = None) -> Viewer | None:
+        """A new viewer, or None when ``max_viewers`` are watching already.
+
+        A viewer whose client has gone is only noticed when a message is next written to it (the server does not
+        tell its handler), a tick later: so when the hub is full, those are let go first and their places given
+        out, and streams opened and closed faster than ticks (a page reloaded over and over) are never refused."""
         if len(self.viewers) >= self.max_viewers:
-            return None
-        viewer = Viewer(close)
+            for gone in [v for v in self.viewers if not v.connected()]:
+                self.viewers.discard(gone)
+                gone.drop()
+            if len(self.viewers) >= self.max_viewers:
+                return None
+        viewer = Viewer(close, alive)
         self.viewers.add(viewer)
         if len(self.viewers) == 1:
             self._wake.set()  # from the idle pace to one tick a second, now

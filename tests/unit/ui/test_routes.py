@@ -8,8 +8,10 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from weavenet.api.guard import API_LIMITS, GuardedRunner
 from weavenet.api.ui_routes import STATIC, WebView, placement, url_of
 from weavenet.status import sample_report
 from weavenet.ui import hub as hub_module
@@ -94,6 +96,32 @@ async def test_viewers_share_one_snapshot_per_tick(served) -> None:
         s.close()
 
 
+async def test_closed_streams_give_their_places_back_before_the_next_tick() -> None:
+    """A viewer that closed its connection does not count against the limit, though its handler only learns of
+    it at the next tick: streams opened and closed faster than ticks are never refused. Served as the router serves
+    it (``GuardedRunner``: aiohttp then does not cancel a handler whose client left, as its test server does)."""
+    hub = Hub(Source(), tick=60.0, idle_tick=60.0, max_viewers=3)
+    view = WebView(hub, "own", "127.0.0.1:0")
+    runner = GuardedRunner(view.app(), "web view", API_LIMITS)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    hub.start()
+    try:
+        for _ in range(6):  # twice as many as the hub takes, all within one tick
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /ui/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"event: hello"), 10)
+            assert head.startswith(b"HTTP/1.1 200"), head[:100]
+            writer.close()
+            await asyncio.sleep(0.05)  # the server reads the close (the handler, waiting for a tick, does not)
+        assert len(hub.viewers) == 3  # the last three, closed, still waiting for the tick
+    finally:
+        await hub.close()
+        await runner.cleanup()
+
+
 async def test_a_viewer_that_does_not_read_is_dropped(monkeypatch) -> None:
     monkeypatch.setattr(hub_module, "QUEUE", 4)
     hub = Hub(Source(), tick=0.01, idle_tick=0.01)
@@ -109,6 +137,19 @@ async def test_a_viewer_that_does_not_read_is_dropped(monkeypatch) -> None:
 async def test_too_many_viewers_are_refused() -> None:
     hub = Hub(Source(), max_viewers=2)
     assert hub.join() and hub.join() and hub.join() is None
+
+
+async def test_a_full_hub_lets_go_of_viewers_whose_clients_left() -> None:
+    hub = Hub(Source(), max_viewers=2)
+    here, closed = [True, True], []
+    first = hub.join(close=lambda: closed.append(0), alive=lambda: here[0])
+    second = hub.join(close=lambda: closed.append(1), alive=lambda: here[1])
+    assert first and second and hub.join(alive=lambda: True) is None  # both still there: refused
+    here[0] = False
+    third = hub.join(alive=lambda: True)
+    assert third is not None and hub.viewers == {second, third}
+    assert first.dropped and closed == [0] and await first.next() is None  # its handler ends at once
+    assert hub.dropped == 0  # not a viewer that could not keep up
 
 
 def test_placement_and_url() -> None:
