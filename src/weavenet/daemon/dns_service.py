@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import random
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from weavenet.aio.machine import MachineDriver
@@ -40,6 +41,7 @@ from weavenet.status.dns import DNSDiagnostics, DNSEntryStatus, DNSStatus
 if TYPE_CHECKING:
     from weavenet.core.container_events import ContainerEvent
     from weavenet.core.router import MeshRouter
+    from weavenet.core.topology import Peer
 
 log = logging.getLogger("weavenet.dns")
 
@@ -87,7 +89,7 @@ class DNSService:
             router.name, domain, lambda peer: topo.get(peer) is not None, wall_offset=driver.wall_offset
         )
         self.nameserver.set_sink(self.router.new_gossip(CHANNEL, self.nameserver))
-        self.router.on_peer_removed.append(lambda peer: self.nameserver.peer_gone(peer.name))
+        self.router.on_peer_removed.append(self._peer_removed)
         self.engine = QueryEngine(self.nameserver.index, self.nameserver.domain, ttl, random.Random())
         static = [_host_port(u, DNS_PORT) for u in upstream or []]
         self.upstreams = Upstreams(
@@ -145,7 +147,7 @@ class DNSService:
             return
         keep = await asyncio.to_thread(dns_saved.still_there, saved, self.bridge)
         for ident, addr, name in keep:
-            self.driver.run(lambda now, i=ident, a=addr, n=name: self.nameserver.add(n, i, parse_addr(a), now))
+            self.driver.run(partial(self._add_saved, ident, addr, name))
         log.info(
             "[nameserver %s] %d names of containers attached before restored (%d gone)",
             self.name,
@@ -153,6 +155,13 @@ class DNSService:
             len(saved) - len(keep),
         )
         self._save()
+
+    def _add_saved(self, ident: str, addr: str, name: str, now: float) -> Entry | None:
+        return self.nameserver.add(name, ident, parse_addr(addr), now)
+
+    def _peer_removed(self, peer: Peer) -> None:
+        """The topology forgot a peer: its names go with it."""
+        self.nameserver.peer_gone(peer.name)
 
     def _save(self) -> None:
         """Keep our live names in the runtime directory, for a restarted router."""

@@ -342,10 +342,10 @@ def _in_use(
     by_inode = attached.idents_by_inode(checkable)
     registry = attached.load(run_dir, rebuild=lambda: attached.from_ports(ports, by_inode), problems=problems)
     live = {k: e for k, e in registry.items() if attached.alive(e)}
-    for e in live.values():
-        ino = attached.ns_inode(e.netns)
+    for entry in live.values():
+        ino = attached.ns_inode(entry.netns)
         if ino is not None:
-            by_inode[ino] = e.ident
+            by_inode[ino] = entry.ident
     by_addr = {c.addr: ident for ident, o in owned.items() for c in o.cidrs}
     claims: list[PreClaim] = []
     try:
@@ -360,15 +360,16 @@ def _in_use(
         covered.add(port.inode)
         fallback = by_inode.get(port.inode) or (str(port.pid) if port.pid else display_path(port.netns))
         for text in port.cidrs:
-            cidr = CIDR.parse(text)
-            claims.append(PreClaim(by_addr.get(cidr.addr) or fallback, cidr, is_container=True))
-    for e in live.values():  # attached, but not on this bridge (it was re-created): what its interface says
-        if attached.ns_inode(e.netns) in covered:
+            addr = CIDR.parse(text)
+            claims.append(PreClaim(by_addr.get(addr.addr) or fallback, addr, is_container=True))
+    for entry in live.values():  # attached, but not on this bridge (it was re-created): what its interface says
+        ino = attached.ns_inode(entry.netns)
+        if ino is not None and ino in covered:
             continue
         try:
-            got = container_addrs(ContainerRef(e.ident, e.netns, ""))
+            got = container_addrs(ContainerRef(entry.ident, entry.netns, ""))
         except HostError:
             continue
         for text in got[1] if got else []:
-            claims.append(PreClaim(e.ident, CIDR.parse(text), is_container=True))
+            claims.append(PreClaim(entry.ident, CIDR.parse(text), is_container=True))
     return live, claims

@@ -34,6 +34,7 @@ from weavenet.config import DaemonConfig, pid_file, resolve_ipam
 from weavenet.core.container_events import ContainerEvents
 from weavenet.core.router import MeshConfig, MeshRouter
 from weavenet.core.router_status import router_status
+from weavenet.core.sleeve_cipher import AEGIS256
 from weavenet.daemon import state
 from weavenet.daemon.announce import Announcer
 from weavenet.daemon.datapath_link import DatapathLink
@@ -89,7 +90,7 @@ class Weaver:
                 min_protocol_version=config.min_protocol_version,
                 external_datapath=True,
                 fast_sleeve=True,
-                fast_sleeve_ciphers=(fastcrypto.AEGIS256,) if fastcrypto.aegis_available() else (),
+                fast_sleeve_ciphers=(AEGIS256,) if fastcrypto.aegis_available() else (),
                 overlays=overlays(config.no_fastdp),
                 fastdp_mtu=config.mtu,
                 extensions=config.extensions,
