@@ -39,6 +39,7 @@ from weavenet.core.fastdp_codec import (
     split_vni,
     vni_for,
 )
+from weavenet.core.fastdp_keep import CONTROL_GOODBYE, KEEP_FEATURE
 from weavenet.core.names import PeerName
 from weavenet.core.topology import Peer
 from weavenet.errors import RemoteProtocolError
@@ -134,6 +135,7 @@ class FastdpForwarder:
         self.error: str | None = None
         self.stopped = False
         self.error_logged = False
+        self.goodbye = False  # the peer closes this connection on purpose: do not keep its path (fastdp_keep)
         self.control_out: list[tuple[int, bytes]] = []
         self.owner: object = None
 
@@ -341,6 +343,8 @@ class FastdpForwarder:
             self._update(now)
         elif subtag == CONTROL_CRYPTO_INIT_SA_REMOTE:
             log.info("%r: ignoring IPsec setup from the peer (no encrypted fast datapath here)", self)
+        elif subtag == CONTROL_GOODBYE:
+            self.goodbye = True
         else:
             log.info("%r: Ignoring unknown control message: %d", self, subtag)
 
@@ -409,7 +413,7 @@ class FastdpOverlay:
     # -- the Overlay interface (``weavenet.core.overlay``) ------------------------------------------------------
 
     def features(self, config: MeshConfig) -> dict[str, str]:
-        return {FASTDP_FEATURE: "1"}
+        return {FASTDP_FEATURE: "1", KEEP_FEATURE: "1"}
 
     def forwarder(self, link: OverlayLink, now: float) -> FastdpForwarder | str:
         refusal = self.refusal(link)

@@ -51,6 +51,7 @@ from weavenet.core.connection_maker import (
     split_host_port,
 )
 from weavenet.core.fastdp import FastdpForwarder, FastdpOverlay, SendVxlan
+from weavenet.core.fastdp_keep import CONTROL_GOODBYE, KEEP_FEATURE, FastdpKeeps, why_not_keep
 from weavenet.core.framing import TAG_HEARTBEAT
 from weavenet.core.gossip_channels import TOPOLOGY_CHANNEL, DigestGossiper, GossipChannels
 from weavenet.core.handshake import HandshakeCompleted, HandshakeFailed
@@ -133,6 +134,7 @@ class MeshRouter:
         self.routes = Routes(self.topology)
         self.maker = ConnectionMaker(config.port, config.discovery, rng)
         self.beacons = bc.Beacons()
+        self.fastdp_keeps = FastdpKeeps()  # peers' fast-datapath paths kept across their restarts (fastdp_keep)
         self._lost_at: dict[PeerName, float] = {}  # when our connection to a peer last went (see _add_connection)
         self.overlay_switch = OverlaySwitch(config, ourself, self.topology.by_short_id)
         self.timers = Timers()
@@ -228,14 +230,86 @@ class MeshRouter:
         self._after_input(now)
 
     def connection_lost(self, conn_id: int, error: str | None, now: float) -> None:
+        """The TCP connection ended (``error`` None: EOF). A fast datapath it carried may be kept (``fastdp_keep``)."""
         conn = self.connections.get(conn_id)
         if conn is not None and conn.state is not ConnState.CLOSED:
             reason = error or "EOF"
             if conn.state is ConnState.HANDSHAKE and self.config.password is not None and conn.bytes_in >= 40:
                 # the keys were exchanged, so the peer most likely failed to decrypt our features
                 reason += " during the encrypted handshake" + PASSWORD_HINT
+            keep = self._path_to_keep(conn, error)
             self._shutdown(conn, RemoteProtocolError(reason), now, emit_close=False)
+            if keep is not None and conn.remote is not None and conn.remote.name not in self.by_peer:
+                fwd, vnis, remote = keep
+                why = f"its router went without a goodbye ({reason})"
+                self.fastdp_keeps.keep(fwd.remote.name, fwd.remote.short_id, vnis, remote, why, now)
+                self._keeps_timer()
         self._after_input(now)
+
+    def _path_to_keep(
+        self, conn: LocalConnection, error: str | None
+    ) -> tuple[FastdpForwarder, tuple[int, int], tuple[str, int]] | None:
+        """The connection's fast datapath, if it carries the traffic to a peer that keeps paths and the connection
+        ended by the peer's process going (no goodbye); None otherwise (said in the log when it was a candidate)."""
+        if conn.state is not ConnState.READY or conn.remote is None or self.by_peer.get(conn.remote.name) is not conn:
+            return None
+        fwd = conn.fastdp_forwarder()
+        if fwd is None or fwd.stopped:
+            return None
+        vnis, remote = fwd.vnis, fwd.remote_addr
+        carrying = fwd.healthy and conn.best_forwarder() is fwd and vnis is not None and remote is not None
+        why = why_not_keep(
+            carrying=carrying,
+            peer_keeps=self.remote_feature(conn, KEEP_FEATURE) == "1",
+            goodbye=fwd.goodbye,
+            error=error,
+        )
+        if why is not None:
+            if carrying:
+                log.info("%s: fast datapath not kept: %s", conn.describe(), why)
+            return None
+        assert vnis is not None and remote is not None
+        return fwd, vnis, remote
+
+    def adopt_fastdp(
+        self, peer: int, short_id: int, vnis: tuple[int, int], remote: tuple[str, int], now: float
+    ) -> None:
+        """A device our previous process left forwarding to a peer that keeps paths: kept until a connection to
+        the peer takes it over, as a path kept from a lost connection (the daemon's adoption at start)."""
+        self.fastdp_keeps.adopt(PeerName(peer), short_id, vnis, remote, now)
+        self._keeps_timer()
+        self._after_input(now)
+
+    def say_goodbye(self, now: float) -> None:
+        """We are stopping on purpose (``weave stop``): tell every peer that keeps paths not to keep ours. The
+        caller then closes the connections."""
+        for conn in list(self.by_peer.values()):
+            self._goodbye(conn)
+
+    def _goodbye(self, conn: LocalConnection) -> None:
+        """Before we close a ready connection ourselves: the goodbye, to a peer that would otherwise keep the
+        path (``fastdp_keep``; never to a Go peer)."""
+        if conn.compat or conn.framer is None or self.remote_feature(conn, KEEP_FEATURE) != "1":
+            return
+        index = next((i for i, f in enumerate(conn.forwarders) if isinstance(f, FastdpForwarder)), None)
+        if index is not None:
+            self.send_message(conn, conn.control_message(index, CONTROL_GOODBYE, b""))
+
+    def _keeps_timer(self) -> None:
+        deadline = self.fastdp_keeps.next_deadline()
+        if deadline is None:
+            self.timers.cancel("keeps")
+        else:
+            self.timers.set("keeps", deadline)
+
+    def _keeps_taken_over(self, now: float) -> None:
+        """A kept path whose peer's new connection now carries its traffic over its own fast datapath is its."""
+        for peer in list(self.fastdp_keeps.paths):
+            conn = self.by_peer.get(peer)
+            fwd = conn.fastdp_forwarder() if conn is not None else None
+            if conn is not None and fwd is not None and fwd.healthy and conn.best_forwarder() is fwd:
+                self.fastdp_keeps.take_over(peer, now)
+        self._keeps_timer()
 
     def set_writable(self, conn_id: int, writable: bool, now: float) -> None:
         """Backpressure from the transport: while not writable, gossip merges instead of being sent."""
@@ -429,6 +503,8 @@ class MeshRouter:
         self.ourself.connections[remote.name] = ConnSummary(remote.name, conn.remote_tcp_addr, conn.outbound, False)
         self.ourself.version += 1
         lost_at = self._lost_at.pop(remote.name, None)
+        self.fastdp_keeps.connection_added(remote.name, now)
+        self._keeps_timer()
         if restarted:
             log.info("%s: connection added (restarted peer)", conn.describe())
             self.channels.send_all_down(conn, now)
@@ -483,6 +559,8 @@ class MeshRouter:
         else:
             log.info("%s: connection shutting down due to error: %s", conn.describe(), error)
         if emit_close:
+            if was is ConnState.READY:
+                self._goodbye(conn)  # before the close, so the peer does not keep our path
             self._actions.append(Close(conn.id, str(error)))
         for fwd in conn.forwarders:
             if fwd is not None:
@@ -612,6 +690,9 @@ class MeshRouter:
                 self.timers.set("beacons", deadline)
         elif key == "maker":
             self._maker_dirty = True
+        elif key == "keeps":
+            self.fastdp_keeps.expire(now)
+            self._keeps_timer()
         elif isinstance(key, tuple) and key[0] == "flush":
             pass  # the gossip channels flush when the actions are drained
         elif isinstance(key, tuple) and key[0] == "conn":
@@ -669,6 +750,8 @@ class MeshRouter:
             for conn in {f.owner for f in changed}:
                 if isinstance(conn, LocalConnection) and conn.state is not ConnState.CLOSED:
                     self._overlay_events(conn, now)
+        if self.fastdp_keeps.paths:
+            self._keeps_taken_over(now)
         if self._maker_dirty:
             self._maker_dirty = False
             self._make_connections(now)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from weavenet.clock import SimClock
 from weavenet.core.connection_maker import PeerAddr
 from weavenet.core.fastdp_codec import UNDERLAY_OVERHEAD
+from weavenet.core.fastdp_keep import KEEP_FEATURE
 from weavenet.core.names import PeerName
 from weavenet.core.router import Close, Dial, MeshConfig, MeshRouter, SendDatagram, SendVxlan, Write
 
@@ -81,6 +82,8 @@ class SimNetwork:
         self._vxlan_mtu: dict[frozenset[int], int] = {}  # underlay MTU for VXLAN between these peers
         self._devices: set[tuple[int, int]] = set()  # (peer index, connection UID) with a VXLAN device
         self._streams: dict[tuple[int, int], _Stream] = {}  # (peer index, conn id) -> outgoing stream
+        # the devices a killed router left forwarding: (peer, its short ID, VNIs, its VXLAN address)
+        self.left: dict[int, list[tuple[int, int, tuple[int, int], tuple[str, int]]]] = {}
         self.peers: list[SimPeer] = []
         self._by_ip: dict[str, SimPeer] = {}
         for i in range(n):
@@ -218,7 +221,9 @@ class SimNetwork:
         stream.last_delivery = when
 
         def deliver() -> None:
-            if stream.closed or stream.dst_conn is None:
+            # bytes already on their way arrive even if the sender closed since (a reset comes after them): only
+            # the receiver's own close drops them, and the router ignores a closed connection's bytes anyway
+            if stream.dst_conn is None:
                 return
             dst_conn = stream.dst_conn
             self._input(stream.dst, lambda r, now: r.data_received(dst_conn, data, now))
@@ -308,6 +313,59 @@ class SimNetwork:
 
     def cut(self, a: int, b: int) -> None:
         self._cut.add(frozenset((a, b)))
+
+    # -- a router's process going and coming back -------------------------------------------------------------------
+
+    def kill(self, i: int) -> None:
+        """SIGKILL of peer i's router: its host's kernel resets its TCP connections (the peers see the reset) and
+        keeps its VXLAN devices, which :meth:`relaunch` can adopt (``left``)."""
+        peer = self.peers[i]
+        self.left[i] = [
+            (int(fwd.remote.name), fwd.remote.short_id, fwd.vnis, fwd.remote_addr)
+            for conn, fwd in peer.router.fastdp_forwarders()
+            if fwd.healthy
+            and conn.best_forwarder() is fwd
+            and fwd.vnis is not None
+            and fwd.remote_addr is not None
+            and peer.router.remote_feature(conn, KEEP_FEATURE) == "1"
+        ]
+        for _, conn_id in [k for k in self._streams if k[0] == i]:
+            self._close(peer, conn_id)
+        peer.up = False
+
+    def stop(self, i: int) -> None:
+        """``weave stop`` of peer i: its router says goodbye, then closes its connections, and deletes its devices."""
+        peer = self.peers[i]
+        self._input(peer, lambda r, now: r.say_goodbye(now))
+        self.kill(i)
+        self.left[i] = []
+
+    def host_death(self, i: int) -> None:
+        """Peer i's host goes dark: nothing more from it, not even a reset (the peers notice by their timeouts)."""
+        self.left[i] = []
+        self.peers[i].up = False
+
+    def relaunch(self, i: int, adopt: bool = True, targets: Iterable[int] = ()) -> None:
+        """A new router process for peer i (same name, new UID), connecting to ``targets``; with ``adopt`` it takes
+        back the short ID and the devices its previous process left (as the daemon does from the kernel's)."""
+        old = self.peers[i]
+        for key, stream in list(self._streams.items()):
+            if old in (stream.src, stream.dst):
+                stream.closed = True
+                del self._streams[key]
+        self._devices = {d for d in self._devices if d[0] != i}
+        left = self.left.pop(i, []) if adopt else []
+        prng = random.Random(self.rng.getrandbits(64))
+        short_id = old.router.ourself.short_id if left else None
+        router = MeshRouter(old.router.config, rng=prng, now=self.now(), short_id=short_id, secret_bytes=prng.randbytes)
+        peer = SimPeer(i, old.ip, router)
+        self.peers[i] = peer
+        self._by_ip[old.ip] = peer
+        for name, sid, vnis, remote in left:
+            self._input(peer, lambda r, now, n=name, s=sid, v=vnis, a=remote: r.adopt_fastdp(n, s, v, a, now))
+        self._after(peer)
+        if targets:
+            self.connect(i, targets)
 
     def heal(self, a: int, b: int) -> None:
         self._cut.discard(frozenset((a, b)))
