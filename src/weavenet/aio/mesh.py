@@ -151,6 +151,11 @@ class MeshTransport:
         self.driver.flush()
 
     async def close(self) -> None:
+        if not self.closed:
+            # we stop on purpose: peers that would keep our fast datapath for a relaunch are told not to
+            now = self.loop.time()
+            self.router.say_goodbye(now)
+            self._drain(now)
         self.closed = True
         if self._listener is not None:
             self._listener.close()

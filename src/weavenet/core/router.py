@@ -307,7 +307,8 @@ class MeshRouter:
         for peer in list(self.fastdp_keeps.paths):
             conn = self.by_peer.get(peer)
             fwd = conn.fastdp_forwarder() if conn is not None else None
-            if conn is not None and fwd is not None and fwd.healthy and conn.best_forwarder() is fwd:
+            carrying = fwd is not None and fwd.healthy and conn is not None and conn.best_forwarder() is fwd
+            if carrying and self.routes.unicast(peer) == peer:  # as the device's forwarding wants it
                 self.fastdp_keeps.take_over(peer, now)
         self._keeps_timer()
 

@@ -13,22 +13,32 @@ kernel match, asynchronously (each change is an ``ip``/``bridge`` command), and 
 
 It also probes the host at start: whether a VXLAN device can bind UDP port+1 (else the router offers only the
 sleeve, as Weave does without the ODP module), and whether the kernel has IPsec ESP.
+
+Across a restart (``core/fastdp_keep.py``): a device forwarding to a peer that keeps paths carries the alias
+``weavenet/<peer>/keeps``. A relaunched router adopts such devices untouched -- the kernel goes on forwarding the
+containers' traffic while the new process starts -- and takes back the short ID their VNIs were made of
+(:func:`find_leftovers`, before the router is built), so the new connection's device is the same one and taking
+it over changes nothing in the kernel; other leftovers are deleted. A path the router keeps (adopted, or kept
+for a peer whose router died) keeps its device forwarding until a new connection takes it over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from weavenet.core.fastdp import SendVxlan
+from weavenet.core.fastdp_codec import split_vni
+from weavenet.core.fastdp_keep import KEEP_FEATURE
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshRouter
 from weavenet.daemon.datapath_link import DatapathLink, Run
-from weavenet.errors import HostError
+from weavenet.errors import ConfigError, HostError
 from weavenet.host import netdev
 from weavenet.host import vxlan as host
 from weavenet.status.overlay import EspStatus, FastdpConnection, FastdpDiagnostics, ForwarderStatus, VniPair, Vport
@@ -43,6 +53,51 @@ OVERLAYS = ("fastdp", "sleeve")
 def overlays(no_fastdp: bool) -> tuple[str, ...]:
     """The overlays a router offers: Weave's ``fastdp sleeve``, or just the sleeve with ``--no-fastdp``."""
     return ("sleeve",) if no_fastdp else OVERLAYS
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """What a relaunched router takes back from the devices its previous process left: its short ID, and the
+    devices (with the peer and the peer's short ID) it keeps as they are; the rest are deleted at start."""
+
+    short_id: int | None = None
+    devices: tuple[tuple[host.Leftover, int, int], ...] = ()  # (device, peer, the peer's short ID)
+
+
+def adoptable(left: list[host.Leftover], bridge: str) -> Adoption:
+    """The leftovers a relaunched router adopts: forwarding to a peer that keeps paths (their alias), ports of our
+    bridge, VNIs consistent with their name, and all made with one short ID of ours (the most common one)."""
+    candidates = []
+    for dev in left:
+        spec = dev.spec
+        if not (dev.keeps and spec.forwarding and dev.master == bridge and spec.remote_ip):
+            continue
+        try:
+            peer = int(PeerName.parse(dev.peer))
+        except (ConfigError, ValueError):
+            continue
+        them, us = split_vni(spec.rx_vni)  # their frames: their short ID | ours << 12
+        if spec.tx_vni != (us | them << 12) or spec.name != host.device_name(them):
+            continue
+        candidates.append((dev, peer, them, us))
+    if not candidates:
+        return Adoption()
+    ours = [c[3] for c in candidates]
+    short_id = max(set(ours), key=ours.count)
+    return Adoption(short_id, tuple((d, p, t) for d, p, t, u in candidates if u == short_id))
+
+
+def find_leftovers(no_fastdp: bool, bridge: str) -> tuple[list[host.Leftover], Adoption]:
+    """At start, before the router is built (it takes the short ID): our devices left by a previous process, and
+    what of them to adopt. Nothing with ``--no-fastdp`` (the start deletes them) or when they cannot be read."""
+    if no_fastdp:
+        return [], Adoption()
+    try:
+        left = host.leftovers()
+    except (HostError, ValueError, KeyError, TypeError) as e:
+        log.warning("fast datapath: cannot read the devices a previous router left (deleting them): %s", e)
+        return [], Adoption()
+    return left, adoptable(left, bridge)
 
 
 @dataclass(frozen=True)
@@ -66,8 +121,10 @@ class FastdpLink:
         port: int,
         mtu: int,
         local: str,
+        adoption: Adoption | None = None,
     ) -> None:
-        """``port``: the VXLAN port (the mesh port + 1); ``local``: the address to send from ("" any)."""
+        """``port``: the VXLAN port (the mesh port + 1); ``local``: the address to send from ("" any);
+        ``adoption``: the devices a previous process left, to keep as they are (:func:`find_leftovers`)."""
         self.router = router
         self._input = run  # one input to the router, then flush
         self._now = now
@@ -87,6 +144,7 @@ class FastdpLink:
         self._event = asyncio.Event()
         self._wanted: object = None
         self._task: asyncio.Task[None] | None = None
+        self.adoption = adoption or Adoption()
 
     def hooks(self) -> FastdpHooks | None:
         """The callbacks to install (None when this router does not offer the fast datapath)."""
@@ -103,9 +161,13 @@ class FastdpLink:
         if not self.enabled:
             return
         log.info("IPsec ESP: %s", "available" if self.esp[0] else f"unavailable ({self.esp[1]})")
-        await asyncio.to_thread(host.delete_all)
+        adopted = await self._adopt()
         problem = await asyncio.to_thread(host.probe, self.port, self.local)
         if problem is not None:
+            for name in adopted:
+                await asyncio.to_thread(host.delete, name)
+            self.applied.clear()
+            self.owners.clear()
             self.unavailable = problem
             log.warning("fast datapath unavailable, using the sleeve only: %s", problem)
             self.router.disable_overlay("fastdp", f"fast datapath unavailable on this peer: {problem}")
@@ -114,6 +176,24 @@ class FastdpLink:
             return
         log.info("fast datapath: VXLAN on UDP port %d, MTU %d", self.port, self.mtu)
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _adopt(self) -> set[str]:
+        """Keep the devices to adopt as they are (the router keeps their paths), delete the other leftovers."""
+        keep = {dev.spec.name for dev, _, _ in self.adoption.devices}
+        if self.adoption.devices and self.adoption.short_id != self.router.ourself.short_id:
+            keep = set()  # the router could not take back the short ID: the devices' VNIs are not ours
+        for name in [str(link["ifname"]) for link in await asyncio.to_thread(host.list_devices)]:
+            if name not in keep:
+                await asyncio.to_thread(host.delete, name)
+        for dev, peer, short_id in self.adoption.devices:
+            if dev.spec.name not in keep:
+                continue
+            spec = dev.spec
+            self.applied[spec.name] = spec
+            self.owners[spec.name] = (peer, 0)
+            vnis, remote = (spec.rx_vni, spec.tx_vni), (spec.remote_ip, spec.remote_port)
+            self._input(functools.partial(self.router.adopt_fastdp, peer, short_id, vnis, remote))
+        return keep
 
     async def close(self) -> None:
         if self._task is not None:
@@ -141,6 +221,7 @@ class FastdpLink:
         """device name -> (spec, peer, connection UID), from the router's live forwarders."""
         out: dict[str, tuple[host.DeviceSpec, int, int]] = {}
         routes = self.router.routes
+        kept = self.router.fastdp_keeps.paths
         for conn, fwd in self.router.fastdp_forwarders():
             vnis = fwd.vnis
             peer = int(fwd.remote.name)
@@ -150,8 +231,19 @@ class FastdpLink:
                 fwd.healthy and conn.best_forwarder() is fwd and routes.unicast(fwd.remote.name) == fwd.remote.name
             )
             name = host.device_name(fwd.remote.short_id)
-            spec = host.DeviceSpec(name, vnis[0], vnis[1], fwd.remote_addr[0], fwd.remote_addr[1], forwarding)
+            path = kept.get(fwd.remote.name)
+            if path is not None and host.device_name(path.short_id) == name and (path.rx_vni, path.tx_vni) == vnis:
+                forwarding = True  # the kept path goes on carrying the traffic until this connection takes it over
+            keeps = self.router.remote_feature(conn, KEEP_FEATURE) == "1"
+            alias = host.alias_for(str(fwd.remote.name), forwarding, keeps)
+            spec = host.DeviceSpec(name, vnis[0], vnis[1], fwd.remote_addr[0], fwd.remote_addr[1], forwarding, alias)
             out[name] = (spec, peer, fwd.conn_uid)
+        for path in kept.values():  # no connection yet, or one whose device is another (the peer's short ID changed)
+            name = host.device_name(path.short_id)
+            if name not in out:
+                alias = host.alias_for(str(path.peer), True, True)
+                spec = host.DeviceSpec(name, path.rx_vni, path.tx_vni, path.remote[0], path.remote[1], True, alias)
+                out[name] = (spec, int(path.peer), 0)
         return out
 
     def kick(self) -> None:
@@ -199,7 +291,8 @@ class FastdpLink:
                 continue
             if self.owners.get(name) != (peer, uid):
                 self.owners[name] = (peer, uid)
-                self._tell(peer, uid, None)
+                if uid:  # not for a kept path: no connection waits for it
+                    self._tell(peer, uid, None)
         tables.fastdp = frozenset(p for n, (_, p, _) in desired.items() if self._forwarding(n))
         tables.vxlan_rx = frozenset(spec.rx_vni & 0xFFF for spec in self.applied.values())
         self.link.push()
@@ -225,6 +318,8 @@ class FastdpLink:
                     await asyncio.to_thread(host.set_remote, old, spec)
                 if old.forwarding != spec.forwarding:
                     await asyncio.to_thread(host.set_forwarding, spec.name, self.bridge, spec.forwarding)
+                if old.alias != spec.alias and spec.alias:
+                    await asyncio.to_thread(host.set_alias, spec.name, spec.alias)
         except HostError as e:
             return str(e)
         self.applied[spec.name] = spec
@@ -281,9 +376,16 @@ class FastdpLink:
             vports=[self._vport(s, devices) for s in self.applied.values()],
             flooding=sorted(str(PeerName(p)) for p in self.link.tables.fastdp),
             connections=conns,
-            counters=ov.counters.as_dict() if ov is not None else {},
+            counters={
+                **(ov.counters.as_dict() if ov is not None else {}),
+                **{f"paths_{k}": v for k, v in self.router.fastdp_keeps.counters().items()},
+            },
             macs=len(self.learned),
             failed={f"{PeerName(p)}/{u:x}": e for (p, u), e in self.failed.items()},
+            kept={
+                str(p.peer): f"{p.why}; kept {max(0.0, p.until - now):.1f}s more unless a connection takes it over"
+                for p in self.router.fastdp_keeps.paths.values()
+            },
         )
 
     def _vport(self, s: host.DeviceSpec, devices: dict[str, tuple[int, int]]) -> Vport:

@@ -39,7 +39,7 @@ from weavenet.daemon import state
 from weavenet.daemon.announce import Announcer
 from weavenet.daemon.datapath_link import DatapathLink
 from weavenet.daemon.dns_service import DNSService
-from weavenet.daemon.fastdp_link import FastdpLink, overlays
+from weavenet.daemon.fastdp_link import FastdpLink, find_leftovers, overlays
 from weavenet.daemon.host_setup import HostSetup
 from weavenet.daemon.ipam_service import IPAMService
 from weavenet.daemon.policy_service import PolicyService
@@ -78,6 +78,9 @@ class Weaver:
     def _build(self, config: DaemonConfig) -> None:
         loop = asyncio.get_running_loop()
         self.driver = MachineDriver(loop)
+        # the devices a killed router left: the ones still forwarding are adopted, with the short ID they were
+        # made of, so the containers' traffic over them never stops (core/fastdp_keep.py)
+        _, adoption = find_leftovers(config.no_fastdp, BRIDGE)
         self.router = MeshRouter(
             MeshConfig(
                 name=self.name,
@@ -99,6 +102,7 @@ class Weaver:
             ),
             rng=random.Random(random.SystemRandom().getrandbits(64)),
             now=loop.time(),
+            short_id=adoption.short_id,
             secret_bytes=os.urandom,
         )
         self.router.wall_offset = self.driver.wall_offset
@@ -114,7 +118,14 @@ class Weaver:
             rehearsal=config.rehearsal,
         )
         self.fastdp = FastdpLink(
-            self.router, self.driver.run, self.driver.now, self.link, config.port + 1, config.mtu, config.host
+            self.router,
+            self.driver.run,
+            self.driver.now,
+            self.link,
+            config.port + 1,
+            config.mtu,
+            config.host,
+            adoption,
         )
         hooks = self.fastdp.hooks()  # None when this router offers only the sleeve
         if hooks is not None:

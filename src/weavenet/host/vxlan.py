@@ -63,6 +63,27 @@ class DeviceSpec:
     remote_ip: str
     remote_port: int
     forwarding: bool  # the kernel carries traffic to this peer (learning and broadcast flooding on)
+    alias: str = ""  # who the device is for, read back by a relaunched router (see ``alias_for``)
+
+
+ALIAS_PREFIX = "weavenet/"
+KEEPS = "/keeps"
+
+
+def alias_for(peer: str, forwarding: bool, peer_keeps: bool) -> str:
+    """The device's alias: ``weavenet/<peer>``, and ``/keeps`` while it forwards to a peer that keeps our path
+    across our restart (``core/fastdp_keep.py``): a relaunched router adopts exactly those devices."""
+    return f"{ALIAS_PREFIX}{peer}{KEEPS if forwarding and peer_keeps else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """A device of ours found at start (a killed router's), as the kernel describes it."""
+
+    spec: DeviceSpec
+    peer: str  # from the alias ("" if it has none of ours)
+    keeps: bool  # its alias says it was forwarding to a peer that keeps paths
+    master: str  # the bridge it is a port of
 
 
 def _batch(tool: str, lines: list[str]) -> None:
@@ -98,6 +119,7 @@ def create(spec: DeviceSpec, port: int, mtu: int, bridge: str, local: str = "") 
             f"link add {spec.name} type vxlan id {spec.rx_vni} dstport {port} nolearning {TUNNEL}{local_arg}",
             f"link set {spec.name} mtu {mtu} addrgenmode none",
             f"link set {spec.name} master {bridge}",
+            *([f"link set {spec.name} alias {spec.alias}"] if spec.alias else []),
         ]
     )
     try:
@@ -132,6 +154,43 @@ def set_forwarding(name: str, bridge: str, forwarding: bool) -> None:
     run(["bridge", "link", "set", "dev", name, *_flags(forwarding).split()])
     if not forwarding:
         run(["bridge", "fdb", "flush", "dev", bridge, "brport", name, "dynamic"], check=False)
+
+
+def set_alias(name: str, alias: str) -> None:
+    run(["ip", "link", "set", name, "alias", alias])
+
+
+def leftovers() -> list[Leftover]:
+    """Our devices as a previous router process left them: each one's VNIs, peer address, forwarding state
+    and alias (one ``ip`` and one ``bridge`` command)."""
+    links = list_devices()
+    if not links:
+        return []
+    out = run(["bridge", "-j", "fdb", "show"], check=False) or "[]"
+    flood: dict[str, tuple[str, int | None, int | None]] = {}  # device -> (dst, port, vni) of its flood entry
+    for entry in json.loads(out):
+        dev = str(entry.get("ifname", ""))
+        if dev.startswith(PREFIX) and entry.get("mac") == ZERO_MAC and "dst" in entry and dev not in flood:
+            port, vni = entry.get("port"), entry.get("vni")
+            flood[dev] = (str(entry["dst"]), int(port) if port is not None else None, int(vni) if vni else None)
+    found = []
+    for link in links:
+        name = str(link["ifname"])
+        info = link.get("linkinfo", {})
+        data, slave = info.get("info_data", {}), info.get("info_slave_data", {})
+        if name not in flood or "id" not in data:
+            found.append(Leftover(DeviceSpec(name, 0, 0, "", 0, False), "", False, str(link.get("master", ""))))
+            continue
+        dst, port, vni = flood[name]
+        rx_vni = int(data["id"])
+        forwarding = bool(slave.get("learning")) and bool(slave.get("bcast_flood"))
+        alias = str(link.get("ifalias", ""))
+        peer = alias[len(ALIAS_PREFIX) :].split("/")[0] if alias.startswith(ALIAS_PREFIX) else ""
+        spec = DeviceSpec(
+            name, rx_vni, vni if vni is not None else rx_vni, dst, port or int(data.get("port", 0)), forwarding, alias
+        )
+        found.append(Leftover(spec, peer, alias.endswith(KEEPS), str(link.get("master", ""))))
+    return found
 
 
 def delete(name: str) -> None:

@@ -9,6 +9,7 @@ everything is seeded, so a failing run replays exactly from its seed.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 from collections.abc import Callable, Iterable
@@ -362,7 +363,7 @@ class SimNetwork:
         self.peers[i] = peer
         self._by_ip[old.ip] = peer
         for name, sid, vnis, remote in left:
-            self._input(peer, lambda r, now, n=name, s=sid, v=vnis, a=remote: r.adopt_fastdp(n, s, v, a, now))
+            self._input(peer, functools.partial(_adopt, name, sid, vnis, remote))
         self._after(peer)
         if targets:
             self.connect(i, targets)
@@ -403,3 +404,7 @@ class SimNetwork:
             if set(r.routes.unicast_table()) != names:
                 return False
         return True
+
+
+def _adopt(peer: int, short_id: int, vnis: tuple[int, int], remote: tuple[str, int], r: MeshRouter, now: float) -> None:
+    r.adopt_fastdp(peer, short_id, vnis, remote, now)

@@ -111,6 +111,8 @@ class FastdpDiagnostics(OwnRecord):
     counters: dict[str, int] = field(default_factory=dict, metadata=own("Counters"))
     macs: int = field(default=0, metadata=own("MACs"))  # how many MACs were learned behind VXLAN devices
     failed: dict[str, str] = field(default_factory=dict, metadata=own("Failed"))  # "peer/conn uid" -> error
+    # peer -> why its path is kept without a connection, and for how long more (core/fastdp_keep.py)
+    kept: dict[str, str] = field(default_factory=dict, metadata=own("Kept"))
 
 
 # overlay name -> its diagnostics (one of the above, or another implementation's as given)
