@@ -152,3 +152,23 @@ def test_a_router_stopped_on_purpose_is_not_kept(make_testbed) -> None:
     wait_until(lambda: not vxlan_devices(h1), 10, "h1's device for h2 deleted")
     assert not vxlan_devices(h2)
     assert "kept for up to" not in log_since(h1, mark)
+
+
+def test_data_plane_workers_are_forked_with_only_their_descriptors(make_testbed) -> None:
+    """No interpreter start-up before the sleeve carries anything: the workers are the router's children, named
+    for ``ps``, and hold none of the router's other descriptors (a listening socket kept by a worker would stop
+    a relaunched router from binding its port)."""
+    tb = make_testbed(1)
+    (h,) = tb.hosts
+    assert h.weave("launch", env={"WEAVE_NO_FASTDP": "1"}).returncode == 0
+    daemon = int(h.sh("cat /run/weave/weaver.pid").stdout)
+    workers = [p for p in router_pids(h) if p != daemon]
+    assert len(workers) == 2
+    names = sorted(Path(f"/proc/{p}/comm").read_text().strip() for p in workers)
+    assert names == ["weavenet-rx", "weavenet-tx"]
+    for pid in workers:
+        assert Path(f"/proc/{pid}/stat").read_text().split()[3] == str(daemon)  # a child of the router
+        sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        listening = h.run(["ss", "-Htlnpe", "sport", "= :6783"]).stdout
+        assert f"pid={pid}," not in listening, listening
+        assert len(sockets) <= 12, sockets  # the TAP queue(s), the UDP socket, two channels, the standard streams

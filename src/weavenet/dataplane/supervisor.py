@@ -6,17 +6,27 @@ pair (the TAP and socket stay), so a data-plane crash never takes the control pl
 
 With the fast datapath it also owns the VXLAN sniffer (handed to the rx worker) and the socket heartbeats are sent
 from; the VXLAN devices themselves are the host side's (``weavenet.host.vxlan``).
+
+The workers are forked from the router (:func:`fork_worker`), not started as new interpreters: a new interpreter
+and its imports took 0.3-0.5 s on a loaded machine, and until both workers run the sleeve carries nothing, which
+after a relaunch is the containers' traffic. The child keeps only the descriptors it is given, freezes the heap it
+inherited (its garbage collector never walks the router's objects) and names itself ``weavenet-tx``/``-rx`` for
+``ps`` and ``top``. ``WEAVENET_DATAPLANE_EXEC=1`` starts them as interpreters again (``python -m
+weavenet.dataplane.worker``), as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +71,7 @@ class Datapath:
         self.warm_tick = warm_tick  # the workers wake every millisecond for a while after traffic (worker.py)
         self.rehearsal = rehearsal  # and rehearse the express paths on those wakes (worker.REHEARSAL)
         self.sock: socket.socket | None = None
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: dict[str, subprocess.Popen[bytes] | ForkedWorker] = {}
         self._ctl: dict[str, Channel] = {}
         self._tables: Tables | None = None
         self.stats: dict[str, int] = {}
@@ -177,25 +187,24 @@ class Datapath:
                 extra.append("--no-warm-tick")
             if not self.rehearsal:
                 extra.append("--no-rehearsal")
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "weavenet.dataplane.worker",
-                    role,
-                    "--tap-fd",
-                    str(fds[0]),
-                    "--udp-fd",
-                    str(fds[1]),
-                    "--ctl-fd",
-                    str(fds[2]),
-                    "--peer-fd",
-                    str(fds[3]),
-                    *extra,
-                ],
-                pass_fds=fds,
-                stdin=subprocess.DEVNULL,
-            )
+            args = [
+                role,
+                "--tap-fd",
+                str(fds[0]),
+                "--udp-fd",
+                str(fds[1]),
+                "--ctl-fd",
+                str(fds[2]),
+                "--peer-fd",
+                str(fds[3]),
+                *extra,
+            ]
+            proc: subprocess.Popen[bytes] | ForkedWorker
+            if os.environ.get("WEAVENET_DATAPLANE_EXEC") == "1":
+                argv = [sys.executable, "-m", "weavenet.dataplane.worker", *args]
+                proc = subprocess.Popen(argv, pass_fds=fds, stdin=subprocess.DEVNULL)
+            else:
+                proc = fork_worker(args, fds)
             theirs.close()
             chan = Channel(ours)
             ours.setblocking(False)
@@ -316,7 +325,10 @@ class Datapath:
     def worker_args(self, role: str) -> list[str]:
         """The command line the ``tx`` or ``rx`` worker runs with ([] if it does not run)."""
         proc = self._procs.get(role)
-        return [str(a) for a in proc.args] if proc is not None else []
+        if proc is None:
+            return []
+        args = proc.args
+        return [str(a) for a in args] if isinstance(args, list) else [str(args)]
 
     async def stop(self) -> None:
         self._stopping = True
@@ -335,6 +347,93 @@ class Datapath:
         if self.steering is not None:
             self.steering.close()
             self.steering = None
+
+
+class ForkedWorker:
+    """A worker forked from the router: the part of ``subprocess.Popen`` the supervisor uses."""
+
+    def __init__(self, pid: int, args: list[str]) -> None:
+        self.pid = pid
+        self.args = ["weavenet.dataplane.worker", *args]  # what it runs, as ``worker_args`` reports it
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            time.sleep(0.01)
+        return code
+
+    def _signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+
+PR_SET_NAME = 15
+
+
+def fork_worker(args: list[str], fds: list[int]) -> ForkedWorker:
+    """Fork a data-plane worker running ``weavenet.dataplane.worker.main(args)`` with only ``fds`` (and the
+    standard streams) open. The worker's module is imported here first, so the child starts running at once."""
+    from weavenet.dataplane import worker
+
+    pid = os.fork()
+    if pid:
+        return ForkedWorker(pid, args)
+    code = 1
+    try:  # the child: never returns into the router's event loop
+        _child_setup(args[0], fds)
+        code = worker.main(args)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _child_setup(role: str, fds: list[int]) -> None:
+    """What a forked worker leaves of the router: the loop's signal wake-up (its pipe is the router's), every
+    descriptor but its own (a listening socket held by a worker would keep a relaunched router from binding),
+    the garbage collector's work on the inherited heap."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    keep = {0, 1, 2, *fds}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    gc.freeze()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, f"weavenet-{role}".encode(), 0, 0, 0)
 
 
 async def _link_mtu(name: str) -> int:
