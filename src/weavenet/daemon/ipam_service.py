@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("weavenet.ipam")
 
+# (stored keys, unreadable keys and why, problems found, live containers, pre-claims): IPAMService._read_and_scan
+_Scanned = tuple[dict[str, bytes], dict[str, str], list[str], dict[str, attached.Attached], list[PreClaim]]
+
 EXPOSE_IDENT = "weave:expose"
 CANCEL_POLL = 0.5
 STORE_KEYS = ("peername", "ring", "ownedAddresses", members.STORE_KEY)
@@ -134,31 +137,26 @@ class IPAMService:
             run_dir, events, loop.time, hints=lambda: list(self.allocator.owned)
         )
         self.persist_failures = 0
+        self._scan: asyncio.Task[_Scanned] | None = None  # the saved state and what is in use (prescan)
         self._persist_error: str | None = None
         driver.add("IPAM allocator", self.allocator)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
+    def prescan(self) -> None:
+        """Start reading the saved state and scanning what is in use (the bridge's container veths, the attach
+        registry; pyroute2's import with it) at the launch's first step, in a thread: the steps before IPAM's
+        overlap it instead of the dial waiting for it. Nothing attaches before the API is up, so what it finds is
+        what :meth:`start` would have found."""
+        if self._scan is None:
+            self._scan = self.loop.create_task(self._read_and_scan())
+            self._scan.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed launch: retrieved
+
     async def start(self) -> None:
         """Load the store, pre-claim what is in use, prune what is gone, start watching containers."""
-        stored: dict[str, bytes] = {}
-        unreadable: dict[str, str] = {}
-        for k in STORE_KEYS:
-            try:
-                if (v := self.store.get_raw(k)) is not None:
-                    stored[k] = v
-            except StoreError as e:
-                if e.key is None:
-                    raise  # the whole file: the launch fails, saying which and what to do
-                unreadable[k] = e.reason
-        owned: dict[str, Owned] = {}
-        if OWNED_KEY in stored:
-            try:
-                owned = decode_owned(stored[OWNED_KEY])
-            except RemoteProtocolError:
-                pass  # the allocator finds it unreadable too, and says so below
-        problems: list[str] = []
-        live, preclaims = await asyncio.to_thread(_in_use, self.run_dir, owned, problems)
+        self.prescan()
+        assert self._scan is not None
+        stored, unreadable, problems, live, preclaims = await self._scan
         for message in problems:
             self.problem(message)
         registered = {e.ident for e in live.values()}
@@ -181,6 +179,29 @@ class IPAMService:
         }
         self._run(lambda now: self.allocator.prune_owned(keep, now))
         self.watch.start(live)
+
+    async def _read_and_scan(self) -> _Scanned:
+        """The saved state (a whole file unreadable: raised, the launch fails saying which and what to do) and
+        what is in use: (stored, unreadable keys, problems found, live containers, pre-claims)."""
+        stored: dict[str, bytes] = {}
+        unreadable: dict[str, str] = {}
+        for k in STORE_KEYS:
+            try:
+                if (v := self.store.get_raw(k)) is not None:
+                    stored[k] = v
+            except StoreError as e:
+                if e.key is None:
+                    raise  # the whole file: the launch fails, saying which and what to do
+                unreadable[k] = e.reason
+        owned: dict[str, Owned] = {}
+        if OWNED_KEY in stored:
+            try:
+                owned = decode_owned(stored[OWNED_KEY])
+            except RemoteProtocolError:
+                pass  # the allocator finds it unreadable too, and says so below
+        problems: list[str] = []
+        live, preclaims = await asyncio.to_thread(_in_use, self.run_dir, owned, problems)
+        return stored, unreadable, problems, live, preclaims
 
     async def close(self) -> None:
         await self.watch.close()

@@ -221,6 +221,8 @@ class Weaver:
             log.info("weavenet extensions off (WEAVE_NO_EXTENSIONS): Weave 2.8's protocol only, as a Go router")
         self._on_failure(self.store.discard)  # a fresh file and its journal, if this launch created them
         state.check_space(self.store, self.problems)
+        if self.ipam is not None:
+            self.ipam.prescan()  # in a thread, beside the steps below: the dial need not wait for it
         self._on_failure(self.host.undo)
         stack.push_async_callback(self.host.close)
         stack.callback(self.announcer.close)
@@ -247,14 +249,18 @@ class Weaver:
             await asyncio.to_thread(state.check_registry, config.run_dir, self.problems)
         peers = state.resumed_peers(self.store, self.problems) if config.resume else config.peers
         errors = await self.transport.connect(list(peers), replace=False)
+        heavy = asyncio.ensure_future(asyncio.to_thread(_heavy_imports))
+        heavy.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved if the launch fails first
         if errors:
             raise ConfigError("; ".join(errors))
         state.save_peers(self.store, self.router.maker.direct_targets(), self.problems, launching=True)
         stack.push_async_callback(self.policy.close)
         await self.policy.start()  # the bridge closed before the API and Docker attach anything, if enforced
         self.store.flush()  # from here on callers are told things: what they are told is on disk first
-        # The HTTP API and the Docker integration (aiohttp: ~0.8 s of imports on a loaded machine) only now: a
-        # relaunched router's connections, and so its containers' traffic, need not wait for them.
+        # The HTTP API and the Docker integration (aiohttp: ~0.8 s of imports on a loaded machine) only now, and
+        # imported in a thread (begun when the mesh started dialling): a relaunched router's connections, and so
+        # its containers' traffic, need neither wait for them nor for a loop blocked by their imports.
+        await heavy
         from weavenet.api.http import ApiParts, start_api
         from weavenet.docker.service import DockerIntegration
 
@@ -418,3 +424,13 @@ class Weaver:
             docker=docker.diagnostics if docker is not None else None,
             network_policy=self.policy.status(),
         )
+
+
+def _heavy_imports() -> None:
+    """What the API, the Docker integration and the web view import (aiohttp above all), in a thread: the event
+    loop goes on handshaking and heartbeating meanwhile. The later imports on the loop find them loaded."""
+    import weavenet.api.http
+    import weavenet.api.ui_routes
+    import weavenet.daemon.ui_source
+    import weavenet.docker.service
+    import weavenet.ui.hub  # noqa: F401

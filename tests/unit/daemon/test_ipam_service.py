@@ -288,3 +288,34 @@ def test_ident_alive() -> None:
     assert ident_alive("1") and not ident_alive("999999999")
     assert ident_alive("/proc/self/ns/net") and not ident_alive("/nonexistent")
     assert ident_alive("weave:expose") and ident_alive("0123456789ab")
+
+
+async def test_the_scan_of_what_is_in_use_starts_at_the_launchs_first_step(tmp_path: Path, monkeypatch) -> None:
+    """``prescan`` (the composition root calls it first thing) runs the scan in a thread at once; ``start`` then
+    uses what it found rather than scanning again, so the steps between overlap it."""
+    import asyncio
+
+    from weavenet.daemon import ipam_service
+
+    calls: list[float] = []
+    real = ipam_service._in_use
+    monkeypatch.setattr(ipam_service, "_in_use", lambda *a: (calls.append(0.0), real(*a))[1])
+    store = Store(tmp_path / "state")
+    router = MeshRouter(MeshConfig(name=NAME, nickname="h1"), rng=random.Random(1), now=0.0)
+    driver = MachineDriver()
+    MeshTransport(router, driver, "", 0)
+    setup = resolve(IpamOptions(range="10.32.0.0/12"))
+    assert setup is not None
+    svc = IPAMService(
+        router, driver, store, ContainerEvents(), setup, nickname="h1", run_dir=str(tmp_path / "run"), problem=print
+    )
+    svc.prescan()
+    for _ in range(100):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    assert calls == [0.0]  # under way before start
+    await svc.start()
+    assert calls == [0.0]  # not scanned again
+    await svc.close()
+    store.close()
