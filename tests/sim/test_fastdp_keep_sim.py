@@ -142,3 +142,19 @@ def go_peer_kill_relaunch_stop(go: int) -> None:
         net.stop(0)  # weave stop of the weavenet peer: no goodbye to the Go peer
         net.run_for(1)
     assert bytes((TAG_OVERLAY_CONTROL, 0, CONTROL_GOODBYE)) not in sent  # fastdp is forwarder 0
+
+
+def test_a_peer_back_only_through_others_ends_the_keep_soon() -> None:
+    net = SimNetwork(3, seed=6, config=lambda i: cfg(i))
+    net.connect(1, [0])
+    net.connect(2, [0, 1])
+    assert net.run_until_true(lambda: all(on_fastdp(net, a, b) for a in range(3) for b in range(3) if a != b), 30)
+    net.run_for(3)
+    net.kill(1)
+    net.run_for(1)
+    assert kept(net, 0, 1)
+    net.cut(0, 1)  # the relaunched router reaches 2, not 0: 0's traffic for it must go through 2
+    net.relaunch(1, targets=[2])
+    gone = net.run_until_true(lambda: not kept(net, 0, 1), 20, step=0.1)
+    assert gone is not None and gone < TAKEOVER + 2, gone
+    assert net.peers[0].router.routes.unicast(net.peers[1].name) == net.peers[2].name

@@ -303,13 +303,18 @@ class MeshRouter:
             self.timers.set("keeps", deadline)
 
     def _keeps_taken_over(self, now: float) -> None:
-        """A kept path whose peer's new connection now carries its traffic over its own fast datapath is its."""
+        """A kept path whose peer's new connection now carries its traffic over its own fast datapath is its. A
+        peer that is back but reachable only through others (its link to us cut, say) has ``TAKEOVER`` seconds to
+        connect to us too, as a new connection has: the kept path must not hold its traffic from the relays."""
         for peer in list(self.fastdp_keeps.paths):
             conn = self.by_peer.get(peer)
             fwd = conn.fastdp_forwarder() if conn is not None else None
             carrying = fwd is not None and fwd.healthy and conn is not None and conn.best_forwarder() is fwd
-            if carrying and self.routes.unicast(peer) == peer:  # as the device's forwarding wants it
+            via = self.routes.unicast(peer)
+            if carrying and via == peer:  # as the device's forwarding wants it
                 self.fastdp_keeps.take_over(peer, now)
+            elif conn is None and via is not None:
+                self.fastdp_keeps.connection_added(peer, now)
         self._keeps_timer()
 
     def set_writable(self, conn_id: int, writable: bool, now: float) -> None:
