@@ -10,7 +10,9 @@ Two simulated hosts with real routers (``weave launch``; h2 names h1 as its peer
   (5), relaunch it (``weave launch h1``). Reported: *traffic back*, seconds from the moment the relaunch command
   starts until pings have been answered without a gap for 3 s (0 if they never stopped); the same from the new
   router's first log line ("Command line options", after the CLI started it and it imported its first
-  modules), which leaves out the interpreter start-ups; and the launch command's own duration.
+  modules), which leaves out the interpreter start-ups; the launch command's own duration; and the longest
+  silence of the pings from the SIGKILL until they flow again (with the fast datapath kept across the restart,
+  ``core/fastdp_keep.py``, they need not stop at all).
 * **cut**: drop all traffic between h1 and h2 in the underlay switch for ``--cut`` seconds (30), then heal.
   Reported: *links back*, seconds from the heal until the connection is established again on both hosts
   ("connection fully established" in both routers' logs; if it never went down, 0), and *traffic back* as above.
@@ -86,6 +88,12 @@ def flowing_from(replies: list[float], t0: float, gap: float = GAP, hold: float 
         if start is not None and r - start >= hold:
             return max(start, t0)
     return None
+
+
+def longest_silence(replies: list[float], start: float, end: float) -> float:
+    """The longest time without an answer between ``start`` and ``end``."""
+    times = [start, *sorted(r for r in replies if start <= r <= end), end]
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def log_lines(host: Host) -> list[tuple[float, str]]:
@@ -173,7 +181,7 @@ class Bench:
         for t, name, msg in lines:
             print(f"      {t - t0:+7.3f} {name} {msg[:150]}")
 
-    def kill(self, down: float) -> tuple[float | None, float, float | None]:
+    def kill(self, down: float) -> tuple[float | None, float, float | None, float]:
         h1, h2 = self.tb.hosts
         pinger = Pinger(self.cs[0], "10.2.1.2")
         time.sleep(2)
@@ -192,9 +200,10 @@ class Bench:
         back = flowing_from(pinger.replies, t0)
         self.show(t0, t_kill, pinger.replies)
         started = next((t for t, msg in log_lines(h2) if t >= t0 and msg.startswith("Command line options")), None)
+        silence = longest_silence(pinger.replies, t_kill, back if back is not None else time.time())
         self.settle()
         after_start = None if back is None or started is None else back - started
-        return (None if back is None else back - t0), launched, after_start
+        return (None if back is None else back - t0), launched, after_start, silence
 
     def cut(self, seconds: float) -> tuple[float | None, float | None]:
         h1, h2 = self.tb.hosts
@@ -274,10 +283,11 @@ def main() -> None:
                     for label, bench in benches.items():
                         tag = f"{overlay:>6} {label + ' ' if label else ''}{scenario} rep {r}"
                         if scenario == "kill":
-                            back, launched, after = bench.kill(args.down)
-                            got[label].append((back, after, launched))
+                            back, launched, after, silence = bench.kill(args.down)
+                            got[label].append((back, after, launched, silence))
                             print(f"{tag}: traffic back {fmt(back)} s after the relaunch, {fmt(after)} s after the "
-                                  f"router's first log line (the launch command took {launched:.2f} s)", flush=True)
+                                  f"router's first log line (the launch command took {launched:.2f} s); longest "
+                                  f"silence of the pings {silence:.2f} s", flush=True)
                         else:
                             link, back = bench.cut(args.cut)
                             got[label].append((link, back))
@@ -289,7 +299,8 @@ def main() -> None:
                     if scenario == "kill":
                         summary.append(f"{name}: SIGKILL, relaunch {args.down:g} s later: traffic back "
                                        f"{med(list(cols[0]))} s after the relaunch, {med(list(cols[1]))} s after the "
-                                       f"router's first log line (launch command {med(list(cols[2]))} s)")
+                                       f"router's first log line (launch command {med(list(cols[2]))} s); longest "
+                                       f"silence {med(list(cols[3]))} s")
                     else:
                         summary.append(f"{name}: {args.cut:g} s underlay cut: links back {med(list(cols[0]))} s, "
                                        f"traffic back {med(list(cols[1]))} s after the heal")
