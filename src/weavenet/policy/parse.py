@@ -259,7 +259,9 @@ def _rules(e: _Errors, obj: object, path: str, peers_field: str) -> tuple[Policy
     return tuple(rules)
 
 
-def _meta(e: _Errors, obj: dict[str, Any], namespaced: bool, default_namespace: str) -> tuple[str, str, dict[str, str]]:
+def _meta(
+    e: _Errors, obj: dict[str, Any], namespaced: bool, default_namespace: str
+) -> tuple[str, str, dict[str, str]]:
     m = e.mapping(obj.get("metadata"), "metadata", _META_FIELDS) or {}
     name = e.string(m.get("name"), "metadata.name") or ""
     if not name:
