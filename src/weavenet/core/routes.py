@@ -51,8 +51,14 @@ def peer_routes(
     """BFS from ``start``: returns (reached ``stop_at``, {destination: next hop}); ``start`` maps to unknown."""
     routes: dict[PeerName, PeerName] = {start.name: PeerName(UNKNOWN_PEER_NAME)}
     by_name = topology.by_name
+    everyone = len(by_name) if start.name in by_name else len(by_name) + 2  # a stray start: walk it all
     next_worklist = [start]
     while next_worklist:
+        if len(routes) >= everyone:
+            # Every peer is placed: the rest of the walk would add nothing, and ``stop_at``, if placed, would be
+            # reached with these same routes. In a full mesh this ends the walk after ``start``'s own
+            # connections: a broadcast route costs O(N) instead of O(N^2), the broadcast table O(N^2), not O(N^3).
+            return (stop_at is not None and stop_at.name in routes), routes
         worklist = sorted(next_worklist, key=lambda p: p.name)
         next_worklist = []
         for cur in worklist:

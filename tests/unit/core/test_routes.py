@@ -87,3 +87,66 @@ def test_random_neighbours_bounds() -> None:
         p3[1].name,
         p3[2].name,
     ]
+
+
+def _reference_peer_routes(
+    topology: Topology, start: Peer, established_and_symmetric: bool, stop_at: Peer | None = None
+) -> tuple[bool, dict[PeerName, PeerName]]:
+    """The walk as it was before it stopped early once every peer was placed: the full level-by-level BFS."""
+    routes: dict[PeerName, PeerName] = {start.name: PeerName(0)}
+    next_worklist = [start]
+    while next_worklist:
+        worklist = sorted(next_worklist, key=lambda p: p.name)
+        next_worklist = []
+        for cur in worklist:
+            if cur is stop_at:
+                return True, routes
+            via = None if cur is start else routes[cur.name]
+            for remote_name, conn in cur.connections.items():
+                if remote_name in routes or (established_and_symmetric and not conn.established):
+                    continue
+                remote = topology.by_name.get(remote_name)
+                if remote is None:
+                    continue
+                if established_and_symmetric:
+                    back = remote.connections.get(cur.name)
+                    if back is None or not back.established:
+                        continue
+                next_worklist.append(remote)
+                routes[remote_name] = remote_name if via is None else via
+    return False, routes
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 12), st.data())
+def test_routes_unchanged_by_the_early_stop(n: int, data: st.DataObject) -> None:
+    pairs = list(itertools.combinations(range(n), 2))
+    edges = data.draw(st.lists(st.sampled_from(pairs), unique=True) if pairs else st.just([]))
+    topo, p = build(n, edges)
+    for a, b in data.draw(st.lists(st.sampled_from(edges), max_size=3) if edges else st.just([])):
+        p[a].connections[p[b].name] = ConnSummary(p[b].name, "x:1", True, False)  # one side not established
+    for sym in (True, False):
+        for src in p:
+            for stop in (None, topo.ourself, data.draw(st.sampled_from(p))):
+                assert peer_routes(topo, src, sym, stop) == _reference_peer_routes(topo, src, sym, stop)
+
+
+class _CountingConnections(dict):  # type: ignore[type-arg]
+    walked = 0
+
+    def items(self):  # type: ignore[no-untyped-def]
+        _CountingConnections.walked += 1
+        return super().items()
+
+
+def test_broadcast_table_of_a_full_mesh_walks_each_source_once() -> None:
+    """O(N^2) for the table: each source's walk ends after its own connections once every peer is placed."""
+    n = 40
+    topo, p = build(n, list(itertools.combinations(range(n), 2)))
+    for peer in p:
+        peer.connections = _CountingConnections(peer.connections)
+    _CountingConnections.walked = 0
+    table = Routes(topo).broadcast_table()
+    assert table[p[0].name] == sorted(q.name for q in p[1:])
+    assert all(hops == [] for src, hops in table.items() if src != p[0].name)
+    assert _CountingConnections.walked <= 2 * n + 2  # the old walk: about n^2 / 2 (every peer before us, per source)
