@@ -145,6 +145,9 @@ class MeshRouter:
         self._actions: list[Action] = []
         self._next_id = 1
         self._maker_dirty = True
+        # Sets the data plane's adapters registered (watch_connections): each gets every connection whose state or
+        # forwarders changed, so they re-derive what they keep per connection for those alone.
+        self._watchers: list[set[LocalConnection]] = []
         self.channels = GossipChannels(
             config, rng, self.topology, self.routes, self.by_peer, self.timers, self.send_message, self.remote_feature
         )
@@ -200,6 +203,7 @@ class MeshRouter:
         if conn is None:
             return
         conn.state = ConnState.CLOSED
+        self._conn_changed(conn)
         log.info("->[%s] error during connection attempt: %s", conn.remote_tcp_addr, error)
         self.maker.connection_aborted(conn.remote_tcp_addr, error, now, now + self.wall_offset)
         self._maker_dirty = True
@@ -431,6 +435,7 @@ class MeshRouter:
 
     def _start_handshake(self, conn: LocalConnection, now: float) -> None:
         conn.state = ConnState.HANDSHAKE
+        self._conn_changed(conn)
         private_key = self._secret_bytes(32) if self._secret_bytes and self.config.password is not None else None
         conn.handshake = intro.handshake(conn, self.config, self.ourself, private_key, self._extra_features())
         conn.deadline = now + HANDSHAKE_TIMEOUT
@@ -453,6 +458,7 @@ class MeshRouter:
                 conn.session_key = event.session_key
                 conn.features = event.remote
                 conn.uid = event.connection_uid
+                self._conn_changed(conn)
                 self._introduced(conn, now)
                 return
 
@@ -505,6 +511,7 @@ class MeshRouter:
         # routes, which in a forming mesh sends whole states down most new connections).
         connected_before = self.routes.unicast_all(remote.name) is not None
         conn.state = ConnState.READY
+        self._conn_changed(conn)
         self.by_peer[remote.name] = conn
         self.ourself.connections[remote.name] = ConnSummary(remote.name, conn.remote_tcp_addr, conn.outbound, False)
         self.ourself.version += 1
@@ -538,6 +545,7 @@ class MeshRouter:
             self._shutdown(conn, RemoteProtocolError("Cannot set unknown connection active"), now)
             return
         conn.established = True
+        self._conn_changed(conn)
         if conn.watch:
             conn.silence = Silence(now)
         summary = self.ourself.connections[conn.remote.name]
@@ -553,6 +561,7 @@ class MeshRouter:
             return
         was = conn.state
         conn.state = ConnState.CLOSED
+        self._conn_changed(conn)
         conn.error = str(error)
         self.connections.pop(conn.id, None)
         self.timers.cancel(("conn", conn.id))
@@ -727,6 +736,20 @@ class MeshRouter:
 
     # ===================================================================================== after every input
 
+    def watch_connections(self) -> set[LocalConnection]:
+        """A set the router adds every connection to whose state changed or whose forwarders had news (a
+        heartbeat, an address, health, path MTU, a stop): the caller empties it as it catches up.
+
+        What the data plane keeps per connection is re-derived for these alone; re-deriving it for all N
+        connections after every input (N heartbeats a second) made an idle router's CPU grow with N^2."""
+        watched: set[LocalConnection] = set()
+        self._watchers.append(watched)
+        return watched
+
+    def _conn_changed(self, conn: LocalConnection) -> None:
+        for watched in self._watchers:
+            watched.add(conn)
+
     def remote_feature(self, conn: LocalConnection, key: str) -> str | None:
         """One of the peer's weavenet feature keys, or None (always None with ``extensions`` off: Go reads none)."""
         if not self.config.extensions or conn.features is None:
@@ -754,8 +777,10 @@ class MeshRouter:
             self._sign_of_life(ip, now)
         while changed := self.overlay_switch.take_changed():
             for conn in {f.owner for f in changed}:
-                if isinstance(conn, LocalConnection) and conn.state is not ConnState.CLOSED:
-                    self._overlay_events(conn, now)
+                if isinstance(conn, LocalConnection):
+                    self._conn_changed(conn)
+                    if conn.state is not ConnState.CLOSED:
+                        self._overlay_events(conn, now)
         if self.fastdp_keeps.paths:
             self._keeps_taken_over(now)
         if self._maker_dirty:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from weavenet.core.connection import ConnState, LocalConnection
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshRouter, SendSpecial
 from weavenet.core.sleeve import FAST_SLEEVE_FEATURE
@@ -33,22 +34,58 @@ ETH_AND_FRAME_HEADERS = 14 + 14
 
 
 class TableBuilder:
-    """Keeps the last tables sent; ``build`` returns new tables only when something the data plane uses changed."""
+    """Keeps the last tables sent; ``build`` returns new tables only when something the data plane uses changed.
+
+    ``build`` runs after every router input, and most inputs are heartbeats (about one a second per
+    connection), which change nothing the tables hold. So it first looks only at what the input touched: the
+    connections the router reports changed (:meth:`MeshRouter.watch_connections`), whose links it re-derives,
+    and a few counters (routes, short IDs, what the fast datapath set). Only if one of them differs does it
+    derive the whole tables, O(N): deriving them after every input cost an idle router O(N^2) a second.
+    """
 
     def __init__(self, router: MeshRouter) -> None:
         self.router = router
-        self.pmtu: dict[int, int] = {}  # peer -> max UDP payload reported by the workers
+        self.pmtu: dict[int, int] = {}  # peer -> max UDP payload reported by the workers (set_pmtu)
         self._path_payload: dict[str, int] = {}  # remote IP -> PMTU - 28 from the kernel's routes
         self._last: tuple[object, ...] | None = None
         self._routes: tuple[dict[int, int], dict[int, list[int]]] | None = None
         self._routes_generation = -1
         self.generation = 0
-        self.fastdp: frozenset[int] = frozenset()  # peers the kernel floods broadcasts to (set by FastdpLink)
-        self.vxlan_rx: frozenset[int] = frozenset()  # short IDs with a kernel VXLAN device (set by FastdpLink)
+        self.derivations = 0  # whole derivations (tests: not one per heartbeat)
+        self._fastdp: frozenset[int] = frozenset()
+        self._vxlan_rx: frozenset[int] = frozenset()
+        self._stale = True  # something the whole tables read changed outside the router's connections
+        self._touched = router.watch_connections()
+        self._links: dict[LocalConnection, Link | None] = {}  # each ready connection's link, as last derived
+        self._me_short: int | None = None
         self._short_ids: dict[int, int] | None = None  # short ID -> peer, rebuilt when routes or short IDs change
         self._short_ids_gen = 0
         self._short_ids_last: dict[int, int] = {}
         router.on_short_ids_changed.append(self._forget_short_ids)
+
+    @property
+    def fastdp(self) -> frozenset[int]:
+        """Peers the kernel floods broadcasts to (set by FastdpLink)."""
+        return self._fastdp
+
+    @fastdp.setter
+    def fastdp(self, peers: frozenset[int]) -> None:
+        self._fastdp = peers
+        self._stale = True
+
+    @property
+    def vxlan_rx(self) -> frozenset[int]:
+        """Short IDs with a kernel VXLAN device (set by FastdpLink)."""
+        return self._vxlan_rx
+
+    @vxlan_rx.setter
+    def vxlan_rx(self, shorts: frozenset[int]) -> None:
+        self._vxlan_rx = shorts
+        self._stale = True
+
+    def set_pmtu(self, peer: int, max_payload: int) -> None:
+        self.pmtu[peer] = max_payload
+        self._stale = True
 
     def _forget_short_ids(self) -> None:
         self._short_ids = None
@@ -62,36 +99,72 @@ class TableBuilder:
             cached = self._path_payload[ip] = (mtu - 28) if mtu else DEFAULT_MAX_PAYLOAD
         return cached
 
+    def _link(self, conn: LocalConnection) -> Link | None:
+        """The sleeve link of a ready connection with a working sleeve forwarder, else None."""
+        router = self.router
+        if conn.state is not ConnState.READY:
+            return None
+        fwd = conn.sleeve_forwarder()
+        if fwd is None or conn.remote is None:
+            return None
+        key = conn.session_key if (router.config.password is not None and conn.untrusted) else None
+        fast = router.config.fast_sleeve and router.remote_feature(conn, FAST_SLEEVE_FEATURE) == "1"
+        cipher = router.fast_sleeve_cipher(conn)
+        addr = fwd.remote_addr
+        overhead = (NACL_OVERHEAD if key else PLAIN_OVERHEAD) + ETH_AND_FRAME_HEADERS
+        route_payload = self.max_payload(conn.remote.name, addr[0]) if addr else DEFAULT_MAX_PAYLOAD
+        if fwd.pmtu_ceiling is None and addr is not None:
+            fwd.pmtu_ceiling = route_payload - overhead  # what probing starts from, once established
+        if fwd.pmtu_verified:
+            max_payload = min(route_payload, fwd.mtu + overhead)  # probes found the path narrower
+        else:
+            max_payload = route_payload
+            fwd.mtu = max_payload - overhead  # `weave status connections` shows it (Go: after verification)
+        return Link(
+            peer=int(conn.remote.name),
+            conn_uid=conn.uid,
+            outbound=conn.outbound,
+            addr=addr,
+            key=key,
+            fast=fast,
+            max_payload=max_payload,
+            cipher=cipher,
+        )
+
+    def _me_short_now(self) -> int | None:
+        me = self.router.ourself
+        return me.short_id if me.has_short_id and self.router.fastdp is not None else None
+
+    def _changed(self) -> bool:
+        """Whether anything the tables hold may have changed since the last derivation (cheap: see the class)."""
+        routes = self.router.routes
+        changed = (
+            self._stale
+            or self._short_ids is None
+            or routes.dirty
+            or routes.generation != self._routes_generation
+            or self._me_short_now() != self._me_short
+        )
+        touched = self._touched
+        while touched and not changed:
+            conn = touched.pop()
+            changed = self._link(conn) != self._links.get(conn)
+        touched.clear()
+        return changed
+
     def build(self) -> Tables | None:
+        if not self._changed():
+            return None
+        self._stale = False
+        self.derivations += 1
         router = self.router
         links: dict[int, Link] = {}
+        per_conn: dict[LocalConnection, Link | None] = {}
         for conn in router.ready_connections():
-            fwd = conn.sleeve_forwarder()
-            if fwd is None or conn.remote is None:
-                continue
-            key = conn.session_key if (router.config.password is not None and conn.untrusted) else None
-            fast = router.config.fast_sleeve and router.remote_feature(conn, FAST_SLEEVE_FEATURE) == "1"
-            cipher = router.fast_sleeve_cipher(conn)
-            addr = fwd.remote_addr
-            overhead = (NACL_OVERHEAD if key else PLAIN_OVERHEAD) + ETH_AND_FRAME_HEADERS
-            route_payload = self.max_payload(conn.remote.name, addr[0]) if addr else DEFAULT_MAX_PAYLOAD
-            if fwd.pmtu_ceiling is None and addr is not None:
-                fwd.pmtu_ceiling = route_payload - overhead  # what probing starts from, once established
-            if fwd.pmtu_verified:
-                max_payload = min(route_payload, fwd.mtu + overhead)  # probes found the path narrower
-            else:
-                max_payload = route_payload
-                fwd.mtu = max_payload - overhead  # `weave status connections` shows it (Go: after verification)
-            links[conn.remote.name] = Link(
-                peer=int(conn.remote.name),
-                conn_uid=conn.uid,
-                outbound=conn.outbound,
-                addr=addr,
-                key=key,
-                fast=fast,
-                max_payload=max_payload,
-                cipher=cipher,
-            )
+            link = per_conn[conn] = self._link(conn)
+            if link is not None:
+                links[link.peer] = link
+        self._links = per_conn
         routes = router.routes
         table = routes.unicast_table()
         if routes.generation != self._routes_generation or self._routes is None:
@@ -101,8 +174,7 @@ class TableBuilder:
             broadcast = {int(s): [int(h) for h in hops] for s, hops in routes.broadcast_table().items()}
             self._routes = (unicast, broadcast)
         unicast, broadcast = self._routes
-        me = router.ourself
-        me_short = me.short_id if me.has_short_id and router.fastdp is not None else None
+        me_short = self._me_short = self._me_short_now()
         if self._short_ids is None:
             fresh = (
                 {p.short_id: int(p.name) for p in router.topology.by_name.values() if p.has_short_id}
@@ -203,7 +275,7 @@ class DatapathLink:
 
     def _on_pmtu(self, peer: int, max_payload: int) -> None:
         log.info("path MTU to %s: UDP payload limited to %d bytes", PeerName(peer), max_payload)
-        self.tables.pmtu[peer] = max_payload
+        self.tables.set_pmtu(peer, max_payload)
         self.push()
 
     def add_to_report(self, router: RouterStatus) -> None:

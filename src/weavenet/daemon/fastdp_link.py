@@ -32,9 +32,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from weavenet.core.fastdp import SendVxlan
+from weavenet.core.connection import LocalConnection
+from weavenet.core.fastdp import FastdpForwarder, SendVxlan
 from weavenet.core.fastdp_codec import split_vni
-from weavenet.core.fastdp_keep import KEEP_FEATURE
+from weavenet.core.fastdp_keep import KEEP_FEATURE, KeptPath
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshRouter
 from weavenet.daemon.datapath_link import DatapathLink, Run
@@ -46,6 +47,7 @@ from weavenet.status.router import MACStatus, RouterStatus, mac_text
 
 log = logging.getLogger("weavenet.fastdp")
 
+Entry = tuple[str, tuple[host.DeviceSpec, int, int]]  # device name, (spec, peer, connection UID)
 MAC_REFRESH = 10.0  # how often the MACs learned behind VXLAN ports are read for `weave report`
 OVERLAYS = ("fastdp", "sleeve")
 
@@ -145,6 +147,15 @@ class FastdpLink:
         self._wanted: object = None
         self._task: asyncio.Task[None] | None = None
         self.adoption = adoption or Adoption()
+        # kick() re-derives the whole desired state only when something it reads changed: a connection the router
+        # reports (its entry is compared alone), the routes, the short IDs, or our own devices (_stale).
+        self._touched = router.watch_connections()
+        self._entries: dict[LocalConnection, Entry | None] = {}
+        self._routes_generation = -1
+        self._stale = True
+        self._kept: dict[PeerName, KeptPath] = {}  # the kept paths as of the last derivation
+        self.derivations = 0  # whole derivations (tests: not one per heartbeat)
+        router.on_short_ids_changed.append(self._mark_stale)
 
     def hooks(self) -> FastdpHooks | None:
         """The callbacks to install (None when this router does not offer the fast datapath)."""
@@ -217,40 +228,76 @@ class FastdpLink:
 
     # -- reconciliation ---------------------------------------------------------------------------------------------
 
+    def _mark_stale(self) -> None:
+        self._stale = True
+
+    def _entry(self, conn: LocalConnection, fwd: FastdpForwarder) -> Entry | None:
+        """The device a live fast-datapath forwarder should have: (name, (spec, peer, connection UID))."""
+        vnis = fwd.vnis
+        peer = int(fwd.remote.name)
+        if vnis is None or fwd.remote_addr is None or (peer, fwd.conn_uid) in self.failed:
+            return None
+        routes = self.router.routes
+        forwarding = fwd.healthy and conn.best_forwarder() is fwd and routes.unicast(fwd.remote.name) == fwd.remote.name
+        name = host.device_name(fwd.remote.short_id)
+        path = self.router.fastdp_keeps.paths.get(fwd.remote.name)
+        if path is not None and host.device_name(path.short_id) == name and (path.rx_vni, path.tx_vni) == vnis:
+            forwarding = True  # the kept path goes on carrying the traffic until this connection takes it over
+        keeps = self.router.remote_feature(conn, KEEP_FEATURE) == "1"
+        alias = host.alias_for(str(fwd.remote.name), forwarding, keeps)
+        spec = host.DeviceSpec(name, vnis[0], vnis[1], fwd.remote_addr[0], fwd.remote_addr[1], forwarding, alias)
+        return name, (spec, peer, fwd.conn_uid)
+
+    def _entry_of(self, conn: LocalConnection) -> Entry | None:
+        """A connection's entry as :meth:`desired` would give it (None if it has no live forwarder)."""
+        if conn.remote is None or self.router.by_peer.get(conn.remote.name) is not conn:
+            return None
+        fwd = conn.fastdp_forwarder()
+        if fwd is None or fwd.stopped or not fwd.confirmed:
+            return None
+        return self._entry(conn, fwd)
+
     def desired(self) -> dict[str, tuple[host.DeviceSpec, int, int]]:
         """device name -> (spec, peer, connection UID), from the router's live forwarders."""
         out: dict[str, tuple[host.DeviceSpec, int, int]] = {}
-        routes = self.router.routes
-        kept = self.router.fastdp_keeps.paths
         for conn, fwd in self.router.fastdp_forwarders():
-            vnis = fwd.vnis
-            peer = int(fwd.remote.name)
-            if vnis is None or fwd.remote_addr is None or (peer, fwd.conn_uid) in self.failed:
-                continue
-            forwarding = (
-                fwd.healthy and conn.best_forwarder() is fwd and routes.unicast(fwd.remote.name) == fwd.remote.name
-            )
-            name = host.device_name(fwd.remote.short_id)
-            path = kept.get(fwd.remote.name)
-            if path is not None and host.device_name(path.short_id) == name and (path.rx_vni, path.tx_vni) == vnis:
-                forwarding = True  # the kept path goes on carrying the traffic until this connection takes it over
-            keeps = self.router.remote_feature(conn, KEEP_FEATURE) == "1"
-            alias = host.alias_for(str(fwd.remote.name), forwarding, keeps)
-            spec = host.DeviceSpec(name, vnis[0], vnis[1], fwd.remote_addr[0], fwd.remote_addr[1], forwarding, alias)
-            out[name] = (spec, peer, fwd.conn_uid)
-        for path in kept.values():  # no connection yet, or one whose device is another (the peer's short ID changed)
-            name = host.device_name(path.short_id)
+            entry = self._entry(conn, fwd)
+            if entry is not None:
+                out[entry[0]] = entry[1]
+        for path in self.router.fastdp_keeps.paths.values():  # no connection yet, or one whose device is another
+            name = host.device_name(path.short_id)  # (the peer's short ID changed)
             if name not in out:
                 alias = host.alias_for(str(path.peer), True, True)
                 spec = host.DeviceSpec(name, path.rx_vni, path.tx_vni, path.remote[0], path.remote[1], True, alias)
                 out[name] = (spec, int(path.peer), 0)
         return out
 
+    def _changed(self) -> bool:
+        """Whether the desired devices may differ from the last derivation (cheap; see ``__init__``)."""
+        routes = self.router.routes
+        changed = (
+            self._stale
+            or routes.dirty
+            or routes.generation != self._routes_generation
+            or self.router.fastdp_keeps.paths != self._kept
+        )
+        touched = self._touched
+        while touched and not changed:
+            conn = touched.pop()
+            changed = self._entry_of(conn) != self._entries.get(conn)
+        touched.clear()
+        return changed
+
     def kick(self) -> None:
         """After every router input: reconcile if what the kernel should look like changed."""
-        if self._task is None:
+        if not self._changed() or self._task is None:
             return
+        self._stale = False
+        self.derivations += 1
         wanted = self.desired()
+        self._routes_generation = self.router.routes.generation
+        self._entries = {conn: self._entry_of(conn) for conn in self.router.by_peer.values()}
+        self._kept = dict(self.router.fastdp_keeps.paths)
         if wanted != self._wanted or any(self.owners.get(n) != (p, u) for n, (_, p, u) in wanted.items()):
             self._wanted = wanted
             self._event.set()
@@ -295,6 +342,7 @@ class FastdpLink:
                     self._tell(peer, uid, None)
         tables.fastdp = frozenset(p for n, (_, p, _) in desired.items() if self._forwarding(n))
         tables.vxlan_rx = frozenset(spec.rx_vni & 0xFFF for spec in self.applied.values())
+        self._stale = True  # owners and failures changed: the next kick compares the whole desired state again
         self.link.push()
 
     def _forwarding(self, name: str) -> bool:

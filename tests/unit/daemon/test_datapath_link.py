@@ -99,3 +99,74 @@ def test_fast_cipher_prefers_ours_in_order_and_defaults_to_secretbox() -> None:
     assert negotiate((AEGIS256,), {"WeavenetSleeveCiphers": "x"}) == SECRETBOX
     assert negotiate((), {"WeavenetSleeveCiphers": "aegis256"}) == SECRETBOX
     assert negotiate((AEGIS256,), {}) == SECRETBOX
+
+
+def _full_mesh_with_fastdp(n: int) -> SimNetwork:
+    net = SimNetwork(
+        n,
+        seed=5,
+        config=lambda i: MeshConfig(
+            name=PeerName(0x0A0000000001 + i), nickname=f"p{i + 1}", overlays=("fastdp", "sleeve")
+        ),
+    )
+    for i in range(1, n):
+        net.connect(i, [0])
+    ok = net.run_until_true(
+        lambda: all(
+            len(p.router.by_peer) == n - 1 and all(c.established for c in p.router.by_peer.values())
+            for p in net.peers
+        ),
+        60,
+    )
+    assert ok is not None
+    return net
+
+
+def test_tables_and_devices_are_derived_again_only_when_something_they_read_changed() -> None:
+    """Idle heartbeats change nothing the tables or the VXLAN devices hold: no whole derivation for them (it
+    was one per input, O(N) each, so an idle router's CPU grew with N^2); a lost peer still shows at once."""
+    import asyncio
+
+    from weavenet.daemon.fastdp_link import FastdpLink
+
+    class _Link:
+        bridge = "weave"
+        tables = None
+
+    net = _full_mesh_with_fastdp(5)
+    router = net.peers[0].router
+    builder = TableBuilder(router)
+    devices = FastdpLink(router, lambda fn: None, lambda: 0.0, _Link(), 6784, 1376, "")  # type: ignore[arg-type]
+    devices._task = asyncio.Future  # type: ignore[assignment]  # as if started: kick() reconciles
+    net.run_for(10)  # fastdp health settles after the connections are established
+    tables = builder.build()
+    assert tables is not None and len(tables.links) == 4
+    devices.kick()
+    wanted = devices._wanted
+    assert isinstance(wanted, dict) and len(wanted) == 4
+    base_tables, base_devices = builder.derivations, devices.derivations
+    inputs = 0
+    after = net._after
+
+    def after_input(peer):  # type: ignore[no-untyped-def]
+        nonlocal inputs
+        after(peer)
+        if peer.index == 0:
+            inputs += 1
+            assert builder.build() is None
+            devices.kick()
+
+    net._after = after_input  # type: ignore[method-assign]
+    net.run_for(30)
+    assert inputs > 60  # heartbeats and gossip kept coming
+    assert builder.derivations == base_tables and devices.derivations == base_devices
+    assert devices._wanted == wanted
+
+    net._after = after  # type: ignore[method-assign]
+    net.peers[3].up = False  # silent: only the heartbeats' absence tells
+    gone = int(net.peers[3].name)
+    net.run_until_true(lambda: net.peers[3].name not in router.by_peer, 60)
+    tables = builder.build()
+    assert tables is not None and gone not in tables.links and len(tables.links) == 3
+    devices.kick()
+    assert isinstance(devices._wanted, dict) and len(devices._wanted) == 3
