@@ -309,7 +309,9 @@ class Host:
         bed, sw = self.bed, self.bed.switch_ns
         _run(["ip", "netns", "add", self.netns])
         # Both ends are created directly in their namespaces: no name ever appears in the root namespace.
-        _run(["ip", "link", "add", self.port, "netns", sw, "type", "veth", "peer", "name", "eth0", "netns", self.netns])
+        mac = plan.host_mac(self.index)
+        veth = ["type", "veth", "peer", "name", "eth0", "address", mac, "netns", self.netns]
+        _run(["ip", "link", "add", self.port, "netns", sw, *veth])
         _run(["ip", "-n", sw, "link", "set", self.port, "master", plan.BRIDGE, "up"])
         _run(["ip", "-n", self.netns, "addr", "add", f"{self.ip}/{plan.prefixlen(bed.subnet)}", "dev", "eth0"])
         for dev in ("lo", "eth0"):
@@ -512,7 +514,24 @@ class Testbed:
             host = Host(self, i)
             self.hosts.append(host)
             host._create()
+        self._neighbours()
         self._save()
+
+    def _neighbours(self) -> None:
+        """Every host knows every other host's MAC for good (see :func:`plan.neighbour_batch`: the kernel's shared
+        ARP table would refuse a full mesh of more than about 32 hosts)."""
+        everyone = [(h.index, h.ip) for h in self.hosts]
+        for h in self.hosts:
+            res = subprocess.run(
+                ["ip", "-n", h.netns, "-batch", "-"],
+                input=plan.neighbour_batch(h.index, everyone),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if res.returncode != 0:
+                raise TestbedError(f"permanent neighbours in {h.name}: {res.stderr.strip()}")
 
     def __enter__(self) -> Testbed:
         return self

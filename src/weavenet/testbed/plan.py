@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from ipaddress import IPv4Network
 
 IMPAIR_CHAIN = "WNT-IMPAIR"
@@ -66,6 +67,25 @@ def host_ip(subnet: str, index: int) -> str:
     if addr not in net or addr == net.broadcast_address:
         raise ValueError(f"subnet {subnet} too small for host {index}")
     return str(addr)
+
+
+def host_mac(index: int) -> str:
+    """Host i's underlay MAC, fixed so that every host can be told its neighbours' before they speak.
+
+    Locally administered (02:...), unicast; unique within a bed (beds never share a switch)."""
+    if not 1 <= index <= 0xFFFF:
+        raise ValueError(f"bad host index {index}")
+    return f"02:57:4e:00:{index >> 8:02x}:{index & 0xFF:02x}"
+
+
+def neighbour_batch(me: int, hosts: Sequence[tuple[int, str]]) -> str:
+    """``ip -batch`` lines giving host ``me`` a permanent neighbour entry (IP -> MAC) for every other host.
+
+    The kernel's neighbour table is shared by all network namespaces and refuses new entries past
+    ``gc_thresh3`` (1,024 by default); a full mesh of N hosts resolves N(N-1) of them (3,540 at 60 hosts), so
+    past about 32 hosts learned ARP entries fail and routers lose their peers. Permanent entries are exempt from
+    that limit and from garbage collection. ``hosts``: (index, ip) of every host in the bed."""
+    return "".join(f"neigh replace {ip} lladdr {host_mac(i)} dev eth0 nud permanent\n" for i, ip in hosts if i != me)
 
 
 def prefixlen(subnet: str) -> int:

@@ -94,3 +94,22 @@ def test_rules_with_comment_parses_iptables_listing() -> None:
     found = plan.rules_with_comment(listing, plan.IMPAIR_CHAIN, plan.loss_comment("h2", "h1"))
     assert len(found) == 1
     assert found[0][:2] == ["-m", "physdev"] and found[0][-4:] == ["--comment", "loss h1 h2", "-j", "DROP"]
+
+
+def test_host_macs_are_unique_local_unicast() -> None:
+    macs = {plan.host_mac(i) for i in range(1, 201)}
+    assert len(macs) == 200
+    for m in macs:
+        first = int(m.split(":")[0], 16)
+        assert first & 0x02 and not first & 0x01  # locally administered, unicast
+    with pytest.raises(ValueError):
+        plan.host_mac(0)
+
+
+def test_neighbour_batch_covers_every_other_host_permanently() -> None:
+    hosts = [(i, plan.host_ip("192.168.48.0/24", i)) for i in range(1, 61)]
+    lines = plan.neighbour_batch(3, hosts).splitlines()
+    assert len(lines) == 59
+    assert "neigh replace 192.168.48.11 lladdr 02:57:4e:00:00:01 dev eth0 nud permanent" in lines
+    assert not any(" 192.168.48.13 " in ln for ln in lines)  # not itself
+    assert all(ln.endswith("nud permanent") for ln in lines)
