@@ -65,10 +65,37 @@ async def _amain(argv: list[str]) -> int:
 
     config = from_argv(argv)
     os.makedirs(config.run_dir, exist_ok=True)
+    _profile_dumps()
     weaver = Weaver(config)  # a failure here has left nothing behind
     await weaver.start()  # a failure here is unwound: what the launch created is removed, and only that
     await weaver.run_until_stopped()
     return 0
+
+
+PROFILE_DUMP_S = 10.0
+
+
+def _profile_dumps() -> None:
+    """With ``WEAVENET_PROFILE=DIR``, profile the daemon (cProfile) and write it to ``DIR/daemon-PID.prof``
+    every 10 s: a router is often ended by a signal, and the bench reads the profile while routers idle."""
+    where = os.environ.get("WEAVENET_PROFILE")
+    if not where:
+        return
+    import cProfile
+
+    os.makedirs(where, exist_ok=True)
+    path = os.path.join(where, f"daemon-{os.getpid()}.prof")
+    prof = cProfile.Profile()
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        prof.dump_stats(path)  # stops the profiler; it goes on below
+        prof.enable()
+        loop.call_later(PROFILE_DUMP_S, dump)
+
+    prof.enable()
+    loop.call_later(PROFILE_DUMP_S, dump)
+    logging.getLogger("weavenet.daemon").info("profiling to %s", path)
 
 
 def main(argv: list[str] | None = None) -> int:
