@@ -13,6 +13,9 @@ from typing import Any
 
 _LEN = struct.Struct(">I")
 MAX_MESSAGE = 64 * 1024 * 1024
+# One read's buffer. A message larger than this takes several reads (the poll loop comes back); a 1 MB buffer
+# was allocated, and mostly given back, on every read, for messages of a few hundred bytes (specials, heartbeats).
+READ_SIZE = 64 * 1024
 
 
 class Channel:
@@ -33,7 +36,7 @@ class Channel:
     def receive(self) -> list[Any]:
         """Read what is available (call when poll says readable); raises EOFError when the other end closed."""
         try:
-            chunk = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+            chunk = self.sock.recv(READ_SIZE, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return []
         if not chunk:

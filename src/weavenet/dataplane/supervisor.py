@@ -32,7 +32,7 @@ from typing import Any
 
 from weavenet.dataplane import tap as tapdev
 from weavenet.dataplane import udp, vxlan
-from weavenet.dataplane.channel import Channel
+from weavenet.dataplane.channel import READ_SIZE, Channel
 from weavenet.dataplane.steering import SMALL_FRAME, TapSteering, wanted
 from weavenet.dataplane.tables import Tables
 
@@ -219,7 +219,7 @@ class Datapath:
     def _readable(self, role: str) -> None:
         chan = self._ctl[role]
         try:
-            data = chan.sock.recv(1 << 20)
+            data = chan.sock.recv(READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
