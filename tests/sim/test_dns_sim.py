@@ -81,7 +81,7 @@ def test_tombstone_wins_after_a_partition_heals() -> None:
             lambda i=i, name=name: nss[i].add(f"{name}.weave.local.", name, ADDR + i, net.now()),
         )
     assert net.run_until_true(lambda: all(resolves(nss, everyone, "a3.weave.local.")), 10, step=0.1) is not None
-    assert all(resolves(nss, everyone, "a1.weave.local."))
+    assert net.run_until_true(lambda: all(resolves(nss, everyone, "a1.weave.local.")), 10, step=0.1) is not None
     left, right = [0, 1, 2], [3, 4]
     net.partition(left, right)
     do(net, net.peers[0], lambda: nss[0].delete("a1.weave.local.", None, None, net.now()))

@@ -5,7 +5,8 @@ Port of mesh ``connection_maker.go``, with time passed in. Targets come from two
 * **direct peers**: what ``weave launch PEER...`` and ``weave connect`` named (``host[:port]``); kept until
   ``weave forget``, and *suspended* rather than dropped when they become pointless;
 * **discovery**: for every connection any known peer reports to a peer we are not connected to, the remote TCP
-  address if that connection was outbound (it is a listening address), else ``<ip>:<our port>``.
+  address if that connection was outbound (it is a listening address), else ``<ip>:<our port>``. Of two peers
+  that discover each other, the one with the lower name dials; the other waits ``DISCOVERED_DEFER`` first.
 
 A failed or terminated target is retried after a random delay in [i/2, 3i/2), with ``i`` starting at 2 s and
 growing ×1.5 up to 6 minutes; a connection that lived for more than a minute is retried at once. A peer-name
@@ -37,6 +38,10 @@ MAX_INTERVAL = 6 * 60.0
 RESET_AFTER = 60.0
 DIAL_TIMEOUT = 10.0
 REDIAL_AFTER = 1.0
+# Two peers that learn of each other by discovery would dial each other at once, and one of the two connections
+# is then dropped as a duplicate (work for both, and Weave's routers could stall on it for a minute). The one
+# with the lower name dials at once; the higher one waits this long, so it dials only if the other did not.
+DISCOVERED_DEFER = 3.0
 
 
 class TargetState(Enum):
@@ -292,13 +297,15 @@ class ConnectionMaker:
             if not conn.outbound and (ip := host_of(conn.remote_tcp_addr)) is not None:
                 our_inbound_ips.add(ip)
 
-        def add_target(address: str) -> None:
+        def add_target(address: str, defer: bool = False) -> None:
             if address in our_targets:
                 return
             valid.add(address)
             if address not in self.targets:
                 target = Target()
                 target.next_try_now(now)
+                if defer:
+                    target.try_after = now + DISCOVERED_DEFER
                 self.targets[address] = target
 
         for addr in self.direct_peers.values():
@@ -316,10 +323,11 @@ class ConnectionMaker:
                 for other, summary in peer.connections.items():
                     if other == ourself.name or other in our_peers:
                         continue
+                    defer = other < ourself.name  # it dials us first (see DISCOVERED_DEFER)
                     if summary.outbound:
-                        add_target(summary.tcp_addr)
+                        add_target(summary.tcp_addr, defer)
                     elif (ip := host_of(summary.tcp_addr)) is not None and _is_ip(ip):
-                        add_target(join_host_port(ip, self.port))
+                        add_target(join_host_port(ip, self.port), defer)
 
         dial: list[tuple[str, bool]] = []
         deadline: float | None = None

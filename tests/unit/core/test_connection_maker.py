@@ -194,3 +194,31 @@ def test_dials_carry_a_timeout() -> None:
     from weavenet.core.connection_maker import DIAL_TIMEOUT
 
     assert 2 * INITIAL_INTERVAL < DIAL_TIMEOUT < 60  # past a few SYNs, far short of the kernel's two minutes
+
+
+def test_of_two_peers_that_discover_each_other_the_lower_name_dials_first() -> None:
+    """We (name 5) dial a discovered higher peer at once; a discovered lower peer gets DISCOVERED_DEFER to dial us
+    first, and is dialled only if it did not (one connection, not two of which one is dropped)."""
+    from weavenet.core.connection_maker import DISCOVERED_DEFER
+
+    low = Peer(PeerName(3), "low", uid=3)
+    high = Peer(PeerName(9), "high", uid=9)
+    seed = Peer(PeerName(2), "seed", uid=2)
+    seed.connections[low.name] = ConnSummary(low.name, "10.0.0.5:6783", outbound=True, established=True)
+    seed.connections[high.name] = ConnSummary(high.name, "10.0.0.9:6783", outbound=True, established=True)
+    topo = Topology(Peer(PeerName(5), "me", uid=5, has_short_id=True), random.Random(0))
+    for p in (seed, low, high):
+        topo.by_name[p.name] = p
+    cm = ConnectionMaker(6783, discovery=True, rng=random.Random(1))
+    live = [LiveConnection(seed.name, "10.0.0.2:6783", True)]
+    assert cm.check(0.0, topo, live) == [("10.0.0.9:6783", False)]
+    assert cm.next_deadline() == DISCOVERED_DEFER
+    assert cm.check(DISCOVERED_DEFER - 0.1, topo, live) == []
+    # it did not dial us: we do
+    assert cm.check(DISCOVERED_DEFER, topo, live) == [("10.0.0.5:6783", False)]
+    # had it dialled us, its target would be gone without a dial
+    cm2 = ConnectionMaker(6783, discovery=True, rng=random.Random(1))
+    cm2.check(0.0, topo, live)
+    live2 = [*live, LiveConnection(low.name, "10.0.0.5:40000", False)]
+    assert cm2.check(DISCOVERED_DEFER, topo, live2) == []
+    assert "10.0.0.5:6783" not in cm2.targets
