@@ -13,6 +13,7 @@ datapath's host side once it has programmed them, so the sleeve never assumes mo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -48,6 +49,7 @@ class TableBuilder:
         self.pmtu: dict[int, int] = {}  # peer -> max UDP payload reported by the workers (set_pmtu)
         self._path_payload: dict[str, int] = {}  # remote IP -> PMTU - 28 from the kernel's routes
         self._last: tuple[object, ...] | None = None
+        self.routes_only = False  # the last tables built differ from the ones before only in their routes
         self._routes: tuple[dict[int, int], dict[int, list[int]]] | None = None
         self._routes_generation = -1
         self.generation = 0
@@ -193,15 +195,16 @@ class TableBuilder:
                     for p, lk in links.items()
                 )
             ),
-            tuple(sorted(unicast.items())),
-            tuple(sorted((s, tuple(h)) for s, h in broadcast.items())),
             self.fastdp,
             self.vxlan_rx,
             me_short,
             self._short_ids_gen,
+            tuple(sorted(unicast.items())),
+            tuple(sorted((s, tuple(h)) for s, h in broadcast.items())),
         )
         if signature == self._last:
             return None
+        self.routes_only = self._last is not None and signature[:5] == self._last[:5]
         self._last = signature
         self.generation += 1
         return Tables(
@@ -215,6 +218,40 @@ class TableBuilder:
             me_short=me_short,
             short_ids=short_ids,
         )
+
+
+ROUTES_GAP = 0.2  # tables that differ only in their routes go to the workers at most this often
+
+
+class PushGate:
+    """When new tables go to the workers: at once when a link or a fast-datapath fact changed (a new link must
+    be there before the heartbeat that proves it), at most every ``ROUTES_GAP`` when only routes did.
+
+    While a mesh forms, every topology update moves routes, and each push pickles the whole tables to both
+    workers: at 30 routers that was hundreds a second. Routes a fraction of a second late cost nothing the
+    sleeve cannot carry meanwhile (it relays along the older routes, which still reach the peer)."""
+
+    def __init__(self) -> None:
+        self.pending: Tables | None = None
+        self._sent_at = float("-inf")
+
+    def offer(self, tables: Tables, routes_only: bool, now: float) -> Tables | None:
+        """The tables to send now, or None: they wait (``due``) and the newest waiting tables go then."""
+        if routes_only and now - self._sent_at < ROUTES_GAP:
+            self.pending = tables
+            return None
+        self.pending = None
+        self._sent_at = now
+        return tables
+
+    def due(self) -> float | None:
+        return None if self.pending is None else self._sent_at + ROUTES_GAP
+
+    def take(self, now: float) -> Tables | None:
+        tables, self.pending = self.pending, None
+        if tables is not None:
+            self._sent_at = now
+        return tables
 
 
 class DatapathLink:
@@ -235,6 +272,8 @@ class DatapathLink:
         self.router = router
         self._run = run
         self.tables = TableBuilder(router)
+        self.gate = PushGate()
+        self._gate_timer: asyncio.TimerHandle | None = None
         self.datapath = Datapath(
             bridge,
             host,
@@ -255,11 +294,32 @@ class DatapathLink:
         await self.datapath.start()
 
     async def stop(self) -> None:
+        if self._gate_timer is not None:
+            self._gate_timer.cancel()
+            self._gate_timer = None
         await self.datapath.stop()
 
     def push(self) -> None:
         """After every input: new tables to the workers, if anything they use changed."""
         tables = self.tables.build()
+        if tables is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        send = self.gate.offer(tables, self.tables.routes_only, now)
+        if send is not None:
+            if self._gate_timer is not None:
+                self._gate_timer.cancel()
+                self._gate_timer = None
+            self.datapath.update(send)
+            return
+        due = self.gate.due()
+        if due is not None and self._gate_timer is None:
+            self._gate_timer = loop.call_at(due, self._push_waiting)
+
+    def _push_waiting(self) -> None:
+        self._gate_timer = None
+        tables = self.gate.take(asyncio.get_running_loop().time())
         if tables is not None:
             self.datapath.update(tables)
 

@@ -113,8 +113,7 @@ def _full_mesh_with_fastdp(n: int) -> SimNetwork:
         net.connect(i, [0])
     ok = net.run_until_true(
         lambda: all(
-            len(p.router.by_peer) == n - 1 and all(c.established for c in p.router.by_peer.values())
-            for p in net.peers
+            len(p.router.by_peer) == n - 1 and all(c.established for c in p.router.by_peer.values()) for p in net.peers
         ),
         60,
     )
@@ -170,3 +169,36 @@ def test_tables_and_devices_are_derived_again_only_when_something_they_read_chan
     assert tables is not None and gone not in tables.links and len(tables.links) == 3
     devices.kick()
     assert isinstance(devices._wanted, dict) and len(devices._wanted) == 3
+
+
+def test_route_only_changes_are_coalesced_and_link_changes_go_at_once() -> None:
+    from weavenet.daemon.datapath_link import ROUTES_GAP, PushGate
+    from weavenet.dataplane.tables import Tables
+
+    gate = PushGate()
+    t1, t2, t3, t4 = (Tables(me=1, generation=g) for g in range(1, 5))
+    assert gate.offer(t1, routes_only=False, now=0.0) is t1
+    assert gate.offer(t2, routes_only=True, now=0.05) is None  # routes moved again right after: they wait
+    assert gate.offer(t3, routes_only=True, now=0.1) is None
+    assert gate.due() == ROUTES_GAP
+    assert gate.take(ROUTES_GAP) is t3  # only the newest goes
+    assert gate.take(ROUTES_GAP) is None and gate.due() is None
+    assert gate.offer(t4, routes_only=True, now=ROUTES_GAP + 0.01) is None
+    t5 = Tables(me=1, generation=5)
+    assert gate.offer(t5, routes_only=False, now=ROUTES_GAP + 0.02) is t5  # a link changed: at once, newest
+    assert gate.due() is None
+
+
+def test_builder_says_when_only_routes_changed() -> None:
+    net = _full_mesh_with_fastdp(3)
+    router = net.peers[0].router
+    builder = TableBuilder(router)
+    assert builder.build() is not None and not builder.routes_only
+    assert builder.build() is None  # nothing moved
+    builder.fastdp = frozenset({int(net.peers[1].name)})
+    assert builder.build() is not None and not builder.routes_only
+    other = router.topology.by_name[net.peers[2].name]  # our view of peer 2
+    del other.connections[router.name]  # it stops reporting us: unicast to it goes via peer 1
+    router.routes.invalidate()
+    t = builder.build()
+    assert t is not None and builder.routes_only and t.unicast[int(other.name)] == int(net.peers[1].name)
