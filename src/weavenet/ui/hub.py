@@ -8,7 +8,9 @@ viewer that does not read (a stalled browser, a slow link) fills it and is dropp
 holds neither memory nor the router's loop; the browser's EventSource reconnects by itself when it can.
 
 With no viewer the hub still ticks, every ``IDLE_TICK`` seconds, to keep the timeline (what happened before the
-page was opened); a viewer that joins wakes it at once.
+page was opened); a viewer that joins wakes it at once. A tick costs about the size of the report, which grows
+with the mesh (every peer's connections), so with no viewer the pace also keeps the ticks under ``IDLE_SHARE``
+of a core: a tick that took 40 ms of CPU waits 16 s for the next (at 60 peers it was 5 % of each router's CPU).
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ log = logging.getLogger("weavenet.ui")
 
 TICK = 1.0  # seconds between ticks while someone watches
 IDLE_TICK = 5.0  # ... and while nobody does (the timeline)
+IDLE_SHARE = 0.0025  # ... at most this share of a core for ticks nobody watches
+
+
+def idle_wait(idle_tick: float, tick_cpu: float) -> float:
+    """Seconds from one unwatched tick to the next: ``idle_tick``, longer if the last tick's CPU time says that
+    would cost more than ``IDLE_SHARE`` of a core."""
+    return max(idle_tick, tick_cpu / IDLE_SHARE)
+
+
 QUEUE = 16  # messages a viewer may be behind before it is dropped
 MAX_VIEWERS = 64  # the listener (API, status) serves 128 connections: the CLI and plugins keep room
 HISTORY = 200  # timeline entries kept
@@ -100,6 +111,7 @@ class Hub:
         self.max_viewers = max_viewers
         self._wall = wall
         self._mono = mono
+        self.tick_cpu = 0.0  # CPU time of the last tick (this thread's), for the unwatched pace
         self.viewers: set[Viewer] = set()
         self.snapshot: dict[str, Any] | None = None
         self._snapshot_msg = b""
@@ -173,13 +185,16 @@ class Hub:
 
     async def _run(self) -> None:
         while True:
+            started = time.thread_time()
             try:
                 self.step()
             except Exception:  # a bug in the view must never take the router down
                 log.exception("web view: building the snapshot failed")
+            self.tick_cpu = time.thread_time() - started
             self._wake.clear()
+            wait = self.tick if self.viewers else idle_wait(self.idle_tick, self.tick_cpu)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick if self.viewers else self.idle_tick)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     def start(self) -> None:
         if self._task is None:
