@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -156,6 +157,14 @@ def read_accounting(tb: Testbed, zero: bool = False) -> dict[str, int]:
     return by
 
 
+def snapshot_profiles(where: str, name: str) -> None:
+    """Copy the daemons' latest cProfile dumps (written every 10 s) to ``where/name``."""
+    dest = Path(where) / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in Path(where).glob("*.prof"):
+        shutil.copy(f, dest / f.name)
+
+
 def established(host) -> int:
     res = host.weave("report", "-f", "{{range .Router.Connections}}{{.State}} {{end}}")
     return res.stdout.split().count("established")
@@ -193,7 +202,15 @@ def measure(n: int, idle: float, profile: str | None) -> dict[str, object]:
         daemon0 = sum(cpu_seconds([p]) for p in roots)
         b0 = switch_bytes(tb)
         read_accounting(tb, zero=True)
+        if profile:
+            snapshot_profiles(profile, "idle-start")
         time.sleep(idle)
+        if profile:
+            snapshot_profiles(profile, "idle-end")  # diff the two for the idle window (each is cumulative)
+        gone = [h.name for h, p in zip(tb.hosts, roots, strict=True) if not Path(f"/proc/{p}").exists()]
+        for name in gone:
+            tail = tb.host(name).sh("tail -n 20 /run/weave/weaver.log").stdout
+            print(f"router of {name} is gone; the end of its log:\n{tail}", flush=True)
         cpu = sum(cpu_seconds(t) for t in trees) - cpu0
         daemon_cpu = sum(cpu_seconds([p]) for p in roots) - daemon0
         idle_bytes = switch_bytes(tb) - b0
@@ -202,6 +219,7 @@ def measure(n: int, idle: float, profile: str | None) -> dict[str, object]:
         pss = [sum(_kb(f"/proc/{q}/smaps_rollup", "Pss:") for q in t) for t in trees]
         return {
             "routers": n,
+            "routers_gone": gone,
             "processes_per_router": sum(len(t) for t in trees) / n,
             "launch_s": launched - t0,
             "converge_s": converged - launched,

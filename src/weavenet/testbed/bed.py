@@ -5,7 +5,10 @@ Each host has its own network namespace and a persistent mount and UTS namespace
 unmodified ``weave launch`` in each host behaves like on a separate machine. ``/run/netns`` stays visible inside
 hosts (containers are addressed as ``/var/run/netns/NAME``). Hosts are plugged into a bridge in a switch
 namespace of their own; impairments (cut, loss, port blocks) are iptables rules there, applied to bridged traffic,
-so they act like the network, and nothing is configured in the machine's own network namespace.
+so they act like the network, and nothing is configured in the machine's own network namespace. The underlay is
+one flat subnet; every host has a fixed MAC and a permanent neighbour entry for every other host, since the
+kernel's neighbour table, shared by all namespaces, holds only 1,024 learned entries (a full mesh of 33 hosts
+needs more).
 
 Python 3.11 has no ``os.setns``, so commands enter a host with ``nsenter``. Everything is torn down by
 :meth:`Testbed.close`, and :func:`cleanup_stale` removes what a crashed run left behind.
