@@ -157,6 +157,21 @@ def read_accounting(tb: Testbed, zero: bool = False) -> dict[str, int]:
     return by
 
 
+def launch(host, env: dict[str, str] | None, *peers: str) -> None:
+    """``weave launch``; on a loaded machine a router may take longer than the command waits (30 s) to be ready:
+    then wait for its API up to two minutes more before giving up."""
+    res = host.weave("launch", *peers, env=env, timeout=90)
+    if res.returncode == 0:
+        return
+    print(f"{host.name}: {res.stderr.strip()}; waiting for it (load {loadavg()})", flush=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if host.weave("status", timeout=30).returncode == 0:
+            return
+        time.sleep(2)
+    raise SystemExit(f"{host.name}: router not ready")
+
+
 def snapshot_profiles(where: str, name: str) -> None:
     """Copy the daemons' latest cProfile dumps (written every 10 s) to ``where/name``."""
     dest = Path(where) / name
@@ -182,9 +197,9 @@ def measure(n: int, idle: float, profile: str | None) -> dict[str, object]:
         start_bytes = switch_bytes(tb)
         read_accounting(tb, zero=True)
         t0 = time.monotonic()
-        first.weave("launch", check=True, env=env)
+        launch(first, env)
         for h in tb.hosts[1:]:
-            h.weave("launch", first.ip, check=True, env=env)
+            launch(h, env, first.ip)
         launched = time.monotonic()
         load_launch = loadavg()
         deadline = 300 + 3 * n
