@@ -202,4 +202,3 @@ def trusted(address: str, subnets: list[IPv4Network]) -> bool:
     except ValueError:
         return False
     return ip is not None and any(ip in net for net in subnets)
-
