@@ -203,6 +203,10 @@ class MeshTransport:
         if proto.conn_id is None:  # inbound
             peer = proto.transport.get_extra_info("peername")
             local = proto.transport.get_extra_info("sockname")
+            if peer is None or local is None:  # the peer hung up before we got to it (seen on a loaded machine)
+                log.info("inbound connection closed before it was accepted")
+                proto.transport.abort()
+                return
             remote_addr = join_host_port(peer[0], peer[1])
             local_addr = join_host_port(local[0], local[1])
             log.info("->[%s] connection accepted", remote_addr)

@@ -51,3 +51,29 @@ async def test_a_dial_with_a_timeout_completes_its_handshake() -> None:
     finally:
         await da.close()
         await db.close()
+
+
+async def test_an_inbound_connection_gone_before_it_is_accepted_is_dropped_quietly() -> None:
+    """On a loaded machine the peer may hang up before ``connection_made`` runs: the socket then has no peer name,
+    which once raised a TypeError in the callback."""
+    from weavenet.aio.mesh import _MeshTCP
+
+    class _Gone:
+        aborted = False
+
+        def get_extra_info(self, name: str) -> None:
+            return None
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    (a, da), (_b, db) = await _pair()
+    try:
+        proto = _MeshTCP.__new__(_MeshTCP)
+        proto.transport = _Gone()  # type: ignore[assignment]
+        proto.conn_id = None
+        da.tcp_made(proto)
+        assert proto.transport.aborted and not a.connections  # type: ignore[attr-defined]
+    finally:
+        await da.close()
+        await db.close()
