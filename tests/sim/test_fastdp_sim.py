@@ -7,17 +7,21 @@ returns to fastdp by itself when the path heals.
 
 from __future__ import annotations
 
+import pytest
+
+from weavenet.core.contact import PROOF_EVERY, PROOF_WAIT
 from weavenet.core.names import PeerName
 from weavenet.core.router import MeshConfig
 from weavenet.sim.network import SimNetwork
 
 
-def cfg(i: int, password: bytes | None = None, fastdp: bool = True) -> MeshConfig:
+def cfg(i: int, password: bytes | None = None, fastdp: bool = True, lean: bool = True) -> MeshConfig:
     return MeshConfig(
         name=PeerName(0x0A0000000000 + i + 1),
         nickname=f"p{i + 1}",
         password=password,
         overlays=("fastdp", "sleeve") if fastdp else ("sleeve",),
+        lean_liveness=lean,
     )
 
 
@@ -30,9 +34,7 @@ def net3(**kw: object) -> SimNetwork:
 
 
 def all_established(net: SimNetwork) -> bool:
-    return all(
-        len(p.router.by_peer) == 2 and all(c.established for c in p.router.by_peer.values()) for p in net.peers
-    )
+    return all(len(p.router.by_peer) == 2 and all(c.established for c in p.router.by_peer.values()) for p in net.peers)
 
 
 def overlay(net: SimNetwork, a: int, b: int) -> tuple[str, str | None]:
@@ -63,12 +65,16 @@ def test_fastdp_everywhere_then_a_blocked_pair_falls_back_and_recovers() -> None
     assert back is not None and back < 10
 
 
-def test_one_way_block_is_seen_by_both_ends() -> None:
-    net = net3()
+@pytest.mark.parametrize("lean", [False, True])
+def test_one_way_block_is_seen_by_both_ends(lean: bool) -> None:
+    """A path that narrows under an established connection: seen within seconds with full-size heartbeats every
+    2 s; with lean liveness at the next proof of the path (``PROOF_EVERY``, or sooner after a lost beat)."""
+    net = net3(lean=lean)
     net.run_for(5)
     # drop VXLAN from 1 to 2 only, by making 1's packets too big for the path: small probes still pass
     net.set_vxlan_mtu(1, 2, 1000)
-    assert net.run_until_true(lambda: overlay(net, 1, 2)[0] == "sleeve" and overlay(net, 2, 1)[0] == "sleeve", 30)
+    within = PROOF_EVERY + PROOF_WAIT + 10 if lean else 30
+    assert net.run_until_true(lambda: overlay(net, 1, 2)[0] == "sleeve" and overlay(net, 2, 1)[0] == "sleeve", within)
     net.run_for(3)
     for a, b in ((1, 2), (2, 1)):
         reason = overlay(net, a, b)[1]

@@ -16,6 +16,7 @@ from ipaddress import IPv4Network, ip_address
 
 from weavenet.core import liveness
 from weavenet.core.connection_maker import host_of
+from weavenet.core.contact import Contact
 from weavenet.core.fastdp import FastdpForwarder
 from weavenet.core.features import RemoteFeatures
 from weavenet.core.framing import TAG_HEARTBEAT, MessageFramer
@@ -82,6 +83,9 @@ class LocalConnection:
     silence: Silence | None = None
     first_acks: dict[str, float] = field(default_factory=dict)  # overlay -> when its first ack was sent
     held: list[tuple[float, int, int, bytes]] = field(default_factory=list)  # (send at, index, sub-tag, body)
+    # both peers run lean liveness: once established, its contact is kept (see ``contact``)
+    lean: bool = False
+    contact: Contact | None = None
 
     @property
     def trusted_by_remote(self) -> bool:
@@ -130,6 +134,8 @@ class LocalConnection:
             times.append(self.next_heartbeat)
         if self.silence is not None:
             times.append(self.silence.timer())
+        if self.contact is not None:
+            times.append(self.contact.timer())
         times.extend(at for at, _, _, _ in self.held)
         for fwd in self.forwarders:
             if fwd is not None and (t := fwd.get_timer()) is not None:

@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import TYPE_CHECKING
 
+from weavenet.core import contact
 from weavenet.core.fastdp_codec import (
+    ASK,
+    PROVE,
     RX_HEARTBEATS,
     RX_PROBES,
     UNDERLAY_OVERHEAD,
@@ -138,6 +141,12 @@ class FastdpForwarder:
         self.goodbye = False  # the peer closes this connection on purpose: do not keep its path (fastdp_keep)
         self.control_out: list[tuple[int, bytes]] = []
         self.owner: object = None
+        # lean liveness (``contact``): small probes while healthy, full-size proofs when the receiver asks
+        self.lean = False
+        self.proven_at: float | None = None  # the last full-size heartbeat that proved the path (lean)
+        self.proof_wanted_at: float | None = None  # since when we want the peer to prove the path again
+        self.proof_asked_at = 0.0  # when we last asked for it
+        self.proof_sent_at = -1e9  # when we last sent a full-size heartbeat because the peer asked
 
     def __repr__(self) -> str:
         addr = f"{self.remote_addr[0]}:{self.remote_addr[1]}" if self.remote_addr else "<nil>"
@@ -176,14 +185,25 @@ class FastdpForwarder:
     def _rx_timeout(self) -> float:
         return QUICK_RX_TIMEOUT if self.weavenet else GO_RX_TIMEOUT
 
+    @property
+    def last_any(self) -> float | None:
+        """The last heartbeat or probe from the peer (contact through this path)."""
+        times = [t for t in (self.last_rx, self.last_probe_rx) if t is not None]
+        return max(times) if times else None
+
     def receiving(self, now: float) -> bool:
-        """We hear the peer's full-size heartbeats (and our device can take its traffic)."""
-        return self.device_ready and self._recent(self.last_rx, now, self._rx_timeout())
+        """We hear the peer's full-size heartbeats (and our device can take its traffic); lean: the path was
+        proven and the peer's probes still come."""
+        if not self.lean:
+            return self.device_ready and self._recent(self.last_rx, now, self._rx_timeout())
+        return self.device_ready and self.proven_at is not None and self._recent(self.last_any, now, self._rx_timeout())
 
     def _flags(self, now: float) -> int:
         flags = RX_HEARTBEATS if self.receiving(now) else 0
         if self._recent(self.last_probe_rx, now, self._rx_timeout()):
             flags |= RX_PROBES
+        if self.lean and self.proof_wanted_at is not None:
+            flags |= PROVE
         return flags
 
     def _peer_flags(self, now: float) -> int | None:
@@ -216,13 +236,15 @@ class FastdpForwarder:
                 return f"no acknowledgement of {size}-byte VXLAN heartbeats (UDP port {port} blocked or MTU too small?)"
             return f"VXLAN heartbeats from the peer stopped (UDP port {port} blocked?)"
         got = self._recent(self.last_rx, now, QUICK_RX_TIMEOUT)
+        if self.lean:  # probes keep a proven path's contact; a proof asked for and not come voided it
+            got = self.proven_at is not None and self._recent(self.last_any, now, QUICK_RX_TIMEOUT)
         # probes count as getting through on their own only if they kept coming after the last heartbeat did
         # (when a path closes, the last probe often arrives just after the last heartbeat)
         probe_rx = self.last_probe_rx
         probes = (
             probe_rx is not None
             and self._recent(probe_rx, now, QUICK_RX_TIMEOUT)
-            and (self.last_rx is None or probe_rx > self.last_rx + PROBES_ALONE)
+            and (self.lean or self.last_rx is None or probe_rx > self.last_rx + PROBES_ALONE)
         )
         flags = self._peer_flags(now)
         if not got and not probes:
@@ -248,7 +270,9 @@ class FastdpForwarder:
             return
         mtu, out = self.overlay.mtu, self.overlay.outbox
         name, uid, addr, vni = self.remote.name, self.conn_uid, self.remote_addr, vnis[1]
-        if self.weavenet:
+        if self.lean and self.healthy:
+            out.append(SendVxlan(name, uid, addr, vni, probe_frame(uid, self._flags(now))))  # the small beat
+        elif self.weavenet:
             flags = self._flags(now)
             out.append(SendVxlan(name, uid, addr, vni, heartbeat_frame(uid, mtu, flags)))
             out.append(SendVxlan(name, uid, addr, vni, probe_frame(uid, flags)))
@@ -261,6 +285,8 @@ class FastdpForwarder:
             interval = FAST_HEARTBEAT if young or not self.weavenet else QUICK_RETRY
         elif not self.weavenet:
             interval = SLOW_HEARTBEAT
+        elif self.lean and self.healthy:
+            interval = contact.BEAT
         else:
             interval = QUICK_HEARTBEAT if self.healthy else QUICK_RETRY
         if interval != self.heartbeat_interval:
@@ -313,13 +339,17 @@ class FastdpForwarder:
             return
         self._touch()
         if hb.flags is not None:
-            self.peer_flags, self.peer_flags_at = hb.flags, now
+            self.peer_flags, self.peer_flags_at = hb.flags & (RX_HEARTBEATS | RX_PROBES), now
             self.weavenet = True
+            if self.lean:
+                self._answer(hb.flags, sender_ip, now)
         if hb.probe:
             self.last_probe_rx = now
             self._update(now)
             return
         self.last_rx = now
+        if self.lean:
+            self.proven_at, self.proof_wanted_at = now, None
         if self.remote_addr is None:
             self.remote_addr = (sender_ip, self.overlay.port)
             self._send_heartbeat(now)
@@ -331,6 +361,68 @@ class FastdpForwarder:
         if self.timeout_at is not None:
             self.timeout_at = now + HEARTBEAT_TIMEOUT
         self._update(now)
+
+    # -- lean liveness (``contact``) ----------------------------------------------------------------------------
+
+    def _answer(self, flags: int, sender_ip: str, now: float) -> None:
+        """What a lean peer's flags ask of us: a probe at once (``ASK``), a full-size heartbeat (``PROVE``)."""
+        if self.remote_addr is not None and self.remote_addr[0] != sender_ip:
+            self.want_proof(now)  # the peer's address changed: the path may be another one
+        vnis = self.vnis
+        if self.remote_addr is None or vnis is None or self.stopped:
+            return
+        name, uid, addr, vni, out = self.remote.name, self.conn_uid, self.remote_addr, vnis[1], self.overlay.outbox
+        if flags & PROVE and now - self.proof_sent_at >= contact.PROOF_RETRY / 2:
+            self.proof_sent_at = now
+            out.append(SendVxlan(name, uid, addr, vni, heartbeat_frame(uid, self.overlay.mtu, self._flags(now))))
+        elif flags & ASK:
+            out.append(SendVxlan(name, uid, addr, vni, probe_frame(uid, self._flags(now))))
+
+    def want_proof(self, now: float) -> None:
+        """Ask the peer to prove the path with a full-size heartbeat (a probe carrying ``PROVE`` goes now)."""
+        if not self.lean or self.proven_at is None or self.stopped:
+            return
+        if self.proof_wanted_at is None:
+            self.proof_wanted_at = now
+        self._request(now, 0)
+        self._touch()
+
+    def ask(self, now: float) -> None:
+        """The connection's contact is late: ask the peer for a probe at once, and for proof of the path (a beat
+        was lost: the path may have changed)."""
+        if not self.lean or self.stopped:
+            return
+        if self.proven_at is not None and self.proof_wanted_at is None:
+            self.proof_wanted_at = now
+        self._request(now, ASK)
+        self._touch()
+
+    def _request(self, now: float, flags: int) -> None:
+        vnis = self.vnis
+        self.proof_asked_at = now
+        if self.remote_addr is None or vnis is None:
+            return
+        frame = probe_frame(self.conn_uid, self._flags(now) | flags)
+        self.overlay.outbox.append(SendVxlan(self.remote.name, self.conn_uid, self.remote_addr, vnis[1], frame))
+
+    def _lean_timer(self, now: float) -> None:
+        if not self.lean or self.proven_at is None:
+            return
+        wanted = self.proof_wanted_at
+        if wanted is not None and now >= wanted + contact.PROOF_WAIT:
+            log.info("%r: no full-size heartbeat %.0fs after asking for one: path MTU not proven", self, now - wanted)
+            self.proven_at, self.proof_wanted_at = None, None  # re-proven as at establishment
+        elif wanted is not None and now >= self.proof_asked_at + contact.PROOF_RETRY:
+            self._request(now, 0)
+        elif wanted is None and now >= self.proven_at + contact.PROOF_EVERY:
+            self.want_proof(now)
+
+    def _lean_times(self) -> list[float]:
+        if not self.lean or self.proven_at is None:
+            return []
+        if self.proof_wanted_at is None:
+            return [self.proven_at + contact.PROOF_EVERY]
+        return [self.proof_wanted_at + contact.PROOF_WAIT, self.proof_asked_at + contact.PROOF_RETRY]
 
     def control_message(self, subtag: int, body: bytes, now: float) -> None:
         self._touch()
@@ -361,8 +453,10 @@ class FastdpForwarder:
         times = [t for t in (self.next_heartbeat, self.timeout_at) if t is not None]
         if self._grace_pending:
             times.append(self.created_at + (GRACE if self.weavenet else GO_GRACE))
-        if self.healthy and self.last_rx is not None:
-            times.append(self.last_rx + self._rx_timeout())
+        last = self.last_any if self.lean else self.last_rx
+        if self.healthy and last is not None:
+            times.append(last + self._rx_timeout())
+        times.extend(self._lean_times())
         if self.healthy and self.peer_flags_at is not None and self.weavenet:
             times.append(self.peer_flags_at + self._rx_timeout())
         return min(times) if times else None
@@ -376,6 +470,7 @@ class FastdpForwarder:
             return
         if self._grace_pending and now >= self.created_at + (GRACE if self.weavenet else GO_GRACE):
             self._grace_pending = False  # a fallback reason may show from now on
+        self._lean_timer(now)
         self._update(now)
         if self.next_heartbeat is not None and now >= self.next_heartbeat:
             self._send_heartbeat(now)
@@ -422,7 +517,9 @@ class FastdpOverlay:
         # Weave's choice of the peer's VXLAN port: its TCP port + 1 if we dialled it, else the one we listen on
         vx_port = link.port + 1 if link.outbound and link.port is not None else self.port
         weavenet = link.theirs.get(FASTDP_FEATURE) == "1"
-        return FastdpForwarder(self, link.remote, link.conn_uid, link.outbound, (link.host, vx_port), weavenet, now)
+        fwd = FastdpForwarder(self, link.remote, link.conn_uid, link.outbound, (link.host, vx_port), weavenet, now)
+        fwd.lean = weavenet and contact.leans(link.ours, link.theirs)
+        return fwd
 
     def refusal(self, link: OverlayLink) -> str | None:
         """Why this connection cannot try the fast datapath at all (Weave refuses the same cases)."""

@@ -14,7 +14,9 @@ weavenet peers add, after those ten bytes, ``b"WNfd" ‖ flags`` (Go ignores it)
 receives, which lets a broken direction, a too-small path MTU and a blocked port be told apart:
 
 * bit 0 ``RX_HEARTBEATS``: I receive your full-size heartbeats (and can take your traffic);
-* bit 1 ``RX_PROBES``: I receive your small probes.
+* bit 1 ``RX_PROBES``: I receive your small probes;
+* bit 2 ``ASK`` (lean liveness, ``core/contact.py``): I have not heard you for a while, answer with a probe now;
+* bit 3 ``PROVE`` (lean liveness): send me a full-size heartbeat now (I want the path MTU proven).
 
 A *probe* is the same header in a 29-byte frame whose length field is 0 (Go drops it as not a heartbeat). It
 only goes to weavenet peers, next to each heartbeat: if probes arrive but heartbeats do not, the port is open and
@@ -42,6 +44,8 @@ EXTENSION = len(MAGIC) + 1
 PROBE_LEN = ETH_HLEN + HEARTBEAT_PAYLOAD + EXTENSION
 RX_HEARTBEATS = 0x01
 RX_PROBES = 0x02
+ASK = 0x04  # lean liveness (core/contact.py): answer with a probe at once
+PROVE = 0x08  # lean liveness: send a full-size heartbeat at once (the receiver wants the path MTU proven)
 MIN_MTU = 576 - ETH_HLEN  # a heartbeat must at least hold its payload and extension; real MTUs are far above
 
 _VXLAN = struct.Struct(">B3xI")

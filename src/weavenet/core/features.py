@@ -26,6 +26,8 @@ CONN_ID_KEY = "ConnID"
 TRUSTED_KEY = "Trusted"
 OVERLAYS_KEY = "Overlays"
 PUBLIC_KEY_KEY = "PublicKey"  # V1 only: hex public key, its presence plays the role of the V2 encryption flag
+# weavenet's extension keys (Go ignores keys it does not know)
+LIVENESS_FEATURE = "WeavenetLiveness"  # lean liveness: small heartbeats, asks when one is late (core/contact.py)
 
 # Checked by the receiver, in this order ("field X is missing").
 REQUIRED_KEYS = (PEER_NAME_FLAVOUR_KEY, NAME_KEY, NICKNAME_KEY, UID_KEY, CONN_ID_KEY)

@@ -76,6 +76,7 @@ class MeshConfig:
     fast_sleeve_ciphers: tuple[str, ...] = ()  # faster AEADs than secretbox we can seal super-frames with
     fastdp_mtu: int = 1376  # the overlay MTU the fast datapath's heartbeats prove (the bridge's MTU)
     esp: bool = False  # the kernel can do IPsec ESP (else encrypted connections cannot use the fast datapath)
+    lean_liveness: bool = True  # announce WeavenetLiveness: small heartbeats between weavenet peers (contact.py)
     beacons: bool = True  # liveness beacons to lost weavenet peers (see beacons.py); off: behave as Weave 2.8
     # False: a plain Weave 2.8 router -- no Weavenet* feature sent, the peer's ignored, so every connection runs
     # Weave's own protocol and timings, as a Go router would (the simulation's stand-in for a Go peer; the

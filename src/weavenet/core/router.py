@@ -31,8 +31,8 @@ import random
 from collections.abc import Callable, Iterable
 
 from weavenet.core import beacons as bc
+from weavenet.core import contact, intro, liveness, sleeve_cipher
 from weavenet.core import gossip as g
-from weavenet.core import intro, liveness, sleeve_cipher
 from weavenet.core import topology_gossip as tg
 from weavenet.core.connection import (
     HANDSHAKE_TIMEOUT,
@@ -50,8 +50,10 @@ from weavenet.core.connection_maker import (
     host_of,
     split_host_port,
 )
+from weavenet.core.contact import Contact
 from weavenet.core.fastdp import FastdpForwarder, FastdpOverlay, SendVxlan
 from weavenet.core.fastdp_keep import CONTROL_GOODBYE, KEEP_FEATURE, FastdpKeeps, why_not_keep
+from weavenet.core.features import LIVENESS_FEATURE
 from weavenet.core.framing import TAG_HEARTBEAT
 from weavenet.core.gossip_channels import TOPOLOGY_CHANNEL, DigestGossiper, GossipChannels
 from weavenet.core.handshake import HandshakeCompleted, HandshakeFailed
@@ -481,6 +483,8 @@ class MeshRouter:
         log.info("%s: connection ready; using protocol version %d", conn.describe(), conn.version)
         self.overlay_switch.attach(conn, self._extra_features(), now)
         conn.watch = liveness.watches(conn, self.config.extensions)  # a Go peer's 10 s heartbeats
+        theirs = conn.features.raw if conn.features is not None else {}
+        conn.lean = self.config.extensions and contact.leans(self._extra_features(), theirs)
         self._add_connection(conn, restarted, now)
         self.maker.connection_created(conn.remote_tcp_addr, conn.outbound)
         self._maker_dirty = True
@@ -548,6 +552,9 @@ class MeshRouter:
         self._conn_changed(conn)
         if conn.watch:
             conn.silence = Silence(now)
+        if conn.lean:
+            conn.contact = Contact(now)
+            contact.sync(conn, conn.contact, now)
         summary = self.ourself.connections[conn.remote.name]
         self.ourself.connections[conn.remote.name] = dataclasses.replace(summary, established=True)
         self.ourself.version += 1
@@ -729,6 +736,9 @@ class MeshRouter:
         if silence is not None and not liveness.check(conn, silence, now):
             self._shutdown(conn, RemoteProtocolError(silence.describe(now)), now)
             return
+        if conn.contact is not None and not contact.check(conn, conn.contact, now):
+            self._shutdown(conn, RemoteProtocolError(conn.contact.describe(now)), now)
+            return
         for fwd in conn.forwarders:
             if fwd is not None:
                 fwd.handle_timer(now)
@@ -766,6 +776,8 @@ class MeshRouter:
         extra.update(self.overlay_switch.features())
         if self.config.beacons:
             extra[bc.BEACON_FEATURE] = "1"
+        if self.config.lean_liveness:
+            extra[LIVENESS_FEATURE] = "1"
         return extra
 
     def _topology_improved(self) -> None:
@@ -802,6 +814,8 @@ class MeshRouter:
             return
         if not conn.established and best.established:
             self._connection_established(conn, now)
+        if conn.contact is not None:
+            contact.sync(conn, conn.contact, now)  # a sleeve covered by a healthy fast datapath, or no longer
         self.overlay_switch.log_choice(conn, best, now)
         self._schedule_conn(conn)
 

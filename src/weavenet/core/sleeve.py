@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from weavenet.core import sleeve_cipher
+from weavenet.core import contact, sleeve_cipher
 from weavenet.core.mesh_types import SendDatagram, SendSpecial
 from weavenet.core.names import PeerName
 from weavenet.core.sleeve_codec import (
@@ -36,9 +36,11 @@ from weavenet.core.sleeve_codec import (
     Decryptor,
     Encryptor,
     Frame,
+    ask_frame,
     encode_frames,
     heartbeat_frame,
     iter_frames,
+    parse_ask,
 )
 from weavenet.core.topology_gossip import DIGEST_FEATURE
 from weavenet.errors import RemoteProtocolError
@@ -136,6 +138,8 @@ class SleeveForwarder:
         self.slow_heartbeat = SLOW_HEARTBEAT
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT
         self.quick_heartbeats = False  # a weavenet peer's timings (see ``quick``); else Weave's (a Go peer's)
+        self.lean = False  # lean liveness (``contact``): 4 s beats, asks answered, covered by a healthy fastdp
+        self.covered = False
         # path MTU discovery: ``pmtu_ceiling`` (largest frame payload the local route allows) is set by the data
         # plane's owner; the search runs between 552 and it once the connection is established
         self.pmtu_ceiling: int | None = None
@@ -253,7 +257,8 @@ class SleeveForwarder:
 
     def special_frame(self, frame: bytes, sender: Addr, now: float) -> None:
         self._touch()
-        if len(frame) == HEARTBEAT_FRAME_LEN:
+        asked = self.lean and parse_ask(frame) == self.conn_uid
+        if asked or len(frame) == HEARTBEAT_FRAME_LEN:
             (uid,) = struct.unpack_from(">Q", frame, ETHERNET_OVERHEAD)
             if uid != self.conn_uid:
                 return
@@ -270,6 +275,8 @@ class SleeveForwarder:
                 self.control_out.append((CONTROL_CONNECTION_ESTABLISHED, b""))
             if self.timeout_at is not None:
                 self.timeout_at = now + self.heartbeat_timeout
+            if asked and self.heartbeat_interval:
+                self._send_special(heartbeat_frame(self.conn_uid))  # the answer: at once, by the same path
         elif len(frame) == FRAG_TEST_SIZE:
             self.last_heard = now
             if not any(frame):
@@ -354,6 +361,35 @@ class SleeveForwarder:
         self.heartbeat_timeout = QUICK_HEARTBEAT_TIMEOUT
         self.quick_heartbeats = True
 
+    def make_lean(self) -> None:
+        """Both peers run lean liveness (``contact``): a heartbeat every 4 s (every 60 s while covered), asks
+        answered, given up 8 s after the last packet from the peer on either path."""
+        self.quick()
+        self.lean = True
+        self.slow_heartbeat = contact.BEAT
+        self.heartbeat_timeout = contact.SLEEVE_GIVE_UP
+
+    def ask(self) -> None:
+        """Ask the peer for an immediate heartbeat (its contact is late)."""
+        if self.lean and self.remote_addr is not None and not self.stopped:
+            self._send_special(ask_frame(self.conn_uid))
+
+    def heard_elsewhere(self, at: float) -> None:
+        """The peer was heard at ``at`` on another path: a lean sleeve is given up only after the last packet."""
+        if self.lean and self.timeout_at is not None and self.established:
+            self.timeout_at = max(self.timeout_at, at + self.heartbeat_timeout)
+
+    def cover(self, covered: bool, now: float) -> None:
+        """A healthy fast datapath carries the connection's beats (``covered``) or no longer does: while covered,
+        heartbeat rarely; uncovered again, heartbeat at once, then every ``BEAT``."""
+        if not self.lean or covered == self.covered or not self.established:
+            return
+        self.covered = covered
+        self.heartbeat_interval = self.slow_heartbeat = contact.COVERED_BEAT if covered else contact.BEAT
+        self._touch()
+        if not covered and not self.stopped:
+            self._send_heartbeat(now)
+
     def get_timer(self) -> float | None:
         if self.stopped:
             return None
@@ -430,6 +466,8 @@ class SleeveOverlay:
         # heartbeats as Weave does.
         if _quick(link.ours) and _quick(link.theirs):
             fwd.quick()
+        if contact.leans(link.ours, link.theirs):
+            fwd.make_lean()
         return fwd
 
     def take_actions(self) -> list[SendDatagram | SendSpecial]:

@@ -153,3 +153,21 @@ class Decryptor:
 
 def heartbeat_frame(connection_uid: int) -> bytes:
     return _ZERO_HEADER + _SEQ.pack(connection_uid)
+
+
+# weavenet's ask (lean liveness, ``core/contact.py``): a heartbeat followed by this magic, answered at once with a
+# heartbeat. Only sent to peers that announced lean liveness (to Weave 2.8 it would be a PMTU verification frame).
+ASK_MAGIC = b"WNsa"
+ASK_FRAME_LEN = HEARTBEAT_FRAME_LEN + len(ASK_MAGIC)
+
+
+def ask_frame(connection_uid: int) -> bytes:
+    return heartbeat_frame(connection_uid) + ASK_MAGIC
+
+
+def parse_ask(frame: bytes) -> int | None:
+    """The connection UID of a well-formed ask frame (zero Ethernet header, UID, magic), else None."""
+    if len(frame) != ASK_FRAME_LEN or frame[:ETHERNET_OVERHEAD] != _ZERO_HEADER or frame[-4:] != ASK_MAGIC:
+        return None
+    (uid,) = _SEQ.unpack_from(frame, ETHERNET_OVERHEAD)
+    return int(uid)
