@@ -44,9 +44,10 @@ def noticed_after_cut(net: SimNetwork) -> float:
     return took
 
 
-@pytest.mark.parametrize(("fastdp", "bound"), [(True, 7.5), (False, 12.5)])
+@pytest.mark.parametrize(("fastdp", "bound"), [(True, 7.5), (False, 10.0)])
 def test_a_silent_go_peer_is_noticed_within_seconds(fastdp: bool, bound: float) -> None:
-    """Was 50-60 s (the sleeve's 60 s heartbeat timeout). Cut at moments spread over two heartbeat periods."""
+    """Was 50-60 s (the sleeve's 60 s heartbeat timeout), then 12 s on one heartbeat stream (sleeve only) before
+    regular challenges. Cut at moments spread over two heartbeat periods."""
     worst = 0.0
     for k in range(12):
         net = pair(fastdp, seed=k, go_dials=bool(k % 2))
@@ -69,9 +70,11 @@ def test_the_go_peers_two_heartbeat_streams_are_interleaved() -> None:
 
 
 @pytest.mark.parametrize("fastdp", [True, False])
-def test_an_idle_go_connection_carries_exactly_what_it_did(fastdp: bool) -> None:
-    """Ten idle minutes, both directions: the same bytes and packets as with a router that does not watch (the
-    weavenet peer with its extensions off behaves towards a Go peer exactly as before the watch existed)."""
+def test_an_idle_go_connection_carries_what_it_did(fastdp: bool) -> None:
+    """Ten idle minutes, both directions, against a router that does not watch (the weavenet peer with its
+    extensions off behaves towards a Go peer exactly as before the watch existed). With the fast datapath: the
+    same bytes and packets. Sleeve only: the same datagrams (a regular challenge every 10 s, our heartbeat riding
+    in every other one), plus the Go peer's answers over TCP: a few bytes a second more (measured +6 %)."""
 
     def idle(watching: bool) -> list[tuple[int, int, int, int]]:
         net = pair(fastdp, weavenet_extensions=watching)
@@ -81,12 +84,20 @@ def test_an_idle_go_connection_carries_exactly_what_it_did(fastdp: bool) -> None
         after = [(p.stats.tcp_bytes, p.stats.tcp_writes, p.stats.udp_bytes, p.stats.datagrams) for p in net.peers]
         return [tuple(b - a for a, b in zip(x, y, strict=True)) for x, y in zip(before, after, strict=True)]  # type: ignore[misc]
 
-    assert idle(watching=True) == idle(watching=False)
+    watching, before = idle(watching=True), idle(watching=False)
+    if fastdp:
+        assert watching == before
+        return
+    assert [w[3] for w in watching] == [b[3] for b in before]  # datagrams each way
+    assert watching[0][:2] == before[0][:2]  # our TCP bytes and writes
+    total = lambda rows: sum(r[0] + r[2] for r in rows)  # noqa: E731
+    assert total(before) < total(watching) <= 1.08 * total(before), (watching, before)
 
 
-def test_a_lossy_underlay_costs_challenges_not_the_connection() -> None:
+@pytest.mark.parametrize("fastdp", [True, False])
+def test_a_lossy_underlay_costs_challenges_not_the_connection(fastdp: bool) -> None:
     """5 % UDP loss: lost heartbeats are followed by challenges, which the Go peer answers; nothing is torn down."""
-    net = pair(fastdp=True, udp_loss=0.05)
+    net = pair(fastdp=fastdp, udp_loss=0.05)
     router = net.peers[0].router
     conn = router.by_peer[net.peers[GO].name]
     sleeve = conn.sleeve_forwarder()
@@ -94,11 +105,11 @@ def test_a_lossy_underlay_costs_challenges_not_the_connection() -> None:
     challenges = 0
     original = sleeve.challenge
 
-    def counted(size: int) -> bool:
+    def counted(size: int, now: float | None = None) -> bool:
         nonlocal challenges
         assert size == CHALLENGE_LEN
-        challenges += 1
-        return original(size)
+        challenges += now is None  # a challenge after a lost heartbeat, not a regular one
+        return original(size, now)
 
     sleeve.challenge = counted  # type: ignore[method-assign]
     net.run_for(1800)

@@ -22,11 +22,17 @@ it hears from it and asks only when a heartbeat that was due does not come:
   logging nothing (``router/sleeve.go`` handleMTUTest). Sent ``PROBES`` times, ``PROBE_EVERY`` apart; no sign of
   life by the last one's deadline and the connection is torn down and re-dialled, as between weavenet peers.
 
-So an idle connection sends exactly what it did (a challenge only follows a lost or missing heartbeat), and a
-silent peer is noticed ``LATE + PROBES * PROBE_EVERY`` (2 s) after its next heartbeat was due: within 7 s with
-interleaved streams, within 12 s with one (a sleeve-only connection: no fast datapath on one side, an encrypted
-link, UDP 6784 blocked). Noticing within 10 s on a single 10 s stream is only possible by asking in every period,
-which is what the ``LATE`` rule avoids.
+A silent peer is noticed ``LATE + PROBES * PROBE_EVERY`` (2 s) after its next sign of life was due: within 7 s
+with interleaved streams, where an idle connection sends exactly what it did (a challenge only follows a lost or
+missing heartbeat).
+
+* **One stream: regular challenges.** A sleeve-only connection (no fast datapath on one side, an encrypted link,
+  UDP 6784 blocked) hears one heartbeat every 10 s, which alone would take up to 12 s to notice; so a *regular*
+  challenge goes half a period after each of the peer's sleeve heartbeats, and its answer is the sign of life in
+  between (noticed within 7 s). To keep the datagrams we send at one every 10 s, our own heartbeats (which
+  Weave needs within its 60 s timeout) go every ``SPACED_HEARTBEAT`` and ride in every other challenge's
+  datagram. The link's idle bytes rise by the answers (a 9-byte TCP message every 10 s) and the challenge
+  frames: +6 % plain, +9 % encrypted in the simulation (``docs/benchmarks.md``).
 
 Only connections to peers without weavenet's features are watched, only once established, and challenges go
 only while the peer's sleeve heartbeats still come (a challenge takes the same path the other way): silence
@@ -56,6 +62,10 @@ OFFSET_SLACK = 0.25  # a second ack this close to the wanted phase goes at once
 LATE = 0.5  # an expected heartbeat this overdue (Go's timers and the path jitter by milliseconds): challenge
 PROBE_EVERY = 0.5  # a challenge (one UDP datagram, answered over TCP) is repeated this often ...
 PROBES = 3  # ... this many times; unanswered PROBE_EVERY after the last, the peer is gone
+# One heartbeat stream only (no fast datapath): a regular challenge half a period after each of the peer's
+# sleeve heartbeats, and our own heartbeats, which Weave needs within its 60 s timeout, every SPACED_HEARTBEAT
+# riding in every other challenge's datagram (so the datagrams we send stay one every 10 s, as before).
+SPACED_HEARTBEAT = 2 * SLOW_HEARTBEAT
 MISSED = 2  # a stream that missed this many heartbeats in a row is not expected any more (a blocked path)
 # A special frame of this length is a PMTU verification frame to Weave 2.8 (heartbeats are 22 bytes, the
 # fragmentation test 60001); the answer carries length - 14, here 1, never a size our own PMTU search uses.
@@ -75,13 +85,15 @@ def ack_time(now: float, ref: float) -> float:
 class Silence:
     """What a watched connection has heard from its peer, and its challenge round if one is under way."""
 
-    __slots__ = ("heard_at", "next_probe", "probes", "streams")
+    __slots__ = ("heard_at", "last_regular", "next_probe", "next_regular", "probes", "streams")
 
     def __init__(self, now: float) -> None:
         self.heard_at = now  # the last sign of life of any kind
         self.streams: dict[str, tuple[float, float]] = {}  # heartbeat stream -> (last arrival, period)
         self.probes = 0
         self.next_probe = 0.0
+        self.last_regular = -1e9  # when the last regular challenge went
+        self.next_regular: float | None = None  # when the next is due (one heartbeat stream only)
 
     def heard(self, at: float) -> None:
         if at > self.heard_at:
@@ -122,7 +134,26 @@ class Silence:
         return "probe"
 
     def timer(self) -> float:
-        return max(self.expected() + LATE, self.next_probe)
+        at = max(self.expected() + LATE, self.next_probe)
+        return at if self.next_regular is None else min(at, self.next_regular)
+
+    def regular(self, now: float, single: bool) -> bool:
+        """Whether a regular challenge is due: only the sleeve's stream comes (``single``), and half a period
+        has passed since the peer's last sleeve heartbeat (or since the moment one was due); one per period."""
+        got = self.streams.get("sleeve")
+        if not single or got is None:
+            self.next_regular = None
+            self.streams.pop("answer", None)
+            return False
+        at = got[0] + STREAM_OFFSET
+        if self.last_regular > at - STREAM_OFFSET:  # already challenged in this period: the next one
+            at += SLOW_HEARTBEAT * (1 + int((self.last_regular - at + STREAM_OFFSET) // SLOW_HEARTBEAT))
+        self.next_regular = at
+        if now < at:
+            return False
+        self.last_regular = now
+        self.next_regular = at + SLOW_HEARTBEAT
+        return True
 
     def describe(self, now: float) -> str:
         return (
@@ -146,6 +177,13 @@ def check(conn: LocalConnection, silence: Silence, now: float) -> bool:
     sleeve = conn.sleeve_forwarder()
     # a challenge goes through the sleeve: only while the peer's sleeve heartbeats still come that way
     can = sleeve is not None and sleeve.remote_addr is not None and silence.live("sleeve", now)
+    single = not silence.live("fastdp", now)  # one stream only: a Go heartbeat every 10 s, too few alone
+    if sleeve is not None:
+        sleeve.space_heartbeats(SPACED_HEARTBEAT if single and can else SLOW_HEARTBEAT)
+    if silence.regular(now, single and can):
+        assert sleeve is not None
+        sleeve.challenge(CHALLENGE_LEN, now)
+        log.debug("%s: regular challenge sent", conn.describe())
     step = silence.step(now, can)
     if step == "probe":
         assert sleeve is not None
@@ -160,6 +198,8 @@ def _heard_through_overlays(conn: LocalConnection, silence: Silence) -> None:
         if isinstance(fwd, SleeveForwarder):
             if fwd.last_heartbeat is not None:
                 silence.beat("sleeve", fwd.last_heartbeat, SLOW_HEARTBEAT)
+            if fwd.last_answer is not None and silence.next_regular is not None:
+                silence.beat("answer", fwd.last_answer, SLOW_HEARTBEAT)  # regular challenges are answered
             if fwd.last_heard is not None:
                 silence.heard(fwd.last_heard)
         elif isinstance(fwd, FastdpForwarder) and fwd.last_rx is not None:

@@ -50,6 +50,7 @@ class SendSpecial:
     conn_uid: int
     frame: bytes
     df: bool
+    more: tuple[bytes, ...] = ()  # further special frames for the same datagram
 
 
 Action = Dial | Write | Close | SendDatagram | SendSpecial | SendVxlan

@@ -66,6 +66,7 @@ PMTU_LADDER_ATTEMPTS = 3
 QUICK_SLOW_HEARTBEAT = 2.0
 QUICK_HEARTBEAT_TIMEOUT = 8.0
 FRAG_TEST_INTERVAL = 300.0
+ANSWER_SIZE = 1  # PMTUVerified of this size answers a liveness challenge (a 15-byte frame, ``liveness``)
 DEFAULT_MTU = 65535
 
 FAST_SLEEVE_FEATURE = "WeavenetSleeve"  # speaks weavenet's fast sleeve (super-frames), quick heartbeats
@@ -153,6 +154,7 @@ class SleeveForwarder:
         self.owner: object = None  # the mesh connection this forwarder belongs to (set by the router)
         self.last_heard: float | None = None  # the last valid special frame from the peer (a sign of life)
         self.last_heartbeat: float | None = None  # the last valid heartbeat (its arrivals mark the peer's phase)
+        self.last_answer: float | None = None  # the last answer to a challenge (``liveness``)
 
     def _touch(self) -> None:
         """Tell the overlay this forwarder has output, a new state or a new timer for its owner to look at."""
@@ -171,14 +173,16 @@ class SleeveForwarder:
     def on_hold(self) -> bool:
         return False  # a sleeve forwarder that stops working stops
 
-    def _send_special(self, data: bytes, df: bool = True) -> None:
+    def _send_special(self, data: bytes, df: bool = True, more: tuple[bytes, ...] = ()) -> None:
+        """Send special frames to the peer: ``data``, and ``more`` in the same datagram."""
         if self.remote_addr is None:
             return
         if self.overlay.external:
             # a data plane owns the socket and the encryptors: hand it the frame, it encodes and sends
-            self.overlay.specials.append((self.remote, self.conn_uid, data, df))
+            self.overlay.specials.append((self.remote, self.conn_uid, data, df, more))
             return
-        body = encode_frames([(self.overlay.local_bin, self.remote.bytes6(), data)])
+        src, dst = self.overlay.local_bin, self.remote.bytes6()
+        body = encode_frames([(src, dst, f) for f in (data, *more)])
         if self.session_key is None:
             packet = self.overlay.local_bin + body
         else:
@@ -199,13 +203,27 @@ class SleeveForwarder:
         self.next_heartbeat = now + interval
         self._send_special(heartbeat_frame(self.conn_uid))
 
-    def challenge(self, size: int) -> bool:
+    def challenge(self, size: int, now: float | None = None) -> bool:
         """Send a special frame of ``size`` bytes that a peer answers with ``PMTUVerified`` (see ``liveness``);
-        False if there is no address to send it to yet."""
+        False if there is no address to send it to yet. With ``now`` (a regular challenge), a heartbeat due
+        before the next regular challenge rides in the same datagram, and the heartbeat timer starts again."""
         if self.remote_addr is None or self.stopped:
             return False
-        self._send_special(bytes(size))
+        more: tuple[bytes, ...] = ()
+        if now is not None and self.next_heartbeat is not None and self.next_heartbeat < now + SLOW_HEARTBEAT:
+            more = (heartbeat_frame(self.conn_uid),)
+            # a second late: the regular challenge that carries the next one comes first (its phase jitters)
+            self.next_heartbeat = now + self.heartbeat_interval + 1.0
+        self._send_special(bytes(size), more=more)
         return True
+
+    def space_heartbeats(self, interval: float) -> None:
+        """Heartbeat every ``interval`` (they ride on regular challenges: ``liveness``), or as Weave again."""
+        if self.established and not self.quick_heartbeats and self.heartbeat_interval != interval:
+            if self.next_heartbeat is not None:
+                self.next_heartbeat += interval - self.heartbeat_interval
+            self.heartbeat_interval = interval
+            self._touch()
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
@@ -245,6 +263,8 @@ class SleeveForwarder:
                 elif self.pmtu_candidate and size == self.pmtu_candidate:
                     self.pmtu_good = self.pmtu_candidate
                     self._search_pmtu(now)
+                if size == ANSWER_SIZE:
+                    self.last_answer = now  # the answer to a challenge (``liveness``)
         else:
             log.info("%r: Ignoring unknown control message tag: %d", self, subtag)
 
@@ -435,7 +455,7 @@ class SleeveOverlay:
     # With an external data plane (the router's workers), special frames are not encoded here but queued in
     # ``specials`` as (peer, connection uid, frame, df), and arrive already decoded via ``receive_special``.
     external: bool = False
-    specials: list[tuple[PeerName, int, bytes, bool]] = field(default_factory=list)
+    specials: list[tuple[PeerName, int, bytes, bool, tuple[bytes, ...]]] = field(default_factory=list)
     # IPs that sent us packets under a peer name we have no connection to (beacons, a peer that still thinks it is
     # connected): signs of life the router drains after each input
     strangers: list[str] = field(default_factory=list)
@@ -473,7 +493,7 @@ class SleeveOverlay:
     def take_actions(self) -> list[SendDatagram | SendSpecial]:
         out: list[SendDatagram | SendSpecial] = [SendDatagram(addr, data) for addr, data in self.outbox]
         self.outbox.clear()
-        out.extend(SendSpecial(p, uid, frame, df) for p, uid, frame, df in self.specials)
+        out.extend(SendSpecial(p, uid, frame, df, more) for p, uid, frame, df, more in self.specials)
         self.specials.clear()
         return out
 

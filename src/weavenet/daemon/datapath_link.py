@@ -324,7 +324,7 @@ class DatapathLink:
             self.datapath.update(tables)
 
     def send_special(self, action: SendSpecial) -> None:
-        self.datapath.send_special(int(action.peer), action.conn_uid, action.frame, action.df)
+        self.datapath.send_special(int(action.peer), action.conn_uid, action.frame, action.df, action.more)
 
     def _on_special(self, peer: int, conn_uid: int, frame: bytes, addr: tuple[str, int]) -> None:
         self._run(lambda now: self.router.special_received(peer, conn_uid, frame, addr, now))

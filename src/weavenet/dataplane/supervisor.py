@@ -301,8 +301,9 @@ class Datapath:
         # what the TAP runs, not what the tables want: an attach can fail, and then the old program stays
         self._send("tx", ("steering", self.steering is not None and bool(self.steering.split)))
 
-    def send_special(self, peer: int, conn_uid: int, frame: bytes, df: bool) -> None:
-        self._send("tx", ("special", peer, conn_uid, frame, df))
+    def send_special(self, peer: int, conn_uid: int, frame: bytes, df: bool, more: tuple[bytes, ...] = ()) -> None:
+        """Special frames of the router's for one datagram to a peer (``more``: after ``frame``, same datagram)."""
+        self._send("tx", ("special", peer, conn_uid, frame, df, more))
 
     def send_datagram(self, addr: tuple[str, int], data: bytes) -> None:
         """A datagram of the router's own (a liveness beacon) from the mesh port; lost if the socket is full."""

@@ -287,10 +287,11 @@ class TxWorker(_Base):
             self.macs.add_forced(msg[1], msg[2], time.monotonic())
         elif kind == "local":  # rx read a frame of a local MAC from the TAP
             self.macs.add_local(msg[1], time.monotonic())
-        elif kind == "special":  # from the router: (peer, conn_uid, frame, df)
+        elif kind == "special":  # from the router: (peer, conn_uid, frame, df[, more frames for the datagram])
             link = self.tables.links.get(msg[1])
             if link is not None and link.conn_uid == msg[2]:
-                self.sender.send_classic(link, [(self.tables.me, msg[1], msg[3])], df=msg[4])
+                frames = [msg[3], *(msg[5] if len(msg) > 5 else ())]
+                self.sender.send_classic(link, [(self.tables.me, msg[1], f) for f in frames], df=msg[4])
         elif kind == "relay":  # from rx: a classic relay (hop, src, dst, vnet, frame)
             self.send(msg[1], msg[2], msg[3], msg[4], msg[5])
         elif kind == "steering":  # from the router: whether the TAP hands every small frame to the rx worker

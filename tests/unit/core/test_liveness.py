@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from weavenet.core import liveness
 from weavenet.core.liveness import CHALLENGE_LEN, LATE, PROBE_EVERY, PROBES, Silence, ack_time
-from weavenet.core.sleeve import SLOW_HEARTBEAT
+from weavenet.core.names import PeerName
+from weavenet.core.sleeve import SLOW_HEARTBEAT, SleeveForwarder, SleeveOverlay
 from weavenet.core.sleeve_codec import ETHERNET_OVERHEAD, FRAG_TEST_SIZE, HEARTBEAT_FRAME_LEN
 
 
@@ -91,3 +92,38 @@ def test_tcp_heartbeats_and_other_messages_count() -> None:
     s.heard(12.0)  # a gossip message
     assert s.expected() == 30.0  # the next heartbeat due after it
     assert "no sign of life from the peer for" in s.describe(33.0)
+
+
+# -- one heartbeat stream (sleeve only): regular challenges ------------------------------------------------------
+
+
+def test_regular_challenges_go_half_a_period_after_each_sleeve_heartbeat_once_per_period() -> None:
+    s = Silence(0.0)
+    s.beat("sleeve", 1.0, SLOW_HEARTBEAT)
+    assert not s.regular(3.0, single=True) and s.next_regular == 6.0
+    assert s.timer() <= 6.0
+    assert s.regular(6.0, single=True) and not s.regular(6.2, single=True)
+    s.beat("sleeve", 11.0, SLOW_HEARTBEAT)
+    assert s.next_regular == 16.0 and s.regular(16.0, single=True)
+    # the peer's heartbeats stop: one challenge per period still, at the same phase
+    assert not s.regular(25.9, single=True) and s.regular(26.0, single=True)
+    # a second stream (the fast datapath) comes: no regular challenges
+    assert not s.regular(36.0, single=False) and s.next_regular is None
+
+
+def test_a_regular_challenge_carries_the_heartbeat_due_before_the_next_one() -> None:
+    ov = SleeveOverlay(PeerName(0x0A0000000001))
+    fwd = SleeveForwarder(ov, PeerName(0x0A0000000002), "go", 7, True, ("10.0.0.2", 6783), None)
+    fwd.confirm(0.0)
+    fwd.control_message(1, b"", 0.1)  # established: Weave's 10 s heartbeats
+    fwd.space_heartbeats(liveness.SPACED_HEARTBEAT)
+    ov.outbox.clear()
+    sizes = []
+    for t in (5.0, 15.0, 25.0, 35.0):
+        fwd.handle_timer(t)
+        fwd.challenge(CHALLENGE_LEN, t)
+        sizes.append([len(p) for _, p in ov.outbox])
+        ov.outbox.clear()
+    one, both = 6 + 14 + CHALLENGE_LEN, 6 + 14 + CHALLENGE_LEN + 14 + HEARTBEAT_FRAME_LEN
+    assert sizes == [[one], [both], [one], [both]]  # one datagram every 10 s, a heartbeat every 20 s
+    assert fwd.next_heartbeat is not None and fwd.next_heartbeat > 45.0  # the timer never sends one alone
