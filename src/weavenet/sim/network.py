@@ -160,19 +160,21 @@ class SimNetwork:
                 self._at(self.now(), self._device_ready(peer, int(fwd.remote.name), fwd.conn_uid))
         deadline = peer.router.get_timer()
         if deadline is not None and (peer.timer_at is None or deadline < peer.timer_at or peer.timer_at <= self.now()):
-            peer.timer_at = deadline
-            self._at(deadline, lambda: self._timer(peer))
+            self._arm(peer, deadline)
 
-    def _timer(self, peer: SimPeer) -> None:
+    def _arm(self, peer: SimPeer, when: float) -> None:
+        peer.timer_at = when
+        self._at(when, lambda: self._timer(peer, when))
+
+    def _timer(self, peer: SimPeer, when: float) -> None:
+        if peer.timer_at != when:
+            return  # superseded by an earlier wake-up armed since (one live timer event per peer, not one per input)
+        peer.timer_at = None
         deadline = peer.router.get_timer()
         if deadline is not None and deadline <= self.now():
-            peer.timer_at = None
             self._input(peer, lambda r, now: r.handle_timer(now))
         elif deadline is not None:
-            peer.timer_at = deadline
-            self._at(deadline, lambda: self._timer(peer))
-        else:
-            peer.timer_at = None
+            self._arm(peer, deadline)
 
     def connected(self, a: SimPeer, b: SimPeer) -> bool:
         return a.up and b.up and frozenset((a.index, b.index)) not in self._cut
