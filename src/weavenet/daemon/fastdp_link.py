@@ -402,7 +402,8 @@ class FastdpLink:
                     healthy=fwd.healthy,
                     remote=f"{fwd.remote_addr[0]}:{fwd.remote_addr[1]}" if fwd.remote_addr else "",
                     vnis=VniPair(vnis[0], vnis[1]) if vnis else None,
-                    last_heartbeat=round(now - fwd.last_rx, 1) if fwd.last_rx is not None else None,
+                    # heartbeat or probe: with lean liveness a full-size one comes only every few minutes
+                    last_heartbeat=round(now - last, 1) if (last := fwd.last_any) is not None else None,
                     peer_receives=fwd.peer_flags,
                     weavenet=fwd.weavenet,
                 )
