@@ -167,17 +167,18 @@ def main() -> None:
         out = json.loads(res.stdout.strip().splitlines()[-1])
     print(f"CNI ADD and DEL, {args.pods} pods per configuration, interleaved (load average {load:.1f} at start, "
           f"{os.getloadavg()[0]:.1f} at end)")  # fmt: skip
-    print(f"{'configuration':<32}{'ADD p50':>9}{'p90':>8}{'DEL p50':>9}{'p90':>8}   (ms)")
+    print(f"{'configuration':<32}{'ADD p50':>9}{'p90':>8}{'p99':>8}{'DEL p50':>9}{'p90':>8}{'p99':>8}   (ms)")
     lat = out["latency"]
     for name, ops in lat.items():
         a, d = ops["ADD"], ops["DEL"]
-        cells = "".join(f"{pct(xs, p) * 1e3:>{w}.1f}" for xs, p, w in ((a, 50, 9), (a, 90, 8), (d, 50, 9), (d, 90, 8)))
+        cols = ((a, 50, 9), (a, 90, 8), (a, 99, 8), (d, 50, 9), (d, 90, 8), (d, 99, 8))
+        cells = "".join(f"{pct(xs, p) * 1e3:>{w}.1f}" for xs, p, w in cols)
         print(f"{name:<32}{cells}")
     for ours, stock in (("weave-net", "bridge + host-local"), ("weave-net, no service", "bridge + host-local"),
                         ("weave-net + portmap", "bridge + host-local + portmap")):  # fmt: skip
-        ratios = [pct(lat[ours][op], p) / pct(lat[stock][op], p) for op in ("ADD", "DEL") for p in (50, 90)]
-        print(f"ratio {ours} / {stock}: ADD {ratios[0]:.2f} (p90 {ratios[1]:.2f}), DEL {ratios[2]:.2f} "
-              f"(p90 {ratios[3]:.2f})")  # fmt: skip
+        r = [pct(lat[ours][op], p) / pct(lat[stock][op], p) for op in ("ADD", "DEL") for p in (50, 90, 99)]
+        print(f"ratio {ours} / {stock}: ADD {r[0]:.2f} (p90 {r[1]:.2f}, p99 {r[2]:.2f}), DEL {r[3]:.2f} "
+              f"(p90 {r[4]:.2f}, p99 {r[5]:.2f})")  # fmt: skip
     print(f"{args.burst} pods on one host, {args.parallel} at a time (weave-net):")
     for phase, b in out["burst"].items():
         print(f"  {phase}: {b['wall']:.1f} s wall, router CPU {b['router']:.2f} s "
