@@ -220,3 +220,32 @@ def test_service_recipes_and_multicast_isolation(make_testbed) -> None:
         c.run([sys.executable, "-c", MCAST_SEND, tag], timeout=20)
     heard = recv.communicate(timeout=30)[0].strip().split(",")
     assert heard == ["same-subnet"], heard
+
+
+# Many clients exposing one address at the same moment, as in Kubernetes mode the router's own expose at start and
+# the CNI plugins' gateway exposes of the first pods do.
+EXPOSE_AT_ONCE = r"""
+import sys, threading, urllib.request
+n = int(sys.argv[1]); start = threading.Barrier(n); answers = []
+def expose():
+    start.wait()
+    req = urllib.request.Request("http://127.0.0.1:6784/expose/10.2.9.1/24", method="POST", data=b"")
+    try:
+        answers.append(urllib.request.urlopen(req, timeout=30).status)
+    except urllib.error.HTTPError as e:
+        answers.append(f"{e.code} {e.read().decode().strip()}")
+threads = [threading.Thread(target=expose) for _ in range(n)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(answers)
+"""
+
+
+def test_the_same_address_exposed_by_many_at_once_is_exposed_once_and_no_one_fails(make_testbed) -> None:
+    tb = make_testbed(1)
+    (h1,) = tb.hosts
+    assert h1.weave("launch").returncode == 0
+    res = h1.run([sys.executable, "-c", EXPOSE_AT_ONCE, "12"], timeout=60)
+    assert res.stdout.strip() == str([204] * 12), res.stdout
+    assert h1.run(["ip", "-4", "-o", "addr", "show", "dev", "weave"]).stdout.count("10.2.9.1/24") == 1
+    assert h1.weave("hide", "10.2.9.1/24").returncode == 0

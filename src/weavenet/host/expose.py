@@ -12,6 +12,7 @@ we refuse instead, and :func:`expose` is all or nothing: a step that fails undoe
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable
 from ipaddress import IPv4Interface, IPv4Network
@@ -81,16 +82,31 @@ def exposed(bridge: str = BRIDGE) -> list[str]:
     return [f"{a['local']}/{a['prefixlen']}" for entry in data for a in entry.get("addr_info", [])]
 
 
+# The router runs exposes in threads, and two may want the same address at once (in Kubernetes mode the router's
+# own expose at start and a CNI ADD exposing the pod's gateway): one at a time, or the second one's `ip addr add`
+# fails with "Address already assigned" and its ADD with it.
+_LOCK = threading.Lock()
+
+
 def expose(cidr: str, bridge: str = BRIDGE, skip_nat: bool = False) -> IPv4Interface:
     """Check ``cidr`` (ConfigError), then put it on the bridge with its rules; a failure (HostError) undoes
-    what this call added, so nothing is left half-exposed."""
+    what this call added, so nothing is left half-exposed. Exposing an address already exposed is no error."""
+    with _LOCK:
+        return _expose(cidr, bridge, skip_nat)
+
+
+def _expose(cidr: str, bridge: str, skip_nat: bool) -> IPv4Interface:
     addr = check(cidr, bridge)
     added_addr = False
     added: list[Rule] = []
     try:
         if str(addr) not in exposed(bridge):
-            run(["ip", "addr", "add", str(addr), "dev", bridge])
-            added_addr = True
+            try:
+                run(["ip", "addr", "add", str(addr), "dev", bridge])
+                added_addr = True
+            except HostError:
+                if str(addr) not in exposed(bridge):  # not merely another process's add beating ours
+                    raise
             time.sleep(0.001)
             ok(["arping", "-U", "-q", "-c", "1", "-I", bridge, str(addr.ip)])
         for rule in expose_rules(str(addr.network), skip_nat):
@@ -111,6 +127,11 @@ def hide(cidr: str, bridge: str = BRIDGE) -> IPv4Interface:
 
     Not checked: whatever an older version or a failed expose left must still be removable.
     """
+    with _LOCK:
+        return _hide(cidr, bridge)
+
+
+def _hide(cidr: str, bridge: str) -> IPv4Interface:
     addr = parse_cidr(cidr)
     if str(addr) in exposed(bridge):
         run(["ip", "addr", "del", str(addr), "dev", bridge], check=False)
