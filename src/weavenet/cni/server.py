@@ -102,6 +102,7 @@ class Service:
             log(f"refused a request ({self.refused} so far): {e}")
             try:
                 conn.send(handover.refused_reply(str(e)))
+                linger(conn)
             except OSError:
                 pass
         finally:
@@ -114,6 +115,15 @@ class Service:
         if len(fds) != handover.N_FDS:
             raise handover.BadRequest(f"{len(fds)} descriptors, not {handover.N_FDS}")
         return handover.decode(data)
+
+
+def linger(conn: socket.socket) -> None:
+    """Keep a refused connection open until the client has read the refusal and closed its end (at most
+    RECEIVE_TIMEOUT). Closing a socket whose request was never read resets it, and the client's next read then
+    fails with ECONNRESET instead of returning the refusal already queued for it."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLRDHUP)
+    poller.poll(RECEIVE_TIMEOUT * 1000)
 
 
 def peer(conn: socket.socket) -> tuple[int, int]:
