@@ -19,13 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from weavenet.core.contact import ASK_EVERY, BEAT, LATE
 from weavenet.status import LocalConnectionStatus, WeaveStatus
 from weavenet.status.overlay import FastdpConnection, FastdpDiagnostics
 
-# A weavenet peer heartbeats both overlays every 2 s (core.fastdp.QUICK_HEARTBEAT); one missed on both and most of
-# the next is silence worth showing: the router itself gives up at 6 s, the page says it at 3.5 s. Silence on the
-# fast datapath alone is UDP 6784 blocked (the router falls back to the sleeve), not a link down.
-SILENT_AFTER = 3.5
+# A weavenet peer with lean liveness sends one small packet every BEAT (4 s) on the carrying path, and is asked
+# once it is LATE (4.5 s); silence past the first ask is worth showing (5 s): the router itself gives up at 6 s.
+# (A peer without lean liveness beats every 2 s: it is shown silent at 5 s too.) Silence on the fast datapath alone
+# is UDP 6784 blocked (the router falls back to the sleeve), not a link down.
+SILENT_AFTER = BEAT + LATE + ASK_EVERY
 LOST_KEEP = 600.0  # a lost link of ours is shown this long at most (its peer still known)
 _PEER_IN_INFO = re.compile(r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})\(([^()]*)\)$")
 

@@ -51,11 +51,14 @@ def _with_fastdp(report, last_heartbeat: float, reason: str | None = None):
 def test_a_silent_fast_datapath_link_shows_down_before_the_router_gives_up() -> None:
     snap, _ = _snap(_with_fastdp(sample_report(), 1.0))
     assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "established"
-    snap, _ = _snap(_with_fastdp(sample_report(), 3.9))
+    # lean liveness: one probe every 4 s and an ask at 4.5 s, so a gap of 4.4 s is a link at rest, not a silent one
+    snap, _ = _snap(_with_fastdp(sample_report(), 4.4), heard={HOST2: 30.0})
+    assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "established"
+    snap, _ = _snap(_with_fastdp(sample_report(), 5.5))
     assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "silent"
-    snap, _ = _snap(_with_fastdp(sample_report(), 3.9), heard={HOST2: 4.0})
+    snap, _ = _snap(_with_fastdp(sample_report(), 5.5), heard={HOST2: 5.5})
     assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "silent"
-    snap, _ = _snap(_with_fastdp(sample_report(), 3.9), heard={HOST2: 0.5})  # the sleeve still talks: UDP blocked
+    snap, _ = _snap(_with_fastdp(sample_report(), 5.5), heard={HOST2: 0.5})  # the sleeve still talks: UDP blocked
     assert {lk["peer"]: lk for lk in snap["links"]}[HOST2]["state"] == "established"
 
 
